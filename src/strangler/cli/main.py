@@ -1,0 +1,124 @@
+"""`strangler`: the command line. Errors become exit codes here and nowhere else.
+
+Exit codes: 0 ok, 1 runtime failure (e.g. the port is taken), 2 unusable config or arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from strangler.control.snapshot import load_snapshot
+from strangler.errors import ConfigError, StranglerError
+
+app = typer.Typer(
+    help="strangler: move traffic from a legacy app to its replacement, route by route.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The gateway's YAML config file.")
+]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def run(
+    config: ConfigOption = Path("strangler.yaml"),
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Worker processes.")] = 1,
+    watch: Annotated[bool, typer.Option(help="Reload when the config file changes.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the gateway. SIGHUP reloads the config; SIGTERM drains and exits."""
+    from strangler.proxy.supervisor import run as run_gateway
+
+    _setup_logging(log_level)
+    try:
+        code = run_gateway(str(config), workers=workers, watch=watch)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except StranglerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
+
+
+@app.command("check-config")
+def check_config(
+    path: Annotated[Path, typer.Argument(help="The YAML config file to check.")],
+) -> None:
+    """Validate a config file; prints file:line: field: problem and exits 2 if unusable."""
+    try:
+        snapshot = load_snapshot(path)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"{path}: ok ({len(snapshot.backends)} backends, {len(snapshot.table)} routes, "
+        f"default backend {snapshot.config.default!r})"
+    )
+
+
+@app.command()
+def routes(
+    config: ConfigOption = Path("strangler.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the route table in match order, with each route's stage and backend."""
+    try:
+        snapshot = load_snapshot(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    rows = [
+        {
+            "name": spec.name,
+            "match": spec.match,
+            "stage": spec.stage.value,
+            "backend": decision.backend,
+            "reason": decision.reason.value,
+        }
+        for spec, decision in snapshot.table.rows()
+    ]
+    if as_json:
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    headers = ["#", "NAME", "MATCH", "STAGE", "BACKEND"]
+    table = [[str(i + 1), r["name"], r["match"], r["stage"], r["backend"]] for i, r in enumerate(rows)]
+    table.append(["*", "(unmatched)", "ANY *", "-", snapshot.config.default])
+    widths = [max(len(row[col]) for row in [headers, *table]) for col in range(len(headers))]
+    for row in [headers, *table]:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="The gateway's port.")] = 8000,
+    legacy_port: Annotated[int, typer.Option(help="The legacy demo app's port.")] = 3000,
+    new_port: Annotated[int, typer.Option(help="The new demo app's port.")] = 8080,
+    rate: Annotated[float, typer.Option(help="Generated requests per second.")] = 5.0,
+) -> None:
+    """Run the bundled legacy and new demo apps behind the gateway, with traffic flowing."""
+    from strangler.demo.runner import run_demo
+
+    raise typer.Exit(
+        run_demo(gateway_port=port, legacy_port=legacy_port, new_port=new_port, rate_per_s=rate)
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,99 @@
+"""The control state as one frozen value, swapped atomically when the config changes.
+
+Rules: a Snapshot never changes after it is built. The data plane holds a reference per request,
+so in-flight requests finish on the snapshot they started with while new ones use the new one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from strangler.config import Config, LimitsConfig, load_config
+from strangler.routing import RouteTable
+from strangler.routing.model import DecisionReason, RouteSpec, Stage
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTarget:
+    """Where and how to reach one backend."""
+
+    name: str
+    host: str
+    port: int
+    authority: bytes
+    connect_timeout_s: float
+    read_timeout_s: float
+    pool_size: int
+    pool_idle_s: float
+    is_host_preserved: bool
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one request needs to be routed and forwarded."""
+
+    version: int
+    source: str
+    config: Config
+    table: RouteTable
+    backends: Mapping[str, BackendTarget]
+    limits: LimitsConfig
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    via: bytes
+
+
+def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot:
+    """Compile a validated Config into a Snapshot (route patterns were checked by the config)."""
+    specs = [
+        RouteSpec(
+            name=route.name,
+            match=route.match,
+            stage=route.stage,
+            backend=config.backend_for(route),
+            reason=_reason(route.stage, route.backend),
+        )
+        for route in config.routes
+    ]
+    backends = {
+        name: BackendTarget(
+            name=name,
+            host=backend.host,
+            port=backend.port,
+            authority=backend.authority.encode("ascii"),
+            connect_timeout_s=backend.connect_timeout_s,
+            read_timeout_s=backend.read_timeout_s,
+            pool_size=backend.pool_size,
+            pool_idle_s=backend.pool_idle_s,
+            is_host_preserved=backend.host_header == "preserve",
+        )
+        for name, backend in config.backends.items()
+    }
+    return Snapshot(
+        version=version,
+        source=source,
+        config=config,
+        table=RouteTable.build(specs, config.default),
+        backends=MappingProxyType(backends),
+        limits=config.limits,
+        trusted_networks=config.forwarding.networks(),
+        via=b"1.1 " + config.forwarding.via.encode("ascii"),
+    )
+
+
+def load_snapshot(path: str | Path, *, version: int = 1) -> Snapshot:
+    """Read, validate and compile a config file; raises ConfigError naming file:line:field."""
+    return build_snapshot(load_config(path), source=str(path), version=version)
+
+
+def _reason(stage: Stage, backend: str | None) -> DecisionReason:
+    if backend is not None:
+        return DecisionReason.ROUTE_BACKEND
+    return DecisionReason.STAGE_NEW if stage is Stage.NEW else DecisionReason.STAGE_LEGACY

@@ -1,0 +1,328 @@
+"""One request/response exchange between a client connection and an upstream connection.
+
+Rules:
+- The client's answer is written in request order; only the connection's current exchange
+  talks to an upstream, later (pipelined) ones wait with their bytes buffered.
+- Bodies stream: each piece read from one side is written to the other at once. Backpressure
+  pauses the reading side while the writing side is over its high-water mark.
+- Once the response head has gone to the client, a failure cannot become an error response:
+  the client connection is aborted, so a truncated answer never looks complete.
+- A request that failed on a reused keep-alive connection before any byte of the answer came
+  back is retried once on a fresh connection, but only if it is safe and has no body.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from strangler.proxy.failures import FailureKind, render_problem, status_line
+from strangler.proxy.headers import drop_connection_listed
+from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool, _BadResponse
+from strangler.routing.model import Decision, DecisionReason
+
+if TYPE_CHECKING:
+    from strangler.proxy.server import ClientConnection
+
+_CRLF = b"\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CHUNKED_HEADER = b"Transfer-Encoding: chunked\r\n"
+_CLOSE_HEADER = b"Connection: close\r\n"
+_KEEP_ALIVE_HEADER = b"Connection: keep-alive\r\n"
+_UPGRADE_HEADER = b"Connection: upgrade\r\n"
+
+# Response headers the proxy does not copy through as they are (RFC 9110 §7.6.1 hop-by-hop,
+# plus the framing and the request id, which it writes itself).
+_R_SKIP, _R_LENGTH, _R_TE, _R_CONNECTION, _R_UPGRADE = range(5)
+_RESPONSE_SPECIAL: dict[bytes, int] = {
+    b"connection": _R_CONNECTION,
+    b"keep-alive": _R_SKIP,
+    b"proxy-connection": _R_SKIP,
+    b"te": _R_SKIP,
+    b"trailer": _R_SKIP,
+    b"transfer-encoding": _R_TE,
+    b"upgrade": _R_UPGRADE,
+    b"content-length": _R_LENGTH,
+    b"x-request-id": _R_SKIP,
+}
+_SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+
+
+class Exchange:
+    """The life of one request: waiting, attached to an upstream, answered."""
+
+    __slots__ = (
+        "attempts",
+        "body",
+        "body_buffered_bytes",
+        "client",
+        "conn",
+        "decision",
+        "error_response",
+        "expects_continue",
+        "head",
+        "is_cancelled",
+        "is_head",
+        "is_http10",
+        "is_replayable",
+        "is_request_chunked",
+        "is_response_chunked",
+        "is_response_complete",
+        "is_response_started",
+        "is_upgrade",
+        "keep_alive",
+        "pool",
+        "request_done",
+        "request_id",
+        "response_tail",
+        "wait_deadline",
+    )
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        decision: Decision,
+        pool: UpstreamPool | None,
+        head: bytes,
+        method: bytes,
+        *,
+        keep_alive: bool,
+        is_http10: bool,
+        is_upgrade: bool,
+        is_request_chunked: bool,
+        has_body: bool,
+        expects_continue: bool,
+        request_id: bytes,
+        response_tail: bytes,
+    ) -> None:
+        self.client = client
+        self.decision = decision
+        self.pool = pool
+        self.head = head
+        self.is_head = method == b"HEAD"
+        self.keep_alive = keep_alive
+        self.is_http10 = is_http10
+        self.is_upgrade = is_upgrade
+        self.is_request_chunked = is_request_chunked
+        self.expects_continue = expects_continue
+        self.request_id = request_id
+        self.response_tail = response_tail
+        self.is_replayable = not has_body and method in _SAFE_METHODS
+        self.request_done = False
+        self.body: list[bytes] | None = None
+        self.body_buffered_bytes = 0
+        self.conn: UpstreamConnection | None = None
+        self.is_response_started = False
+        self.is_response_complete = False
+        self.is_response_chunked = False
+        self.is_cancelled = False
+        self.wait_deadline = 0.0
+        self.attempts = 0
+        self.error_response: bytes | None = None
+
+    @classmethod
+    def rejected(cls, client: ClientConnection, response: bytes) -> Exchange:
+        """A placeholder that answers a refused pipelined request in its turn."""
+        decision = Decision(None, None, "-", DecisionReason.UNMATCHED_DEFAULT)
+        exchange = cls(
+            client,
+            decision,
+            None,
+            b"",
+            b"",
+            keep_alive=False,
+            is_http10=False,
+            is_upgrade=False,
+            is_request_chunked=False,
+            has_body=False,
+            expects_continue=False,
+            request_id=b"",
+            response_tail=b"",
+        )
+        exchange.error_response = response
+        return exchange
+
+    # -- PoolClient ---------------------------------------------------------------------------
+
+    def attach(self, conn: UpstreamConnection) -> None:
+        if self.is_cancelled:
+            conn.pool.release(conn, is_reusable=False)
+            return
+        self.attempts += 1
+        self.conn = conn
+        conn.send(self, self.head, is_head_request=self.is_head)
+        body = self.body
+        if body:
+            self.body = None
+            self.body_buffered_bytes = 0
+            if self.is_request_chunked:
+                for piece in body:
+                    conn.writelines([b"%x\r\n" % len(piece), piece, _CRLF])
+            else:
+                conn.writelines(body)
+            self.client.on_body_flushed()
+        if self.request_done and self.is_request_chunked:
+            conn.write(_LAST_CHUNK)
+        if self.client.is_write_paused:
+            conn.set_reading(is_paused=True)
+
+    def fail(self, kind: FailureKind) -> None:
+        self.conn = None
+        self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
+        self.client.fail_exchange(self, kind)
+
+    # -- request body from the client ---------------------------------------------------------
+
+    def send_body(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is not None:
+            if self.is_request_chunked:
+                conn.writelines([b"%x\r\n" % len(data), data, _CRLF])
+            else:
+                conn.write(data)
+            return
+        if self.is_response_complete or self.is_cancelled:
+            return
+        if self.body is None:
+            self.body = []
+        self.body.append(data)
+        self.body_buffered_bytes += len(data)
+        self.is_replayable = False
+
+    def end_body(self) -> None:
+        self.request_done = True
+        if self.conn is not None and self.is_request_chunked:
+            self.conn.write(_LAST_CHUNK)
+
+    def cancel(self) -> None:
+        """The client went away: free whatever this exchange holds."""
+        self.is_cancelled = True
+        conn = self.conn
+        if conn is not None and not self.is_response_complete:
+            self.conn = None
+            conn.sink = None
+            conn.abort()
+
+    # -- ResponseSink -------------------------------------------------------------------------
+
+    def on_response_head(self, conn: UpstreamConnection, status: int) -> None:
+        client = self.client
+        if status < 200 and status != 101:
+            # RFC 9110 §15.2: 1xx are interim; 100 is relayed to a client that asked for it.
+            if status == 100 and self.expects_continue and not self.is_http10:
+                client.write(_CONTINUE)
+            return
+        if status == 101 and not self.is_upgrade:
+            conn.sink = None
+            conn.abort()
+            self.conn = None
+            self.on_upstream_lost(conn, _BadResponse())
+            return
+        parts = [status_line(status)]
+        has_length = False
+        connection_tokens: bytes | None = None
+        for name, value in conn.headers:
+            kind = _RESPONSE_SPECIAL.get(name.lower())
+            if kind is None or kind == _R_LENGTH:
+                has_length = has_length or kind == _R_LENGTH
+                parts += (name, b": ", value, _CRLF)
+            elif kind == _R_CONNECTION:
+                connection_tokens = value
+            elif kind == _R_UPGRADE and status == 101:
+                parts += (name, b": ", value, _CRLF)
+        if connection_tokens is not None:
+            parts = drop_connection_listed(parts, connection_tokens)
+        is_bodyless = self.is_head or status in (204, 304)
+        if status == 101:
+            parts.append(_UPGRADE_HEADER)
+        else:
+            if not is_bodyless and not has_length:
+                if self.is_http10:
+                    # An HTTP/1.0 client can't read chunked: the end of the body is the close.
+                    self.keep_alive = False
+                else:
+                    self.is_response_chunked = True
+                    parts.append(_CHUNKED_HEADER)
+            if self.is_upgrade or not self.request_done:
+                self.keep_alive = False
+            if not self.keep_alive or client.is_draining:
+                self.keep_alive = False
+                parts.append(_CLOSE_HEADER)
+            elif self.is_http10:
+                parts.append(_KEEP_ALIVE_HEADER)
+        parts.append(self.response_tail)
+        self.is_response_started = True
+        client.write(b"".join(parts))
+
+    def on_response_body(self, data: bytes) -> None:
+        if self.is_response_chunked:
+            self.client.writelines([b"%x\r\n" % len(data), data, _CRLF])
+        else:
+            self.client.write(data)
+
+    def on_response_complete(self, conn: UpstreamConnection, is_reusable: bool) -> None:
+        self.is_response_complete = True
+        self.conn = None
+        if self.is_response_chunked:
+            self.client.write(_LAST_CHUNK)
+        conn.pool.release(conn, is_reusable=is_reusable and self.request_done)
+        self.client.exchange_done(self)
+
+    def on_upgrade(self, conn: UpstreamConnection, tail: bytes) -> None:
+        self.conn = None
+        self.is_response_complete = True
+        conn.pool.take_for_tunnel(conn)
+        self.client.start_tunnel(conn, tail)
+
+    def on_upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        self.conn = None
+        if self.is_response_complete or self.is_cancelled:
+            return
+        client = self.client
+        if self.is_response_started:
+            if exc is None and not conn.has_length_framing():
+                # A close-delimited body (no Content-Length, not chunked) ends at EOF.
+                self.is_response_complete = True
+                if self.is_response_chunked:
+                    client.write(_LAST_CHUNK)
+                client.exchange_done(self)
+                return
+            client.counters.inc("client_aborts_total", "upstream_died_mid_response")
+            client.abort()
+            return
+        if (
+            conn.is_reused
+            and not conn.has_response_bytes
+            and self.is_replayable
+            and self.attempts < 2
+            and not isinstance(exc, TimeoutError)
+            and self.pool is not None
+        ):
+            # The backend closed an idle keep-alive connection as we reused it: not its answer.
+            client.counters.inc("upstream_retries_total", self.decision.backend)
+            self.pool.acquire(self)
+            return
+        if isinstance(exc, TimeoutError):
+            kind = FailureKind.READ_TIMEOUT
+        elif isinstance(exc, _BadResponse):
+            kind = FailureKind.BAD_RESPONSE
+        else:
+            kind = FailureKind.RESET
+        self.fail(kind)
+
+    def on_upstream_pause(self, is_paused: bool) -> None:
+        self.client.set_upstream_full(is_paused=is_paused)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def problem(self, status: int, title: str, detail: str, reason: str) -> bytes:
+        return render_problem(
+            status,
+            title,
+            detail,
+            route=self.decision.route,
+            backend=self.decision.backend,
+            reason=reason,
+            request_id=self.request_id,
+            close=not (self.keep_alive and self.request_done),
+        )

@@ -1,0 +1,618 @@
+"""ClientConnection: one asyncio.Protocol per client socket, parsing requests with httptools.
+
+Rules:
+- Requests are refused before any byte reaches an upstream when their framing is ambiguous
+  (RFC 9112 §6.1, §6.3: Content-Length with Transfer-Encoding, several Content-Lengths, a
+  Transfer-Encoding other than `chunked`, obs-fold, bad chunk sizes): 400 and close.
+- Header section over the limit: 431. Body over the limit: 413. Other HTTP versions: 505.
+- Pipelined requests are answered in order; reading pauses while one waits, so the buffer of
+  waiting requests is bounded by one read.
+- Reading pauses for several independent reasons (pipeline, buffered body, upstream full,
+  upgrade pending); each reason is a bit, and reading resumes only when no bit is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+import random
+import re
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from strangler.errors import ClientProtocolError
+from strangler.proxy.exchange import Exchange
+from strangler.proxy.failures import FailureKind, render_problem
+from strangler.proxy.headers import drop_connection_listed
+from strangler.proxy.upstream_pool import UpstreamConnection
+
+if TYPE_CHECKING:
+    from strangler.control.snapshot import Snapshot
+    from strangler.observe.counters import Counters
+    from strangler.proxy.worker import Worker
+
+log = logging.getLogger("strangler.proxy")
+
+_PAUSE_PIPELINE = 1
+_PAUSE_BUFFER = 2
+_PAUSE_UPSTREAM = 4
+_PAUSE_UPGRADE = 8
+_PAUSE_ERROR = 16
+
+# A request body buffered while its upstream connection is being set up pauses the client here.
+_BUFFER_HIGH_WATER = 256 * 1024
+
+# Request headers with a job other than being copied through (RFC 9110 §7.6.1 hop-by-hop
+# headers, framing, forwarding and tracing headers the gateway rewrites).
+(
+    _H_DROP,
+    _H_CONNECTION,
+    _H_TE,
+    _H_LENGTH,
+    _H_HOST,
+    _H_XFF,
+    _H_XFP,
+    _H_XFH,
+    _H_FORWARDED,
+    _H_TRACEPARENT,
+    _H_REQUEST_ID,
+    _H_EXPECT,
+    _H_UPGRADE,
+    _H_VIA,
+) = range(14)
+_REQUEST_SPECIAL: dict[bytes, int] = {
+    b"connection": _H_CONNECTION,
+    b"keep-alive": _H_DROP,
+    b"proxy-connection": _H_DROP,
+    b"te": _H_DROP,
+    b"trailer": _H_DROP,
+    b"transfer-encoding": _H_TE,
+    b"upgrade": _H_UPGRADE,
+    b"content-length": _H_LENGTH,
+    b"host": _H_HOST,
+    b"x-forwarded-for": _H_XFF,
+    b"x-forwarded-proto": _H_XFP,
+    b"x-forwarded-host": _H_XFH,
+    b"forwarded": _H_FORWARDED,
+    b"traceparent": _H_TRACEPARENT,
+    b"x-request-id": _H_REQUEST_ID,
+    b"expect": _H_EXPECT,
+    b"via": _H_VIA,
+    b"tracestate": -1,
+}
+
+# W3C Trace Context §3.2: version-traceid-parentid-flags, lowercase hex, ids not all zero.
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=@-]{1,200}")
+_ZERO_TRACE = b"0" * 32
+_ZERO_SPAN = b"0" * 16
+
+_METHOD_NAMES: dict[bytes, str] = {
+    m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")
+}
+
+_getrandbits = random.getrandbits
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client socket: parses requests, runs their exchanges in order."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.counters: Counters = worker.counters
+        self.transport: asyncio.Transport | None = None
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self.peer = b"-"
+        self.is_trusted_peer = False
+        self.current: Exchange | None = None
+        self.pipeline: collections.deque[Exchange] = collections.deque()
+        self.parsing: Exchange | None = None
+        self.is_draining = False
+        self.is_write_paused = False
+        self.is_closed = False
+        self.deadline = 0.0
+        self.tunnel: UpstreamConnection | None = None
+        self._paused = 0
+        self._error: ClientProtocolError | None = None
+        self._upgrade_buffer: list[bytes] = []
+        self._reset_message()
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.peer!r} current={self.current is not None}>"
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._out: list[bytes] = [b""]
+        self._header_bytes = 0
+        self._body_bytes = 0
+        self._content_length = -1
+        self._is_chunked = False
+        self._host: bytes | None = None
+        self._xff: bytes | None = None
+        self._xfp: bytes | None = None
+        self._xfh: bytes | None = None
+        self._traceparent: bytes | None = None
+        self._request_id: bytes | None = None
+        self._upgrade: bytes | None = None
+        self._expects_continue = False
+        self._connection_tokens: bytes | None = None
+        self._has_host_twice = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        worker = self.worker
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.peer = str(peername[0]).encode("ascii")
+            snapshot = worker.snapshot
+            if snapshot.trusted_networks:
+                address = ipaddress.ip_address(peername[0])
+                self.is_trusted_peer = any(address in net for net in snapshot.trusted_networks)
+        if len(worker.connections) >= worker.snapshot.limits.max_connections:
+            self.counters.inc("client_connections_refused_total", "max_connections")
+            transport.abort()
+            return
+        worker.connections.add(self)
+        self.deadline = worker.loop.time() + worker.snapshot.limits.header_timeout_s
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.write(data)
+            return
+        parser = self.parser
+        if parser is None:
+            if self._paused & _PAUSE_UPGRADE:
+                self._upgrade_buffer.append(data)
+            return
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.parser = None
+            offset = exc.args[0] if exc.args else len(data)
+            if offset < len(data):
+                self._upgrade_buffer.append(data[offset:])
+            self._set_paused(_PAUSE_UPGRADE, on=True)
+        except httptools.HttpParserError as exc:
+            error = self._error
+            if error is None:
+                if isinstance(exc, httptools.HttpParserCallbackError):
+                    log.error("request parsing callback failed", exc_info=exc)
+                error = ClientProtocolError(400, _parser_reason(exc))
+            self._reject(error)
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel is not None and self.tunnel.transport is not None:
+            if self.tunnel.transport.can_write_eof():
+                self.tunnel.transport.write_eof()
+                return True
+            return None
+        # A client may half-close after its last request and still read the answer.
+        return self.current is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_closed = True
+        self.worker.connections.discard(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+        if self.current is not None:
+            self.current.cancel()
+            self.current = None
+        while self.pipeline:
+            self.pipeline.popleft().cancel()
+
+    def pause_writing(self) -> None:
+        self.is_write_paused = True
+        conn = self._upstream_reading()
+        if conn is not None:
+            conn.set_reading(is_paused=True)
+
+    def resume_writing(self) -> None:
+        self.is_write_paused = False
+        conn = self._upstream_reading()
+        if conn is not None:
+            conn.set_reading(is_paused=False)
+
+    def _upstream_reading(self) -> UpstreamConnection | None:
+        if self.tunnel is not None:
+            return self.tunnel
+        return self.current.conn if self.current is not None else None
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.current is None:
+            # Slowloris: the header section must arrive within header_timeout_s of its first byte.
+            self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.header_timeout_s
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.worker.snapshot.limits.max_header_bytes:
+            self._error = ClientProtocolError(431, "the request's header section is too large")
+            raise self._error
+        kind = _REQUEST_SPECIAL.get(name.lower())
+        if kind is None:
+            self._out += (name, b": ", value, b"\r\n")
+        elif kind == _H_LENGTH:
+            self._content_length = int(value)
+            self._out += (name, b": ", value, b"\r\n")
+        elif kind == _H_HOST:
+            if self._host is not None:
+                self._has_host_twice = True
+            self._host = value
+        elif kind == _H_TE:
+            # llhttp already refused anything but a final `chunked`; be exact about it anyway.
+            if value.strip().lower() != b"chunked":
+                self._error = ClientProtocolError(400, "unsupported Transfer-Encoding")
+                raise self._error
+            self._is_chunked = True
+        elif kind == _H_TRACEPARENT:
+            self._traceparent = value
+        elif kind == _H_REQUEST_ID:
+            self._request_id = value
+        elif kind == _H_XFF:
+            self._xff = value if self._xff is None else self._xff + b", " + value
+        elif kind == _H_XFP:
+            self._xfp = value
+        elif kind == _H_XFH:
+            self._xfh = value
+        elif kind == _H_FORWARDED:
+            if self.is_trusted_peer:
+                self._out += (name, b": ", value, b"\r\n")
+        elif kind == _H_CONNECTION:
+            self._connection_tokens = value
+        elif kind == _H_UPGRADE:
+            self._upgrade = value
+        elif kind == _H_EXPECT:
+            self._expects_continue = value.strip().lower() == b"100-continue"
+            self._out += (name, b": ", value, b"\r\n")
+        elif kind == _H_VIA:
+            self._out += (name, b": ", value, b"\r\n")
+        elif kind == -1:
+            self._out += (name, b": ", value, b"\r\n")
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        assert parser is not None
+        snapshot = self.worker.snapshot
+        version = parser.get_http_version()
+        if version == "1.1":
+            is_http10 = False
+            if self._host is None:
+                self._fail_head(400, "HTTP/1.1 requests need a Host header (RFC 9112 §3.2)")
+        elif version == "1.0":
+            is_http10 = True
+            if self._is_chunked:
+                # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+                self._fail_head(400, "Transfer-Encoding is not allowed in HTTP/1.0")
+        else:
+            self._fail_head(505, f"HTTP/{version} is not supported")
+        if self._has_host_twice:
+            self._fail_head(400, "several Host headers")
+        url = self._url
+        if url[:1] != b"/":
+            url = self._origin_form(url)
+        method = parser.get_method()
+        if method == b"CONNECT":
+            self._fail_head(405, "CONNECT is not served by a reverse proxy")
+        if self._content_length > snapshot.limits.max_body_bytes:
+            self._fail_head(413, "the request body is larger than the limit")
+        method_name = _METHOD_NAMES.get(method) or method.decode("latin-1")
+        question = url.find(b"?")
+        path = url if question < 0 else url[:question]
+        decision = snapshot.table.decide(method_name, path.decode("latin-1"))
+        pool = self.worker.pools.get(decision.backend)
+        keep_alive = parser.should_keep_alive() and not self.is_draining
+        is_upgrade = self._upgrade is not None and parser.should_upgrade()
+        request_id, traceparent = self._trace_ids()
+        head = self._build_head(snapshot, method, url, pool, request_id, traceparent, is_upgrade)
+        exchange = Exchange(
+            self,
+            decision,
+            pool,
+            head,
+            method,
+            keep_alive=keep_alive,
+            is_http10=is_http10,
+            is_upgrade=is_upgrade,
+            is_request_chunked=self._is_chunked,
+            has_body=self._is_chunked or self._content_length > 0,
+            expects_continue=self._expects_continue,
+            request_id=request_id,
+            response_tail=b"X-Request-Id: " + request_id + b"\r\nVia: " + snapshot.via + b"\r\n\r\n",
+        )
+        self._reset_message()
+        self.parsing = exchange
+        self.deadline = 0.0
+        if self.current is None:
+            self.current = exchange
+            self._start(exchange)
+        else:
+            self.pipeline.append(exchange)
+            self._set_paused(_PAUSE_PIPELINE, on=True)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.parsing
+        if exchange is None:
+            return
+        self._body_bytes += len(body)
+        if self._body_bytes > self.worker.snapshot.limits.max_body_bytes:
+            self._error = ClientProtocolError(413, "the request body is larger than the limit")
+            raise self._error
+        exchange.send_body(body)
+        if exchange.body_buffered_bytes > _BUFFER_HIGH_WATER:
+            self._set_paused(_PAUSE_BUFFER, on=True)
+
+    def on_message_complete(self) -> None:
+        exchange = self.parsing
+        self.parsing = None
+        self._body_bytes = 0
+        if exchange is not None:
+            exchange.end_body()
+
+    # -- building the upstream request head ---------------------------------------------------
+
+    def _fail_head(self, status: int, reason: str) -> None:
+        self._error = ClientProtocolError(status, reason)
+        raise self._error
+
+    def _origin_form(self, url: bytes) -> bytes:
+        """Absolute-form targets (RFC 9112 §3.2.2) become origin-form; `*` only for OPTIONS."""
+        lowered = url[:8].lower()
+        if lowered.startswith((b"http://", b"https://")):
+            rest = url.split(b"://", 1)[1]
+            slash = rest.find(b"/")
+            return b"/" if slash < 0 else rest[slash:]
+        if url == b"*":
+            return url
+        self._fail_head(400, "the request target is not a path")
+        return url
+
+    def _trace_ids(self) -> tuple[bytes, bytes]:
+        """(request id, traceparent to send upstream): passed through when valid, else made."""
+        span = b"%016x" % _getrandbits(64)
+        incoming = self._traceparent
+        match = _TRACEPARENT.fullmatch(incoming) if incoming is not None else None
+        if (
+            match is not None
+            and match[1] != b"ff"
+            and match[2] != _ZERO_TRACE
+            and match[3] != _ZERO_SPAN
+        ):
+            traceparent = b"00-" + match[2] + b"-" + span + b"-" + match[4]
+            new_id = b"%032x" % _getrandbits(128)
+        else:
+            # A new trace: its id doubles as the request id, so logs and traces join up.
+            new_id = b"%032x" % _getrandbits(128)
+            traceparent = b"00-" + new_id + b"-" + span + b"-01"
+        request_id = self._request_id
+        if request_id is None or _REQUEST_ID.fullmatch(request_id) is None:
+            request_id = new_id
+        return request_id, traceparent
+
+    def _build_head(
+        self,
+        snapshot: Snapshot,
+        method: bytes,
+        url: bytes,
+        pool: object,
+        request_id: bytes,
+        traceparent: bytes,
+        is_upgrade: bool,
+    ) -> bytes:
+        out = self._out
+        out[0] = method + b" " + url + b" HTTP/1.1\r\n"
+        if self._connection_tokens is not None:
+            out = drop_connection_listed(out, self._connection_tokens)
+        target = getattr(pool, "target", None)
+        host = self._host
+        if target is not None and (host is None or not target.is_host_preserved):
+            host = target.authority
+        if host is not None:
+            out += (b"Host: ", host, b"\r\n")
+        if self.is_trusted_peer:
+            xff = self.peer if self._xff is None else self._xff + b", " + self.peer
+            proto = self._xfp or b"http"
+            forwarded_host = self._xfh or self._host
+        else:
+            xff, proto, forwarded_host = self.peer, b"http", self._host
+        out += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
+        if forwarded_host is not None:
+            out += (b"X-Forwarded-Host: ", forwarded_host, b"\r\n")
+        out += (
+            b"Via: ",
+            snapshot.via,
+            b"\r\ntraceparent: ",
+            traceparent,
+            b"\r\nX-Request-Id: ",
+            request_id,
+            b"\r\n",
+        )
+        if self._is_chunked:
+            out.append(b"Transfer-Encoding: chunked\r\n")
+        if is_upgrade and self._upgrade is not None:
+            out += (b"Connection: upgrade\r\nUpgrade: ", self._upgrade, b"\r\n")
+        out.append(b"\r\n")
+        return b"".join(out)
+
+    # -- exchanges ----------------------------------------------------------------------------
+
+    def _start(self, exchange: Exchange) -> None:
+        if exchange.error_response is not None:
+            self.write(exchange.error_response)
+            self.close()
+            return
+        if exchange.pool is None:
+            self.fail_exchange(exchange, FailureKind.CONNECT_REFUSED)
+            return
+        exchange.pool.acquire(exchange)
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        """Called once when `exchange`'s answer is complete (or its error was written)."""
+        if exchange is not self.current:
+            return
+        self.current = None
+        if self.is_closed:
+            return
+        if not exchange.keep_alive or self.is_draining:
+            self.close()
+            return
+        if self.pipeline:
+            nxt = self.pipeline.popleft()
+            self.current = nxt
+            if not self.pipeline:
+                self._set_paused(_PAUSE_PIPELINE, on=False)
+            self._start(nxt)
+            return
+        self._set_paused(_PAUSE_PIPELINE, on=False)
+        if self.parsing is None:
+            self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.idle_timeout_s
+
+    def fail_exchange(self, exchange: Exchange, kind: FailureKind) -> None:
+        """An exchange got no answer from its upstream: answer with problem+json."""
+        if exchange.is_response_started:
+            self.abort()
+            return
+        target = exchange.pool.target if exchange.pool is not None else None
+        timeout = (
+            target.connect_timeout_s
+            if kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.POOL_TIMEOUT) and target
+            else (target.read_timeout_s if target else 0.0)
+        )
+        detail = f"backend {exchange.decision.backend!r}: {kind.title().lower()}"
+        if kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.READ_TIMEOUT, FailureKind.POOL_TIMEOUT):
+            detail += f" after {timeout:g} s"
+        exchange.is_response_started = True
+        exchange.is_response_complete = True
+        if not exchange.request_done or exchange.is_upgrade:
+            exchange.keep_alive = False
+        self.write(exchange.problem(kind.status(), kind.title(), detail, kind.value))
+        self.exchange_done(exchange)
+
+    def start_tunnel(self, conn: UpstreamConnection, tail: bytes) -> None:
+        """The upstream said 101: from now on bytes flow both ways untouched."""
+        self.current = None
+        self.tunnel = conn
+        self.deadline = 0.0
+        assert self.transport is not None
+        conn.start_tunnel(self.transport)
+        if tail:
+            self.write(tail)
+        buffered, self._upgrade_buffer = self._upgrade_buffer, []
+        for data in buffered:
+            conn.write(data)
+        self.counters.inc("websocket_tunnels_total")
+        self._set_paused(_PAUSE_UPGRADE, on=False)
+        self._set_paused(_PAUSE_PIPELINE, on=False)
+
+    # -- flow control and I/O -----------------------------------------------------------------
+
+    def on_body_flushed(self) -> None:
+        self._set_paused(_PAUSE_BUFFER, on=False)
+
+    def set_upstream_full(self, *, is_paused: bool) -> None:
+        self._set_paused(_PAUSE_UPSTREAM, on=is_paused)
+
+    def _set_paused(self, reason: int, *, on: bool) -> None:
+        before = self._paused
+        after = before | reason if on else before & ~reason
+        self._paused = after
+        transport = self.transport
+        if transport is None or self.is_closed:
+            return
+        if before == 0 and after != 0:
+            transport.pause_reading()
+        elif before != 0 and after == 0:
+            transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.is_closed:
+            self.transport.write(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        if self.transport is not None and not self.is_closed:
+            self.transport.writelines(parts)
+
+    def close(self) -> None:
+        """Close after what was written is flushed."""
+        if self.transport is not None and not self.is_closed:
+            self.is_closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now; the client sees a reset, never a complete-looking answer."""
+        if self.transport is not None:
+            self.is_closed = True
+            self.transport.abort()
+
+    def _reject(self, error: ClientProtocolError) -> None:
+        """A request we refuse: answer it in order, then close."""
+        self.parser = None
+        self._set_paused(_PAUSE_ERROR, on=True)
+        self.counters.inc("client_requests_rejected_total", str(error.status))
+        response = render_problem(
+            error.status,
+            _REJECT_TITLES.get(error.status, "Bad request"),
+            error.reason,
+            reason=f"client_{error.status}",
+        )
+        exchange = self.parsing
+        if exchange is not None and exchange is self.current:
+            # The body of the request being forwarded went bad: the upstream gets nothing more.
+            exchange.cancel()
+            self.current = None
+            if exchange.is_response_started:
+                self.abort()
+                return
+        if self.current is None:
+            self.write(response)
+            self.close()
+            return
+        self.parsing = None
+        self.pipeline.append(Exchange.rejected(self, response))
+
+    def on_deadline(self, now: float) -> None:
+        """Called by the worker's sweeper when `deadline` has passed."""
+        self.deadline = 0.0
+        if self.current is not None or self.tunnel is not None:
+            return
+        if self.parsing is not None or self._url or self._header_bytes:
+            self.counters.inc("client_timeouts_total", "header")
+            self.write(
+                render_problem(408, "Request Timeout", "the header section took too long", reason="client_408")
+            )
+        else:
+            self.counters.inc("client_timeouts_total", "idle")
+        self.close()
+
+    def begin_drain(self) -> None:
+        """Stop taking requests: idle connections close now, busy ones after their answer."""
+        self.is_draining = True
+        if self.current is None and self.tunnel is None and self.parsing is None:
+            self.close()
+
+
+_REJECT_TITLES = {
+    400: "Bad Request",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    505: "HTTP Version Not Supported",
+}
+
+
+def _parser_reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"malformed request: {text}"

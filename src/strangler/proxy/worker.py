@@ -1,0 +1,146 @@
+"""One worker: an event loop serving client connections on one listening socket.
+
+Rules:
+- The snapshot is swapped atomically on reload (SIGHUP, or a changed file with --watch);
+  a bad new file is refused, logged, and the old snapshot stays in force.
+- Deadlines (slowloris header timeout, idle keep-alive, upstream read timeout, pool waits and
+  idle expiry) are checked by one sweeper every 100 ms instead of a timer per request.
+- SIGTERM/SIGINT drain: stop accepting, close idle connections, let in-flight exchanges finish
+  up to `drain_timeout_s`, then abort what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from strangler.control.snapshot import Snapshot, load_snapshot
+from strangler.errors import ConfigError
+from strangler.observe.counters import Counters
+from strangler.proxy.server import ClientConnection
+from strangler.proxy.tasks import TaskSet
+from strangler.proxy.upstream_pool import UpstreamPool
+
+log = logging.getLogger("strangler.worker")
+
+SWEEP_INTERVAL_S = 0.1
+WATCH_INTERVAL_S = 1.0
+
+
+class Worker:
+    """Owns the loop-side state of one gateway process."""
+
+    def __init__(
+        self, snapshot: Snapshot, loop: asyncio.AbstractEventLoop, *, watch: bool = False
+    ) -> None:
+        self.snapshot = snapshot
+        self.loop = loop
+        self.counters = Counters()
+        self.tasks = TaskSet(loop)
+        self.connections: set[ClientConnection] = set()
+        self.pools: dict[str, UpstreamPool] = {}
+        self.is_draining = False
+        self._watch = watch
+        self._mtime = _mtime(snapshot.source)
+        self._next_watch = 0.0
+        self._stop: asyncio.Future[None] = loop.create_future()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._apply_pools(snapshot)
+
+    def __repr__(self) -> str:
+        return f"<Worker pid={os.getpid()} v{self.snapshot.version} conns={len(self.connections)}>"
+
+    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+        """Serve until SIGTERM/SIGINT, then drain."""
+        server = await self.loop.create_server(lambda: ClientConnection(self), sock=sock)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+        on_ready()
+        try:
+            await self._stop
+        finally:
+            await self._drain(server)
+
+    def stop(self) -> None:
+        if not self._stop.done():
+            self._stop.set_result(None)
+
+    def reload(self) -> bool:
+        """Load the config file again; on success new requests use the new snapshot."""
+        path = self.snapshot.source
+        try:
+            snapshot = load_snapshot(path, version=self.snapshot.version + 1)
+        except ConfigError as exc:
+            self.counters.inc("config_reloads_total", "refused")
+            log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
+            return False
+        self._apply_pools(snapshot)
+        self.snapshot = snapshot
+        self._mtime = _mtime(path)
+        self.counters.inc("config_reloads_total", "applied")
+        log.info("config reloaded: version %d, %d routes", snapshot.version, len(snapshot.table))
+        return True
+
+    def _apply_pools(self, snapshot: Snapshot) -> None:
+        pools: dict[str, UpstreamPool] = {}
+        for name, target in snapshot.backends.items():
+            pool = self.pools.get(name)
+            if pool is not None and pool.target.address == target.address:
+                pool.update_target(target)
+            else:
+                pool = UpstreamPool(target, self.loop, self.tasks, self.counters)
+            pools[name] = pool
+        for name, pool in self.pools.items():
+            if pools.get(name) is not pool:
+                # Exchanges in flight keep their pool; only its idle sockets go now.
+                pool.close_idle()
+        self.pools = pools
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        try:
+            for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+                conn.on_deadline(now)
+            for pool in self.pools.values():
+                pool.sweep(now)
+            if self._watch and now >= self._next_watch:
+                self._next_watch = now + WATCH_INTERVAL_S
+                if _mtime(self.snapshot.source) != self._mtime:
+                    self._mtime = _mtime(self.snapshot.source)
+                    self.reload()
+        finally:
+            self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    async def _drain(self, server: asyncio.AbstractServer) -> None:
+        self.is_draining = True
+        server.close()
+        for conn in list(self.connections):
+            conn.begin_drain()
+        deadline = self.loop.time() + self.snapshot.limits.drain_timeout_s
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        left = len(self.connections)
+        if left:
+            log.warning("drain timeout: aborting %d connections", left)
+        for conn in list(self.connections):
+            conn.abort()
+        for pool in self.pools.values():
+            pool.close_idle()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.tasks.cancel_all()
+        log.info("drained; counters: %s", self.counters.snapshot())
+
+
+def _mtime(path: str) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0

@@ -1,0 +1,64 @@
+"""Values the router works with: stages, compiled routes and the Decision it returns.
+
+Pure data. Nothing here does I/O, and every value is immutable so one snapshot can be shared
+by every request in flight without locks.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Stage(enum.StrEnum):
+    """Where a route is in its migration (see ARCHITECTURE.md, "every route has a stage")."""
+
+    LEGACY = "legacy"
+    SHADOW = "shadow"
+    CANARY = "canary"
+    NEW = "new"
+    RETIRED = "retired"
+
+
+# Stages whose behaviour ships today; the schema reserves the others for later issues.
+SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.NEW})
+
+
+class DecisionReason(enum.StrEnum):
+    """Why the router picked the backend it picked; shown in logs and `strangler routes`."""
+
+    STAGE_LEGACY = "stage_legacy"
+    STAGE_NEW = "stage_new"
+    ROUTE_BACKEND = "route_backend"
+    UNMATCHED_DEFAULT = "unmatched_default"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One route as configured, before compilation.
+
+    `match` is a verb plus a Rails-style path pattern, exactly as `bin/rails routes` prints it,
+    e.g. ``"GET|HEAD /api/projects/:id(.:format)"`` or ``"ANY /reports/*path"``.
+    `backend` is the backend that answers; the config layer resolves it from the stage (legacy ->
+    the legacy backend, new -> the new backend) or from the route's own `backend:` override.
+    """
+
+    name: str
+    match: str
+    stage: Stage
+    backend: str
+    reason: DecisionReason
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the router decided for one request head.
+
+    `route` is None when nothing matched and the default backend answers. A Decision for a
+    matched route is built once per route when the table compiles, so deciding allocates nothing.
+    """
+
+    route: str | None
+    stage: Stage | None
+    backend: str
+    reason: DecisionReason
