@@ -1,0 +1,208 @@
+"""Real upstream servers on 127.0.0.1 for integration tests, each in its own thread and loop.
+
+- `EchoUpstream`: a Starlette app under uvicorn that reports what it received (headers, body
+  length and digest), streams large bodies, answers slowly on request and echoes WebSockets.
+- `RawUpstream`: a bare asyncio server driven by a test's own coroutine, for upstreams that
+  misbehave (reset mid-answer, never answer, send garbage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+_CHUNK = b"x" * 65536
+
+
+async def _echo(request: Request) -> Response:
+    digest = hashlib.sha256()
+    length = 0
+    async for piece in request.stream():
+        digest.update(piece)
+        length += len(piece)
+    request.app.state.hits.append(request.url.path)
+    return JSONResponse(
+        {
+            "name": request.app.state.name,
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_bytes": length,
+            "body_sha256": digest.hexdigest(),
+            "http_version": request.scope.get("http_version"),
+        },
+        headers={"X-Upstream": request.app.state.name},
+    )
+
+
+async def _bytes(request: Request) -> Response:
+    """GET /bytes/N streams N bytes; ?length=1 sends Content-Length instead of chunked."""
+    total = int(request.path_params["n"])
+
+    async def body() -> Any:
+        left = total
+        while left > 0:
+            piece = _CHUNK[: min(left, len(_CHUNK))]
+            left -= len(piece)
+            yield piece
+
+    headers = {"Content-Length": str(total)} if request.query_params.get("length") else {}
+    return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
+
+
+async def _slow(request: Request) -> Response:
+    await asyncio.sleep(int(request.path_params["ms"]) / 1000)
+    return JSONResponse({"slept_ms": int(request.path_params["ms"])})
+
+
+async def _status(request: Request) -> Response:
+    code = int(request.path_params["code"])
+    return Response(b"" if code in (204, 304) else b"status body", status_code=code)
+
+
+async def _ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                await websocket.send_text("echo:" + message["text"])
+            elif message.get("bytes") is not None:
+                await websocket.send_bytes(message["bytes"])
+    except Exception:
+        return
+
+
+def echo_app(name: str) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/bytes/{n:int}", _bytes),
+            Route("/slow/{ms:int}", _slow),
+            Route("/status/{code:int}", _status, methods=["GET", "HEAD", "POST"]),
+            WebSocketRoute("/ws", _ws),
+            Route(
+                "/{path:path}",
+                _echo,
+                methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            ),
+        ]
+    )
+    app.state.name = name
+    app.state.hits = []
+    return app
+
+
+class EchoUpstream:
+    """uvicorn serving `echo_app(name)` on 127.0.0.1:<free port> in a background thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.app = echo_app(name)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="websockets-sansio"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hits(self) -> list[str]:
+        return list(self.app.state.hits)
+
+    def start(self) -> EchoUpstream:
+        self.thread.start()
+        started = threading.Event()
+
+        def wait() -> None:
+            while not self.server.started:
+                if not self.thread.is_alive():
+                    break
+                started.wait(0.01)
+
+        wait()
+        assert self.server.started, "upstream failed to start"
+        sockets = self.server.servers[0].sockets
+        self.port = sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawUpstream:
+    """An asyncio TCP server in its own thread whose connections run `handler`."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self.connections = 0
+        self._ready = threading.Event()
+        self._server: asyncio.Server | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        async def main() -> None:
+            self._server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            self.port = self._server.sockets[0].getsockname()[1]
+            self._ready.set()
+            async with self._server:
+                await self._server.serve_forever()
+
+        try:
+            self.loop.run_until_complete(main())
+        except asyncio.CancelledError:
+            pass
+
+    def start(self) -> RawUpstream:
+        self.thread.start()
+        assert self._ready.wait(10), "raw upstream failed to start"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self.loop.call_soon_threadsafe(self._server.close)
+            for task in asyncio.all_tasks(self.loop):
+                self.loop.call_soon_threadsafe(task.cancel)
+        self.thread.join(timeout=5)
+
+
+async def read_request_head(reader: asyncio.StreamReader) -> bytes:
+    """Read one request's header section (for RawUpstream handlers)."""
+    return await reader.readuntil(b"\r\n\r\n")
