@@ -268,10 +268,13 @@ def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node, int] | N
                 # The key's line: a nested block value starts on the line after it.
                 return value, key.start_mark.line + 1
         return None
-    if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-        if 0 <= part < len(node.value):
-            item = node.value[part]
-            return item, item.start_mark.line + 1
+    if (
+        isinstance(node, yaml.SequenceNode)
+        and isinstance(part, int)
+        and 0 <= part < len(node.value)
+    ):
+        item = node.value[part]
+        return item, item.start_mark.line + 1
     return None
 
 

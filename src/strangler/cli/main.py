@@ -86,23 +86,26 @@ def routes(
         raise typer.Exit(2) from exc
     rows = [
         {
-            "name": spec.name,
-            "match": spec.match,
-            "stage": spec.stage.value,
-            "backend": decision.backend,
-            "reason": decision.reason.value,
+            "name": row.spec.name,
+            "match": row.spec.match,
+            "stage": row.spec.stage.value,
+            "backend": row.decision.backend,
+            "reason": row.decision.reason.value,
         }
-        for spec, decision in snapshot.table.rows()
+        for row in snapshot.table.rows()
     ]
     if as_json:
         typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     headers = ["#", "NAME", "MATCH", "STAGE", "BACKEND"]
-    table = [[str(i + 1), r["name"], r["match"], r["stage"], r["backend"]] for i, r in enumerate(rows)]
+    table = [
+        [str(i + 1), r["name"], r["match"], r["stage"], r["backend"]] for i, r in enumerate(rows)
+    ]
     table.append(["*", "(unmatched)", "ANY *", "-", snapshot.config.default])
     widths = [max(len(row[col]) for row in [headers, *table]) for col in range(len(headers))]
-    for row in [headers, *table]:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for line in [headers, *table]:
+        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
 
 
 @app.command()

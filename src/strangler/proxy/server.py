@@ -62,7 +62,8 @@ _BUFFER_HIGH_WATER = 256 * 1024
     _H_EXPECT,
     _H_UPGRADE,
     _H_VIA,
-) = range(14)
+    _H_PASS,
+) = range(15)
 _REQUEST_SPECIAL: dict[bytes, int] = {
     b"connection": _H_CONNECTION,
     b"keep-alive": _H_DROP,
@@ -81,7 +82,7 @@ _REQUEST_SPECIAL: dict[bytes, int] = {
     b"x-request-id": _H_REQUEST_ID,
     b"expect": _H_EXPECT,
     b"via": _H_VIA,
-    b"tracestate": -1,
+    b"tracestate": _H_PASS,
 }
 
 # W3C Trace Context §3.2: version-traceid-parentid-flags, lowercase hex, ids not all zero.
@@ -112,6 +113,7 @@ class ClientConnection(asyncio.Protocol):
         self.parsing: Exchange | None = None
         self.is_draining = False
         self.is_write_paused = False
+        self.is_feeding = False
         self.is_closed = False
         self.deadline = 0.0
         self.tunnel: UpstreamConnection | None = None
@@ -156,7 +158,7 @@ class ClientConnection(asyncio.Protocol):
                 self.is_trusted_peer = any(address in net for net in snapshot.trusted_networks)
         if len(worker.connections) >= worker.snapshot.limits.max_connections:
             self.counters.inc("client_connections_refused_total", "max_connections")
-            transport.abort()
+            self.transport.abort()
             return
         worker.connections.add(self)
         self.deadline = worker.loop.time() + worker.snapshot.limits.header_timeout_s
@@ -171,6 +173,7 @@ class ClientConnection(asyncio.Protocol):
             if self._paused & _PAUSE_UPGRADE:
                 self._upgrade_buffer.append(data)
             return
+        self.is_feeding = True
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -186,6 +189,11 @@ class ClientConnection(asyncio.Protocol):
                     log.error("request parsing callback failed", exc_info=exc)
                 error = ClientProtocolError(400, _parser_reason(exc))
             self._reject(error)
+        finally:
+            self.is_feeding = False
+            current = self.current
+            if current is not None and current.to_upstream:
+                current.flush_upstream()
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None and self.tunnel.transport is not None:
@@ -277,9 +285,7 @@ class ClientConnection(asyncio.Protocol):
         elif kind == _H_EXPECT:
             self._expects_continue = value.strip().lower() == b"100-continue"
             self._out += (name, b": ", value, b"\r\n")
-        elif kind == _H_VIA:
-            self._out += (name, b": ", value, b"\r\n")
-        elif kind == -1:
+        elif kind in (_H_VIA, _H_PASS):
             self._out += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
@@ -330,7 +336,7 @@ class ClientConnection(asyncio.Protocol):
             has_body=self._is_chunked or self._content_length > 0,
             expects_continue=self._expects_continue,
             request_id=request_id,
-            response_tail=b"X-Request-Id: " + request_id + b"\r\nVia: " + snapshot.via + b"\r\n\r\n",
+            response_tail=_response_tail(request_id, snapshot.via),
         )
         self._reset_message()
         self.parsing = exchange
@@ -485,13 +491,16 @@ class ClientConnection(asyncio.Protocol):
             self.abort()
             return
         target = exchange.pool.target if exchange.pool is not None else None
-        timeout = (
-            target.connect_timeout_s
-            if kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.POOL_TIMEOUT) and target
-            else (target.read_timeout_s if target else 0.0)
-        )
+        waits_for_connect = kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.POOL_TIMEOUT)
+        timeout = 0.0
+        if target is not None:
+            timeout = target.connect_timeout_s if waits_for_connect else target.read_timeout_s
         detail = f"backend {exchange.decision.backend!r}: {kind.title().lower()}"
-        if kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.READ_TIMEOUT, FailureKind.POOL_TIMEOUT):
+        if kind in (
+            FailureKind.CONNECT_TIMEOUT,
+            FailureKind.READ_TIMEOUT,
+            FailureKind.POOL_TIMEOUT,
+        ):
             detail += f" after {timeout:g} s"
         exchange.is_response_started = True
         exchange.is_response_complete = True
@@ -589,9 +598,10 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.parsing is not None or self._url or self._header_bytes:
             self.counters.inc("client_timeouts_total", "header")
-            self.write(
-                render_problem(408, "Request Timeout", "the header section took too long", reason="client_408")
+            problem = render_problem(
+                408, "Request Timeout", "the header section took too long", reason="client_408"
             )
+            self.write(problem)
         else:
             self.counters.inc("client_timeouts_total", "idle")
         self.close()
@@ -611,6 +621,11 @@ _REJECT_TITLES = {
     431: "Request Header Fields Too Large",
     505: "HTTP Version Not Supported",
 }
+
+
+def _response_tail(request_id: bytes, via: bytes) -> bytes:
+    """The headers every answer gets, and the blank line that ends the head."""
+    return b"X-Request-Id: " + request_id + b"\r\nVia: " + via + b"\r\n\r\n"
 
 
 def _parser_reason(exc: Exception) -> str:

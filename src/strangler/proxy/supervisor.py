@@ -12,6 +12,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -114,14 +115,12 @@ def _spawn(source: str, host: str, port: int, ready_write: int) -> int:
 
 def _forward(children: dict[int, int], signum: int) -> None:
     for pid in children:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 def _reap() -> list[tuple[int, int]]:
-    reaped = []
+    reaped: list[tuple[int, int]] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)

@@ -47,6 +47,7 @@ class ResponseSink(Protocol):
     def on_upgrade(self, conn: UpstreamConnection, tail: bytes) -> None: ...
     def on_upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None: ...
     def on_upstream_pause(self, is_paused: bool) -> None: ...
+    def flush_client(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -59,10 +60,10 @@ class UpstreamConnection(asyncio.Protocol):
         "has_response_bytes",
         "header_names",
         "headers",
+        "idle_since",
         "is_closed",
         "is_head_request",
         "is_reused",
-        "idle_since",
         "pool",
         "read_timeout_s",
         "sink",
@@ -111,14 +112,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline = self.pool.loop.time() + self.read_timeout_s
         try:
             self._parser.feed_data(data)
+            if self.sink is not None:
+                self.sink.flush_client()
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             sink.on_upgrade(self, data[offset:])
-        except _HeadResponseDone:
-            # llhttp can't be told a response answers HEAD, so the head ends the message here.
-            self._parser = httptools.HttpResponseParser(self)
-            self._complete(keep_alive=self._head_keep_alive)
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _HeadResponseDone):
+                # llhttp can't be told a response answers HEAD: the head ends the message here.
+                self._parser = httptools.HttpResponseParser(self)
+                self._complete(keep_alive=self._head_keep_alive)
+                return
             if self.sink is not None:
                 self.sink.on_upstream_lost(self, _BadResponse())
             self.close()
@@ -180,14 +184,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- used by the exchange -----------------------------------------------------------------
 
-    def send(self, sink: ResponseSink, data: bytes, *, is_head_request: bool) -> None:
-        """Start one request on this connection; the response goes to `sink`."""
+    def start_request(self, sink: ResponseSink, *, is_head_request: bool) -> None:
+        """The next response on this connection goes to `sink` (the request bytes follow)."""
         self.sink = sink
         self.is_head_request = is_head_request
         self.has_response_bytes = False
         self.deadline = self.pool.loop.time() + self.read_timeout_s
-        assert self.transport is not None
-        self.transport.write(data)
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None

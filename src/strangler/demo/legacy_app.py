@@ -1,0 +1,301 @@
+"""The demo's legacy app: a small "projects and tasks" site that answers the way Rails 7.1 does.
+
+It stands in for the monolith a team is migrating away from: HTML pages with a layout and
+`csrf_meta_tags`, the JSON API of `legacy_api.py`, a login form protected by masked authenticity
+tokens, a signed cookie session, a streamed CSV report and `/up`. Any email logs in with the
+password "secret".
+
+Rules:
+- Every POST checks the authenticity token (form field or X-CSRF-Token header) before anything
+  else; a bad one is 422, like ActionController::InvalidAuthenticityToken.
+- Logging in or out resets the session (session fixation), which also rotates the CSRF secret:
+  tokens from before the login stop working, as in Rails.
+- Unknown routes and ids are 404; a wrong method is 404 too (Rails raises RoutingError). JSON for
+  API requests, public/404.html otherwise.
+- Development-mode cookie `_legacy_session`: HttpOnly and SameSite=Lax but not Secure, as
+  `bin/rails server` sends it over plain HTTP. Rails 7 would encrypt the session; the demo only
+  signs it (itsdangerous), so a curious user can read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import html
+import io
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from strangler.demo.legacy_api import (
+    LegacyStore,
+    api_routes,
+    project_or_none,
+    rails_error,
+    store_of,
+)
+from strangler.demo.rails_conventions import (
+    CSRF_PARAM,
+    RailsConventions,
+    is_authentic,
+    masked_csrf_token,
+)
+
+SESSION_COOKIE = "_legacy_session"
+DEMO_PASSWORD = "secret"
+# Like config/credentials in development: fixed, public, and useless anywhere else.
+DEV_SECRET_KEY_BASE = "strangler-demo-development-secret-key-base-do-not-use-in-production"
+REPORT_CHUNK_DELAY_S = 0.01
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    accept = request.headers.get("accept", "")
+    return path.startswith("/api/") or path.endswith(".json") or "application/json" in accept
+
+
+def _redirect(request: Request, path: str) -> Response:
+    # Rails' redirect_to sends an absolute URL built from the request's own Host header.
+    location = str(request.base_url).rstrip("/") + path
+    body = (
+        f'<html><body>You are being <a href="{html.escape(location)}">redirected</a>.</body></html>'
+    )
+    return HTMLResponse(body, status_code=302, headers={"location": location})
+
+
+# ----------------------------------------------------------------------------- HTML pages
+
+
+def _page(request: Request, title: str, body: str, status: int = 200) -> HTMLResponse:
+    email = request.session.get("user_email")
+    token = masked_csrf_token(request.session)
+    notice = request.session.pop("flash_notice", None)
+    account = (
+        f'<a href="/account">{html.escape(email)}</a> '
+        f'<form class="button_to" method="post" action="/logout">'
+        f'<input type="hidden" name="{CSRF_PARAM}" value="{token}" autocomplete="off">'
+        f'<button type="submit">Log out</button></form>'
+        if email
+        else '<a href="/login">Log in</a>'
+    )
+    flash = f'<p class="notice">{html.escape(notice)}</p>' if notice else ""
+    page = f"""<!DOCTYPE html>
+<html>
+  <head>
+    <title>{html.escape(title)} | Projects</title>
+    <meta name="viewport" content="width=device-width,initial-scale=1">
+    <meta name="csrf-param" content="{CSRF_PARAM}" />
+<meta name="csrf-token" content="{token}" />
+  </head>
+  <body>
+    <nav><a href="/">Home</a> <a href="/projects">Projects</a> {account}</nav>
+    {flash}
+    <main>
+{body}
+    </main>
+  </body>
+</html>
+"""
+    return HTMLResponse(page, status_code=status)
+
+
+async def home(request: Request) -> Response:
+    body = """<h1>Projects and tasks</h1>
+<ul>
+  <li><a href="/projects">All projects</a></li>
+  <li><a href="/api/projects.json">The JSON API</a></li>
+  <li><a href="/reports/projects.csv">Projects report (CSV)</a></li>
+  <li><a href="/account">Your account</a></li>
+</ul>"""
+    return _page(request, "Home", body)
+
+
+async def projects_index(request: Request) -> Response:
+    store = store_of(request)
+    rows = "\n".join(
+        f'<tr><td><a href="/projects/{p.id}">{html.escape(p.name)}</a></td>'
+        f"<td>{html.escape(p.owner)}</td><td>{len(store.tasks_of(p.id))}</td></tr>"
+        for p in sorted(store.projects.values(), key=lambda p: p.id)
+    )
+    header = "<tr><th>Name</th><th>Owner</th><th>Tasks</th></tr>"
+    body = f"<h1>Projects</h1>\n<table>\n{header}\n{rows}\n</table>"
+    return _page(request, "Projects", body)
+
+
+async def projects_show(request: Request) -> Response:
+    project = project_or_none(request)
+    if project is None:
+        raise HTTPException(404)
+    items = "\n".join(
+        f"<li>{'&#10003;' if t.is_done else '&#9744;'} {html.escape(t.title)}</li>"
+        for t in store_of(request).tasks_of(project.id)
+    )
+    body = (
+        f"<h1>{html.escape(project.name)}</h1>\n<p>Owner: {html.escape(project.owner)}</p>\n"
+        f"<h2>Tasks</h2>\n<ul>\n{items}\n</ul>"
+    )
+    return _page(request, project.name, body)
+
+
+def _login_page(request: Request, error: str = "", status: int = 200) -> Response:
+    alert = f'<p class="alert">{html.escape(error)}</p>' if error else ""
+    token = masked_csrf_token(request.session)
+    body = f"""<h1>Log in</h1>
+{alert}<form action="/login" accept-charset="UTF-8" method="post">
+<input type="hidden" name="{CSRF_PARAM}" value="{token}" autocomplete="off" />
+<label>Email <input type="email" name="email" autocomplete="username" /></label>
+<label>Password <input type="password" name="password" autocomplete="current-password" /></label>
+<button type="submit">Log in</button>
+</form>"""
+    return _page(request, "Log in", body, status)
+
+
+async def login_form(request: Request) -> Response:
+    return _login_page(request)
+
+
+async def login(request: Request) -> Response:
+    form = await request.form()
+    if not is_authentic(request, form.get(CSRF_PARAM)):
+        return _invalid_authenticity_token(request)
+    email = str(form.get("email", "")).strip().lower()
+    if not email or form.get("password") != DEMO_PASSWORD:
+        return _login_page(request, "Invalid email or password.", status=422)
+    users = store_of(request).users
+    user_id = users.setdefault(email, len(users) + 1)
+    # reset_session on login defeats session fixation; it also rotates the CSRF secret.
+    request.session.clear()
+    request.session.update(
+        {"user_id": user_id, "user_email": email, "flash_notice": "Signed in successfully."}
+    )
+    return _redirect(request, "/account")
+
+
+async def logout(request: Request) -> Response:
+    form = await request.form()
+    if not is_authentic(request, form.get(CSRF_PARAM)):
+        return _invalid_authenticity_token(request)
+    request.session.clear()
+    request.session["flash_notice"] = "Signed out successfully."
+    return _redirect(request, "/")
+
+
+async def account(request: Request) -> Response:
+    email = request.session.get("user_email")
+    if not email:
+        return _redirect(request, "/login")
+    user_id = request.session.get("user_id")
+    body = (
+        "<h1>Your account</h1>\n"
+        f"<p>Signed in as <strong>{html.escape(email)}</strong> (user #{user_id}).</p>"
+    )
+    return _page(request, "Account", body)
+
+
+async def up(request: Request) -> Response:
+    # Rails 7.1's Rails::HealthController#show, word for word.
+    return HTMLResponse('<!DOCTYPE html><html><body style="background-color: green"></body></html>')
+
+
+_REPORTS = {"projects.csv", "tasks.csv"}
+
+
+async def report(request: Request) -> Response:
+    path: str = request.path_params["path"]
+    if path not in _REPORTS:
+        raise HTTPException(404)
+    store = store_of(request)
+    if path == "projects.csv":
+        rows = [["id", "name", "owner", "tasks_count"]] + [
+            [str(p.id), p.name, p.owner, str(len(store.tasks_of(p.id)))]
+            for p in sorted(store.projects.values(), key=lambda p: p.id)
+        ]
+    else:
+        rows = [["id", "project_id", "title", "done"]] + [
+            [str(t.id), str(t.project_id), t.title, str(t.is_done).lower()] for t in store.tasks
+        ]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # Streamed in a few slices with pauses, like a report built row by row from the database.
+        for start in range(0, len(rows), 4):
+            await asyncio.sleep(REPORT_CHUNK_DELAY_S)
+            yield _csv(rows[start : start + 4])
+
+    headers = {
+        "content-disposition": f"attachment; filename=\"{path}\"; filename*=UTF-8''{path}",
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+    }
+    return StreamingResponse(chunks(), media_type="text/csv", headers=headers)
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    # Ruby's CSV ends lines with "\n", not the RFC 4180 "\r\n" Python defaults to.
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _invalid_authenticity_token(request: Request) -> Response:
+    # ActionController::InvalidAuthenticityToken renders public/422.html in production.
+    if _wants_json(request):
+        return rails_error(422, "Unprocessable Entity")
+    return HTMLResponse(
+        "<!DOCTYPE html><html><head><title>The change you wanted was rejected (422)</title></head>"
+        "<body><h1>The change you wanted was rejected.</h1>"
+        "<p>Maybe you tried to change something you didn't have access to.</p></body></html>",
+        status_code=422,
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    if _wants_json(request):
+        return rails_error(404, "Not Found")
+    return HTMLResponse(
+        "<!DOCTYPE html><html><head><title>The page you were looking for doesn't exist (404)"
+        "</title></head><body><h1>The page you were looking for doesn't exist.</h1></body></html>",
+        status_code=404,
+    )
+
+
+def create_legacy_app(secret_key_base: str = DEV_SECRET_KEY_BASE) -> Starlette:
+    """A fresh legacy app with its own seeded store; no I/O until a server runs it."""
+    routes: list[BaseRoute] = [
+        Route("/", home, methods=["GET"]),
+        Route("/projects", projects_index, methods=["GET"]),
+        Route("/projects/{id:int}", projects_show, methods=["GET"]),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/account", account, methods=["GET"]),
+        Route("/reports/{path:path}", report, methods=["GET"]),
+        Route("/up", up, methods=["GET"]),
+        *api_routes(),
+    ]
+    middleware = [
+        Middleware(RailsConventions),
+        Middleware(
+            SessionMiddleware,
+            secret_key=secret_key_base,
+            session_cookie=SESSION_COOKIE,
+            max_age=None,
+            same_site="lax",
+            https_only=False,
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: _not_found, 405: _not_found},
+    )
+    app.state.store = LegacyStore.from_seed()
+    return app

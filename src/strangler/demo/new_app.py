@@ -1,0 +1,178 @@
+"""The demo's new backend: the read side of the projects API, reimplemented from the same seed.
+
+It plays the replacement service (in the playbook, an axum service behind the BFF). It answers
+`GET /api/projects(.json)`, `GET /api/projects/:id(.json)` and `GET /api/projects/:id/tasks(.json)`
+with the legacy app's JSON, apart from the small differences a real rewrite tends to ship, which
+a response diff should find (they are listed in `INTENDED_DIFFERENCES` so tests can check that
+they, and only they, differ):
+
+- `updated_at` carries milliseconds ("...:58.000Z"); `created_at` is still printed Rails' way;
+- every project has an extra `"archived": false`;
+- responses say `X-Served-By: new`, use `Content-Type: application/json` without a charset, and
+  carry none of Rails' X-Runtime, ETag or security headers;
+- errors are RFC 9457 problem+json: 404 for unknown paths and ids, 405 (with Allow) for a known
+  path and the wrong method, as axum's router answers.
+
+Rules: read-only and stateless. Its data is the seed and never changes, so writes sent to the
+legacy app show up here as drift, which is the point.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from strangler.demo.seed import Project, Task, seed_projects, seed_tasks
+
+SERVED_BY = "new"
+INTENDED_DIFFERENCES = (
+    "updated_at has milliseconds",
+    'projects have "archived": false',
+    "X-Served-By: new header",
+    "Content-Type has no charset",
+    "no X-Runtime, ETag or Rails security headers",
+    "errors are application/problem+json",
+)
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _time_ms(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _project_json(project: Project, tasks_count: int) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "owner": project.owner,
+        "tasks_count": tasks_count,
+        "created_at": _time(project.created_at),
+        "updated_at": _time_ms(project.updated_at),
+        "archived": False,
+    }
+
+
+def _task_json(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "project_id": task.project_id,
+        "title": task.title,
+        "done": task.is_done,
+        "due_on": task.due_on.isoformat() if task.due_on else None,
+        "created_at": _time(task.created_at),
+        "updated_at": _time_ms(task.updated_at),
+    }
+
+
+def _request_id(request: Request) -> str:
+    # Keep the id the gateway (or client) sent, so one request can be followed across both apps;
+    # picked once per request, so the header and the body's meta always agree.
+    request_id = getattr(request.state, "request_id", None)
+    if not isinstance(request_id, str):
+        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        request.state.request_id = request_id
+    return request_id
+
+
+def _json(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
+    headers = {"x-served-by": SERVED_BY, "x-request-id": _request_id(request)}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _problem(
+    request: Request, status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    response = _json(request, body, status)
+    response.headers["content-type"] = "application/problem+json"
+    response.headers.update(headers or {})
+    return response
+
+
+class _Catalog:
+    """The seed, indexed once per app."""
+
+    def __init__(self) -> None:
+        self.projects = {project.id: project for project in seed_projects()}
+        self.tasks_by_project: dict[int, list[Task]] = {}
+        for task in seed_tasks():
+            self.tasks_by_project.setdefault(task.project_id, []).append(task)
+
+    def project_json(self, project: Project) -> dict[str, Any]:
+        return _project_json(project, len(self.tasks_by_project.get(project.id, [])))
+
+
+def _catalog(request: Request) -> _Catalog:
+    catalog: _Catalog = request.app.state.catalog
+    return catalog
+
+
+def _meta(request: Request) -> dict[str, str]:
+    return {"request_id": _request_id(request), "generated_at": _time(datetime.now(UTC))}
+
+
+async def list_projects(request: Request) -> Response:
+    catalog = _catalog(request)
+    projects = [catalog.project_json(p) for p in sorted(catalog.projects.values(), key=_by_id)]
+    return _json(request, {"projects": projects, "meta": _meta(request)})
+
+
+async def show_project(request: Request) -> Response:
+    catalog = _catalog(request)
+    project_id: int = request.path_params["id"]
+    project = catalog.projects.get(project_id)
+    if project is None:
+        return _problem(request, 404, "Not Found", f"project {project_id} does not exist")
+    return _json(request, {"project": catalog.project_json(project), "meta": _meta(request)})
+
+
+async def list_tasks(request: Request) -> Response:
+    catalog = _catalog(request)
+    project_id: int = request.path_params["id"]
+    if project_id not in catalog.projects:
+        return _problem(request, 404, "Not Found", f"project {project_id} does not exist")
+    tasks = [_task_json(t) for t in catalog.tasks_by_project.get(project_id, [])]
+    return _json(request, {"tasks": tasks, "meta": _meta(request)})
+
+
+async def healthz(request: Request) -> Response:
+    return _json(request, {"status": "ok"})
+
+
+def _by_id(project: Project) -> int:
+    return project.id
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+        return _problem(request, 405, "Method Not Allowed", detail, dict(exc.headers or {}))
+    detail = f"no route for {request.method} {request.url.path}"
+    return _problem(request, 404, "Not Found", detail)
+
+
+def create_new_app() -> Starlette:
+    """A fresh new-backend app; no I/O until a server runs it."""
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    for path, endpoint in (
+        ("/api/projects", list_projects),
+        ("/api/projects/{id:int}", show_project),
+        ("/api/projects/{id:int}/tasks", list_tasks),
+    ):
+        routes += [
+            Route(path, endpoint, methods=["GET"]),
+            Route(f"{path}.json", endpoint, methods=["GET"]),
+        ]
+    app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
+    app.state.catalog = _Catalog()
+    return app

@@ -1,0 +1,336 @@
+"""Run the whole demo: legacy app, new app, the real gateway in front, and traffic through it.
+
+`run_demo()` is what `python -m strangler.demo.runner` calls. It starts the two apps as uvicorn
+subprocesses, waits until each answers its health check, writes `demo.yaml` with the chosen
+ports to a temporary file, starts `python -m strangler run --config FILE` and waits for the
+gateway's own readiness line, then sends generated traffic into the gateway until Ctrl-C,
+SIGTERM or `duration_s`, and prints a summary.
+
+Rules:
+- Ports are checked before anything starts; a busy port is an error that names it (exit 1).
+- Children run in their own session, so a terminal's Ctrl-C reaches only this process, which
+  stops them in order (traffic, gateway, new, legacy): no request is cut off by a backend
+  that vanished first. Stopping ignores further signals, so it always finishes (bounded by
+  STOP_TIMEOUT_S per child).
+- If any child dies while the demo runs, traffic stops and the exit code is 1.
+- Readiness is observed (health checks, the gateway's line), never assumed after a sleep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import yaml
+
+import strangler
+from strangler.demo.traffic import TrafficStats, generate_traffic
+
+HOST = "127.0.0.1"
+READY_LINE_PREFIX = "strangler listening on http://"
+APP_READY_TIMEOUT_S = 20.0
+GATEWAY_READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+_POLL_INTERVAL_S = 0.05
+_WATCH_INTERVAL_S = 0.5
+
+
+class DemoError(Exception):
+    """The demo cannot start or keep running; the message is meant for the user as is."""
+
+
+def load_demo_config() -> dict[str, Any]:
+    """The bundled `demo.yaml`, parsed."""
+    text = resources.files("strangler.demo").joinpath("demo.yaml").read_text(encoding="utf-8")
+    config: dict[str, Any] = yaml.safe_load(text)
+    return config
+
+
+def demo_config(gateway_port: int, legacy_port: int, new_port: int) -> dict[str, Any]:
+    """`demo.yaml` with the three ports replaced; every other key is kept as it is."""
+    config = load_demo_config()
+    config["listen"] = f"{HOST}:{gateway_port}"
+    config["backends"]["legacy"]["url"] = f"http://{HOST}:{legacy_port}"
+    config["backends"]["new"]["url"] = f"http://{HOST}:{new_port}"
+    return config
+
+
+@dataclass(slots=True)
+class _Child:
+    """One subprocess of the demo and what the user should call it in messages."""
+
+    label: str
+    port: int
+    process: subprocess.Popen[str]
+    output_thread: threading.Thread | None = None
+    ready_lines: queue.Queue[str] = field(default_factory=queue.Queue)
+
+    def exit_message(self) -> str | None:
+        code = self.process.poll()
+        if code is None:
+            return None
+        return f"the {self.label} (port {self.port}) exited with code {code}"
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The children must import this same strangler, also from a source checkout that was never
+    # pip-installed; PYTHONUNBUFFERED makes the gateway's readiness line arrive when printed.
+    package_parent = str(Path(strangler.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _check_ports_free(ports: dict[str, int]) -> None:
+    if len(set(ports.values())) != len(ports):
+        raise DemoError(f"the demo needs three different ports, got {ports}")
+    for label, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # Same option the servers use, so a port in TIME_WAIT counts as free, as for them.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((HOST, port))
+            except OSError as exc:
+                reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"fails: {exc}"
+                raise DemoError(
+                    f"port {port} for the {label} {reason} on {HOST}; "
+                    "stop whatever holds it or choose another port"
+                ) from exc
+
+
+def _start_app(label: str, factory: str, port: int) -> _Child:
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", factory,
+        "--host", HOST, "--port", str(port),
+        "--no-server-header", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=_child_env(), start_new_session=True, text=True)
+    return _Child(label, port, process)
+
+
+def _wait_healthy(child: _Child, url: str) -> None:
+    deadline_s = time.monotonic() + APP_READY_TIMEOUT_S
+    while time.monotonic() < deadline_s:
+        if (message := child.exit_message()) is not None:
+            raise DemoError(f"{message} before it was ready (its output is above)")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
+                return
+        time.sleep(_POLL_INTERVAL_S)
+    raise DemoError(f"the {child.label} did not answer {url} within {APP_READY_TIMEOUT_S:g} s")
+
+
+def _forward_output(child: _Child) -> None:
+    """Runs in a thread per gateway: echoes its output and reports the readiness line."""
+    stream = child.process.stdout
+    if stream is None:
+        return
+    for line in stream:
+        text = line.rstrip("\n")
+        if text.startswith(READY_LINE_PREFIX):
+            child.ready_lines.put(text)
+        print(f"  gateway | {text}", flush=True)
+
+
+def _start_gateway(config_path: Path, port: int) -> _Child:
+    command = [sys.executable, "-m", "strangler", "run", "--config", str(config_path)]
+    process = subprocess.Popen(
+        command,
+        env=_child_env(),
+        start_new_session=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    child = _Child("gateway", port, process)
+    child.output_thread = threading.Thread(
+        target=_forward_output, args=(child,), name="demo-gateway-output", daemon=True
+    )
+    child.output_thread.start()
+    return child
+
+
+def _wait_gateway_ready(child: _Child) -> None:
+    deadline_s = time.monotonic() + GATEWAY_READY_TIMEOUT_S
+    while time.monotonic() < deadline_s:
+        with contextlib.suppress(queue.Empty):
+            child.ready_lines.get(timeout=_POLL_INTERVAL_S)
+            return
+        if (message := child.exit_message()) is not None:
+            raise DemoError(f"{message} before it was ready (its output is above)")
+    raise DemoError(
+        f"the gateway did not print '{READY_LINE_PREFIX}...' within {GATEWAY_READY_TIMEOUT_S:g} s"
+    )
+
+
+def _stop(children: list[_Child]) -> None:
+    # Gateway first (it is last in the list), so backends never vanish under a live request.
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.terminate()
+            try:
+                child.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        if child.output_thread is not None:
+            child.output_thread.join(timeout=STOP_TIMEOUT_S)
+
+
+async def _drive_traffic(
+    gateway_url: str, rate_per_s: float, duration_s: float | None, children: list[_Child]
+) -> tuple[TrafficStats, str | None]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Only the main thread may handle signals, and Windows loops cannot; Ctrl-C then raises.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    casualties: list[str] = []
+
+    async def watch_children() -> None:
+        while not stop.is_set():
+            casualties.extend(m for c in children if (m := c.exit_message()) is not None)
+            if casualties:
+                stop.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=_WATCH_INTERVAL_S)
+
+    watcher = asyncio.create_task(watch_children(), name="demo-child-watcher")
+    try:
+        stats = await generate_traffic(gateway_url, rate_per_s, duration_s, stop)
+    finally:
+        stop.set()
+        await watcher
+    return stats, (casualties[0] if casualties else None)
+
+
+def _print_banner(gateway: str, legacy: str, new: str, rate_per_s: float, config: Path) -> None:
+    print(
+        f"""
+strangler demo is running
+
+  through the gateway   {gateway}/
+                        {gateway}/projects
+                        {gateway}/api/projects.json
+                        {gateway}/login   (any email, password "secret")
+  legacy app, direct    {legacy}/   (the "Rails monolith")
+  new app, direct       {new}/api/projects.json
+  gateway config        {config}
+
+Who answered? The new app says X-Served-By: new; the legacy app sends Rails' X-Runtime:
+  curl -i {gateway}/api/projects/1.json
+  curl -i {gateway}/api/projects/1/tasks.json
+
+Sending {rate_per_s:g} actions/s of demo traffic (mostly single requests) into the gateway.
+Ctrl-C to stop.
+""",
+        flush=True,
+    )
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_demo(
+    gateway_port: int = 8000,
+    legacy_port: int = 3000,
+    new_port: int = 8080,
+    rate_per_s: float = 5.0,
+    duration_s: float | None = None,
+) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or `duration_s`; 0 on a clean stop, 1 on failure."""
+    is_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigint = signal.getsignal(signal.SIGINT) if is_main_thread else None
+    previous_sigterm = signal.getsignal(signal.SIGTERM) if is_main_thread else None
+    if is_main_thread:
+        # While starting up, SIGTERM unwinds like Ctrl-C, so the finally below still cleans up.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    children: list[_Child] = []
+    config_dir = Path(tempfile.mkdtemp(prefix="strangler-demo-"))
+    urls = {name: f"http://{HOST}:{port}" for name, port in
+            (("gateway", gateway_port), ("legacy", legacy_port), ("new", new_port))}  # fmt: skip
+    exit_code = 1
+    stats: TrafficStats | None = None
+    try:
+        _check_ports_free({"gateway": gateway_port, "legacy app": legacy_port, "new app": new_port})
+        children.append(
+            _start_app("legacy app", "strangler.demo.legacy_app:create_legacy_app", legacy_port)
+        )
+        children.append(_start_app("new app", "strangler.demo.new_app:create_new_app", new_port))
+        _wait_healthy(children[0], f"{urls['legacy']}/up")
+        _wait_healthy(children[1], f"{urls['new']}/healthz")
+        config_path = config_dir / "demo.yaml"
+        config = demo_config(gateway_port, legacy_port, new_port)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        children.append(_start_gateway(config_path, gateway_port))
+        _wait_gateway_ready(children[2])
+        _print_banner(urls["gateway"], urls["legacy"], urls["new"], rate_per_s, config_path)
+        stats, casualty = asyncio.run(
+            _drive_traffic(urls["gateway"], rate_per_s, duration_s, children)
+        )
+        if casualty is not None:
+            raise DemoError(f"{casualty}; stopping the demo")
+        exit_code = 0
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        # Interrupted while starting (or on a loop that cannot handle signals): 128 + SIGINT.
+        exit_code = 130
+    finally:
+        if is_main_thread:
+            # Stopping is bounded; a second Ctrl-C must not leave children running.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if children:
+                print("stopping the gateway and both apps...", flush=True)
+            _stop(children)
+            shutil.rmtree(config_dir, ignore_errors=True)
+        finally:
+            if is_main_thread:
+                signal.signal(signal.SIGINT, previous_sigint or signal.default_int_handler)
+                signal.signal(signal.SIGTERM, previous_sigterm or signal.SIG_DFL)
+    if stats is not None:
+        print(stats.render(), flush=True)
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m strangler.demo.runner [--gateway-port 8000] [--rate 5] ...`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m strangler.demo.runner",
+        description="Run the legacy app, the new app and the strangler gateway with traffic.",
+    )
+    parser.add_argument("--gateway-port", type=int, default=8000)
+    parser.add_argument("--legacy-port", type=int, default=3000)
+    parser.add_argument("--new-port", type=int, default=8080)
+    parser.add_argument("--rate", type=float, default=5.0, help="requests per second")
+    parser.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+    args = parser.parse_args(argv)
+    return run_demo(args.gateway_port, args.legacy_port, args.new_port, args.rate, args.duration)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""The route table: configured routes compiled once, then `decide` per request head.
+
+Pure. Never awaits, never reads a clock. The same table, method and path always give the same
+Decision, and that Decision is one built when the table was: deciding allocates nothing beyond
+the match itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from strangler.routing.matcher import RouteMatcher
+from strangler.routing.model import Decision, DecisionReason, RouteSpec
+from strangler.routing.pattern import PatternError, RoutePattern, parse_match
+
+
+class RouteTableError(ValueError):
+    """A route could not be compiled.
+
+    `index` is the route's position in the list and `field` the offending key, so the config layer
+    can point at file:line:field.
+    """
+
+    def __init__(self, index: int, field: str, message: str) -> None:
+        self.index = index
+        self.field = field
+        self.message = message
+        super().__init__(f"routes[{index}].{field}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRow:
+    """One route as `strangler routes` shows it: position, spec, parsed pattern and Decision."""
+
+    index: int
+    spec: RouteSpec
+    pattern: RoutePattern
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """Routes in file order, their compiled matcher, and one precomputed Decision per route.
+
+    Build it with `RouteTable.build`; `decisions[i]` belongs to `routes[i]`.
+    """
+
+    routes: tuple[RouteSpec, ...]
+    patterns: tuple[RoutePattern, ...]
+    decisions: tuple[Decision, ...]
+    unmatched: Decision
+    matcher: RouteMatcher
+
+    @classmethod
+    def build(cls, routes: Sequence[RouteSpec], default_backend: str) -> RouteTable:
+        """Compile `routes`; raises RouteTableError for the first route whose `match` is invalid."""
+        patterns: list[RoutePattern] = []
+        for index, route in enumerate(routes):
+            try:
+                patterns.append(parse_match(route.match))
+            except PatternError as exc:
+                raise RouteTableError(index, "match", str(exc)) from exc
+        return cls(
+            routes=tuple(routes),
+            patterns=tuple(patterns),
+            decisions=tuple(
+                Decision(route=r.name, stage=r.stage, backend=r.backend, reason=r.reason)
+                for r in routes
+            ),
+            unmatched=Decision(
+                route=None,
+                stage=None,
+                backend=default_backend,
+                reason=DecisionReason.UNMATCHED_DEFAULT,
+            ),
+            matcher=RouteMatcher(patterns),
+        )
+
+    def __len__(self) -> int:
+        return len(self.routes)
+
+    def decide(self, method: str, path: str) -> Decision:
+        """The Decision for one request head; `path` is the raw target and may carry `?query`."""
+        query_at = path.find("?")
+        if query_at >= 0:
+            path = path[:query_at]
+        index = self.matcher.match(method, path)
+        return self.unmatched if index is None else self.decisions[index]
+
+    def rows(self) -> tuple[RouteRow, ...]:
+        """Every route in file order with the Decision it yields, for `strangler routes`."""
+        return tuple(
+            RouteRow(index, spec, pattern, decision)
+            for index, (spec, pattern, decision) in enumerate(
+                zip(self.routes, self.patterns, self.decisions, strict=True)
+            )
+        )

@@ -1,0 +1,427 @@
+"""The bundled demo: the Rails-like legacy app, the new app, the traffic generator, the runner.
+
+Every app runs under real uvicorn on 127.0.0.1 (tests/integration/demo_servers.py); tests talk
+to it with httpx and assert what a browser or API client would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from strangler.demo.legacy_app import SESSION_COOKIE, create_legacy_app
+from strangler.demo.new_app import create_new_app
+from strangler.demo.runner import demo_config, load_demo_config, run_demo
+from strangler.demo.traffic import Action, generate_traffic
+from tests.integration.demo_servers import free_ports, serve
+
+_META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+_FORM_TOKEN = re.compile(r'name="authenticity_token" value="([^"]+)"')
+_PROJECT_KEYS = {"id", "name", "owner", "tasks_count", "created_at", "updated_at"}
+_TASK_KEYS = {"id", "project_id", "title", "done", "due_on", "created_at", "updated_at"}
+_RAILS_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+_RAILS_JSON = "application/json; charset=utf-8"
+
+
+@pytest.fixture(scope="module")
+def legacy_url() -> Iterator[str]:
+    """A legacy app shared by the read-only tests of this module."""
+    with serve(create_legacy_app(), "/up") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_legacy_url() -> Iterator[str]:
+    """A legacy app of its own, for tests that log in or write."""
+    with serve(create_legacy_app(), "/up") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def new_url() -> Iterator[str]:
+    with serve(create_new_app(), "/healthz") as url:
+        yield url
+
+
+def _client(base_url: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, trust_env=False)
+
+
+def _token(pattern: re.Pattern[str], response: httpx.Response) -> str:
+    match = pattern.search(response.text)
+    assert match is not None, response.text
+    return match.group(1)
+
+
+def _log_in(client: httpx.Client, email: str = "ada@example.com") -> str:
+    """Log in through the form; returns the CSRF token of the first page after login."""
+    token = _token(_FORM_TOKEN, client.get("/login"))
+    form = {"email": email, "password": "secret", "authenticity_token": token}
+    assert client.post("/login", data=form).status_code == 302
+    return _token(_META_TOKEN, client.get("/account"))
+
+
+# ----------------------------------------------------------------------------- legacy JSON API
+
+
+@pytest.mark.parametrize("path", ["/api/projects", "/api/projects.json"])
+def test_api_index_lists_seeded_projects(legacy_url: str, path: str) -> None:
+    response = httpx.get(legacy_url + path, headers={"x-request-id": "req-42"}, trust_env=False)
+    body = response.json()
+    assert (response.status_code, response.headers["content-type"]) == (200, _RAILS_JSON)
+    assert set(body) == {"projects", "meta"}
+    assert [p["id"] for p in body["projects"]] == [1, 2, 3, 4, 5]
+    assert all(set(p) == _PROJECT_KEYS for p in body["projects"])
+    assert _RAILS_TIME.match(body["projects"][0]["updated_at"])
+    assert body["meta"]["request_id"] == "req-42"
+    assert _RAILS_TIME.match(body["meta"]["generated_at"])
+
+
+def test_api_show_and_tasks(legacy_url: str) -> None:
+    with _client(legacy_url) as client:
+        project = client.get("/api/projects/2.json").json()
+        tasks = client.get("/api/projects/2/tasks").json()
+    assert set(project) == {"project", "meta"}
+    assert set(project["project"]) == _PROJECT_KEYS
+    assert project["project"]["name"] == "Mobile app"
+    assert project["project"]["tasks_count"] == len(tasks["tasks"]) == 3
+    assert all(set(t) == _TASK_KEYS and t["project_id"] == 2 for t in tasks["tasks"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/projects/999.json"),
+        ("GET", "/api/projects/999/tasks"),
+        ("GET", "/api/nothing-here"),
+        ("POST", "/api/projects/1/tasks"),
+    ],
+)
+def test_api_unknown_routes_and_ids_are_json_404(legacy_url: str, method: str, path: str) -> None:
+    response = httpx.request(method, legacy_url + path, trust_env=False)
+    assert (response.status_code, response.headers["content-type"]) == (404, _RAILS_JSON)
+    assert response.json() == {"status": 404, "error": "Not Found"}
+
+
+def test_responses_carry_rails_headers(legacy_url: str) -> None:
+    response = httpx.get(
+        legacy_url + "/api/projects/1", headers={"x-request-id": "abc<script>"}, trust_env=False
+    )
+    headers = response.headers
+    assert headers["x-request-id"] == "abcscript"
+    assert float(headers["x-runtime"]) >= 0
+    assert re.fullmatch(r'W/"[0-9a-f]{32}"', headers["etag"])
+    assert headers["cache-control"] == "max-age=0, private, must-revalidate"
+    assert headers["x-frame-options"] == "SAMEORIGIN"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "server" not in headers
+    assert "x-powered-by" not in headers
+
+
+def test_conditional_get_and_head_share_the_etag(legacy_url: str) -> None:
+    with _client(legacy_url) as client:
+        first = client.get("/up")
+        again = client.get("/up", headers={"if-none-match": first.headers["etag"]})
+        head = client.head("/up")
+    assert (first.status_code, again.status_code) == (200, 304)
+    assert again.content == b""
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == first.headers["etag"]
+
+
+# ----------------------------------------------------------------------------- legacy pages
+
+
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        ("/", "Projects and tasks"),
+        ("/projects", "Website redesign"),
+        ("/projects/2", "Offline sync"),
+        ("/login", 'name="authenticity_token"'),
+        ("/up", "background-color: green"),
+    ],
+)
+def test_html_pages(legacy_url: str, path: str, text: str) -> None:
+    response = httpx.get(legacy_url + path, trust_env=False)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert text in response.text
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/projects/999"), ("POST", "/projects")])
+def test_unknown_pages_are_html_404(legacy_url: str, method: str, path: str) -> None:
+    response = httpx.request(method, legacy_url + path, trust_env=False)
+    assert response.status_code == 404
+    assert "doesn't exist" in response.text
+
+
+def test_report_is_streamed_csv(legacy_url: str) -> None:
+    with _client(legacy_url) as client:
+        report = client.get("/reports/projects.csv")
+        missing = client.get("/reports/secrets.csv")
+    assert report.status_code == 200
+    assert report.headers["content-type"].startswith("text/csv")
+    assert report.headers["cache-control"] == "no-cache"
+    assert "etag" not in report.headers
+    assert report.text.splitlines()[:2] == [
+        "id,name,owner,tasks_count",
+        "1,Website redesign,ada@example.com,4",
+    ]
+    assert missing.status_code == 404
+
+
+# ----------------------------------------------------------------------------- login, session
+
+
+@pytest.mark.parametrize(
+    ("token", "password", "expected"),
+    [
+        (None, "secret", "The change you wanted was rejected"),
+        ("tampered", "secret", "The change you wanted was rejected"),
+        ("valid", "wrong", "Invalid email or password"),
+    ],
+)
+def test_login_rejections_are_422(
+    fresh_legacy_url: str, token: str | None, password: str, expected: str
+) -> None:
+    with _client(fresh_legacy_url) as client:
+        valid = _token(_FORM_TOKEN, client.get("/login"))
+        form = {"email": "ada@example.com", "password": password}
+        if token is not None:
+            form["authenticity_token"] = valid if token == "valid" else valid[::-1]
+        response = client.post("/login", data=form)
+        account = client.get("/account")
+    assert response.status_code == 422
+    assert expected in response.text
+    assert account.status_code == 302
+
+
+def test_login_with_token_signs_in_and_rotates_the_csrf_secret(fresh_legacy_url: str) -> None:
+    with _client(fresh_legacy_url) as client:
+        token_before = _token(_FORM_TOKEN, client.get("/login"))
+        form = {
+            "email": "Ada@Example.com",
+            "password": "secret",
+            "authenticity_token": token_before,
+        }
+        response = client.post("/login", data=form)
+        account = client.get("/account")
+        stale = client.post("/logout", data={"authenticity_token": token_before})
+    assert response.status_code == 302
+    assert response.headers["location"] == f"{fresh_legacy_url}/account"
+    assert account.status_code == 200
+    assert "Signed in as <strong>ada@example.com</strong>" in account.text
+    assert stale.status_code == 422
+
+
+def test_session_cookie_is_httponly_samesite_lax_session_cookie(fresh_legacy_url: str) -> None:
+    response = httpx.get(fresh_legacy_url + "/login", trust_env=False)
+    name_value, *attributes = [part.strip() for part in response.headers["set-cookie"].split(";")]
+    flags = {attribute.lower() for attribute in attributes}
+    assert name_value.startswith(f"{SESSION_COOKIE}=")
+    assert {"httponly", "samesite=lax", "path=/"} <= flags
+    assert not any(flag.startswith(("expires", "max-age", "secure")) for flag in flags)
+
+
+def test_account_redirects_to_login_when_logged_out(fresh_legacy_url: str) -> None:
+    with _client(fresh_legacy_url) as client:
+        anonymous = client.get("/account")
+        token = _log_in(client)
+        logout = client.post("/logout", data={"authenticity_token": token})
+        after = client.get("/account")
+    assert (anonymous.status_code, anonymous.headers["location"]) == (
+        302,
+        f"{fresh_legacy_url}/login",
+    )
+    assert logout.status_code == 302
+    assert after.status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("is_logged_in", "sends_token", "status"),
+    [(False, False, 422), (False, True, 401), (True, False, 422), (True, True, 201)],
+)
+def test_api_create_checks_csrf_then_login(
+    fresh_legacy_url: str, is_logged_in: bool, sends_token: bool, status: int
+) -> None:
+    with _client(fresh_legacy_url) as client:
+        token = _log_in(client) if is_logged_in else _token(_META_TOKEN, client.get("/"))
+        headers = {"x-csrf-token": token} if sends_token else {}
+        response = client.post("/api/projects", json={"project": {"name": "X"}}, headers=headers)
+    assert response.status_code == status
+
+
+def test_api_project_lifecycle(fresh_legacy_url: str) -> None:
+    with _client(fresh_legacy_url) as client:
+        headers = {"x-csrf-token": _log_in(client, "grace@example.com")}
+        blank = client.post("/api/projects.json", json={"name": " "}, headers=headers)
+        created = client.post("/api/projects.json", json={"name": "Ledger"}, headers=headers)
+        location = created.headers["location"]
+        renamed = client.patch(location, json={"project": {"name": "Ledger v2"}}, headers=headers)
+        shown = client.get(location + ".json")
+        deleted = client.delete(location, headers=headers)
+        gone = client.get(location)
+    assert (blank.status_code, blank.json()) == (422, {"errors": {"name": ["can't be blank"]}})
+    assert created.status_code == 201
+    assert created.json()["project"]["owner"] == "grace@example.com"
+    assert location == f"{fresh_legacy_url}/api/projects/6"
+    assert renamed.json()["project"]["name"] == shown.json()["project"]["name"] == "Ledger v2"
+    assert (deleted.status_code, gone.status_code) == (204, 404)
+
+
+# ----------------------------------------------------------------------------- new app
+
+
+def _without_intended_differences(body: dict[str, Any]) -> dict[str, Any]:
+    def normalize(record: dict[str, Any]) -> dict[str, Any]:
+        record = {key: value for key, value in record.items() if key != "archived"}
+        record["updated_at"] = record["updated_at"].replace(".000Z", "Z")
+        return record
+
+    body = {key: value for key, value in body.items() if key != "meta"}
+    for key in ("projects", "tasks"):
+        if key in body:
+            body[key] = [normalize(record) for record in body[key]]
+    if "project" in body:
+        body["project"] = normalize(body["project"])
+    return body
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/projects", "/api/projects.json", "/api/projects/3.json", "/api/projects/3/tasks.json"],
+)
+def test_new_app_matches_legacy_apart_from_intended_differences(
+    legacy_url: str, new_url: str, path: str
+) -> None:
+    legacy = httpx.get(legacy_url + path, trust_env=False)
+    new = httpx.get(new_url + path, headers={"x-request-id": "trace-me"}, trust_env=False)
+    assert new.status_code == legacy.status_code == 200
+    assert _without_intended_differences(new.json()) == _without_intended_differences(legacy.json())
+    assert new.json() != legacy.json()
+    assert new.headers["x-served-by"] == "new"
+    assert new.headers["content-type"] == "application/json"
+    assert new.json()["meta"]["request_id"] == new.headers["x-request-id"] == "trace-me"
+    assert "x-runtime" not in new.headers
+
+
+def test_new_app_adds_archived_and_milliseconds(new_url: str) -> None:
+    project = httpx.get(new_url + "/api/projects/1", trust_env=False).json()["project"]
+    assert project["archived"] is False
+    assert project["updated_at"] == "2024-01-18T09:30:58.000Z"
+    assert project["created_at"] == "2024-01-15T09:30:17Z"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/projects/999.json", 404),
+        ("GET", "/api/projects/999/tasks", 404),
+        ("GET", "/projects", 404),
+        ("POST", "/api/projects", 405),
+    ],
+)
+def test_new_app_errors_are_problem_json(new_url: str, method: str, path: str, status: int) -> None:
+    response = httpx.request(method, new_url + path, trust_env=False)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == status
+    assert response.headers["x-served-by"] == "new"
+
+
+# ----------------------------------------------------------------------------- traffic
+
+
+def test_traffic_against_legacy_counts_responses(fresh_legacy_url: str) -> None:
+    stats = asyncio.run(generate_traffic(fresh_legacy_url, rate_per_s=30, duration_s=1.0))
+    assert stats.errors == {}
+    assert stats.count_status_class(2) > 0
+    assert set(stats.by_backend) == {"legacy"}
+    assert stats.count_status_class(5) == 0
+
+
+def test_traffic_write_sessions_use_the_csrf_flow(fresh_legacy_url: str) -> None:
+    mix = {Action.WRITE_SESSION: 1.0}
+    stats = asyncio.run(generate_traffic(fresh_legacy_url, 10, 0.5, mix=mix))
+    assert stats.errors == {}
+    assert stats.by_status[201] == stats.by_status[204] == stats.actions["write_session"] > 0
+    assert not any(400 <= status < 500 for status in stats.by_status)
+
+
+def test_traffic_counts_connection_errors_instead_of_raising() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        stats = asyncio.run(generate_traffic(url, rate_per_s=20, duration_s=0.3))
+    assert stats.responses == 0
+    assert stats.errors["ConnectError"] > 0
+
+
+def test_traffic_stops_when_the_event_is_set(fresh_legacy_url: str) -> None:
+    async def run() -> int:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.3, stop.set)
+        stats = await generate_traffic(fresh_legacy_url, 20, None, stop)
+        return stats.responses
+
+    assert asyncio.run(run()) > 0
+
+
+# ----------------------------------------------------------------------------- config, runner
+
+
+def test_demo_config_keeps_the_gateway_schema_and_rewrites_ports() -> None:
+    config = demo_config(9000, 9001, 9002)
+    assert set(config) == {"listen", "backends", "default", "routes"}
+    assert config["listen"] == "127.0.0.1:9000"
+    assert config["backends"]["legacy"] == {"url": "http://127.0.0.1:9001"}
+    assert config["backends"]["new"]["url"] == "http://127.0.0.1:9002"
+    assert all(set(route) == {"name", "match", "stage"} for route in config["routes"])
+    assert {route["stage"] for route in config["routes"]} == {"legacy", "new"}
+
+
+def _example_request(match: str) -> tuple[str, str]:
+    methods, pattern = match.split(" ", 1)
+    path = pattern.replace("(.:format)", ".json").replace(":id", "1")
+    return methods.split("|")[0], path.replace("*path", "projects.csv")
+
+
+@pytest.mark.parametrize("route", load_demo_config()["routes"], ids=lambda route: route["name"])
+def test_every_demo_route_exists_on_its_backends(
+    legacy_url: str, new_url: str, route: dict[str, str]
+) -> None:
+    method, path = _example_request(route["match"])
+    assert httpx.request(method, legacy_url + path, trust_env=False).status_code != 404
+    if route["stage"] == "new":
+        assert httpx.request(method, new_url + path, trust_env=False).status_code == 200
+
+
+def test_run_demo_names_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        gateway_port, new_port = free_ports(2)
+        exit_code = run_demo(gateway_port=gateway_port, legacy_port=port, new_port=new_port)
+    assert exit_code == 1
+    assert f"port {port} for the legacy app is already in use" in capsys.readouterr().err
+
+
+def test_run_demo_sends_traffic_through_the_real_gateway(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gateway_port, legacy_port, new_port = free_ports(3)
+    exit_code = run_demo(gateway_port, legacy_port, new_port, rate_per_s=10, duration_s=2.0)
+    out = capsys.readouterr().out
+    assert exit_code == 0, out
+    assert f"http://127.0.0.1:{gateway_port}/api/projects.json" in out
+    assert "Ctrl-C to stop" in out
+    assert re.search(r"by backend: .*legacy x \d+.*new x \d+", out), out
