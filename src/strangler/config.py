@@ -103,6 +103,7 @@ class LimitsConfig(_Model):
     max_header_bytes: Annotated[int, Field(ge=1024, le=1 << 20)] = 32 * 1024
     max_body_bytes: Annotated[int, Field(ge=0)] = 1 << 30
     header_timeout_s: PositiveSeconds = 10.0
+    body_timeout_s: PositiveSeconds = 60.0
     idle_timeout_s: PositiveSeconds = 75.0
     max_connections: Annotated[int, Field(ge=1)] = 10_000
     drain_timeout_s: PositiveSeconds = 30.0

@@ -157,6 +157,9 @@ class Exchange:
         self.attempts += 1
         self.conn = conn
         conn.start_request(self, is_head_request=self.is_head)
+        if not self.request_done:
+            # The answer's clock starts when the request is sent, not while a client uploads.
+            conn.deadline = 0.0
         out = self.to_upstream
         out.append(self.head)
         body = self.body
@@ -200,8 +203,12 @@ class Exchange:
 
     def end_body(self) -> None:
         self.request_done = True
-        if self.conn is not None and self.is_request_chunked:
-            self.to_upstream.append(_LAST_CHUNK)
+        conn = self.conn
+        if conn is not None:
+            if self.is_request_chunked:
+                self.to_upstream.append(_LAST_CHUNK)
+            if not self.is_response_started:
+                conn.deadline = conn.pool.loop.time() + conn.read_timeout_s
 
     def flush_upstream(self) -> None:
         """Write what this exchange produced for its upstream (called after each client read)."""

@@ -115,6 +115,7 @@ class ClientConnection(asyncio.Protocol):
         self.is_write_paused = False
         self.is_feeding = False
         self.is_closed = False
+        self.has_eof = False
         self.deadline = 0.0
         self.tunnel: UpstreamConnection | None = None
         self._paused = 0
@@ -129,6 +130,7 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._out: list[bytes] = [b""]
         self._header_bytes = 0
+        self._is_head_pending = False
         self._body_bytes = 0
         self._content_length = -1
         self._is_chunked = False
@@ -202,6 +204,7 @@ class ClientConnection(asyncio.Protocol):
                 return True
             return None
         # A client may half-close after its last request and still read the answer.
+        self.has_eof = True
         return self.current is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -236,6 +239,7 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._is_head_pending = True
         if self.current is None:
             # Slowloris: the header section must arrive within header_timeout_s of its first byte.
             self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.header_timeout_s
@@ -340,7 +344,11 @@ class ClientConnection(asyncio.Protocol):
         )
         self._reset_message()
         self.parsing = exchange
-        self.deadline = 0.0
+        # A body still to come must keep arriving: at most body_timeout_s between two reads.
+        has_body = self._is_chunked or self._content_length > 0
+        self.deadline = (
+            self.worker.loop.time() + snapshot.limits.body_timeout_s if has_body else 0.0
+        )
         if self.current is None:
             self.current = exchange
             self._start(exchange)
@@ -357,6 +365,7 @@ class ClientConnection(asyncio.Protocol):
             self._error = ClientProtocolError(413, "the request body is larger than the limit")
             raise self._error
         exchange.send_body(body)
+        self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.body_timeout_s
         if exchange.body_buffered_bytes > _BUFFER_HIGH_WATER:
             self._set_paused(_PAUSE_BUFFER, on=True)
 
@@ -365,6 +374,8 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = None
         self._body_bytes = 0
         if exchange is not None:
+            if self.current is not None:
+                self.deadline = 0.0
             exchange.end_body()
 
     # -- building the upstream request head ---------------------------------------------------
@@ -471,7 +482,9 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
         if self.is_closed:
             return
-        if not exchange.keep_alive or self.is_draining:
+        # A full upstream write buffer belonged to that exchange's connection, not the next one.
+        self._set_paused(_PAUSE_UPSTREAM, on=False)
+        if not exchange.keep_alive or self.is_draining or (self.has_eof and not self.pipeline):
             self.close()
             return
         if self.pipeline:
@@ -594,9 +607,19 @@ class ClientConnection(asyncio.Protocol):
     def on_deadline(self, now: float) -> None:
         """Called by the worker's sweeper when `deadline` has passed."""
         self.deadline = 0.0
-        if self.current is not None or self.tunnel is not None:
+        if self.tunnel is not None:
             return
-        if self.parsing is not None or self._url or self._header_bytes:
+        if self.parsing is not None:
+            if self._paused:
+                # We stopped reading (backpressure), so the client is not the one stalling.
+                self.deadline = now + self.worker.snapshot.limits.body_timeout_s
+                return
+            self.counters.inc("client_timeouts_total", "body")
+            self._reject(ClientProtocolError(408, "the request body stopped arriving"))
+            return
+        if self.current is not None:
+            return
+        if self._is_head_pending:
             self.counters.inc("client_timeouts_total", "header")
             problem = render_problem(
                 408, "Request Timeout", "the header section took too long", reason="client_408"

@@ -63,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_since",
         "is_closed",
         "is_head_request",
+        "is_reading_paused",
         "is_reused",
         "pool",
         "read_timeout_s",
@@ -88,6 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
         # Set once a 101 switched this connection to a raw byte tunnel.
         self.tunnel_peer: asyncio.Transport | None = None
         self._head_keep_alive = False
+        self.is_reading_paused = False
 
     def __repr__(self) -> str:
         state = "closed" if self.is_closed else ("busy" if self.sink else "idle")
@@ -146,10 +148,14 @@ class UpstreamConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.sink is not None:
             self.sink.on_upstream_pause(True)
+        elif self.tunnel_peer is not None:
+            self.tunnel_peer.pause_reading()
 
     def resume_writing(self) -> None:
         if self.sink is not None:
             self.sink.on_upstream_pause(False)
+        elif self.tunnel_peer is not None:
+            self.tunnel_peer.resume_reading()
 
     # -- httptools callbacks ------------------------------------------------------------------
 
@@ -200,8 +206,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.writelines(parts)
 
     def set_reading(self, *, is_paused: bool) -> None:
-        if self.transport is None or self.is_closed:
+        if self.transport is None or self.is_closed or self.is_reading_paused == is_paused:
             return
+        self.is_reading_paused = is_paused
         if is_paused:
             self.transport.pause_reading()
         else:
@@ -304,6 +311,8 @@ class UpstreamPool:
             conn.close()
             self._serve_waiter()
             return
+        # Paused for a slow client of the last exchange: the next one starts unpaused.
+        conn.set_reading(is_paused=False)
         while self.waiters:
             client = self.waiters.popleft()
             if client.is_cancelled:
