@@ -26,6 +26,7 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 # Rails' default requirement for a named segment (Journey::Nodes::Symbol::DEFAULT_EXP).
 PARAM_REGEX = r"[^/.?]+"
@@ -34,41 +35,12 @@ GLOB_REGEX = r".+?"
 
 # ActionDispatch::Request::HTTP_METHODS: RFC 9110 plus PATCH (RFC 5789) and the WebDAV family
 # Rails accepts in `via:`. Anything else in a verb part is a typo, so it is an error.
-KNOWN_VERBS = frozenset(
-    {
-        "GET",
-        "HEAD",
-        "POST",
-        "PUT",
-        "PATCH",
-        "DELETE",
-        "OPTIONS",
-        "TRACE",
-        "CONNECT",
-        "PROPFIND",
-        "PROPPATCH",
-        "MKCOL",
-        "COPY",
-        "MOVE",
-        "LOCK",
-        "UNLOCK",
-        "VERSION-CONTROL",
-        "REPORT",
-        "CHECKOUT",
-        "CHECKIN",
-        "UNCHECKOUT",
-        "MKWORKSPACE",
-        "UPDATE",
-        "LABEL",
-        "MERGE",
-        "BASELINE-CONTROL",
-        "MKACTIVITY",
-        "ORDERPATCH",
-        "ACL",
-        "SEARCH",
-        "MKCALENDAR",
-    }
-)
+KNOWN_VERBS = frozenset({
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "VERSION-CONTROL",
+    "REPORT", "CHECKOUT", "CHECKIN", "UNCHECKOUT", "MKWORKSPACE", "UPDATE", "LABEL", "MERGE",
+    "BASELINE-CONTROL", "MKACTIVITY", "ORDERPATCH", "ACL", "SEARCH", "MKCALENDAR",
+})  # fmt: skip
 ANY_VERB_TOKENS = frozenset({"ANY", "*"})
 
 # Each optional group doubles the alternatives; real routes have at most a handful of groups.
@@ -111,11 +83,15 @@ class Token:
 
     def regex(self) -> str:
         """This token as a non-capturing regex fragment."""
-        if self.kind is TokenKind.LITERAL:
-            return re.escape(self.text)
-        if self.kind is TokenKind.PARAM:
-            return PARAM_REGEX
-        return GLOB_REGEX
+        match self.kind:
+            case TokenKind.LITERAL:
+                return re.escape(self.text)
+            case TokenKind.PARAM:
+                return PARAM_REGEX
+            case TokenKind.GLOB:
+                return GLOB_REGEX
+            case _:
+                assert_never(self.kind)
 
 
 # One path segment (the text between two `/`), as the tokens it is made of; never holds a `/`.
@@ -208,10 +184,9 @@ def _parse_verbs(match: str, start: int, end: int) -> frozenset[str] | None:
 
 @dataclass(frozen=True, slots=True)
 class _Group:
-    """An optional group while parsing: its contents and where its `(` is."""
+    """An optional group while parsing: what is between its parentheses."""
 
     children: tuple[Token | _Group, ...]
-    pos: int
 
 
 class _PathParser:
@@ -256,7 +231,7 @@ class _PathParser:
                 self.i += 1
                 if not children:
                     raise self.error("empty optional group '()'", open_at)
-                nodes.append(_Group(children, self.offset + open_at))
+                nodes.append(_Group(children))
             elif char == ")":
                 if depth == 0:
                     raise self.error("unbalanced ')'", self.i)
