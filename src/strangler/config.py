@@ -233,7 +233,7 @@ def parse_config(text: str, path: str) -> Config:
         context = error.get("ctx", {}).get("error")
         if isinstance(context, _RefError):
             loc, message = context.loc, str(context)
-        if error["type"] == "extra_forbidden":
+        elif error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against the config reference)"
         elif error["type"] == "missing":
             message = "this field is required"

@@ -333,7 +333,7 @@ class Exchange:
         ):
             # The backend closed an idle keep-alive connection as we reused it: not its answer.
             client.counters.inc("upstream_retries_total", self.decision.backend)
-            self.pool.acquire(self)
+            self.pool.acquire(self, is_fresh=True)
             return
         if isinstance(exc, TimeoutError):
             kind = FailureKind.READ_TIMEOUT

@@ -116,6 +116,8 @@ class ClientConnection(asyncio.Protocol):
         self.is_feeding = False
         self.is_closed = False
         self.has_eof = False
+        self._messages_completed = 0
+        self._head_raw_bytes = 0
         self.deadline = 0.0
         self.tunnel: UpstreamConnection | None = None
         self._paused = 0
@@ -131,6 +133,7 @@ class ClientConnection(asyncio.Protocol):
         self._out: list[bytes] = [b""]
         self._header_bytes = 0
         self._is_head_pending = False
+        self._head_deadline = 0.0
         self._body_bytes = 0
         self._content_length = -1
         self._is_chunked = False
@@ -175,9 +178,19 @@ class ClientConnection(asyncio.Protocol):
             if self._paused & _PAUSE_UPGRADE:
                 self._upgrade_buffer.append(data)
             return
+        completed = self._messages_completed
         self.is_feeding = True
         try:
             parser.feed_data(data)
+            if self._is_head_pending and self._messages_completed == completed:
+                # httptools buffers a header line until it ends, so count the raw bytes of an
+                # unfinished head ourselves: a header that never ends must not grow unbounded.
+                self._head_raw_bytes += len(data)
+                if self._head_raw_bytes > self.worker.snapshot.limits.max_header_bytes:
+                    self._error = ClientProtocolError(
+                        431, "the request's header section is too large"
+                    )
+                    self._reject(self._error)
         except httptools.HttpParserUpgrade as exc:
             self.parser = None
             offset = exc.args[0] if exc.args else len(data)
@@ -198,11 +211,15 @@ class ClientConnection(asyncio.Protocol):
                 current.flush_upstream()
 
     def eof_received(self) -> bool | None:
-        if self.tunnel is not None and self.tunnel.transport is not None:
-            if self.tunnel.transport.can_write_eof():
-                self.tunnel.transport.write_eof()
-                return True
-            return None
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.has_eof = True
+            if tunnel.has_eof or tunnel.transport is None or not tunnel.transport.can_write_eof():
+                # Both directions are finished: close both sockets.
+                tunnel.close()
+                return None
+            tunnel.transport.write_eof()
+            return True
         # A client may half-close after its last request and still read the answer.
         self.has_eof = True
         return self.current is not None
@@ -240,13 +257,18 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._is_head_pending = True
+        self._head_raw_bytes = 0
+        # Slowloris: the header section must arrive within header_timeout_s of its first byte.
+        self._head_deadline = self.worker.loop.time() + self.worker.snapshot.limits.header_timeout_s
         if self.current is None:
-            # Slowloris: the header section must arrive within header_timeout_s of its first byte.
-            self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.header_timeout_s
+            self.deadline = self._head_deadline
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_bytes += len(url)
+        if self._header_bytes > self.worker.snapshot.limits.max_header_bytes:
+            self._error = ClientProtocolError(431, "the request's header section is too large")
+            raise self._error
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
@@ -310,12 +332,14 @@ class ClientConnection(asyncio.Protocol):
             self._fail_head(505, f"HTTP/{version} is not supported")
         if self._has_host_twice:
             self._fail_head(400, "several Host headers")
-        url = self._url
-        if url[:1] != b"/":
-            url = self._origin_form(url)
         method = parser.get_method()
         if method == b"CONNECT":
             self._fail_head(405, "CONNECT is not served by a reverse proxy")
+        url = self._url
+        if url[:1] != b"/":
+            url = self._origin_form(url)
+        if url == b"*" and method != b"OPTIONS":
+            self._fail_head(400, "the asterisk-form target is only for OPTIONS (RFC 9112 §3.2.4)")
         if self._content_length > snapshot.limits.max_body_bytes:
             self._fail_head(413, "the request body is larger than the limit")
         method_name = _METHOD_NAMES.get(method) or method.decode("latin-1")
@@ -370,6 +394,7 @@ class ClientConnection(asyncio.Protocol):
             self._set_paused(_PAUSE_BUFFER, on=True)
 
     def on_message_complete(self) -> None:
+        self._messages_completed += 1
         exchange = self.parsing
         self.parsing = None
         self._body_bytes = 0
@@ -495,7 +520,9 @@ class ClientConnection(asyncio.Protocol):
             self._start(nxt)
             return
         self._set_paused(_PAUSE_PIPELINE, on=False)
-        if self.parsing is None:
+        if self._is_head_pending:
+            self.deadline = self._head_deadline
+        elif self.parsing is None:
             self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.idle_timeout_s
 
     def fail_exchange(self, exchange: Exchange, kind: FailureKind) -> None:
@@ -527,8 +554,7 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
         self.tunnel = conn
         self.deadline = 0.0
-        assert self.transport is not None
-        conn.start_tunnel(self.transport)
+        conn.start_tunnel(self)
         if tail:
             self.write(tail)
         buffered, self._upgrade_buffer = self._upgrade_buffer, []

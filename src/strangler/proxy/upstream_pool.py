@@ -38,6 +38,15 @@ class PoolClient(Protocol):
         """Called once if no connection could be had."""
 
 
+class TunnelClient(Protocol):
+    """The client side of a WebSocket (or other Upgrade) tunnel."""
+
+    transport: asyncio.Transport | None
+    has_eof: bool
+
+    def close(self) -> None: ...
+
+
 class ResponseSink(Protocol):
     """Who receives a parsed upstream response (the exchange that sent the request)."""
 
@@ -57,6 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_head_keep_alive",
         "_parser",
         "deadline",
+        "has_eof",
         "has_response_bytes",
         "header_names",
         "headers",
@@ -69,6 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
         "read_timeout_s",
         "sink",
         "transport",
+        "tunnel_client",
         "tunnel_peer",
     )
 
@@ -88,6 +99,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_timeout_s = pool.target.read_timeout_s
         # Set once a 101 switched this connection to a raw byte tunnel.
         self.tunnel_peer: asyncio.Transport | None = None
+        self.tunnel_client: TunnelClient | None = None
+        self.has_eof = False
         self._head_keep_alive = False
         self.is_reading_paused = False
 
@@ -130,9 +143,18 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
 
     def eof_received(self) -> bool | None:
-        if self.tunnel_peer is not None and self.tunnel_peer.can_write_eof():
-            self.tunnel_peer.write_eof()
+        self.has_eof = True
+        client = self.tunnel_client
+        if client is None or client.has_eof or client.transport is None:
+            # Both directions are finished (or this is no tunnel): close.
+            if client is not None:
+                client.close()
+            return None
+        # Half-close: pass the backend's EOF on and keep carrying the client's bytes.
+        if client.transport.can_write_eof():
+            client.transport.write_eof()
             return True
+        client.close()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -220,10 +242,11 @@ class UpstreamConnection(asyncio.Protocol):
             name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
         )
 
-    def start_tunnel(self, peer: asyncio.Transport) -> None:
+    def start_tunnel(self, client: TunnelClient) -> None:
         self.sink = None
         self.deadline = 0.0
-        self.tunnel_peer = peer
+        self.tunnel_client = client
+        self.tunnel_peer = client.transport
 
     def close(self) -> None:
         if self.transport is not None and not self.is_closed:
@@ -286,10 +309,12 @@ class UpstreamPool:
         """Take new timeouts and limits from a reloaded config (same address)."""
         self.target = target
 
-    def acquire(self, client: PoolClient) -> None:
-        """Hand `client` a connection now, later (after connect or when one frees up), or fail."""
+    def acquire(self, client: PoolClient, *, is_fresh: bool = False) -> None:
+        """Hand `client` a connection now, later (after connect or when one frees up), or fail.
+
+        `is_fresh` skips idle connections: a retry after a stale one must not meet another."""
         idle = self.idle
-        while idle:
+        while idle and not is_fresh:
             conn = idle.pop()
             if conn.is_closed:
                 continue

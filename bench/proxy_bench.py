@@ -1,0 +1,559 @@
+"""Proxy benchmark: strangler against nginx and against no proxy at all, in the same run.
+
+What is measured: requests/s, p50 and p99 latency of one small keep-alive GET (a ~250-byte JSON
+answer) sent by wrk through three contenders that all reach the same upstream:
+
+- direct:    wrk -> upstream nginx (the floor: what a proxy adds is measured from here)
+- nginx:     wrk -> nginx reverse proxy (1 worker, upstream keep-alive) -> upstream nginx
+- strangler: wrk -> strangler (`run --workers 1`, 2,000 Rails routes) -> upstream nginx
+
+How: wrk and the upstream nginx share the first core; the proxy under test gets the second core
+to itself, so each proxy is measured as one worker on one core. The request path matches one of
+the 2,000 generated routes (checked with the gateway's own router before the run), so routing is
+paid on every request. Rounds alternate (direct, nginx, strangler, direct, ...) so drift in the
+machine hits every contender alike; each run follows an unrecorded warm-up, and the report shows
+the median across rounds at 64 connections (throughput) and at 8 (latency added when the proxy
+is not saturated). wrk's Lua `done()` hook reports exact microsecond percentiles and the error
+counters, so no rounded human-readable units are parsed. Any connect/read/write/timeout error or
+>= 400 answer is shown prominently and fails strangler's goals: a proxy that errors is broken,
+not fast. (Every contender must answer 200 with the exact body before the load starts.) A run in
+which other processes used the cores (kernel busy time minus our processes' CPU time) is flagged.
+CPU-seconds per 10k requests come from /proc/<pid>/stat over the measured runs only.
+
+Goals (printed PASS/FAIL; the exit code stays 0 because this is a measurement, not a test):
+- 64 connections: strangler req/s >= 0.5 x nginx req/s, and strangler p99 <= 2.5 x nginx p99.
+- 8 connections:  strangler p50 <= direct p50 + 0.2 ms.
+
+Run: `python bench/proxy_bench.py [--duration 10] [--rounds 3] [--quick] [--skip-strangler]`.
+Needs nginx, wrk and taskset, and two cores. Exit codes: 0 measured (whatever the verdicts),
+1 something could not run, 2 a tool or the second core is missing, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import enum
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from proxy_lab import (
+    BenchError,
+    Lab,
+    MissingToolError,
+    Server,
+    cores_busy_s,
+    cpu_seconds,
+    find_tools,
+    free_port,
+    gateway_yaml,
+    launch_gateway,
+    launch_nginx,
+    nginx_temp_paths,
+    own_cpu_s,
+    pick_cores,
+    process_tree,
+    proxy_conf,
+    rss_kib,
+    serving,
+    tool_version,
+    upstream_conf,
+)
+from rails_routes import generate_rails_routes_yaml
+from strangler.config import parse_config
+from strangler.control.snapshot import build_snapshot
+from strangler.errors import StranglerError
+
+ROUTE_COUNT = 2_000
+CONNECTION_COUNTS = (64, 8)
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The goals (see the module docstring).
+MIN_RPS_VS_NGINX = 0.5
+MAX_P99_VS_NGINX = 2.5
+MAX_P50_OVER_DIRECT_MS = 0.2
+# A run in which other processes took more than this share of the two cores is flagged: on a
+# shared 2-core machine that skews req/s and above all p99.
+OTHER_CPU_MAX = 0.05
+
+# wrk calls done() once, after the run; the one line it prints is all the harness parses.
+WRK_MARKER = "STRANGLER_BENCH "
+WRK_DONE_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "STRANGLER_BENCH {\"requests\":%d,\"duration_us\":%d,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+    .. "\"mean_us\":%.1f,\"max_us\":%.1f,\"connect\":%d,\"read\":%d,\"write\":%d,"
+    .. "\"status\":%d,\"timeout\":%d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.mean, latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+class Verdict(enum.StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+# --- the route -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChoice:
+    name: str
+    match: str
+    path: str
+
+
+def pick_route(routes_yaml: str) -> RouteChoice:
+    """The middle JSON API show route (`GET /api/v1/things/:id(.:format)`) and a path for it.
+
+    The show of a top-level resource is the commonest Rails API read, and the upstream answers
+    JSON; the middle of the table is neither the luckiest nor the unluckiest place for a matcher.
+    Falls back to any show route if the table has no API one.
+    """
+    routes = yaml.safe_load("routes:\n" + routes_yaml)["routes"]
+    shows = [r for r in routes if re.fullmatch(r"GET(\|HEAD)? \S*/:id\(\.:format\)", r["match"])]
+    api_shows = [r for r in shows if re.fullmatch(r"\S+ /api/[^:]*:id\(\.:format\)", r["match"])]
+    candidates = api_shows or shows
+    if not candidates:
+        raise BenchError("the generated routes hold no `GET .../:id(.:format)` show route")
+    route = candidates[len(candidates) // 2]
+    pattern = route["match"].split(" ", 1)[1]
+    path = re.sub(r":\w+", "42", pattern.replace("(.:format)", ".json"))
+    return RouteChoice(str(route["name"]), str(route["match"]), path)
+
+
+def verify_route(routes_yaml: str, choice: RouteChoice) -> None:
+    """Check with the gateway's own config loader and router that GET path picks the route."""
+    text = gateway_yaml(port=1, upstream_port=1, routes_yaml=routes_yaml)
+    try:
+        snapshot = build_snapshot(parse_config(text, "<bench>"), source="<bench>")
+    except StranglerError as exc:
+        raise BenchError(f"the generated config does not load: {exc}") from exc
+    decision = snapshot.table.decide("GET", choice.path)
+    if decision.route != choice.name:
+        raise BenchError(f"GET {choice.path} routes to {decision.route!r}, not {choice.name!r}")
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WrkRun:
+    """One wrk run as its Lua done() hook reported it, and how busy the rest of the machine was."""
+
+    requests: int
+    duration_us: int
+    p50_us: float
+    p99_us: float
+    mean_us: float
+    max_us: float
+    connect: int
+    read: int
+    write: int
+    status: int
+    timeout: int
+    # Not from wrk: the share of the two cores that processes outside the benchmark used meanwhile.
+    other_cpu_share: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / (self.duration_us / 1e6)
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """The non-zero error counters; wrk counts an answer >= 400 under `status`."""
+        counts = {
+            "connect": self.connect,
+            "read": self.read,
+            "write": self.write,
+            "status>=400": self.status,
+            "timeout": self.timeout,
+        }
+        return {kind: n for kind, n in counts.items() if n}
+
+
+def parse_wrk(output: str) -> WrkRun:
+    for line in output.splitlines():
+        if line.startswith(WRK_MARKER):
+            return WrkRun(**json.loads(line.removeprefix(WRK_MARKER)))
+    raise BenchError(f"wrk printed no {WRK_MARKER.strip()} line:\n{output}")
+
+
+def run_wrk(lab: Lab, port: int, connections: int, duration_s: int) -> WrkRun:
+    url = f"http://127.0.0.1:{port}{lab.path}"
+    lua = lab.workdir / "report.lua"
+    argv = [lab.wrk, "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(lua)]
+    done = subprocess.run(
+        lab.pinned(lab.load_core, *argv, url), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise BenchError(f"wrk exited with {done.returncode}:\n{done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+# --- the measurement -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(slots=True)
+class Contender:
+    """What wrk sends load to; `proxy_pid` roots the process tree whose CPU is accounted."""
+
+    name: str
+    port: int
+    proxy_pid: int | None
+    runs: dict[int, list[WrkRun]] = field(default_factory=dict)
+    cpu_s: float = 0.0
+    requests: int = 0
+
+    def median(self, connections: int) -> Summary:
+        runs = self.runs[connections]
+        return Summary(
+            rps=statistics.median(r.rps for r in runs),
+            p50_ms=statistics.median(r.p50_us for r in runs) / 1000,
+            p99_ms=statistics.median(r.p99_us for r in runs) / 1000,
+        )
+
+    def errors(self, connections: int) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for run in self.runs[connections]:
+            for kind, n in run.errors.items():
+                total[kind] = total.get(kind, 0) + n
+        return total
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    duration_s: int
+    rounds: int
+    warmup_s: int
+
+
+def measure(
+    lab: Lab, settings: Settings, contenders: list[Contender], servers: list[Server]
+) -> None:
+    """Alternating rounds per connection count; fills each contender's runs and CPU counters."""
+    for connections in CONNECTION_COUNTS:
+        print(
+            f"\n== {connections} connections: {settings.rounds} round(s) of "
+            f"{settings.duration_s} s, each after {settings.warmup_s} s of warm-up",
+            flush=True,
+        )
+        for round_no in range(1, settings.rounds + 1):
+            for contender in contenders:
+                run = measure_one(lab, settings, contender, connections, servers)
+                check_alive(servers)
+                contender.runs.setdefault(connections, []).append(run)
+                print(
+                    f"  round {round_no}  {contender.name:<10} {run.rps:>10,.0f} req/s  "
+                    f"p50 {run.p50_us / 1000:6.3f} ms  p99 {run.p99_us / 1000:6.3f} ms"
+                    f"{run_flags(run)}",
+                    flush=True,
+                )
+
+
+def measure_one(
+    lab: Lab, settings: Settings, contender: Contender, connections: int, servers: list[Server]
+) -> WrkRun:
+    """One warm-up and one measured run; accounts the proxy's CPU and other processes' CPU."""
+    if settings.warmup_s:
+        run_wrk(lab, contender.port, connections, settings.warmup_s)
+    cores = (lab.load_core, lab.proxy_core)
+    busy_before, own_before = cores_busy_s(cores), own_cpu_s(servers)
+    proxy_before = cpu_seconds(contender.proxy_pid) if contender.proxy_pid else 0.0
+    run = run_wrk(lab, contender.port, connections, settings.duration_s)
+    if contender.proxy_pid:
+        contender.cpu_s += cpu_seconds(contender.proxy_pid) - proxy_before
+        contender.requests += run.requests
+    other_s = (cores_busy_s(cores) - busy_before) - (own_cpu_s(servers) - own_before)
+    other_share = max(0.0, other_s) / (len(cores) * run.duration_us / 1e6)
+    return replace(run, other_cpu_share=other_share)
+
+
+def run_flags(run: WrkRun) -> str:
+    flags = []
+    if run.errors:
+        flags.append(f"!!! ERRORS {run.errors}")
+    if run.other_cpu_share > OTHER_CPU_MAX:
+        flags.append(f"!!! other processes took {run.other_cpu_share:.0%} of the cores")
+    return "   " + "; ".join(flags) if flags else ""
+
+
+def check_alive(servers: list[Server]) -> None:
+    for server in servers:
+        if server.proc.poll() is not None:
+            raise BenchError(
+                f"{server.name} exited with code {server.proc.returncode} under load:"
+                f"\n{server.log_tail()}"
+            )
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    name: str
+    verdict: Verdict
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyCost:
+    """What one proxy cost: CPU over its measured runs (not warm-ups), and its RSS after them."""
+
+    name: str
+    rss_kib: dict[int, int]
+    cpu_s: float
+    requests: int
+
+    @property
+    def cpu_s_per_10k_requests(self) -> float | None:
+        return self.cpu_s / self.requests * 10_000 if self.requests else None
+
+
+def proxy_costs(contenders: list[Contender]) -> list[ProxyCost]:
+    """Read while the proxies still run: the RSS of every process in each proxy's tree."""
+    return [
+        ProxyCost(c.name, {p: rss_kib(p) for p in process_tree(c.proxy_pid)}, c.cpu_s, c.requests)
+        for c in contenders
+        if c.proxy_pid is not None
+    ]
+
+
+def ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
+    if "strangler" not in by_name:
+        return {}
+    s = by_name["strangler"].median(connections)
+    n = by_name["nginx"].median(connections)
+    d = by_name["direct"].median(connections)
+    return {
+        "strangler_over_nginx_rps": s.rps / n.rps,
+        "strangler_over_nginx_p99": s.p99_ms / n.p99_ms,
+        "strangler_over_direct_rps": s.rps / d.rps,
+        "strangler_minus_direct_p50_ms": s.p50_ms - d.p50_ms,
+    }
+
+
+def check_goals(by_name: dict[str, Contender]) -> list[Goal]:
+    names = (
+        f"64c req/s >= {MIN_RPS_VS_NGINX} x nginx",
+        f"64c p99 <= {MAX_P99_VS_NGINX} x nginx",
+        f"8c p50 <= direct + {MAX_P50_OVER_DIRECT_MS} ms",
+    )
+    strangler = by_name.get("strangler")
+    if strangler is None:
+        return [Goal(name, Verdict.SKIP, "strangler not measured") for name in names]
+    r64, r8 = ratios(by_name, 64), ratios(by_name, 8)
+    rps, p99 = r64["strangler_over_nginx_rps"], r64["strangler_over_nginx_p99"]
+    p50_over = r8["strangler_minus_direct_p50_ms"]
+    return [
+        _goal(names[0], strangler, 64, rps >= MIN_RPS_VS_NGINX, f"{rps:.2f} x nginx"),
+        _goal(names[1], strangler, 64, p99 <= MAX_P99_VS_NGINX, f"{p99:.2f} x nginx"),
+        _goal(names[2], strangler, 8, p50_over <= MAX_P50_OVER_DIRECT_MS, f"{p50_over:+.3f} ms"),
+    ]
+
+
+def _goal(name: str, strangler: Contender, connections: int, is_met: bool, detail: str) -> Goal:
+    """A goal met with errors is not met: a proxy that errors is broken, not fast."""
+    if errors := strangler.errors(connections):
+        return Goal(name, Verdict.FAIL, f"{detail}, but strangler ERRORED: {errors}")
+    return Goal(name, Verdict.PASS if is_met else Verdict.FAIL, detail)
+
+
+def print_report(contenders: list[Contender], costs: list[ProxyCost], goals: list[Goal]) -> None:
+    by_name = {c.name: c for c in contenders}
+    for connections in CONNECTION_COUNTS:
+        print(f"\n{connections} connections, median across rounds")
+        print(f"  {'':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}  errors")
+        for c in contenders:
+            m, errors = c.median(connections), c.errors(connections)
+            shown = f"!!! {errors} !!!" if errors else "none"
+            print(f"  {c.name:<10} {m.rps:>10,.0f} {m.p50_ms:>8.3f} {m.p99_ms:>8.3f}  {shown}")
+        if r := ratios(by_name, connections):
+            print(
+                f"  strangler/nginx: req/s {r['strangler_over_nginx_rps']:.2f}x, "
+                f"p99 {r['strangler_over_nginx_p99']:.2f}x;  "
+                f"strangler/direct: req/s {r['strangler_over_direct_rps']:.2f}x;  "
+                f"p50 strangler - direct: {r['strangler_minus_direct_p50_ms']:+.3f} ms"
+            )
+    print("\nproxy cost (CPU over the measured runs; RSS after them)")
+    for cost in costs:
+        rss = ", ".join(f"pid {pid} {kib / 1024:.1f} MiB" for pid, kib in cost.rss_kib.items())
+        cpu = cost.cpu_s_per_10k_requests
+        cpu_text = f"{cpu:.3f} CPU-s per 10k requests" if cpu is not None else "no requests"
+        print(f"  {cost.name:<10} {cpu_text};  RSS {rss}")
+    runs = [run for c in contenders for per_count in c.runs.values() for run in per_count]
+    if shared := sum(run.other_cpu_share > OTHER_CPU_MAX for run in runs):
+        print(
+            f"\n!!! {shared} of {len(runs)} runs shared the cores with other processes: "
+            "those figures are skewed, p99 most of all; rerun on an idle machine"
+        )
+    print("\ngoals")
+    for goal in goals:
+        print(f"  {goal.verdict:<4}  {goal.name:<28} {goal.detail}")
+
+
+def write_json(
+    path: Path,
+    meta: dict[str, object],
+    contenders: list[Contender],
+    costs: list[ProxyCost],
+    goals: list[Goal],
+) -> None:
+    by_name = {c.name: c for c in contenders}
+    results = {
+        str(n): {
+            "contenders": {
+                c.name: {
+                    "median": asdict(c.median(n)),
+                    "errors": c.errors(n),
+                    "runs": [asdict(r) | {"rps": r.rps} for r in c.runs[n]],
+                }
+                for c in contenders
+            },
+            "ratios": ratios(by_name, n),
+        }
+        for n in CONNECTION_COUNTS
+    }
+    document = {
+        **meta,
+        "results": results,
+        "proxy_costs": [
+            asdict(c) | {"cpu_s_per_10k_requests": c.cpu_s_per_10k_requests} for c in costs
+        ],
+        "goals": [asdict(g) for g in goals],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    parser.add_argument("--warmup", type=int, default=2, help="unrecorded seconds before each run")
+    parser.add_argument("--quick", action="store_true", help="smoke check: 1 round of 3 s")
+    parser.add_argument(
+        "--skip-strangler",
+        action="store_true",
+        help="measure only direct and nginx (to debug the harness)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration = 1, 3
+    if args.duration < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--duration and --rounds must be >= 1, --warmup >= 0")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    nginx, wrk, taskset = find_tools()
+    load_core, proxy_core = pick_cores()
+    # The harness waits on wrk and reads gateway output: keep it off the proxy's core.
+    os.sched_setaffinity(0, {load_core})
+    routes_yaml = generate_rails_routes_yaml(ROUTE_COUNT)
+    route = pick_route(routes_yaml)
+    verify_route(routes_yaml, route)
+    settings = Settings(args.duration, args.rounds, args.warmup)
+    meta: dict[str, object] = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": asdict(settings),
+        "route": asdict(route) | {"table_size": ROUTE_COUNT},
+        "cores": {"load (wrk + upstream)": load_core, "proxy under test": proxy_core},
+        "versions": {
+            "nginx": tool_version(nginx, "-v"),
+            "wrk": tool_version(wrk, "-v"),
+            "python": sys.version.split()[0],
+        },
+    }
+    print(f"GET {route.path} -> route {route.name} ({route.match}), one of {ROUTE_COUNT:,}")
+    print(f"cores: wrk + upstream nginx on {load_core}, proxy under test on {proxy_core}")
+
+    with tempfile.TemporaryDirectory(prefix="strangler-bench-") as tmp:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)  # nginx started by root runs its workers as `nobody`
+        (workdir / "report.lua").write_text(WRK_DONE_LUA)
+        lab = Lab(nginx, wrk, taskset, load_core, proxy_core, workdir, route.path)
+        contenders, costs = measure_all(lab, settings, routes_yaml, args.skip_strangler)
+
+    goals = check_goals({c.name: c for c in contenders})
+    print_report(contenders, costs, goals)
+    out = RESULTS_DIR / f"proxy-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(out, meta, contenders, costs, goals)
+    print(f"\nresults: {out}")
+    return 0
+
+
+def measure_all(
+    lab: Lab, settings: Settings, routes_yaml: str, skip_strangler: bool
+) -> tuple[list[Contender], list[ProxyCost]]:
+    """Start the servers, measure every contender, read the proxies' costs, stop everything."""
+    nginx_v = subprocess.run([lab.nginx, "-V"], capture_output=True, text=True, check=False).stderr
+    up_dir, px_dir = lab.workdir / "upstream", lab.workdir / "proxy"
+    up_dir.mkdir()
+    px_dir.mkdir()
+    up_port, px_port, gw_port = free_port(), free_port(), free_port()
+    up_conf = upstream_conf(up_dir, nginx_temp_paths(nginx_v, up_dir), up_port)
+    px_conf = proxy_conf(px_dir, nginx_temp_paths(nginx_v, px_dir), px_port, up_port)
+    with contextlib.ExitStack() as stack:
+        upstream = launch_nginx(
+            lab, "upstream nginx", up_dir, up_conf, port=up_port, core=lab.load_core
+        )
+        servers = [stack.enter_context(serving(upstream, lab.load_core, lab.path))]
+        proxy = launch_nginx(lab, "nginx proxy", px_dir, px_conf, port=px_port, core=lab.proxy_core)
+        servers.append(stack.enter_context(serving(proxy, lab.proxy_core, lab.path)))
+        contenders = [
+            Contender("direct", up_port, None),
+            Contender("nginx", px_port, proxy.proc.pid),
+        ]
+        if not skip_strangler:
+            gateway = launch_gateway(lab, gw_port, up_port, routes_yaml)
+            servers.append(stack.enter_context(serving(gateway, lab.proxy_core, lab.path)))
+            contenders.append(Contender("strangler", gw_port, gateway.proc.pid))
+        measure(lab, settings, contenders, servers)
+        return contenders, proxy_costs(contenders)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so servers and the temp dir are cleaned up either way.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return run(args)
+    except MissingToolError as exc:
+        print(f"proxy_bench: {exc}", file=sys.stderr)
+        return 2
+    except BenchError as exc:
+        print(f"proxy_bench: could not run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nproxy_bench: interrupted; servers stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
