@@ -192,3 +192,33 @@ def test_expect_100_continue(gateway: GatewayProcess) -> None:
         assert data.startswith(b"HTTP/1.1 200") or b"HTTP/1.1 200" in data
     finally:
         sock.close()
+
+
+def test_forwarding_headers_from_a_trusted_proxy_are_extended(
+    start_gateway, legacy_upstream  # noqa: ANN001
+) -> None:
+    gw = start_gateway(
+        legacy=legacy_upstream.url,
+        extra="forwarding:\n  trusted_proxies: [127.0.0.0/8]\n",
+    )
+    response = httpx.get(
+        gw.url + "/trusted",
+        headers={
+            "X-Forwarded-For": "203.0.113.7",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "shop.example",
+        },
+    )
+    headers = _headers(response.json())
+    assert headers["x-forwarded-for"] == ["203.0.113.7, 127.0.0.1"]
+    assert headers["x-forwarded-proto"] == ["https"]
+    assert headers["x-forwarded-host"] == ["shop.example"]
+
+
+def test_backend_host_header_mode_sends_the_backend_authority(
+    start_gateway, legacy_upstream  # noqa: ANN001
+) -> None:
+    gw = start_gateway(legacy=legacy_upstream.url, backend_options=', host_header: "backend"')
+    headers = _headers(httpx.get(gw.url + "/host").json())
+    assert headers["host"] == [legacy_upstream.url.removeprefix("http://")]
+    assert headers["x-forwarded-host"] == [f"127.0.0.1:{gw.port}"]

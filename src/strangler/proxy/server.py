@@ -616,6 +616,7 @@ class ClientConnection(asyncio.Protocol):
             reason=f"client_{error.status}",
         )
         exchange = self.parsing
+        self.parsing = None
         if exchange is not None and exchange is self.current:
             # The body of the request being forwarded went bad: the upstream gets nothing more.
             exchange.cancel()
@@ -623,11 +624,14 @@ class ClientConnection(asyncio.Protocol):
             if exchange.is_response_started:
                 self.abort()
                 return
+        elif exchange is not None:
+            # A pipelined request whose body went bad is never sent: its refusal takes its turn.
+            exchange.cancel()
+            self.pipeline.remove(exchange)
         if self.current is None:
             self.write(response)
             self.close()
             return
-        self.parsing = None
         self.pipeline.append(Exchange.rejected(self, response))
 
     def on_deadline(self, now: float) -> None:

@@ -68,7 +68,7 @@ def _supervise(snapshot: Snapshot, host: str, port: int, workers: int, watch: bo
     ready_read, ready_write = os.pipe()
     children: dict[int, int] = {}
     for index in range(workers):
-        children[_spawn(snapshot.source, host, port, ready_write)] = index
+        children[_spawn(snapshot, host, port, ready_write)] = index
     for _ in range(workers):
         if not os.read(ready_read, 1):
             break
@@ -84,24 +84,27 @@ def _supervise(snapshot: Snapshot, host: str, port: int, workers: int, watch: bo
             _forward(children, signal.SIGTERM)
         elif signum == signal.SIGHUP or (watch and not stopping and _mtime(source) != mtime):
             mtime = _mtime(source)
-            if _config_ok(source):
+            reloaded = _reload(source, snapshot.version + 1)
+            if reloaded is not None:
+                snapshot = reloaded
                 _forward(children, signal.SIGHUP)
         for pid, status in _reap():
             children.pop(pid, None)
             if not stopping:
+                # The replacement starts from the config in force, not from a file that may
+                # have been refused since.
                 log.error("worker %d exited (status %d); starting a new one", pid, status)
-                children[_spawn(source, host, port, ready_write)] = 0
+                children[_spawn(snapshot, host, port, ready_write)] = 0
     return 0
 
 
-def _spawn(source: str, host: str, port: int, ready_write: int) -> int:
+def _spawn(snapshot: Snapshot, host: str, port: int, ready_write: int) -> int:
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-        snapshot = load_snapshot(source)
         sock = listen_socket(host, port, reuse_port=True)
         uvloop.run(_serve_one(snapshot, sock, False, lambda: os.write(ready_write, b"r")))
         code = 0
@@ -131,13 +134,12 @@ def _reap() -> list[tuple[int, int]]:
         reaped.append((pid, os.waitstatus_to_exitcode(status)))
 
 
-def _config_ok(source: str) -> bool:
+def _reload(source: str, version: int) -> Snapshot | None:
     try:
-        load_snapshot(source)
+        return load_snapshot(source, version=version)
     except ConfigError as exc:
         log.error("config reload refused: %s", exc)
-        return False
-    return True
+        return None
 
 
 def _mtime(path: str) -> float:

@@ -294,6 +294,8 @@ class UpstreamPool:
         self.busy: set[UpstreamConnection] = set()
         self.connecting = 0
         self.waiters: collections.deque[PoolClient] = collections.deque()
+        # Set when a reload dropped or moved this backend: connections close as they free up.
+        self.is_retired = False
 
     def __repr__(self) -> str:
         return (
@@ -332,7 +334,7 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection, *, is_reusable: bool) -> None:
         """Give back a connection whose exchange is over."""
         self.busy.discard(conn)
-        if not is_reusable or conn.is_closed:
+        if not is_reusable or conn.is_closed or self.is_retired:
             conn.close()
             self._serve_waiter()
             return
@@ -386,6 +388,11 @@ class UpstreamPool:
     def close_idle(self) -> None:
         while self.idle:
             self.idle.pop().close()
+
+    def retire(self) -> None:
+        """No new exchanges come here; the ones in flight finish, then their sockets close."""
+        self.is_retired = True
+        self.close_idle()
 
     def _serve_waiter(self) -> None:
         while self.waiters and self.size < self.target.pool_size:

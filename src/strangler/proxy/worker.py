@@ -100,7 +100,7 @@ class Worker:
         for name, pool in self.pools.items():
             if pools.get(name) is not pool:
                 # Exchanges in flight keep their pool; only its idle sockets go now.
-                pool.close_idle()
+                pool.retire()
         self.pools = pools
 
     def _sweep(self) -> None:
