@@ -237,7 +237,7 @@ def parse_config(text: str, path: str) -> Config:
             message = "unknown key (check the spelling against the config reference)"
         elif error["type"] == "missing":
             message = "this field is required"
-        elif "input" in error and error["type"] not in ("model_type",):
+        elif "input" in error and error["type"] != "model_type" and "got " not in message:
             message = f"{message} (got {_short(error['input'])})"
         raise ConfigError(path, line_of(root, loc), format_loc(loc), message) from exc
 

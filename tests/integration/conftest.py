@@ -40,7 +40,9 @@ ROUTES = """\
 
 @pytest.fixture(scope="module")
 def gateway(
-    legacy_upstream: EchoUpstream, new_upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
+    legacy_upstream: EchoUpstream,
+    new_upstream: EchoUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     """One gateway for a module: legacy by default, /api/projects/:id and /ws on new."""
     path = write_config(
@@ -62,7 +64,9 @@ def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     """Start gateways with their own config for one test; all are stopped afterwards."""
     started: list[GatewayProcess] = []
 
-    def start(*, workers: int = 1, extra_args: tuple[str, ...] = (), **config: str) -> GatewayProcess:
+    def start(
+        *, workers: int = 1, extra_args: tuple[str, ...] = (), **config: str
+    ) -> GatewayProcess:
         path = write_config(tmp_path / f"strangler-{len(started)}.yaml", **config)
         gw = GatewayProcess(path, workers=workers, extra_args=extra_args).start()
         started.append(gw)

@@ -112,7 +112,12 @@ class EchoUpstream:
         self.name = name
         self.app = echo_app(name)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="websockets-sansio"
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            ws="websockets-sansio",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -173,7 +178,10 @@ class RawUpstream:
             self.connections += 1
             try:
                 await self.handler(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError):
+            except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                # A cancelled handler (stop()) ends quietly: on Python 3.11 asyncio logs a
+                # traceback for a cancelled connection task, possibly from a finalizer in the
+                # middle of pytest's report, which then crashes with SystemError (CPython 3.11).
                 pass
             finally:
                 writer.close()
@@ -189,6 +197,14 @@ class RawUpstream:
             self.loop.run_until_complete(main())
         except asyncio.CancelledError:
             pass
+        finally:
+            # Let cancelled handlers finish here, not be destroyed pending by the GC later.
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
 
     def start(self) -> RawUpstream:
         self.thread.start()
