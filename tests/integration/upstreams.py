@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 from collections.abc import Awaitable, Callable
@@ -212,10 +213,16 @@ class RawUpstream:
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self.loop.call_soon_threadsafe(self._server.close)
+        def cancel_everything() -> None:
+            # Runs on the upstream's own loop, so the task set can't change underneath it.
+            if self._server is not None:
+                self._server.close()
             for task in asyncio.all_tasks(self.loop):
-                self.loop.call_soon_threadsafe(task.cancel)
+                task.cancel()
+
+        # The loop may already be closed (its server ended by itself); then nothing is left.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(cancel_everything)
         self.thread.join(timeout=5)
 
 
