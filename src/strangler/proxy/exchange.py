@@ -16,7 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strangler.proxy.failures import FailureKind, render_problem, status_line
-from strangler.proxy.headers import drop_connection_listed
+from strangler.proxy.headers import (
+    R_CONNECTION,
+    R_LENGTH,
+    R_UPGRADE,
+    drop_connection_listed,
+)
 from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool, _BadResponse
 from strangler.routing.model import Decision, DecisionReason
 
@@ -31,20 +36,6 @@ _CLOSE_HEADER = b"Connection: close\r\n"
 _KEEP_ALIVE_HEADER = b"Connection: keep-alive\r\n"
 _UPGRADE_HEADER = b"Connection: upgrade\r\n"
 
-# Response headers the proxy does not copy through as they are (RFC 9110 §7.6.1 hop-by-hop,
-# plus the framing and the request id, which it writes itself).
-_R_SKIP, _R_LENGTH, _R_TE, _R_CONNECTION, _R_UPGRADE = range(5)
-_RESPONSE_SPECIAL: dict[bytes, int] = {
-    b"connection": _R_CONNECTION,
-    b"keep-alive": _R_SKIP,
-    b"proxy-connection": _R_SKIP,
-    b"te": _R_SKIP,
-    b"trailer": _R_SKIP,
-    b"transfer-encoding": _R_TE,
-    b"upgrade": _R_UPGRADE,
-    b"content-length": _R_LENGTH,
-    b"x-request-id": _R_SKIP,
-}
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 
@@ -248,17 +239,18 @@ class Exchange:
             self.conn = None
             self.on_upstream_lost(conn, _BadResponse())
             return
-        parts = [status_line(status)]
+        # The upstream connection already copied the plain headers into head_parts.
+        parts = conn.head_parts
+        parts[0] = status_line(status)
         has_length = False
         connection_tokens: bytes | None = None
-        for name, value in conn.headers:
-            kind = _RESPONSE_SPECIAL.get(name.lower())
-            if kind is None or kind == _R_LENGTH:
-                has_length = has_length or kind == _R_LENGTH
+        for kind, name, value in conn.special_headers:
+            if kind == R_LENGTH:
+                has_length = True
                 parts += (name, b": ", value, _CRLF)
-            elif kind == _R_CONNECTION:
+            elif kind == R_CONNECTION:
                 connection_tokens = value
-            elif kind == _R_UPGRADE and status == 101:
+            elif kind == R_UPGRADE and status == 101:
                 parts += (name, b": ", value, _CRLF)
         if connection_tokens is not None:
             parts = drop_connection_listed(parts, connection_tokens)

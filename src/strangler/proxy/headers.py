@@ -6,12 +6,32 @@ of four pieces, (name, b": ", value, CRLF), so nothing is concatenated until the
 
 from __future__ import annotations
 
+# Response headers the proxy does not copy through as they are (RFC 9110 §7.6.1 hop-by-hop,
+# plus the framing and the request id, which it writes itself).
+R_SKIP, R_LENGTH, R_TE, R_CONNECTION, R_UPGRADE = range(5)
+RESPONSE_SPECIAL: dict[bytes, int] = {
+    b"connection": R_CONNECTION,
+    b"keep-alive": R_SKIP,
+    b"proxy-connection": R_SKIP,
+    b"te": R_SKIP,
+    b"trailer": R_SKIP,
+    b"transfer-encoding": R_TE,
+    b"upgrade": R_UPGRADE,
+    b"content-length": R_LENGTH,
+    b"x-request-id": R_SKIP,
+}
+CRLF = b"\r\n"
+
 # Never dropped, whatever a Connection header names: they carry the message's own semantics.
 _PROTECTED = frozenset({b"content-length", b"host"})
+# The usual Connection values name connection options, not headers: nothing to drop.
+_ONLY_OPTIONS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 
 def drop_connection_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:
     """Remove the headers a Connection header names (RFC 9110 §7.6.1)."""
+    if tokens.lower() in _ONLY_OPTIONS:
+        return parts
     named = {token.strip().lower() for token in tokens.split(b",")} - _PROTECTED
     named -= {b"close", b"keep-alive", b"upgrade"}
     if not named:

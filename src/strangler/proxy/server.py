@@ -30,6 +30,7 @@ from strangler.proxy.headers import drop_connection_listed
 from strangler.proxy.upstream_pool import UpstreamConnection
 
 if TYPE_CHECKING:
+    from strangler.config import LimitsConfig
     from strangler.control.snapshot import Snapshot
     from strangler.observe.counters import Counters
     from strangler.proxy.worker import Worker
@@ -104,6 +105,9 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.counters: Counters = worker.counters
+        self.loop = worker.loop
+        # The limits of the snapshot in force when the current request began.
+        self.limits: LimitsConfig = worker.snapshot.limits
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.peer = b"-"
@@ -258,21 +262,22 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._is_head_pending = True
         self._head_raw_bytes = 0
+        limits = self.limits = self.worker.snapshot.limits
         # Slowloris: the header section must arrive within header_timeout_s of its first byte.
-        self._head_deadline = self.worker.loop.time() + self.worker.snapshot.limits.header_timeout_s
+        self._head_deadline = self.loop.time() + limits.header_timeout_s
         if self.current is None:
             self.deadline = self._head_deadline
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_bytes += len(url)
-        if self._header_bytes > self.worker.snapshot.limits.max_header_bytes:
+        if self._header_bytes > self.limits.max_header_bytes:
             self._error = ClientProtocolError(431, "the request's header section is too large")
             raise self._error
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.worker.snapshot.limits.max_header_bytes:
+        if self._header_bytes > self.limits.max_header_bytes:
             self._error = ClientProtocolError(431, "the request's header section is too large")
             raise self._error
         kind = _REQUEST_SPECIAL.get(name.lower())
@@ -385,11 +390,11 @@ class ClientConnection(asyncio.Protocol):
         if exchange is None:
             return
         self._body_bytes += len(body)
-        if self._body_bytes > self.worker.snapshot.limits.max_body_bytes:
+        if self._body_bytes > self.limits.max_body_bytes:
             self._error = ClientProtocolError(413, "the request body is larger than the limit")
             raise self._error
         exchange.send_body(body)
-        self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.body_timeout_s
+        self.deadline = self.loop.time() + self.limits.body_timeout_s
         if exchange.body_buffered_bytes > _BUFFER_HIGH_WATER:
             self._set_paused(_PAUSE_BUFFER, on=True)
 

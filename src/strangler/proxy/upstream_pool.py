@@ -19,6 +19,7 @@ import httptools
 
 from strangler.control.snapshot import BackendTarget
 from strangler.proxy.failures import FailureKind
+from strangler.proxy.headers import CRLF, R_LENGTH, R_SKIP, R_TE, RESPONSE_SPECIAL
 from strangler.proxy.tasks import TaskSet
 
 if TYPE_CHECKING:
@@ -68,8 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
         "deadline",
         "has_eof",
         "has_response_bytes",
-        "header_names",
-        "headers",
+        "head_parts",
         "idle_since",
         "is_closed",
         "is_head_request",
@@ -78,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
         "pool",
         "read_timeout_s",
         "sink",
+        "special_headers",
         "transport",
         "tunnel_client",
         "tunnel_peer",
@@ -88,8 +89,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.header_names: int = 0
+        # The response head as it will go to the client: a slot for the status line, then
+        # (name, ": ", value, CRLF) runs; headers the proxy handles itself wait in special_headers.
+        self.head_parts: list[bytes] = [b""]
+        self.special_headers: list[tuple[int, bytes, bytes]] = []
         self.is_head_request = False
         self.is_reused = False
         self.is_closed = False
@@ -182,10 +185,15 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.headers = []
+        self.head_parts = [b""]
+        self.special_headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        kind = RESPONSE_SPECIAL.get(name.lower())
+        if kind is None:
+            self.head_parts += (name, b": ", value, CRLF)
+        elif kind != R_SKIP:
+            self.special_headers.append((kind, name, value))
 
     def on_headers_complete(self) -> None:
         sink = self.sink
@@ -238,9 +246,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def has_length_framing(self) -> bool:
         """Whether the current response said where its body ends (Content-Length or chunked)."""
-        return any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        )
+        return any(kind in (R_LENGTH, R_TE) for kind, _, _ in self.special_headers)
 
     def start_tunnel(self, client: TunnelClient) -> None:
         self.sink = None
