@@ -13,7 +13,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from strangler.control.snapshot import load_snapshot
+from strangler.control.snapshot import Snapshot, load_snapshot
 from strangler.errors import ConfigError, StranglerError
 
 app = typer.Typer(
@@ -57,16 +57,20 @@ def run(
     raise typer.Exit(code)
 
 
+def _load_or_exit(path: Path) -> Snapshot:
+    try:
+        return load_snapshot(path)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command("check-config")
 def check_config(
     path: Annotated[Path, typer.Argument(help="The YAML config file to check.")],
 ) -> None:
     """Validate a config file; prints file:line: field: problem and exits 2 if unusable."""
-    try:
-        snapshot = load_snapshot(path)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    snapshot = _load_or_exit(path)
     typer.echo(
         f"{path}: ok ({len(snapshot.backends)} backends, {len(snapshot.table)} routes, "
         f"default backend {snapshot.config.default!r})"
@@ -79,11 +83,7 @@ def routes(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Print the route table in match order, with each route's stage and backend."""
-    try:
-        snapshot = load_snapshot(config)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    snapshot = _load_or_exit(config)
     rows = [
         {
             "name": row.spec.name,

@@ -93,6 +93,14 @@ def load_snapshot(path: str | Path, *, version: int = 1) -> Snapshot:
     return build_snapshot(load_config(path), source=str(path), version=version)
 
 
+def source_mtime(path: str) -> float:
+    """The config file's modification time, 0.0 if it can't be read (watchers compare it)."""
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _reason(stage: Stage, backend: str | None) -> DecisionReason:
     if backend is not None:
         return DecisionReason.ROUTE_BACKEND

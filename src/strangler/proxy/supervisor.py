@@ -17,12 +17,11 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 import uvloop
 
 from strangler.config import split_listen
-from strangler.control.snapshot import Snapshot, load_snapshot
+from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime
 from strangler.errors import ConfigError
 from strangler.proxy.listen import listen_socket, probe_port
 from strangler.proxy.worker import Worker
@@ -74,7 +73,7 @@ def _supervise(snapshot: Snapshot, host: str, port: int, workers: int, watch: bo
             break
     print(ready_line(host, port, workers, snapshot), flush=True)
     source = snapshot.source
-    mtime = _mtime(source)
+    mtime = source_mtime(source)
     stopping = False
     while children:
         info = signal.sigtimedwait(list(_SIGNALS), 1.0)
@@ -82,8 +81,8 @@ def _supervise(snapshot: Snapshot, host: str, port: int, workers: int, watch: bo
         if signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
             stopping = True
             _forward(children, signal.SIGTERM)
-        elif signum == signal.SIGHUP or (watch and not stopping and _mtime(source) != mtime):
-            mtime = _mtime(source)
+        elif signum == signal.SIGHUP or (watch and not stopping and source_mtime(source) != mtime):
+            mtime = source_mtime(source)
             reloaded = _reload(source, snapshot.version + 1)
             if reloaded is not None:
                 snapshot = reloaded
@@ -140,10 +139,3 @@ def _reload(source: str, version: int) -> Snapshot | None:
     except ConfigError as exc:
         log.error("config reload refused: %s", exc)
         return None
-
-
-def _mtime(path: str) -> float:
-    try:
-        return Path(path).stat().st_mtime
-    except OSError:
-        return 0.0

@@ -17,9 +17,8 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from pathlib import Path
 
-from strangler.control.snapshot import Snapshot, load_snapshot
+from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime
 from strangler.errors import ConfigError
 from strangler.observe.counters import Counters
 from strangler.proxy.server import ClientConnection
@@ -46,7 +45,7 @@ class Worker:
         self.pools: dict[str, UpstreamPool] = {}
         self.is_draining = False
         self._watch = watch
-        self._mtime = _mtime(snapshot.source)
+        self._mtime = source_mtime(snapshot.source)
         self._next_watch = 0.0
         self._stop: asyncio.Future[None] = loop.create_future()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -83,7 +82,7 @@ class Worker:
             return False
         self._apply_pools(snapshot)
         self.snapshot = snapshot
-        self._mtime = _mtime(path)
+        self._mtime = source_mtime(path)
         self.counters.inc("config_reloads_total", "applied")
         log.info("config reloaded: version %d, %d routes", snapshot.version, len(snapshot.table))
         return True
@@ -112,8 +111,8 @@ class Worker:
                 pool.sweep(now)
             if self._watch and now >= self._next_watch:
                 self._next_watch = now + WATCH_INTERVAL_S
-                if _mtime(self.snapshot.source) != self._mtime:
-                    self._mtime = _mtime(self.snapshot.source)
+                if source_mtime(self.snapshot.source) != self._mtime:
+                    self._mtime = source_mtime(self.snapshot.source)
                     self.reload()
         finally:
             self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
@@ -137,10 +136,3 @@ class Worker:
             self._sweeper.cancel()
         self.tasks.cancel_all()
         log.info("drained; counters: %s", self.counters.snapshot())
-
-
-def _mtime(path: str) -> float:
-    try:
-        return Path(path).stat().st_mtime
-    except OSError:
-        return 0.0
