@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from strangler.diff import DiffRules
 from strangler.errors import ConfigError
 from strangler.routing.model import SUPPORTED_STAGES, Stage
 from strangler.routing.pattern import PatternError, parse_match
@@ -69,6 +70,17 @@ class BackendConfig(_Model):
         return urlsplit(self.url).netloc
 
 
+class ShadowConfig(_Model):
+    """How a route in stage `shadow` copies its traffic to the new backend."""
+
+    # `sandbox` means "the shadow target writes to a sandbox database": only then are
+    # non-idempotent requests copied. Dual writes are how migrations corrupt data.
+    writes: Literal["none", "sandbox"] = "none"
+    max_body_bytes: Annotated[int, Field(ge=0, le=64 << 20)] = 1 << 20
+    timeout_s: PositiveSeconds = 5.0
+    backend: str | None = None
+
+
 class RouteConfig(_Model):
     """One route: a Rails-style `match`, its stage, and optionally its own backend."""
 
@@ -76,6 +88,14 @@ class RouteConfig(_Model):
     match: Annotated[str, Field(min_length=1)]
     stage: Stage = Stage.LEGACY
     backend: str | None = None
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    diff: dict[str, Any] | None = None
+
+    @field_validator("diff")
+    @classmethod
+    def _check_diff(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        DiffRules.from_config(value)
+        return value
 
     @field_validator("match")
     @classmethod
@@ -106,6 +126,8 @@ class LimitsConfig(_Model):
     body_timeout_s: PositiveSeconds = 60.0
     idle_timeout_s: PositiveSeconds = 75.0
     max_connections: Annotated[int, Field(ge=1)] = 10_000
+    # Shadow copies in flight per worker; more are dropped and counted (queue_full).
+    max_shadow_in_flight: Annotated[int, Field(ge=0, le=100_000)] = 256
     drain_timeout_s: PositiveSeconds = 30.0
 
 
@@ -163,12 +185,16 @@ class Config(_Model):
                 raise _RefError((key,), f"names backend {target!r}, which is not in backends")
         seen: dict[str, int] = {}
         for index, route in enumerate(self.routes):
-            if route.backend is not None and route.backend not in names:
-                raise _RefError(
-                    ("routes", index, "backend"),
-                    f"names backend {route.backend!r}, which is not in backends "
-                    f"({', '.join(sorted(names))})",
-                )
+            for loc, target in (
+                (("routes", index, "backend"), route.backend),
+                (("routes", index, "shadow", "backend"), route.shadow.backend),
+            ):
+                if target is not None and target not in names:
+                    raise _RefError(
+                        loc,
+                        f"names backend {target!r}, which is not in backends "
+                        f"({', '.join(sorted(names))})",
+                    )
             if route.name in seen:
                 raise _RefError(
                     ("routes", index, "name"),
@@ -176,6 +202,11 @@ class Config(_Model):
                 )
             seen[route.name] = index
         return self
+
+    def shadow_backend_for(self, route: RouteConfig) -> str | None:
+        if route.stage is not Stage.SHADOW:
+            return None
+        return route.shadow.backend or self.new_backend
 
     def backend_for(self, route: RouteConfig) -> str:
         if route.backend is not None:

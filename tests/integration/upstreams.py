@@ -32,6 +32,14 @@ async def _echo(request: Request) -> Response:
         digest.update(piece)
         length += len(piece)
     request.app.state.hits.append(request.url.path)
+    request.app.state.requests.append(
+        {
+            "method": request.method,
+            "path": request.url.path,
+            "headers": dict(request.headers),
+            "body_sha256": digest.hexdigest(),
+        }
+    )
     return JSONResponse(
         {
             "name": request.app.state.name,
@@ -103,6 +111,7 @@ def echo_app(name: str) -> Starlette:
     )
     app.state.name = name
     app.state.hits = []
+    app.state.requests = []
     return app
 
 
@@ -131,6 +140,11 @@ class EchoUpstream:
     @property
     def hits(self) -> list[str]:
         return list(self.app.state.hits)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """What each request to the echo route carried: method, path, headers, body digest."""
+        return list(self.app.state.requests)
 
     def start(self) -> EchoUpstream:
         self.thread.start()

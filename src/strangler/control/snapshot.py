@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from strangler.config import Config, LimitsConfig, load_config
+from strangler.config import Config, LimitsConfig, ShadowConfig, load_config
+from strangler.diff import DiffRules
 from strangler.routing import RouteTable
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
 
@@ -37,6 +38,14 @@ class BackendTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowRoute:
+    """What the shadow runner needs for one shadowed route."""
+
+    settings: ShadowConfig
+    rules: DiffRules
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one request needs to be routed and forwarded."""
 
@@ -48,6 +57,8 @@ class Snapshot:
     limits: LimitsConfig
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     via: bytes
+    # Stage `shadow` settings and compiled diff rules, by route name (shadowed routes only).
+    shadow_routes: Mapping[str, ShadowRoute]
 
 
 def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot:
@@ -59,6 +70,8 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
             stage=route.stage,
             backend=config.backend_for(route),
             reason=_reason(route.stage, route.backend),
+            shadow_backend=config.shadow_backend_for(route),
+            mirrors_unsafe=route.shadow.writes == "sandbox",
         )
         for route in config.routes
     ]
@@ -85,6 +98,13 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         limits=config.limits,
         trusted_networks=config.forwarding.networks(),
         via=b"1.1 " + config.forwarding.via.encode("ascii"),
+        shadow_routes=MappingProxyType(
+            {
+                route.name: ShadowRoute(route.shadow, DiffRules.from_config(route.diff))
+                for route in config.routes
+                if route.stage is Stage.SHADOW
+            }
+        ),
     )
 
 
@@ -104,4 +124,6 @@ def source_mtime(path: str) -> float:
 def _reason(stage: Stage, backend: str | None) -> DecisionReason:
     if backend is not None:
         return DecisionReason.ROUTE_BACKEND
+    if stage is Stage.SHADOW:
+        return DecisionReason.STAGE_SHADOW
     return DecisionReason.STAGE_NEW if stage is Stage.NEW else DecisionReason.STAGE_LEGACY

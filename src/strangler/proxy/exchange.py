@@ -27,6 +27,7 @@ from strangler.routing.model import Decision, DecisionReason
 
 if TYPE_CHECKING:
     from strangler.proxy.server import ClientConnection
+    from strangler.shadow import Mirror
 
 _CRLF = b"\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -62,6 +63,7 @@ class Exchange:
         "is_response_started",
         "is_upgrade",
         "keep_alive",
+        "mirror",
         "pool",
         "request_done",
         "request_id",
@@ -112,6 +114,8 @@ class Exchange:
         self.wait_deadline = 0.0
         self.attempts = 0
         self.error_response: bytes | None = None
+        # Stage `shadow`: the copy of this request, fed what this exchange already has.
+        self.mirror: Mirror | None = None
         # Bytes produced while parsing one read, written with one writev when the read is done:
         # a response head and its body in one syscall instead of two (bench/: +25% req/s).
         self.to_client: list[bytes] = []
@@ -172,12 +176,16 @@ class Exchange:
 
     def fail(self, kind: FailureKind) -> None:
         self.conn = None
+        if self.mirror is not None:
+            self.mirror.primary_failed()
         self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
         self.client.fail_exchange(self, kind)
 
     # -- request body from the client ---------------------------------------------------------
 
     def send_body(self, data: bytes) -> None:
+        if self.mirror is not None:
+            self.mirror.add_request_body(data)
         if self.conn is not None:
             if self.is_request_chunked:
                 self.to_upstream += (b"%x\r\n" % len(data), data, _CRLF)
@@ -194,6 +202,8 @@ class Exchange:
 
     def end_body(self) -> None:
         self.request_done = True
+        if self.mirror is not None:
+            self.mirror.request_complete()
         conn = self.conn
         if conn is not None:
             if self.is_request_chunked:
@@ -218,6 +228,8 @@ class Exchange:
     def cancel(self) -> None:
         """The client went away: free whatever this exchange holds."""
         self.is_cancelled = True
+        if self.mirror is not None:
+            self.mirror.primary_failed()
         conn = self.conn
         if conn is not None and not self.is_response_complete:
             self.conn = None
@@ -239,6 +251,9 @@ class Exchange:
             self.conn = None
             self.on_upstream_lost(conn, _BadResponse())
             return
+        if self.mirror is not None:
+            # Before head_parts below gets the proxy's own framing headers.
+            self.mirror.primary_head(status, conn)
         # The upstream connection already copied the plain headers into head_parts.
         parts = conn.head_parts
         parts[0] = status_line(status)
@@ -277,6 +292,8 @@ class Exchange:
         self.to_client.append(b"".join(parts))
 
     def on_response_body(self, data: bytes) -> None:
+        if self.mirror is not None:
+            self.mirror.primary_body(data)
         if self.is_response_chunked:
             self.to_client += (b"%x\r\n" % len(data), data, _CRLF)
         else:
@@ -288,6 +305,8 @@ class Exchange:
         if self.is_response_chunked:
             self.to_client.append(_LAST_CHUNK)
         self.flush_client()
+        if self.mirror is not None:
+            self.mirror.primary_complete()
         conn.pool.release(conn, is_reusable=is_reusable and self.request_done)
         self.client.exchange_done(self)
 
@@ -307,11 +326,15 @@ class Exchange:
             if exc is None and not conn.has_length_framing():
                 # A close-delimited body (no Content-Length, not chunked) ends at EOF.
                 self.is_response_complete = True
+                if self.mirror is not None:
+                    self.mirror.primary_complete()
                 if self.is_response_chunked:
                     self.to_client.append(_LAST_CHUNK)
                 self.flush_client()
                 client.exchange_done(self)
                 return
+            if self.mirror is not None:
+                self.mirror.primary_failed()
             client.counters.inc("client_aborts_total", "upstream_died_mid_response")
             client.abort()
             return

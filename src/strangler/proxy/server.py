@@ -84,6 +84,8 @@ _REQUEST_SPECIAL: dict[bytes, int] = {
     b"expect": _H_EXPECT,
     b"via": _H_VIA,
     b"tracestate": _H_PASS,
+    # Only the gateway may say a request is a shadow copy.
+    b"x-strangler-shadow": _H_DROP,
 }
 
 # W3C Trace Context §3.2: version-traceid-parentid-flags, lowercase hex, ids not all zero.
@@ -371,6 +373,16 @@ class ClientConnection(asyncio.Protocol):
             request_id=request_id,
             response_tail=_response_tail(request_id, snapshot.via),
         )
+        if decision.shadow_backend is not None and not is_upgrade:
+            exchange.mirror = self.worker.shadow.begin(
+                snapshot,
+                decision,
+                method,
+                url,
+                head,
+                traceparent,
+                is_request_chunked=self._is_chunked,
+            )
         self._reset_message()
         self.parsing = exchange
         # A body still to come must keep arriving: at most body_timeout_s between two reads.

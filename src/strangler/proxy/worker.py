@@ -24,11 +24,13 @@ from strangler.observe.counters import Counters
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool
+from strangler.shadow import ShadowRunner
 
 log = logging.getLogger("strangler.worker")
 
 SWEEP_INTERVAL_S = 0.1
 WATCH_INTERVAL_S = 1.0
+SHADOW_REPORT_INTERVAL_S = 60.0
 
 
 class Worker:
@@ -47,8 +49,10 @@ class Worker:
         self._watch = watch
         self._mtime = source_mtime(snapshot.source)
         self._next_watch = 0.0
+        self._next_shadow_report = loop.time() + SHADOW_REPORT_INTERVAL_S
         self._stop: asyncio.Future[None] = loop.create_future()
         self._sweeper: asyncio.TimerHandle | None = None
+        self.shadow = ShadowRunner(loop, self.tasks, self.counters, UpstreamPool)
         self._apply_pools(snapshot)
 
     def __repr__(self) -> str:
@@ -101,6 +105,7 @@ class Worker:
                 # Exchanges in flight keep their pool; only its idle sockets go now.
                 pool.retire()
         self.pools = pools
+        self.shadow.apply_snapshot(snapshot)
 
     def _sweep(self) -> None:
         now = self.loop.time()
@@ -109,6 +114,10 @@ class Worker:
                 conn.on_deadline(now)
             for pool in self.pools.values():
                 pool.sweep(now)
+            self.shadow.sweep(now)
+            if now >= self._next_shadow_report:
+                self._next_shadow_report = now + SHADOW_REPORT_INTERVAL_S
+                self.shadow.report()
             if self._watch and now >= self._next_watch:
                 self._next_watch = now + WATCH_INTERVAL_S
                 if source_mtime(self.snapshot.source) != self._mtime:
@@ -123,7 +132,8 @@ class Worker:
         for conn in list(self.connections):
             conn.begin_drain()
         deadline = self.loop.time() + self.snapshot.limits.drain_timeout_s
-        while self.connections and self.loop.time() < deadline:
+        # Shadow copies in flight finish too (each has its own timeout), so their results count.
+        while (self.connections or self.shadow.in_flight) and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
         left = len(self.connections)
         if left:
@@ -132,6 +142,8 @@ class Worker:
             conn.abort()
         for pool in self.pools.values():
             pool.close_idle()
+        self.shadow.close()
+        self.shadow.report(as_json=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.tasks.cancel_all()

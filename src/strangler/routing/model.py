@@ -21,13 +21,14 @@ class Stage(enum.StrEnum):
 
 
 # Stages whose behaviour ships today; the schema reserves the others for later issues.
-SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.NEW})
+SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.SHADOW, Stage.NEW})
 
 
 class DecisionReason(enum.StrEnum):
     """Why the router picked the backend it picked; shown in logs and `strangler routes`."""
 
     STAGE_LEGACY = "stage_legacy"
+    STAGE_SHADOW = "stage_shadow"
     STAGE_NEW = "stage_new"
     ROUTE_BACKEND = "route_backend"
     UNMATCHED_DEFAULT = "unmatched_default"
@@ -48,6 +49,10 @@ class RouteSpec:
     stage: Stage
     backend: str
     reason: DecisionReason
+    # Stage `shadow`: where the copy goes, and whether non-idempotent requests may be copied
+    # (only when the route says the shadow target is a sandbox).
+    shadow_backend: str | None = None
+    mirrors_unsafe: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +67,5 @@ class Decision:
     stage: Stage | None
     backend: str
     reason: DecisionReason
+    shadow_backend: str | None = None
+    mirrors_unsafe: bool = False

@@ -65,7 +65,14 @@ class RouteTable:
             routes=tuple(routes),
             patterns=tuple(patterns),
             decisions=tuple(
-                Decision(route=r.name, stage=r.stage, backend=r.backend, reason=r.reason)
+                Decision(
+                    route=r.name,
+                    stage=r.stage,
+                    backend=r.backend,
+                    reason=r.reason,
+                    shadow_backend=r.shadow_backend,
+                    mirrors_unsafe=r.mirrors_unsafe,
+                )
                 for r in routes
             ),
             unmatched=Decision(

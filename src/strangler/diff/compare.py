@@ -1,0 +1,161 @@
+"""compare_responses: one primary answer against its shadow, under a route's DiffRules.
+
+Pure. No I/O, no clock, no logging: the caller counts and stores the Comparison.
+
+Rules:
+- Status first (unless `status: false`), then the configured headers, then the body; the
+  differences keep that order and share one budget of `max_differences`.
+- A truncated body (on either side) is never compared: kind SKIPPED, body_compared False.
+- Identical body bytes are equal without parsing.
+- A Content-Encoding other than identity on either side compares the bytes (kind BINARY): the
+  engine does not inflate bodies, whose decompressed size it cannot bound cheaply.
+- JSON when either Content-Type mentions json, or both bodies start with `{` or `[` (after
+  whitespace); if either side then fails to parse, the bodies compare as text instead, which
+  shows a human the HTML error page the new backend sent in place of JSON.
+- Text when both bodies decode (the Content-Type charset, else UTF-8, strictly); otherwise
+  binary: equal bytes or one CHANGED difference at `body` holding sizes and SHA-256 prefixes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import hashlib
+from collections.abc import Sequence
+
+import orjson
+
+from strangler.diff.headers import compare_headers
+from strangler.diff.json_walk import compare_json
+from strangler.diff.model import BodyKind, Comparison, Difference, DifferenceKind, ResponseSample
+from strangler.diff.rules import DiffRules
+from strangler.diff.text import compare_text
+
+_JSON_STARTS = (b"{", b"[")
+_JSON_WHITESPACE = b" \t\r\n"
+_SNIFF_BYTES = 1024
+
+
+def compare_responses(
+    primary: ResponseSample, shadow: ResponseSample, rules: DiffRules
+) -> Comparison:
+    """Compare a primary (legacy) response with its shadow (new) under `rules`."""
+    found: list[Difference] = []
+    if rules.should_compare_status and primary.status != shadow.status:
+        found.append(
+            Difference("status", DifferenceKind.CHANGED, primary.status, shadow.status, "status")
+        )
+    found.extend(
+        compare_headers(primary.headers, shadow.headers, rules.header_names, rules.normalize)
+    )
+    limit = rules.max_differences
+    is_truncated = len(found) > limit
+    del found[limit:]
+    if primary.is_truncated or shadow.is_truncated:
+        return Comparison(
+            is_equal=not found and not is_truncated,
+            differences=tuple(found),
+            body_compared=False,
+            kind=BodyKind.SKIPPED,
+            is_truncated=is_truncated,
+        )
+    kind, body_found, is_body_truncated = _compare_body(primary, shadow, rules, limit - len(found))
+    found.extend(body_found)
+    is_truncated = is_truncated or is_body_truncated
+    return Comparison(
+        is_equal=not found and not is_truncated,
+        differences=tuple(found),
+        body_compared=True,
+        kind=kind,
+        is_truncated=is_truncated,
+    )
+
+
+def _compare_body(
+    primary: ResponseSample, shadow: ResponseSample, rules: DiffRules, budget: int
+) -> tuple[BodyKind, list[Difference], bool]:
+    if _is_encoded(primary.headers) or _is_encoded(shadow.headers):
+        return BodyKind.BINARY, _binary(primary.body, shadow.body), False
+    type_a = _header(primary.headers, "content-type")
+    type_b = _header(shadow.headers, "content-type")
+    is_json = (
+        "json" in type_a
+        or "json" in type_b
+        or (_starts_like_json(primary.body) and _starts_like_json(shadow.body))
+    )
+    if primary.body == shadow.body:
+        if is_json:
+            return BodyKind.JSON, [], False
+        is_text = _decode(primary.body, type_a) is not None
+        return (BodyKind.TEXT if is_text else BodyKind.BINARY), [], False
+    if is_json:
+        try:
+            document_a = orjson.loads(primary.body)
+            document_b = orjson.loads(shadow.body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            found, is_truncated = compare_json(
+                document_a,
+                document_b,
+                rules.paths,
+                rules.normalize,
+                max_differences=budget,
+                max_depth=rules.max_depth,
+            )
+            return BodyKind.JSON, found, is_truncated
+    text_a = _decode(primary.body, type_a)
+    text_b = _decode(shadow.body, type_b)
+    if text_a is None or text_b is None:
+        found = _binary(primary.body, shadow.body)
+        kind = BodyKind.BINARY
+    else:
+        difference = compare_text(text_a, text_b, rules.normalize)
+        found = [] if difference is None else [difference]
+        kind = BodyKind.TEXT
+    if len(found) > budget:
+        return kind, [], True
+    return kind, found, False
+
+
+def _header(headers: Sequence[tuple[str, str]], name: str) -> str:
+    """The first value of a header, lowercased; '' if absent."""
+    return next((value.lower() for key, value in headers if key.lower() == name), "")
+
+
+def _is_encoded(headers: Sequence[tuple[str, str]]) -> bool:
+    return _header(headers, "content-encoding").strip() not in ("", "identity")
+
+
+def _starts_like_json(body: bytes) -> bool:
+    # A prefix only: lstrip on the whole body would copy it.
+    return body[:_SNIFF_BYTES].lstrip(_JSON_WHITESPACE)[:1] in _JSON_STARTS
+
+
+def _decode(body: bytes, content_type: str) -> str | None:
+    """The body as text per its charset (default UTF-8), or None if it does not decode."""
+    encoding = "utf-8"
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip() == "charset" and value.strip(' "'):
+            # An unknown charset label keeps UTF-8, the web's default (WHATWG Encoding).
+            with contextlib.suppress(LookupError):
+                encoding = codecs.lookup(value.strip(' "')).name
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+
+
+def _fingerprint(body: bytes) -> str:
+    return f"{len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()[:16]}"
+
+
+def _binary(body_a: bytes, body_b: bytes) -> list[Difference]:
+    if body_a == body_b:
+        return []
+    return [
+        Difference(
+            "body", DifferenceKind.CHANGED, _fingerprint(body_a), _fingerprint(body_b), "body"
+        )
+    ]

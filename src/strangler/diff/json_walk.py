@@ -1,0 +1,311 @@
+"""Structural comparison of two parsed JSON documents under a route's diff rules.
+
+Pure. Never raises for values orjson.loads returns, however deep or large.
+
+Rules:
+- Objects compare by key: a key only in primary is MISSING, only in shadow EXTRA.
+- Arrays compare by index, unless an `unordered` rule matches the array:
+  - with a key field, elements pair up by equal key values (duplicates in order of
+    appearance); an unpaired primary element is MISSING, an unpaired shadow one EXTRA, and a
+    paired one is compared under the rules at `[?(@.id==42)]`. Elements without the field
+    (or not objects) are matched among themselves as a multiset;
+  - with null, as a multiset: each primary element takes the first unused shadow element equal
+    to it under the rules. Leftovers are MISSING (primary index) and EXTRA (shadow index). Rule
+    lookups use the primary index for paired and MISSING elements, the shadow's for EXTRA.
+- Numbers: int and float are equal when numerically equal; a bool is never a number (true vs 1
+  is TYPE_CHANGED); a `tolerance` rule widens equality at the numbers it matches.
+- Strings: equal, or equal once both are normalized. null is a type of its own: null vs 0 is
+  TYPE_CHANGED, and a key that is absent is MISSING, not null.
+- `ignore` drops a node and its subtree, on either side, whatever the difference.
+- Bounds: the (limit+1)th difference is not kept, the walk stops and `is_truncated` is set.
+  At max_depth levels a differing subtree is reported as one CHANGED node, compared exactly and
+  without rules (equality.deep_equal). An unordered multiset pairs by rules at most
+  MAX_PAIR_PROBES times per array; beyond that, leftovers are reported as they are.
+
+Fast path: subtrees that are strictly equal (equality.is_same_tree) are equal under any rules,
+because every rule only ever makes more values equal; the walk skips them without looking up a
+rule or touching the path. With it, bench/bench_diff.py compares ~17,000 pairs of ~2.3 KB
+documents per second on one core, both orjson parses included (59 us a pair).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from strangler.diff.automaton import PathState
+from strangler.diff.equality import deep_equal, is_same_tree
+from strangler.diff.model import Difference, DifferenceKind
+from strangler.diff.normalize import Normalizer, normalize
+from strangler.diff.paths import KeyMatch, PathElement, format_path, format_rule_path
+from strangler.diff.values import shorten
+
+MAX_PAIR_PROBES = 256
+_ABSENT: Any = object()
+_DEPTH_DETAIL = "at the depth limit ({}): compared whole, without rules"
+_CHANGED = DifferenceKind.CHANGED
+_MISSING = DifferenceKind.MISSING
+_EXTRA = DifferenceKind.EXTRA
+_TYPE_CHANGED = DifferenceKind.TYPE_CHANGED
+
+
+class _LimitReached(Exception):
+    """The difference list is full: unwinds the whole walk in one step."""
+
+
+def compare_json(
+    primary: object,
+    shadow: object,
+    paths: PathState,
+    normalizers: Sequence[Normalizer],
+    *,
+    max_differences: int,
+    max_depth: int,
+) -> tuple[list[Difference], bool]:
+    """The differences between two documents (at most max_differences), and whether more exist."""
+    walk = _Walk(max_differences, max_depth, normalizers)
+    if not paths.is_ignored and not _is_same(primary, shadow):
+        # The walk stopped at its budget; what it found so far is the answer.
+        with contextlib.suppress(_LimitReached):
+            walk.node(primary, shadow, paths, 0)
+    return walk.differences, walk.is_truncated
+
+
+def _is_same(a: object, b: object) -> bool:
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict or kind is list:
+        return is_same_tree(a, b)
+    return a == b
+
+
+def _hashable(value: object) -> object:
+    """A dict key for an unordered key value or multiset element: equal values, equal keys."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or value is None:
+        return value
+    if kind is bool:
+        return (bool, value)  # True == 1 in a dict; JSON true must not pair with 1
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return object()  # too deep to encode: pairs with nothing here, later only by probing
+
+
+class _Walk:
+    """One comparison in progress: the current path, the differences found, the budget."""
+
+    __slots__ = ("_limit", "_max_depth", "_normalizers", "_path", "differences", "is_truncated")
+
+    def __init__(self, limit: int, max_depth: int, normalizers: Sequence[Normalizer]) -> None:
+        self._limit = limit
+        self._max_depth = max_depth
+        self._normalizers = normalizers
+        self._path: list[PathElement] = []
+        self.differences: list[Difference] = []
+        self.is_truncated = False
+
+    def add(self, kind: DifferenceKind, primary: object, shadow: object, detail: str = "") -> None:
+        if len(self.differences) >= self._limit:
+            self.is_truncated = True
+            raise _LimitReached
+        path = tuple(self._path)
+        self.differences.append(
+            Difference(
+                format_path(path),
+                kind,
+                shorten(primary),
+                shorten(shadow),
+                format_rule_path(path),
+                detail,
+            )
+        )
+
+    def node(self, a: Any, b: Any, state: PathState, depth: int) -> None:
+        """Compare two values at the current path. The caller has checked `state.is_ignored`."""
+        ta = type(a)
+        tb = type(b)
+        if ta is dict or ta is list:
+            if tb is not ta:
+                self.add(_TYPE_CHANGED, a, b)
+            elif depth >= self._max_depth:
+                if not deep_equal(a, b):
+                    self.add(_CHANGED, a, b, _DEPTH_DETAIL.format(depth))
+            elif ta is dict:
+                self._object(a, b, state, depth + 1)
+            elif not state.is_unordered:
+                self._by_index(a, b, state, depth + 1)
+            elif state.unordered_key is None:
+                self._multiset(a, range(len(a)), b, range(len(b)), state, depth + 1)
+            else:
+                self._by_key(a, b, state.unordered_key, state, depth + 1)
+        elif ta is str:
+            if tb is not str:
+                self.add(_TYPE_CHANGED, a, b)
+            elif a != b and not (
+                self._normalizers
+                and normalize(a, self._normalizers) == normalize(b, self._normalizers)
+            ):
+                self.add(_CHANGED, a, b)
+        elif ta is int or ta is float:
+            if tb is not int and tb is not float:
+                self.add(_TYPE_CHANGED, a, b)
+            elif a != b and (state.tolerance is None or not state.tolerance.allows(a, b)):
+                self.add(_CHANGED, a, b)
+        elif tb is not ta:  # bool or null against anything else
+            self.add(_TYPE_CHANGED, a, b)
+        elif a != b:
+            self.add(_CHANGED, a, b)
+
+    def _only(self, element: PathElement, kind: DifferenceKind, value: object) -> None:
+        self._path.append(element)
+        if kind is _MISSING:
+            self.add(kind, value, None)
+        else:
+            self.add(kind, None, value)
+        self._path.pop()
+
+    def _object(self, a: dict[str, Any], b: dict[str, Any], state: PathState, depth: int) -> None:
+        by_key = state.by_key
+        other = state.other_key
+        path = self._path
+        absent = _ABSENT
+        shared = 0
+        for key, va in a.items():
+            vb = b.get(key, absent)
+            if vb is absent:
+                if not by_key.get(key, other).is_ignored:
+                    self._only(key, _MISSING, va)
+                continue
+            shared += 1
+            kind = type(va)
+            # Inline fast path: most members of similar documents are equal scalars.
+            if kind is type(vb) and (
+                is_same_tree(va, vb) if kind is dict or kind is list else va == vb
+            ):
+                continue
+            child = by_key.get(key, other)
+            if not child.is_ignored:
+                path.append(key)
+                self.node(va, vb, child, depth)
+                path.pop()
+        if shared < len(b):
+            for key, vb in b.items():
+                if key not in a and not by_key.get(key, other).is_ignored:
+                    self._only(key, _EXTRA, vb)
+
+    def _by_index(self, a: list[Any], b: list[Any], state: PathState, depth: int) -> None:
+        by_index = state.by_index
+        other = state.other_index
+        path = self._path
+        for i, (va, vb) in enumerate(zip(a, b, strict=False)):
+            kind = type(va)
+            if kind is type(vb) and (
+                is_same_tree(va, vb) if kind is dict or kind is list else va == vb
+            ):
+                continue
+            child = by_index.get(i, other) if by_index else other
+            if not child.is_ignored:
+                path.append(i)
+                self.node(va, vb, child, depth)
+                path.pop()
+        for i in range(len(b), len(a)):
+            if not by_index.get(i, other).is_ignored:
+                self._only(i, _MISSING, a[i])
+        for i in range(len(a), len(b)):
+            if not by_index.get(i, other).is_ignored:
+                self._only(i, _EXTRA, b[i])
+
+    def _by_key(self, a: list[Any], b: list[Any], field: str, state: PathState, depth: int) -> None:
+        by_index = state.by_index
+        other = state.other_index
+        path = self._path
+        waiting: dict[object, list[int]] = {}
+        loose_b: list[int] = []
+        for j, vb in enumerate(b):
+            if type(vb) is dict and field in vb:
+                key = vb[field]
+                # Inline for the usual int and str ids; _hashable handles the rest.
+                if type(key) is not int and type(key) is not str:
+                    key = _hashable(key)
+                waiting.setdefault(key, []).append(j)
+            else:
+                loose_b.append(j)
+        loose_a: list[int] = []
+        for i, va in enumerate(a):
+            if type(va) is not dict or field not in va:
+                loose_a.append(i)
+                continue
+            child = by_index.get(i, other) if by_index else other
+            key = va[field]
+            if type(key) is not int and type(key) is not str:
+                key = _hashable(key)
+            candidates = waiting.get(key)
+            if not candidates:
+                if not child.is_ignored:
+                    self._only(KeyMatch(field, va[field]), _MISSING, va)
+                continue
+            vb = b[candidates.pop(0)]
+            if not child.is_ignored and not is_same_tree(va, vb):
+                path.append(KeyMatch(field, va[field]))
+                self.node(va, vb, child, depth)
+                path.pop()
+        extra = sorted(j for left in waiting.values() for j in left)
+        for j in extra:
+            if not (by_index.get(j, other) if by_index else other).is_ignored:
+                self._only(KeyMatch(field, b[j][field]), _EXTRA, b[j])
+        if loose_a or loose_b:
+            self._multiset(a, loose_a, b, loose_b, state, depth)
+
+    def _multiset(
+        self,
+        a: list[Any],
+        a_indices: Sequence[int],
+        b: list[Any],
+        b_indices: Sequence[int],
+        state: PathState,
+        depth: int,
+    ) -> None:
+        def rules_at(i: int) -> PathState:
+            return state.by_index.get(i, state.other_index)
+
+        waiting: dict[object, list[int]] = {}
+        for j in b_indices:
+            if not rules_at(j).is_ignored:
+                waiting.setdefault(_hashable(b[j]), []).append(j)
+        left_a: list[int] = []
+        for i in a_indices:
+            if rules_at(i).is_ignored:
+                continue
+            exact = waiting.get(_hashable(a[i]))
+            if exact:
+                exact.pop(0)
+            else:
+                left_a.append(i)
+        left_b = sorted(j for left in waiting.values() for j in left)
+        if left_a and left_b and len(left_a) * len(left_b) <= MAX_PAIR_PROBES:
+            unpaired: list[int] = []
+            for i in left_a:
+                for at, j in enumerate(left_b):
+                    if self._is_equal_under_rules(a[i], b[j], rules_at(i), depth):
+                        del left_b[at]
+                        break
+                else:
+                    unpaired.append(i)
+            left_a = unpaired
+        for i in left_a:
+            self._only(i, _MISSING, a[i])
+        for j in left_b:
+            self._only(j, _EXTRA, b[j])
+
+    def _is_equal_under_rules(self, a: Any, b: Any, state: PathState, depth: int) -> bool:
+        probe = _Walk(0, self._max_depth, self._normalizers)
+        try:
+            probe.node(a, b, state, depth)
+        except _LimitReached:
+            return False
+        return True

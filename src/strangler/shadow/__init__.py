@@ -1,0 +1,6 @@
+"""Stage `shadow`: mirror requests to the new backend and compare the answers, off the hot path."""
+
+from strangler.shadow.mirror import DropReason, Mirror, ShadowRunner
+from strangler.shadow.results import RouteShadowStats, ShadowResults
+
+__all__ = ["DropReason", "Mirror", "RouteShadowStats", "ShadowResults", "ShadowRunner"]

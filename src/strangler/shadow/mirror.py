@@ -1,0 +1,411 @@
+"""Stage `shadow`: copy a request to the new backend, keep both answers, compare them.
+
+Rules:
+- Nothing here changes or delays what the client receives. The primary exchange only hands
+  over bounded copies of bytes it already has; it never waits for the shadow side, and the
+  shadow side has its own connection pools and its own timeout.
+- At most `limits.max_shadow_in_flight` copies per worker; one more is dropped and counted
+  (`queue_full`). Bodies kept for comparison are bounded by the route's `shadow.max_body_bytes`
+  (request and each answer); a larger one drops the comparison (`body_too_large`).
+- Only GET, HEAD and OPTIONS are copied unless the route says `shadow.writes: sandbox`; others
+  are counted as `not_mirrored_unsafe` and go to the primary only.
+- The copy carries `X-Strangler-Shadow: 1` and the primary's trace id with its own span id.
+- Comparison runs after both answers are complete, scheduled with call_soon, never inside the
+  callback that finishes the client's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+
+from strangler.diff import ResponseSample, compare_responses
+from strangler.proxy.failures import FailureKind
+from strangler.proxy.headers import R_CONNECTION, R_UPGRADE
+from strangler.shadow.results import ShadowResults
+
+if TYPE_CHECKING:
+    from strangler.control.snapshot import ShadowRoute, Snapshot
+    from strangler.observe.counters import Counters
+    from strangler.proxy.tasks import TaskSet
+    from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool
+    from strangler.routing.model import Decision
+
+log = logging.getLogger("strangler.shadow")
+
+_SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+_SHADOW_HEADER = b"X-Strangler-Shadow: 1\r\n"
+
+
+class DropReason(enum.StrEnum):
+    """Why a shadow copy produced no comparison."""
+
+    QUEUE_FULL = "queue_full"
+    BODY_TOO_LARGE = "body_too_large"
+    SHADOW_TIMEOUT = "shadow_timeout"
+    SHADOW_ERROR = "shadow_error"
+    NOT_MIRRORED_UNSAFE = "not_mirrored_unsafe"
+    PRIMARY_FAILED = "primary_failed"
+
+
+class _Side:
+    """One answer being captured, bounded."""
+
+    __slots__ = ("body", "body_bytes", "headers", "is_done", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: tuple[tuple[str, str], ...] = ()
+        self.body: list[bytes] = []
+        self.body_bytes = 0
+        self.is_done = False
+
+    def sample(self) -> ResponseSample:
+        return ResponseSample(self.status, self.headers, b"".join(self.body), False)
+
+
+class Mirror:
+    """One copied request: its bounded bytes, the shadow exchange, and both answers."""
+
+    __slots__ = (
+        "_body",
+        "_body_bytes",
+        "_conn",
+        "_head",
+        "_is_head",
+        "_is_request_chunked",
+        "_limit",
+        "_primary",
+        "_shadow",
+        "backend",
+        "dropped",
+        "is_cancelled",
+        "is_finished",
+        "request_line",
+        "route",
+        "runner",
+        "setup",
+        "wait_deadline",
+    )
+
+    def __init__(
+        self,
+        runner: ShadowRunner,
+        route: str,
+        backend: str,
+        setup: ShadowRoute,
+        head: bytes,
+        request_line: str,
+        *,
+        is_head: bool,
+        is_request_chunked: bool,
+    ) -> None:
+        self.runner = runner
+        self.route = route
+        self.backend = backend
+        self.setup = setup
+        self.request_line = request_line
+        self._head = head
+        self._is_head = is_head
+        self._is_request_chunked = is_request_chunked
+        self._limit = setup.settings.max_body_bytes
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+        self._primary = _Side()
+        self._shadow = _Side()
+        self._conn: UpstreamConnection | None = None
+        self.dropped: DropReason | None = None
+        # Set once the outcome (a comparison or a drop) is counted; later callbacks are no-ops.
+        self.is_finished = False
+        self.is_cancelled = False
+        self.wait_deadline = 0.0
+
+    # -- fed by the primary exchange ----------------------------------------------------------
+
+    def add_request_body(self, data: bytes) -> None:
+        if self.dropped is not None:
+            return
+        self._body_bytes += len(data)
+        if self._body_bytes > self._limit:
+            self.drop(DropReason.BODY_TOO_LARGE)
+            return
+        self._body.append(data)
+
+    def request_complete(self) -> None:
+        """The client's request is all here: send the copy."""
+        if self.dropped is not None:
+            return
+        body = b"".join(self._body)
+        self._body = []
+        head = self._head
+        if self._is_request_chunked:
+            # The copy is sent whole, so it is framed by length.
+            head = head.replace(
+                b"Transfer-Encoding: chunked\r\n", b"Content-Length: %d\r\n" % len(body), 1
+            )
+        self._head = head[:-2] + _SHADOW_HEADER + b"\r\n" + body
+        self.runner.send(self)
+
+    def primary_head(self, status: int, conn: UpstreamConnection) -> None:
+        if self.dropped is None:
+            self._primary.status = status
+            self._primary.headers = response_headers(conn)
+
+    def primary_body(self, data: bytes) -> None:
+        self._capture(self._primary, data)
+
+    def primary_complete(self) -> None:
+        self._primary.is_done = True
+        self._maybe_compare()
+
+    def primary_failed(self) -> None:
+        self.drop(DropReason.PRIMARY_FAILED)
+
+    # -- PoolClient (the shadow backend's pool) -----------------------------------------------
+
+    def attach(self, conn: UpstreamConnection) -> None:
+        if self.dropped is not None:
+            conn.pool.release(conn, is_reusable=True)
+            return
+        self._conn = conn
+        conn.start_request(self, is_head_request=self._is_head)
+        conn.read_timeout_s = self.setup.settings.timeout_s
+        conn.deadline = conn.pool.loop.time() + conn.read_timeout_s
+        conn.set_reading(is_paused=False)
+        conn.writelines([self._head])
+        self._head = b""
+
+    def fail(self, kind: FailureKind) -> None:
+        timeout = kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.POOL_TIMEOUT)
+        self.drop(DropReason.SHADOW_TIMEOUT if timeout else DropReason.SHADOW_ERROR)
+
+    # -- ResponseSink (the shadow backend's answer) -------------------------------------------
+
+    def on_response_head(self, conn: UpstreamConnection, status: int) -> None:
+        if status >= 200 and self.dropped is None:
+            self._shadow.status = status
+            self._shadow.headers = response_headers(conn)
+
+    def on_response_body(self, data: bytes) -> None:
+        self._capture(self._shadow, data)
+
+    def on_response_complete(self, conn: UpstreamConnection, is_reusable: bool) -> None:
+        self._conn = None
+        conn.pool.release(conn, is_reusable=is_reusable)
+        self._shadow.is_done = True
+        self._maybe_compare()
+
+    def on_upgrade(self, conn: UpstreamConnection, tail: bytes) -> None:
+        self._conn = None
+        conn.pool.take_for_tunnel(conn)
+        conn.close()
+        self.drop(DropReason.SHADOW_ERROR)
+
+    def on_upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
+        self._conn = None
+        if self._shadow.is_done:
+            return
+        is_timeout = isinstance(exc, TimeoutError)
+        self.drop(DropReason.SHADOW_TIMEOUT if is_timeout else DropReason.SHADOW_ERROR)
+
+    def on_upstream_pause(self, is_paused: bool) -> None:
+        """The shadow request is written whole; nothing to pause on the client's side."""
+
+    def flush_client(self) -> None:
+        """There is no client on the shadow side."""
+
+    # -- outcome ------------------------------------------------------------------------------
+
+    def drop(self, reason: DropReason) -> None:
+        if self.dropped is not None or self.is_finished:
+            return
+        self.dropped = reason
+        self.is_finished = True
+        self.is_cancelled = True
+        self._body = []
+        self._primary.body = []
+        self._shadow.body = []
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            conn.sink = None
+            conn.abort()
+        self.runner.finish(self, reason)
+
+    def _capture(self, side: _Side, data: bytes) -> None:
+        if self.dropped is not None:
+            return
+        side.body_bytes += len(data)
+        if side.body_bytes > self._limit:
+            self.drop(DropReason.BODY_TOO_LARGE)
+            return
+        side.body.append(data)
+
+    def _maybe_compare(self) -> None:
+        if not self.is_finished and self._primary.is_done and self._shadow.is_done:
+            self.is_finished = True
+            self.runner.compare_soon(self)
+
+    def samples(self) -> tuple[ResponseSample, ResponseSample]:
+        return self._primary.sample(), self._shadow.sample()
+
+
+def response_headers(conn: UpstreamConnection) -> tuple[tuple[str, str], ...]:
+    """The answer's headers as (name, value) text pairs, for comparison."""
+    parts = conn.head_parts
+    pairs = [
+        (parts[i].decode("latin-1"), parts[i + 2].decode("latin-1"))
+        for i in range(1, len(parts), 4)
+    ]
+    pairs += [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for kind, name, value in conn.special_headers
+        if kind not in (R_CONNECTION, R_UPGRADE)
+    ]
+    return tuple(pairs)
+
+
+class ShadowRunner:
+    """One worker's shadowing: its pools, its in-flight bound, its results."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        tasks: TaskSet,
+        counters: Counters,
+        pool_factory: type[UpstreamPool],
+    ) -> None:
+        self.loop = loop
+        self.counters = counters
+        self.in_flight = 0
+        self.results = ShadowResults(clock=time.time)
+        self._tasks = tasks
+        self._pool_factory = pool_factory
+        self._pools: dict[str, UpstreamPool] = {}
+
+    def __repr__(self) -> str:
+        return f"<ShadowRunner {self.in_flight} in flight, {len(self._pools)} pools>"
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        """Shadow traffic has pools of its own: a slow new backend never holds client sockets."""
+        pools: dict[str, UpstreamPool] = {}
+        for name, target in snapshot.backends.items():
+            pool = self._pools.get(name)
+            if pool is not None and pool.target.address == target.address:
+                pool.update_target(target)
+            else:
+                pool = self._pool_factory(target, self.loop, self._tasks, self.counters)
+            pools[name] = pool
+        for name, pool in self._pools.items():
+            if pools.get(name) is not pool:
+                pool.retire()
+        self._pools = pools
+
+    def sweep(self, now: float) -> None:
+        for pool in self._pools.values():
+            pool.sweep(now)
+
+    def report(self, *, as_json: bool = False) -> None:
+        """Log each shadowed route's figures (periodically, and as JSON when the worker stops)."""
+        for stats in self.results.routes.values():
+            if as_json:
+                log.info("shadow results %s", orjson.dumps(stats.as_dict()).decode())
+                continue
+            ratio, (low, high) = stats.parity()
+            parity = "n/a" if ratio is None else f"{ratio:.2%} (95% CI {low:.2%}-{high:.2%})"
+            log.info(
+                "shadow %s: mirrored %d, compared %d, equal %d, different %d, dropped %s, "
+                "parity %s",
+                stats.route,
+                stats.mirrored,
+                stats.compared,
+                stats.equal,
+                stats.different,
+                dict(stats.dropped) or "none",
+                parity,
+            )
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close_idle()
+
+    def begin(
+        self,
+        snapshot: Snapshot,
+        decision: Decision,
+        method: bytes,
+        url: bytes,
+        head: bytes,
+        traceparent: bytes,
+        *,
+        is_request_chunked: bool,
+    ) -> Mirror | None:
+        """Called once per request of a shadowed route, when its head is complete."""
+        route = decision.route
+        setup = snapshot.shadow_routes.get(route) if route is not None else None
+        if route is None or setup is None:
+            return None
+        stats = self.results.route(route)
+        if method not in _SAFE_METHODS and not decision.mirrors_unsafe:
+            stats.dropped[DropReason.NOT_MIRRORED_UNSAFE] += 1
+            self.counters.inc("shadow_dropped_total", route, DropReason.NOT_MIRRORED_UNSAFE)
+            return None
+        if self.in_flight >= snapshot.limits.max_shadow_in_flight:
+            stats.dropped[DropReason.QUEUE_FULL] += 1
+            self.counters.inc("shadow_dropped_total", route, DropReason.QUEUE_FULL)
+            return None
+        self.in_flight += 1
+        stats.mirrored += 1
+        self.counters.inc("shadow_mirrored_total", route)
+        # Same trace, a span of its own: the copy shows up beside the primary in a trace view.
+        span = b"%016x" % random.getrandbits(64)
+        shadow_traceparent = traceparent[:36] + span + traceparent[52:]
+        head = head.replace(traceparent, shadow_traceparent, 1)
+        request_line = method.decode("latin-1") + " " + url.split(b"?", 1)[0].decode("latin-1")
+        assert decision.shadow_backend is not None  # set for every route in shadow_routes
+        return Mirror(
+            self,
+            route,
+            decision.shadow_backend,
+            setup,
+            head,
+            request_line,
+            is_head=method == b"HEAD",
+            is_request_chunked=is_request_chunked,
+        )
+
+    def send(self, mirror: Mirror) -> None:
+        pool = self._pools.get(mirror.backend)
+        if pool is None:
+            mirror.drop(DropReason.SHADOW_ERROR)
+            return
+        pool.acquire(mirror)
+
+    def finish(self, mirror: Mirror, reason: DropReason | None) -> None:
+        """Called exactly once per Mirror that `begin` returned."""
+        self.in_flight -= 1
+        if reason is not None:
+            self.results.route(mirror.route).dropped[reason] += 1
+            self.counters.inc("shadow_dropped_total", mirror.route, reason)
+
+    def compare_soon(self, mirror: Mirror) -> None:
+        self.loop.call_soon(self._compare, mirror)
+
+    def _compare(self, mirror: Mirror) -> None:
+        primary, shadow = mirror.samples()
+        try:
+            comparison = compare_responses(primary, shadow, mirror.setup.rules)
+        finally:
+            self.in_flight -= 1
+        outcome = "equal" if comparison.is_equal else "different"
+        self.counters.inc("shadow_compared_total", mirror.route, outcome)
+        for path in self.results.record(mirror.route, mirror.request_line, comparison):
+            log.info(
+                "shadow %s: new difference at %s (%s)", mirror.route, path, mirror.request_line
+            )

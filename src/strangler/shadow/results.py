@@ -1,0 +1,128 @@
+"""Per-route shadow results: counts, parity, and the difference paths seen, with examples.
+
+Rules:
+- Bounded: at most `max_paths` difference paths per route (more are counted, not kept) and
+  `max_examples` examples per path (the newest replace the oldest).
+- Examples keep the request line and the two differing values only: no headers, no cookies.
+- Time comes from the injected clock, so tests decide what "now" is.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from strangler.diff import Comparison, wilson_interval
+
+
+@dataclass(slots=True)
+class DifferencePath:
+    """One place where the new backend's answers differ, aggregated across requests."""
+
+    rule_path: str
+    kind: str
+    count: int
+    first_seen: float
+    last_seen: float
+    examples: collections.deque[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class RouteShadowStats:
+    """What shadowing learned about one route."""
+
+    route: str
+    mirrored: int = 0
+    compared: int = 0
+    equal: int = 0
+    different: int = 0
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+    paths: dict[str, DifferencePath] = field(default_factory=dict)
+    paths_not_kept: int = 0
+
+    def parity(self) -> tuple[float | None, tuple[float, float]]:
+        """(equal/compared or None, Wilson 95 % interval)."""
+        ratio = self.equal / self.compared if self.compared else None
+        return ratio, wilson_interval(self.equal, self.compared)
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio, (low, high) = self.parity()
+        return {
+            "route": self.route,
+            "mirrored": self.mirrored,
+            "compared": self.compared,
+            "equal": self.equal,
+            "different": self.different,
+            "dropped": {str(reason): count for reason, count in self.dropped.items()},
+            "parity": ratio,
+            "parity_interval_95": [low, high],
+            "paths": [
+                {
+                    "path": p.rule_path,
+                    "kind": p.kind,
+                    "count": p.count,
+                    "first_seen": p.first_seen,
+                    "last_seen": p.last_seen,
+                    "examples": list(p.examples),
+                }
+                for p in sorted(self.paths.values(), key=lambda p: -p.count)
+            ],
+            "paths_not_kept": self.paths_not_kept,
+        }
+
+
+class ShadowResults:
+    """All routes' shadow results in one worker."""
+
+    def __init__(
+        self, clock: Callable[[], float], *, max_paths: int = 200, max_examples: int = 5
+    ) -> None:
+        self._clock = clock
+        self._max_paths = max_paths
+        self._max_examples = max_examples
+        self.routes: dict[str, RouteShadowStats] = {}
+
+    def route(self, name: str) -> RouteShadowStats:
+        stats = self.routes.get(name)
+        if stats is None:
+            stats = self.routes[name] = RouteShadowStats(name)
+        return stats
+
+    def record(self, route: str, request_line: str, comparison: Comparison) -> list[str]:
+        """Count one comparison; returns the difference paths seen here for the first time."""
+        stats = self.route(route)
+        stats.compared += 1
+        if comparison.is_equal:
+            stats.equal += 1
+            return []
+        stats.different += 1
+        now = self._clock()
+        new_paths: list[str] = []
+        for difference in comparison.differences:
+            entry = stats.paths.get(difference.rule_path)
+            if entry is None:
+                if len(stats.paths) >= self._max_paths:
+                    stats.paths_not_kept += 1
+                    continue
+                entry = stats.paths[difference.rule_path] = DifferencePath(
+                    rule_path=difference.rule_path,
+                    kind=difference.kind.value,
+                    count=0,
+                    first_seen=now,
+                    last_seen=now,
+                    examples=collections.deque(maxlen=self._max_examples),
+                )
+                new_paths.append(difference.rule_path)
+            entry.count += 1
+            entry.last_seen = now
+            entry.examples.append(
+                {
+                    "request": request_line,
+                    "path": difference.path,
+                    "primary": difference.primary,
+                    "shadow": difference.shadow,
+                }
+            )
+        return new_paths

@@ -1,0 +1,182 @@
+"""Stage `shadow` through the real gateway: the client gets legacy's answer, untouched and on
+time; a copy goes to the new backend; both answers are compared; unsafe methods stay home."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+
+from tests.integration.conftest import GatewayFactory
+from tests.integration.gateway_process import GatewayProcess
+from tests.integration.probes import wait_until
+from tests.integration.upstreams import EchoUpstream, RawUpstream
+
+# The echo bodies name their upstream and repeat the request's headers, which differ on the copy
+# (X-Strangler-Shadow, span id) by design: the rules ignore those, so parity measures the rest.
+SHADOW_ROUTES = """\
+  - name: echo.shadow
+    match: "ANY /echo/*rest"
+    stage: shadow
+    shadow: {timeout_s: 0.5}
+    diff:
+      ignore: ["$.name", "$.headers"]
+  - name: writes.sandbox
+    match: "ANY /sandbox/*rest"
+    stage: shadow
+    shadow: {writes: sandbox}
+    diff:
+      ignore: ["$.headers"]
+"""
+
+
+def _results(gw: GatewayProcess) -> dict[str, dict[str, object]]:
+    """Stop the gateway and read the per-route results its worker logs when it stops."""
+    assert gw.stop() == 0
+    out: dict[str, dict[str, object]] = {}
+    for line in gw.stderr_lines:
+        if "shadow results " in line:
+            stats = orjson.loads(line.split("shadow results ", 1)[1])
+            out[stats["route"]] = stats
+    return out
+
+
+@pytest.fixture
+def upstreams() -> Iterator[tuple[EchoUpstream, EchoUpstream]]:
+    legacy, new = EchoUpstream("legacy").start(), EchoUpstream("new").start()
+    yield legacy, new
+    legacy.stop()
+    new.stop()
+
+
+def test_client_gets_legacy_answer_and_new_backend_gets_a_marked_copy(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=SHADOW_ROUTES)
+    response = httpx.get(gw.url + "/echo/a?x=1")
+    assert response.status_code == 200
+    assert response.json()["name"] == "legacy"
+    assert response.headers["x-upstream"] == "legacy"
+    wait_until(lambda: new.requests, "the copy to reach the new backend")
+    (copy,) = new.requests
+    (primary,) = legacy.requests
+    assert copy["path"] == "/echo/a"
+    assert copy["headers"]["x-strangler-shadow"] == "1"
+    assert "x-strangler-shadow" not in primary["headers"]
+    primary_trace = primary["headers"]["traceparent"].split("-")
+    copy_trace = copy["headers"]["traceparent"].split("-")
+    assert copy_trace[1] == primary_trace[1]  # same trace
+    assert copy_trace[2] != primary_trace[2]  # its own span
+
+
+def test_a_client_cannot_mark_its_own_request_as_a_shadow_copy(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(legacy=legacy.url, new=new.url)
+    httpx.get(gw.url + "/plain", headers={"X-Strangler-Shadow": "1"})
+    assert "x-strangler-shadow" not in legacy.requests[0]["headers"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_unsafe_methods_are_not_mirrored_by_default(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream], method: str
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=SHADOW_ROUTES)
+    assert httpx.request(method, gw.url + "/echo/w", content=b"data").status_code == 200
+    # A GET after it is mirrored, so once that copy arrived the write would have too.
+    httpx.get(gw.url + "/echo/after")
+    wait_until(lambda: new.requests, "the GET's copy")
+    assert [r["path"] for r in new.requests] == ["/echo/after"]
+    stats = _results(gw)["echo.shadow"]
+    assert stats["dropped"] == {"not_mirrored_unsafe": 1}
+    assert stats["mirrored"] == 1
+
+
+def test_sandbox_route_mirrors_writes_with_the_same_body(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=SHADOW_ROUTES)
+    body = b"x" * 50_000
+    chunked = (b"y" * 1000 for _ in range(20))
+    assert httpx.post(gw.url + "/sandbox/one", content=body).status_code == 200
+    assert httpx.post(gw.url + "/sandbox/two", content=chunked).status_code == 200
+    wait_until(lambda: len(new.requests) == 2, "both copies")
+    copies = {r["path"]: r for r in new.requests}
+    assert copies["/sandbox/one"]["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert copies["/sandbox/two"]["body_sha256"] == hashlib.sha256(b"y" * 20_000).hexdigest()
+    assert copies["/sandbox/two"]["method"] == "POST"
+
+
+def test_answers_are_compared_and_counted(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=SHADOW_ROUTES)
+    for index in range(5):
+        httpx.get(f"{gw.url}/echo/same/{index}")
+    # Without the ignore rule for $.name, "legacy" vs "new" is a real difference.
+    for index in range(3):
+        httpx.get(f"{gw.url}/sandbox/diff/{index}")
+    wait_until(lambda: len(new.requests) == 8, "all copies")
+    results = _results(gw)
+    same = results["echo.shadow"]
+    assert (same["mirrored"], same["compared"], same["equal"], same["different"]) == (5, 5, 5, 0)
+    diff = results["writes.sandbox"]
+    assert (diff["compared"], diff["different"]) == (3, 3)
+    (path,) = diff["paths"]
+    assert path["path"] == "$.name"
+    assert path["count"] == 3
+    example = path["examples"][0]
+    assert (example["primary"], example["shadow"]) == ("legacy", "new")
+    assert example["request"].startswith("GET /sandbox/diff/")
+
+
+def _hanging_upstream() -> RawUpstream:
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(30)
+
+    return RawUpstream(hang).start()
+
+
+def test_slow_or_dead_shadow_costs_the_client_nothing(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, _ = upstreams
+    hanging = _hanging_upstream()
+    try:
+        gw = start_gateway(legacy=legacy.url, new=hanging.url, routes=SHADOW_ROUTES)
+        with httpx.Client() as client:
+            for index in range(5):
+                response = client.get(f"{gw.url}/echo/slow/{index}", timeout=2.0)
+                assert response.json()["name"] == "legacy"
+        # timeout_s is 0.5 s: the copies give up on their own; stopping waits for them.
+        wait_until(lambda: hanging.connections >= 1, "copies to reach the hanging backend")
+        results = _results(gw)["echo.shadow"]
+        assert results["compared"] == 0
+        assert results["dropped"] == {"shadow_timeout": 5}
+    finally:
+        hanging.stop()
+
+
+def test_refused_shadow_backend_is_counted_as_a_shadow_error(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, _ = upstreams
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    gw = start_gateway(legacy=legacy.url, new=dead, routes=SHADOW_ROUTES)
+    assert httpx.get(gw.url + "/echo/dead").json()["name"] == "legacy"
+    results = _results(gw)["echo.shadow"]
+    assert results["dropped"] == {"shadow_error": 1}
