@@ -180,3 +180,39 @@ def test_refused_shadow_backend_is_counted_as_a_shadow_error(
     assert httpx.get(gw.url + "/echo/dead").json()["name"] == "legacy"
     results = _results(gw)["echo.shadow"]
     assert results["dropped"] == {"shadow_error": 1}
+
+
+def test_copies_over_the_in_flight_bound_are_dropped_as_queue_full(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, _ = upstreams
+    hanging = _hanging_upstream()
+    try:
+        gw = start_gateway(
+            legacy=legacy.url,
+            new=hanging.url,
+            routes=SHADOW_ROUTES,
+            extra="limits:\n  max_shadow_in_flight: 1\n",
+        )
+        with httpx.Client() as client:
+            for index in range(4):
+                assert client.get(f"{gw.url}/echo/q/{index}").json()["name"] == "legacy"
+        results = _results(gw)["echo.shadow"]
+        assert results["mirrored"] == 1
+        assert results["dropped"] == {"queue_full": 3, "shadow_timeout": 1}
+    finally:
+        hanging.stop()
+
+
+def test_bodies_over_the_capture_limit_drop_the_comparison(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    routes = SHADOW_ROUTES.replace("{writes: sandbox}", "{writes: sandbox, max_body_bytes: 1000}")
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
+    response = httpx.post(gw.url + "/sandbox/big", content=b"z" * 5000)
+    assert response.json()["body_bytes"] == 5000  # the client's request is untouched
+    assert httpx.get(gw.url + "/sandbox/bytes").status_code == 200
+    results = _results(gw)["writes.sandbox"]
+    assert results["dropped"] == {"body_too_large": 1}
+    assert results["compared"] == 1

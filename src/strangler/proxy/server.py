@@ -241,6 +241,10 @@ class ClientConnection(asyncio.Protocol):
             self.current = None
         while self.pipeline:
             self.pipeline.popleft().cancel()
+        if self.parsing is not None:
+            # A request answered early whose body never finished: its shadow copy ends here too.
+            self.parsing.cancel()
+            self.parsing = None
 
     def pause_writing(self) -> None:
         self.is_write_paused = True
