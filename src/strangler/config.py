@@ -79,6 +79,9 @@ class ShadowConfig(_Model):
     max_body_bytes: Annotated[int, Field(ge=0, le=64 << 20)] = 1 << 20
     timeout_s: PositiveSeconds = 5.0
     backend: str | None = None
+    # Noise learning (Diffy's idea): this share of safe requests is also sent to the legacy
+    # backend a second time; paths where legacy differs from itself are noise, not regressions.
+    noise_sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
 
 
 class RouteConfig(_Model):

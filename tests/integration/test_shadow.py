@@ -22,13 +22,13 @@ SHADOW_ROUTES = """\
   - name: echo.shadow
     match: "ANY /echo/*rest"
     stage: shadow
-    shadow: {timeout_s: 0.5}
+    shadow: {timeout_s: 0.5, noise_sample_rate: 0}
     diff:
       ignore: ["$.name", "$.headers"]
   - name: writes.sandbox
     match: "ANY /sandbox/*rest"
     stage: shadow
-    shadow: {writes: sandbox}
+    shadow: {writes: sandbox, noise_sample_rate: 0}
     diff:
       ignore: ["$.headers"]
 """
@@ -208,7 +208,7 @@ def test_bodies_over_the_capture_limit_drop_the_comparison(
     start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
 ) -> None:
     legacy, new = upstreams
-    routes = SHADOW_ROUTES.replace("{writes: sandbox}", "{writes: sandbox, max_body_bytes: 1000}")
+    routes = SHADOW_ROUTES.replace("{writes: sandbox,", "{writes: sandbox, max_body_bytes: 1000,")
     gw = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
     response = httpx.post(gw.url + "/sandbox/big", content=b"z" * 5000)
     assert response.json()["body_bytes"] == 5000  # the client's request is untouched
@@ -216,3 +216,30 @@ def test_bodies_over_the_capture_limit_drop_the_comparison(
     results = _results(gw)["writes.sandbox"]
     assert results["dropped"] == {"body_too_large": 1}
     assert results["compared"] == 1
+
+
+def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    routes = """\
+  - name: nonce
+    match: "GET /nonce/:id"
+    stage: shadow
+    shadow: {noise_sample_rate: 1.0}
+"""
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
+    with httpx.Client() as client:
+        for index in range(20):
+            assert client.get(f"{gw.url}/nonce/{index}").status_code == 200
+    stats = _results(gw)["nonce"]
+    assert stats["noise_samples"] == 20
+    assert stats["noise"] == [{"path": "$.nonce", "differed": 20, "learned": True}]
+    # Every answer differs from the new backend's at $.nonce, and only there: shown, not hidden.
+    assert stats["strict_parity"] == 0.0
+    (path,) = stats["paths"]
+    assert (path["path"], path["count"], path["is_noise"]) == ("$.nonce", 20, True)
+    # Once learned (after 2 samples; copies and probes finish in any order), such differences
+    # leave the parity figure.
+    assert stats["equal_but_noise"] >= 15
+    assert stats["parity"] == (stats["equal"] + stats["equal_but_noise"]) / 20

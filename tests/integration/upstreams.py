@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -75,6 +76,13 @@ async def _slow(request: Request) -> Response:
     return JSONResponse({"slept_ms": int(request.path_params["ms"])})
 
 
+async def _nonce(request: Request) -> Response:
+    """A stable field and a field that is new on every answer (natural noise)."""
+    return JSONResponse(
+        {"id": request.path_params["n"], "stable": "same", "nonce": secrets.token_hex(8)}
+    )
+
+
 async def _status(request: Request) -> Response:
     code = int(request.path_params["code"])
     return Response(b"" if code in (204, 304) else b"status body", status_code=code)
@@ -100,6 +108,7 @@ def echo_app(name: str) -> Starlette:
         routes=[
             Route("/bytes/{n:int}", _bytes),
             Route("/slow/{ms:int}", _slow),
+            Route("/nonce/{n:int}", _nonce),
             Route("/status/{code:int}", _status, methods=["GET", "HEAD", "POST"]),
             WebSocketRoute("/ws", _ws),
             Route(

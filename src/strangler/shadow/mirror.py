@@ -87,10 +87,12 @@ class Mirror:
         "dropped",
         "is_cancelled",
         "is_finished",
+        "is_noise_probe",
         "request_line",
         "route",
         "runner",
         "setup",
+        "twin",
         "wait_deadline",
     )
 
@@ -105,8 +107,13 @@ class Mirror:
         *,
         is_head: bool,
         is_request_chunked: bool,
+        is_noise_probe: bool = False,
     ) -> None:
         self.runner = runner
+        # A noise probe sends the request to the primary's own backend a second time.
+        self.is_noise_probe = is_noise_probe
+        # The primary exchange feeds one Mirror; it passes everything on to its twin (a probe).
+        self.twin: Mirror | None = None
         self.route = route
         self.backend = backend
         self.setup = setup
@@ -129,6 +136,8 @@ class Mirror:
     # -- fed by the primary exchange ----------------------------------------------------------
 
     def add_request_body(self, data: bytes) -> None:
+        if self.twin is not None:
+            self.twin.add_request_body(data)
         if self.dropped is not None:
             return
         self._body_bytes += len(data)
@@ -139,6 +148,8 @@ class Mirror:
 
     def request_complete(self) -> None:
         """The client's request is all here: send the copy."""
+        if self.twin is not None:
+            self.twin.request_complete()
         if self.dropped is not None:
             return
         body = b"".join(self._body)
@@ -153,18 +164,26 @@ class Mirror:
         self.runner.send(self)
 
     def primary_head(self, status: int, conn: UpstreamConnection) -> None:
+        if self.twin is not None:
+            self.twin.primary_head(status, conn)
         if self.dropped is None:
             self._primary.status = status
             self._primary.headers = response_headers(conn)
 
     def primary_body(self, data: bytes) -> None:
+        if self.twin is not None:
+            self.twin.primary_body(data)
         self._capture(self._primary, data)
 
     def primary_complete(self) -> None:
+        if self.twin is not None:
+            self.twin.primary_complete()
         self._primary.is_done = True
         self._maybe_compare()
 
     def primary_failed(self) -> None:
+        if self.twin is not None:
+            self.twin.primary_failed()
         self.drop(DropReason.PRIMARY_FAILED)
 
     # -- PoolClient (the shadow backend's pool) -----------------------------------------------
@@ -369,7 +388,7 @@ class ShadowRunner:
         head = head.replace(traceparent, shadow_traceparent, 1)
         request_line = method.decode("latin-1") + " " + url.split(b"?", 1)[0].decode("latin-1")
         assert decision.shadow_backend is not None  # set for every route in shadow_routes
-        return Mirror(
+        mirror = Mirror(
             self,
             route,
             decision.shadow_backend,
@@ -379,6 +398,24 @@ class ShadowRunner:
             is_head=method == b"HEAD",
             is_request_chunked=is_request_chunked,
         )
+        if (
+            method in _SAFE_METHODS
+            and random.random() < setup.settings.noise_sample_rate
+            and self.in_flight < snapshot.limits.max_shadow_in_flight
+        ):
+            self.in_flight += 1
+            mirror.twin = Mirror(
+                self,
+                route,
+                decision.backend,
+                setup,
+                head,
+                request_line,
+                is_head=method == b"HEAD",
+                is_request_chunked=is_request_chunked,
+                is_noise_probe=True,
+            )
+        return mirror
 
     def send(self, mirror: Mirror) -> None:
         pool = self._pools.get(mirror.backend)
@@ -388,9 +425,9 @@ class ShadowRunner:
         pool.acquire(mirror)
 
     def finish(self, mirror: Mirror, reason: DropReason | None) -> None:
-        """Called exactly once per Mirror that `begin` returned."""
+        """Called exactly once per Mirror that `begin` made (copies and noise probes)."""
         self.in_flight -= 1
-        if reason is not None:
+        if reason is not None and not mirror.is_noise_probe:
             self.results.route(mirror.route).dropped[reason] += 1
             self.counters.inc("shadow_dropped_total", mirror.route, reason)
 
@@ -403,6 +440,10 @@ class ShadowRunner:
             comparison = compare_responses(primary, shadow, mirror.setup.rules)
         finally:
             self.in_flight -= 1
+        if mirror.is_noise_probe:
+            for path in self.results.record_noise(mirror.route, comparison):
+                log.info("shadow %s: legacy differs from itself at %s", mirror.route, path)
+            return
         outcome = "equal" if comparison.is_equal else "different"
         self.counters.inc("shadow_compared_total", mirror.route, outcome)
         for path in self.results.record(mirror.route, mirror.request_line, comparison):

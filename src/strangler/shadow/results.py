@@ -41,11 +41,23 @@ class RouteShadowStats:
     dropped: collections.Counter[str] = field(default_factory=collections.Counter)
     paths: dict[str, DifferencePath] = field(default_factory=dict)
     paths_not_kept: int = 0
+    # Noise learning: legacy-vs-legacy comparisons, and how often each path differed in them.
+    noise_samples: int = 0
+    noise_paths: dict[str, int] = field(default_factory=dict)
+    # Comparisons whose every difference was on a path learned as noise at the time.
+    equal_but_noise: int = 0
+
+    def is_noise(self, rule_path: str) -> bool:
+        """Learned noise: legacy differed from itself here at least twice and in >= 1 % of
+        the samples (one flap is chance; a field that changes on every answer is noise)."""
+        seen = self.noise_paths.get(rule_path, 0)
+        return seen >= 2 and seen * 100 >= self.noise_samples
 
     def parity(self) -> tuple[float | None, tuple[float, float]]:
-        """(equal/compared or None, Wilson 95 % interval)."""
-        ratio = self.equal / self.compared if self.compared else None
-        return ratio, wilson_interval(self.equal, self.compared)
+        """(equal/compared or None, Wilson 95 % interval); learned noise counts as equal."""
+        equal = self.equal + self.equal_but_noise
+        ratio = equal / self.compared if self.compared else None
+        return ratio, wilson_interval(equal, self.compared)
 
     def as_dict(self) -> dict[str, Any]:
         ratio, (low, high) = self.parity()
@@ -56,13 +68,21 @@ class RouteShadowStats:
             "equal": self.equal,
             "different": self.different,
             "dropped": {str(reason): count for reason, count in self.dropped.items()},
+            "equal_but_noise": self.equal_but_noise,
             "parity": ratio,
             "parity_interval_95": [low, high],
+            "strict_parity": self.equal / self.compared if self.compared else None,
+            "noise_samples": self.noise_samples,
+            "noise": [
+                {"path": path, "differed": count, "learned": self.is_noise(path)}
+                for path, count in sorted(self.noise_paths.items(), key=lambda item: -item[1])
+            ],
             "paths": [
                 {
                     "path": p.rule_path,
                     "kind": p.kind,
                     "count": p.count,
+                    "is_noise": self.is_noise(p.rule_path),
                     "first_seen": p.first_seen,
                     "last_seen": p.last_seen,
                     "examples": list(p.examples),
@@ -90,6 +110,19 @@ class ShadowResults:
             stats = self.routes[name] = RouteShadowStats(name)
         return stats
 
+    def record_noise(self, route: str, comparison: Comparison) -> list[str]:
+        """Count one legacy-vs-legacy comparison; returns paths that differed for the first time."""
+        stats = self.route(route)
+        stats.noise_samples += 1
+        new_paths: list[str] = []
+        for rule_path in {d.rule_path for d in comparison.differences}:
+            if rule_path not in stats.noise_paths:
+                if len(stats.noise_paths) >= self._max_paths:
+                    continue
+                new_paths.append(rule_path)
+            stats.noise_paths[rule_path] = stats.noise_paths.get(rule_path, 0) + 1
+        return new_paths
+
     def record(self, route: str, request_line: str, comparison: Comparison) -> list[str]:
         """Count one comparison; returns the difference paths seen here for the first time."""
         stats = self.route(route)
@@ -98,6 +131,8 @@ class ShadowResults:
             stats.equal += 1
             return []
         stats.different += 1
+        if all(stats.is_noise(d.rule_path) for d in comparison.differences):
+            stats.equal_but_noise += 1
         now = self._clock()
         new_paths: list[str] = []
         for difference in comparison.differences:

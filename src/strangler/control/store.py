@@ -1,0 +1,177 @@
+"""The shadow store port: what shadow workers hand over and what the CLI and admin read back.
+
+Pure: dataclasses and a Protocol, no I/O and no database imports. Adapters live in
+`strangler.control.stores`; one contract suite runs against each of them.
+
+Rules every adapter keeps:
+- `apply` is additive. Workers send DELTAS (counts since their last flush), so several processes
+  writing the same store concurrently end with exact totals, whatever the interleaving.
+- Everything that grows is bounded: examples per path (newest K kept), paths per route (`prune`).
+- A human review ("accepted" / "noise") is never overwritten by `apply` nor removed by `prune`.
+- Calls block (file or network I/O). Call them from a worker thread, never from the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from strangler.errors import StranglerError
+
+
+class PathKind(StrEnum):
+    """How one JSON path (or header) differed between the primary and the shadow answer."""
+
+    CHANGED = "changed"
+    MISSING = "missing"
+    EXTRA = "extra"
+    TYPE_CHANGED = "type_changed"
+
+
+class Verdict(StrEnum):
+    """A human's decision about a differing path."""
+
+    ACCEPTED = "accepted"  # a real, intended difference; needs a reason
+    NOISE = "noise"  # not a real difference (timestamps, ids): ignore it from now on
+
+
+class StoreUnavailable(StranglerError):
+    """The store could not be opened, read or written (locked past the timeout, disk, schema).
+
+    Raised by adapters, chained to the driver's exception. Belongs in `strangler.errors` next to
+    the rest of the tree; it lives here until the store has more than one port.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class PathDelta:
+    """Differences seen at one rule path of one route since the last flush."""
+
+    rule_path: str  # e.g. "$.projects[*].name" or "header:content-type"
+    kind: str  # a PathKind value
+    count: int
+    first_seen: float  # unix seconds
+    last_seen: float
+    # JSON-able, oldest first: {"request": "GET /x", "path": "$.a[3].b", "primary": ..., "shadow": ...}
+    examples: tuple[dict[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in PathKind.__members__.values():
+            raise ValueError(f"unknown path kind {self.kind!r}")
+        if self.count < 0:
+            raise ValueError(f"negative count {self.count} for {self.rule_path!r}")
+        if self.first_seen > self.last_seen:
+            raise ValueError(f"first_seen after last_seen for {self.rule_path!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseDelta:
+    """Times `rule_path` differed between two answers of the LEGACY backend to one request."""
+
+    rule_path: str
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError(f"negative noise count {self.count} for {self.rule_path!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDelta:
+    """One route's counts since the worker's last flush."""
+
+    route: str
+    mirrored: int
+    compared: int
+    equal: int
+    different: int
+    dropped: Mapping[str, int]  # reason -> count; reasons are a small fixed set
+    paths: tuple[PathDelta, ...] = ()
+    noise_samples: int = 0  # legacy-vs-legacy comparisons made (noise learning)
+    noise: tuple[NoiseDelta, ...] = ()
+
+    def __post_init__(self) -> None:
+        counters = (self.mirrored, self.compared, self.equal, self.different, self.noise_samples)
+        if min(counters) < 0 or any(n < 0 for n in self.dropped.values()):
+            raise ValueError(f"negative counter in delta for route {self.route!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PathTotals:
+    """Everything known about one differing path of one route."""
+
+    route: str
+    rule_path: str
+    kind: str  # the kind most recently reported
+    count: int  # 0 for a path only ever seen as legacy noise
+    first_seen: float
+    last_seen: float
+    noise_count: int
+    review: str | None  # a Verdict value, or None when nobody has looked yet
+    review_reason: str | None
+    reviewed_by: str | None
+    reviewed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTotals:
+    """One route's counters, summed over every worker and flush."""
+
+    route: str
+    mirrored: int
+    compared: int
+    equal: int
+    different: int
+    dropped: dict[str, int]
+    noise_samples: int
+    updated_at: float
+
+
+def check_review(verdict: str, reason: str) -> Verdict:
+    """The verdict as a Verdict, or ValueError. Shared by adapters so they refuse the same input."""
+    try:
+        checked = Verdict(verdict)
+    except ValueError:
+        raise ValueError(f"verdict must be one of {[v.value for v in Verdict]}, not {verdict!r}")
+    # An accepted difference changes what "equal" means for this route: say why, for the audit.
+    if checked is Verdict.ACCEPTED and not reason.strip():
+        raise ValueError("accepting a difference needs a reason")
+    return checked
+
+
+class ShadowStore(Protocol):
+    """Durable, shared aggregate of shadow comparisons. Blocking; thread-confined per caller."""
+
+    def apply(self, deltas: Sequence[RouteDelta], now: float) -> None:
+        """Add one flush of deltas, atomically. Called every few seconds by each worker."""
+        ...
+
+    def routes(self) -> list[RouteTotals]:
+        """Totals per route, ordered by route."""
+        ...
+
+    def paths(self, route: str) -> list[PathTotals]:
+        """The route's differing paths, most frequent first."""
+        ...
+
+    def examples(self, route: str, rule_path: str | None = None) -> list[dict[str, object]]:
+        """Stored examples, newest first; each carries its "rule_path"."""
+        ...
+
+    def review(
+        self, route: str, rule_path: str, verdict: str, reason: str, who: str, now: float
+    ) -> None:
+        """Record a verdict on a known path. "accepted" needs a reason (ValueError otherwise);
+        an unknown path raises KeyError."""
+        ...
+
+    def prune(self, now: float, *, max_age_s: float, max_paths_per_route: int) -> int:
+        """Drop unreviewed paths unseen for `max_age_s`, then the least frequent unreviewed paths
+        past `max_paths_per_route` per route, with their examples. Returns paths removed."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+        ...
