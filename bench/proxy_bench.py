@@ -24,7 +24,14 @@ Goals (printed PASS/FAIL; the exit code stays 0 because this is a measurement, n
 - 64 connections: strangler req/s >= 0.5 x nginx req/s, and strangler p99 <= 2.5 x nginx p99.
 - 8 connections:  strangler p50 <= direct p50 + 0.2 ms.
 
-Run: `python bench/proxy_bench.py [--duration 10] [--rounds 3] [--quick] [--skip-strangler]`.
+`--shadow` measures the shadow scenario instead: the route in stage `shadow` (every request
+mirrored to a second upstream nginx and the answers compared) against the same route in stage
+`legacy`, and nginx's own `mirror` as the reference. Goals: 64 connections: shadow-on req/s
+>= 0.55 x shadow-off and >= 1.5 x nginx-mirror; 8 connections: shadow-on p99 <= 1.5 x
+shadow-off. The gateway's `shadow results {...}` line at stop must show comparisons.
+
+Run: `python bench/proxy_bench.py [--duration 10] [--rounds 3] [--quick] [--skip-strangler]
+[--shadow]`.
 Needs nginx, wrk and taskset, and two cores. Exit codes: 0 measured (whatever the verdicts),
 1 something could not run, 2 a tool or the second core is missing, 130 interrupted.
 """
@@ -45,6 +52,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -60,6 +68,7 @@ from proxy_lab import (
     gateway_yaml,
     launch_gateway,
     launch_nginx,
+    mirror_proxy_conf,
     nginx_temp_paths,
     own_cpu_s,
     pick_cores,
@@ -82,6 +91,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MIN_RPS_VS_NGINX = 0.5
 MAX_P99_VS_NGINX = 2.5
 MAX_P50_OVER_DIRECT_MS = 0.2
+# The shadow goals (`--shadow`): the cost of mirroring and diffing every request.
+MIN_SHADOW_ON_VS_OFF_RPS = 0.55
+MIN_SHADOW_ON_VS_NGINX_MIRROR_RPS = 1.5
+MAX_SHADOW_ON_VS_OFF_P99 = 1.5
+SHADOW_RESULTS_MARKER = "shadow results "
 # A run in which other processes took more than this share of the two cores is flagged: on a
 # shared 2-core machine that skews req/s and above all p99.
 OTHER_CPU_MAX = 0.05
@@ -146,6 +160,43 @@ def verify_route(routes_yaml: str, choice: RouteChoice) -> None:
     decision = snapshot.table.decide("GET", choice.path)
     if decision.route != choice.name:
         raise BenchError(f"GET {choice.path} routes to {decision.route!r}, not {choice.name!r}")
+
+
+def shadow_routes_yaml(routes_yaml: str, choice: RouteChoice) -> str:
+    """The same table with the benchmarked route in stage `shadow` instead of `legacy`."""
+    prefix = f"  - {{name: {choice.name},"
+    lines = routes_yaml.splitlines()
+    hits = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+    if len(hits) != 1 or not lines[hits[0]].endswith("stage: legacy}"):
+        raise BenchError(f"cannot find route {choice.name} in stage legacy in the generated table")
+    lines[hits[0]] = lines[hits[0]].removesuffix("stage: legacy}") + "stage: shadow}"
+    return "\n".join(lines) + "\n"
+
+
+def verify_shadow_route(routes_yaml: str, choice: RouteChoice) -> None:
+    """Check with the gateway's own loader that the route is shadowed to the `new` backend."""
+    text = gateway_yaml(port=1, upstream_port=1, routes_yaml=routes_yaml, new_port=2)
+    try:
+        snapshot = build_snapshot(parse_config(text, "<bench>"), source="<bench>")
+    except StranglerError as exc:
+        raise BenchError(f"the shadow config does not load: {exc}") from exc
+    decision = snapshot.table.decide("GET", choice.path)
+    stage = decision.stage.value if decision.stage is not None else None
+    is_shadowed = stage == "shadow" and decision.shadow_backend == "new"
+    if decision.route != choice.name or not is_shadowed:
+        raise BenchError(f"GET {choice.path} is not shadowed by {choice.name!r}: {decision}")
+
+
+def parse_shadow_results(log_text: str, route: str) -> dict[str, Any] | None:
+    """The route's `shadow results {...}` JSON the gateway logs when it stops, or None."""
+    for line in log_text.splitlines():
+        _, marker, payload = line.partition(SHADOW_RESULTS_MARKER)
+        if marker:
+            with contextlib.suppress(ValueError):
+                stats = json.loads(payload)
+                if isinstance(stats, dict) and stats.get("route") == route:
+                    return stats
+    return None
 
 
 # --- wrk -------------------------------------------------------------------------------------
@@ -265,7 +316,7 @@ def measure(
                 check_alive(servers)
                 contender.runs.setdefault(connections, []).append(run)
                 print(
-                    f"  round {round_no}  {contender.name:<10} {run.rps:>10,.0f} req/s  "
+                    f"  round {round_no}  {contender.name:<12} {run.rps:>10,.0f} req/s  "
                     f"p50 {run.p50_us / 1000:6.3f} ms  p99 {run.p99_us / 1000:6.3f} ms"
                     f"{run_flags(run)}",
                     flush=True,
@@ -342,6 +393,8 @@ def proxy_costs(contenders: list[Contender]) -> list[ProxyCost]:
 
 
 def ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
+    if "shadow-on" in by_name:
+        return shadow_ratios(by_name, connections)
     if "strangler" not in by_name:
         return {}
     s = by_name["strangler"].median(connections)
@@ -353,6 +406,59 @@ def ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
         "strangler_over_direct_rps": s.rps / d.rps,
         "strangler_minus_direct_p50_ms": s.p50_ms - d.p50_ms,
     }
+
+
+def shadow_ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
+    on = by_name["shadow-on"].median(connections)
+    off = by_name["shadow-off"].median(connections)
+    mirror = by_name["nginx-mirror"].median(connections)
+    return {
+        "shadow_on_over_off_rps": on.rps / off.rps,
+        "shadow_on_over_off_p99": on.p99_ms / off.p99_ms,
+        "shadow_on_over_nginx_mirror_rps": on.rps / mirror.rps,
+    }
+
+
+def check_shadow_goals(by_name: dict[str, Contender], shadow: dict[str, Any] | None) -> list[Goal]:
+    on, off = by_name["shadow-on"], by_name["shadow-off"]
+    r64, r8 = shadow_ratios(by_name, 64), shadow_ratios(by_name, 8)
+    vs_off, vs_mirror = r64["shadow_on_over_off_rps"], r64["shadow_on_over_nginx_mirror_rps"]
+    p99 = r8["shadow_on_over_off_p99"]
+    goals = [
+        _goal(
+            f"64c shadow-on >= {MIN_SHADOW_ON_VS_OFF_RPS} x off",
+            [on, off],
+            64,
+            vs_off >= MIN_SHADOW_ON_VS_OFF_RPS,
+            f"{vs_off:.3f} x shadow-off",
+        ),
+        _goal(
+            f"64c shadow-on >= {MIN_SHADOW_ON_VS_NGINX_MIRROR_RPS} x mirror",
+            [on, by_name["nginx-mirror"]],
+            64,
+            vs_mirror >= MIN_SHADOW_ON_VS_NGINX_MIRROR_RPS,
+            f"{vs_mirror:.3f} x nginx-mirror",
+        ),
+        _goal(
+            f"8c p99 on <= {MAX_SHADOW_ON_VS_OFF_P99} x off",
+            [on, off],
+            8,
+            p99 <= MAX_SHADOW_ON_VS_OFF_P99,
+            f"{p99:.3f} x shadow-off",
+        ),
+    ]
+    name = "shadow results at stop"
+    if shadow is None:
+        goals.append(Goal(name, Verdict.FAIL, "no `shadow results` line for the route"))
+    else:
+        compared, different = int(shadow["compared"]), int(shadow["different"])
+        is_met = compared > 0 and different == 0 and not shadow["dropped"]
+        detail = (
+            f"mirrored {shadow['mirrored']}, compared {compared}, equal {shadow['equal']}, "
+            f"different {different}, dropped {shadow['dropped'] or 'none'}"
+        )
+        goals.append(Goal(name, Verdict.PASS if is_met else Verdict.FAIL, detail))
+    return goals
 
 
 def check_goals(by_name: dict[str, Contender]) -> list[Goal]:
@@ -368,29 +474,44 @@ def check_goals(by_name: dict[str, Contender]) -> list[Goal]:
     rps, p99 = r64["strangler_over_nginx_rps"], r64["strangler_over_nginx_p99"]
     p50_over = r8["strangler_minus_direct_p50_ms"]
     return [
-        _goal(names[0], strangler, 64, rps >= MIN_RPS_VS_NGINX, f"{rps:.2f} x nginx"),
-        _goal(names[1], strangler, 64, p99 <= MAX_P99_VS_NGINX, f"{p99:.2f} x nginx"),
-        _goal(names[2], strangler, 8, p50_over <= MAX_P50_OVER_DIRECT_MS, f"{p50_over:+.3f} ms"),
+        _goal(names[0], [strangler], 64, rps >= MIN_RPS_VS_NGINX, f"{rps:.2f} x nginx"),
+        _goal(names[1], [strangler], 64, p99 <= MAX_P99_VS_NGINX, f"{p99:.2f} x nginx"),
+        _goal(names[2], [strangler], 8, p50_over <= MAX_P50_OVER_DIRECT_MS, f"{p50_over:+.3f} ms"),
     ]
 
 
-def _goal(name: str, strangler: Contender, connections: int, is_met: bool, detail: str) -> Goal:
+def _goal(
+    name: str, contenders: list[Contender], connections: int, is_met: bool, detail: str
+) -> Goal:
     """A goal met with errors is not met: a proxy that errors is broken, not fast."""
-    if errors := strangler.errors(connections):
-        return Goal(name, Verdict.FAIL, f"{detail}, but strangler ERRORED: {errors}")
+    for contender in contenders:
+        if errors := contender.errors(connections):
+            return Goal(name, Verdict.FAIL, f"{detail}, but {contender.name} ERRORED: {errors}")
     return Goal(name, Verdict.PASS if is_met else Verdict.FAIL, detail)
 
 
-def print_report(contenders: list[Contender], costs: list[ProxyCost], goals: list[Goal]) -> None:
+def print_report(
+    contenders: list[Contender],
+    costs: list[ProxyCost],
+    goals: list[Goal],
+    shadow: dict[str, Any] | None = None,
+) -> None:
     by_name = {c.name: c for c in contenders}
     for connections in CONNECTION_COUNTS:
         print(f"\n{connections} connections, median across rounds")
-        print(f"  {'':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}  errors")
+        print(f"  {'':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}  errors")
         for c in contenders:
             m, errors = c.median(connections), c.errors(connections)
             shown = f"!!! {errors} !!!" if errors else "none"
-            print(f"  {c.name:<10} {m.rps:>10,.0f} {m.p50_ms:>8.3f} {m.p99_ms:>8.3f}  {shown}")
-        if r := ratios(by_name, connections):
+            print(f"  {c.name:<12} {m.rps:>10,.0f} {m.p50_ms:>8.3f} {m.p99_ms:>8.3f}  {shown}")
+        r = ratios(by_name, connections)
+        if "shadow_on_over_off_rps" in r:
+            print(
+                f"  shadow-on/shadow-off: req/s {r['shadow_on_over_off_rps']:.2f}x, "
+                f"p99 {r['shadow_on_over_off_p99']:.2f}x;  "
+                f"shadow-on/nginx-mirror: req/s {r['shadow_on_over_nginx_mirror_rps']:.2f}x"
+            )
+        elif r:
             print(
                 f"  strangler/nginx: req/s {r['strangler_over_nginx_rps']:.2f}x, "
                 f"p99 {r['strangler_over_nginx_p99']:.2f}x;  "
@@ -402,16 +523,23 @@ def print_report(contenders: list[Contender], costs: list[ProxyCost], goals: lis
         rss = ", ".join(f"pid {pid} {kib / 1024:.1f} MiB" for pid, kib in cost.rss_kib.items())
         cpu = cost.cpu_s_per_10k_requests
         cpu_text = f"{cpu:.3f} CPU-s per 10k requests" if cpu is not None else "no requests"
-        print(f"  {cost.name:<10} {cpu_text};  RSS {rss}")
+        print(f"  {cost.name:<12} {cpu_text};  RSS {rss}")
     runs = [run for c in contenders for per_count in c.runs.values() for run in per_count]
     if shared := sum(run.other_cpu_share > OTHER_CPU_MAX for run in runs):
         print(
             f"\n!!! {shared} of {len(runs)} runs shared the cores with other processes: "
             "those figures are skewed, p99 most of all; rerun on an idle machine"
         )
+    if shadow is not None:
+        print(
+            f"\nshadow results of route {shadow['route']} (shadow-on gateway, logged at stop): "
+            f"mirrored {shadow['mirrored']}, compared {shadow['compared']}, "
+            f"equal {shadow['equal']}, different {shadow['different']}, "
+            f"dropped {shadow['dropped'] or 'none'}"
+        )
     print("\ngoals")
     for goal in goals:
-        print(f"  {goal.verdict:<4}  {goal.name:<28} {goal.detail}")
+        print(f"  {goal.verdict:<4}  {goal.name:<32} {goal.detail}")
 
 
 def write_json(
@@ -462,7 +590,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure only direct and nginx (to debug the harness)",
     )
+    parser.add_argument(
+        "--shadow",
+        action="store_true",
+        help="measure the shadow scenario instead: stage shadow vs legacy vs nginx mirror",
+    )
     args = parser.parse_args(argv)
+    if args.shadow and args.skip_strangler:
+        parser.error("--shadow measures strangler: it does not go with --skip-strangler")
     if args.quick:
         args.rounds, args.duration = 1, 3
     if args.duration < 1 or args.rounds < 1 or args.warmup < 0:
@@ -478,6 +613,8 @@ def run(args: argparse.Namespace) -> int:
     routes_yaml = generate_rails_routes_yaml(ROUTE_COUNT)
     route = pick_route(routes_yaml)
     verify_route(routes_yaml, route)
+    if args.shadow:
+        verify_shadow_route(shadow_routes_yaml(routes_yaml, route), route)
     settings = Settings(args.duration, args.rounds, args.warmup)
     meta: dict[str, object] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -492,17 +629,25 @@ def run(args: argparse.Namespace) -> int:
     }
     print(f"GET {route.path} -> route {route.name} ({route.match}), one of {ROUTE_COUNT:,}")
     print(f"cores: wrk + upstream nginx on {load_core}, proxy under test on {proxy_core}")
+    shadow: dict[str, Any] | None = None
 
     with tempfile.TemporaryDirectory(prefix="strangler-bench-") as tmp:
         workdir = Path(tmp)
         workdir.chmod(0o755)  # nginx started by root runs its workers as `nobody`
         (workdir / "report.lua").write_text(WRK_DONE_LUA)
         lab = Lab(nginx, wrk, taskset, load_core, proxy_core, workdir, route.path)
-        contenders, costs = measure_all(lab, settings, routes_yaml, args.skip_strangler)
+        if args.shadow:
+            contenders, costs, shadow = measure_shadow(lab, settings, routes_yaml, route)
+        else:
+            contenders, costs = measure_all(lab, settings, routes_yaml, args.skip_strangler)
 
-    goals = check_goals({c.name: c for c in contenders})
-    print_report(contenders, costs, goals)
-    out = RESULTS_DIR / f"proxy-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    by_name = {c.name: c for c in contenders}
+    goals = check_shadow_goals(by_name, shadow) if args.shadow else check_goals(by_name)
+    print_report(contenders, costs, goals, shadow)
+    kind = "proxy-shadow" if args.shadow else "proxy"
+    out = RESULTS_DIR / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    if args.shadow:
+        meta["shadow_results"] = shadow
     write_json(out, meta, contenders, costs, goals)
     print(f"\nresults: {out}")
     return 0
@@ -536,6 +681,61 @@ def measure_all(
             contenders.append(Contender("strangler", gw_port, gateway.proc.pid))
         measure(lab, settings, contenders, servers)
         return contenders, proxy_costs(contenders)
+
+
+def measure_shadow(
+    lab: Lab, settings: Settings, routes_yaml: str, route: RouteChoice
+) -> tuple[list[Contender], list[ProxyCost], dict[str, Any] | None]:
+    """The shadow scenario: two upstreams, strangler with the route in stage legacy and in stage
+    shadow (copies to the second upstream), nginx with `mirror` to the second upstream.
+
+    Returns the contenders, the proxies' costs and the route's `shadow results` that the
+    shadow-on gateway logs when it stops (None if it logged none).
+    """
+    nginx_v = subprocess.run([lab.nginx, "-V"], capture_output=True, text=True, check=False).stderr
+    dirs = {name: lab.workdir / name for name in ("upstream", "upstream2", "mirror")}
+    for path in dirs.values():
+        path.mkdir()
+    up_port, up2_port, mx_port = free_port(), free_port(), free_port()
+    off_port, on_port = free_port(), free_port()
+    temp = {name: nginx_temp_paths(nginx_v, path) for name, path in dirs.items()}
+    up_conf = upstream_conf(dirs["upstream"], temp["upstream"], up_port)
+    up2_conf = upstream_conf(dirs["upstream2"], temp["upstream2"], up2_port)
+    mx_conf = mirror_proxy_conf(dirs["mirror"], temp["mirror"], mx_port, up_port, up2_port)
+    with contextlib.ExitStack() as stack:
+        servers: list[Server] = []
+        for name, folder, conf, port in (
+            ("upstream nginx", dirs["upstream"], up_conf, up_port),
+            ("second upstream nginx", dirs["upstream2"], up2_conf, up2_port),
+        ):
+            upstream = launch_nginx(lab, name, folder, conf, port=port, core=lab.load_core)
+            servers.append(stack.enter_context(serving(upstream, lab.load_core, lab.path)))
+        mirror = launch_nginx(
+            lab, "nginx-mirror", dirs["mirror"], mx_conf, port=mx_port, core=lab.proxy_core
+        )
+        servers.append(stack.enter_context(serving(mirror, lab.proxy_core, lab.path)))
+        # Both gateways run at once; only the one under load uses the core.
+        off = launch_gateway(lab, off_port, up_port, routes_yaml, name="shadow-off")
+        servers.append(stack.enter_context(serving(off, lab.proxy_core, lab.path)))
+        on = launch_gateway(
+            lab,
+            on_port,
+            up_port,
+            shadow_routes_yaml(routes_yaml, route),
+            name="shadow-on",
+            new_port=up2_port,
+        )
+        servers.append(stack.enter_context(serving(on, lab.proxy_core, lab.path)))
+        contenders = [
+            Contender("shadow-off", off_port, off.proc.pid),
+            Contender("shadow-on", on_port, on.proc.pid),
+            Contender("nginx-mirror", mx_port, mirror.proc.pid),
+        ]
+        measure(lab, settings, contenders, servers)
+        costs = proxy_costs(contenders)
+        on.stop()  # SIGTERM: the gateway drains and logs `shadow results {...}` per route
+        log_text = on.log_path.read_text(errors="replace")
+        return contenders, costs, parse_shadow_results(log_text, route.name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -334,6 +334,39 @@ def proxy_conf(prefix: Path, temp_paths: str, port: int, upstream_port: int) -> 
     return nginx_conf(prefix, temp_paths, port, location, upstream)
 
 
+def mirror_proxy_conf(
+    prefix: Path, temp_paths: str, port: int, upstream_port: int, shadow_port: int
+) -> str:
+    """The nginx proxy of `proxy_conf`, plus nginx's own mirror: a copy of every request goes
+    to the second upstream (`shadow_port`), whose answer nginx discards without comparing."""
+    upstreams = f"""  upstream app {{
+    server 127.0.0.1:{upstream_port};
+    keepalive 64;
+    keepalive_requests 1000000;
+  }}
+  upstream shadow {{
+    server 127.0.0.1:{shadow_port};
+    keepalive 64;
+    keepalive_requests 1000000;
+  }}"""
+    headers = """      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Request-Id $request_id;"""
+    locations = f"""    location / {{
+      mirror /mirror;
+      proxy_pass http://app;
+{headers}
+    }}
+    location = /mirror {{
+      internal;
+      proxy_pass http://shadow$request_uri;
+{headers}
+    }}"""
+    return nginx_conf(prefix, temp_paths, port, locations, upstreams)
+
+
 def launch_nginx(
     lab: Lab, name: str, prefix: Path, conf_text: str, *, port: int, core: int
 ) -> Server:
@@ -355,13 +388,17 @@ def launch_nginx(
 # --- the gateway -----------------------------------------------------------------------------
 
 
-def gateway_yaml(*, port: int, upstream_port: int, routes_yaml: str) -> str:
+def gateway_yaml(
+    *, port: int, upstream_port: int, routes_yaml: str, new_port: int | None = None
+) -> str:
+    """Both backends on `upstream_port`, unless `new_port` gives `new` an upstream of its own."""
     upstream = f"http://127.0.0.1:{upstream_port}"
+    new = f"http://127.0.0.1:{new_port or upstream_port}"
     return (
         f"listen: 127.0.0.1:{port}\n"
         "backends:\n"
         f'  legacy: {{url: "{upstream}"}}\n'
-        f'  new:    {{url: "{upstream}"}}\n'
+        f'  new:    {{url: "{new}"}}\n'
         "default: legacy\n"
         "routes:\n" + routes_yaml.rstrip("\n") + "\n"
     )
@@ -398,11 +435,22 @@ class OutputWatcher:
                 )
 
 
-def launch_gateway(lab: Lab, port: int, upstream_port: int, routes_yaml: str) -> Server:
+def launch_gateway(
+    lab: Lab,
+    port: int,
+    upstream_port: int,
+    routes_yaml: str,
+    *,
+    name: str = "strangler",
+    new_port: int | None = None,
+) -> Server:
     """Start `strangler run --workers 1` on the proxy core; returns once it says it listens."""
-    config = lab.workdir / "strangler.yaml"
-    config.write_text(gateway_yaml(port=port, upstream_port=upstream_port, routes_yaml=routes_yaml))
-    log_path = lab.workdir / "strangler.stderr.log"
+    config = lab.workdir / f"{name}.yaml"
+    text = gateway_yaml(
+        port=port, upstream_port=upstream_port, routes_yaml=routes_yaml, new_port=new_port
+    )
+    config.write_text(text)
+    log_path = lab.workdir / f"{name}.stderr.log"
     argv = [sys.executable, "-m", "strangler", "run", "--config", str(config), "--workers", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the readiness line must not sit in a buffer
     with log_path.open("wb") as stderr:
@@ -413,7 +461,7 @@ def launch_gateway(lab: Lab, port: int, upstream_port: int, routes_yaml: str) ->
             env=env,
             start_new_session=True,
         )
-    server = Server("strangler", proc, port, log_path)
+    server = Server(name, proc, port, log_path)
     watcher = OutputWatcher(proc, GATEWAY_READY_PREFIX)
     try:
         watcher.wait_ready(proc)

@@ -134,6 +134,16 @@ class LimitsConfig(_Model):
     drain_timeout_s: PositiveSeconds = 30.0
 
 
+class StoreConfig(_Model):
+    """Where shadow results are kept (SQLite, shared by every worker on this machine)."""
+
+    # Relative paths are taken from the config file's folder.
+    path: Annotated[str, Field(min_length=1)] = "strangler.db"
+    flush_interval_s: PositiveSeconds = 2.0
+    retention_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
+    max_paths_per_route: Annotated[int, Field(ge=1, le=100_000)] = 200
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -170,6 +180,7 @@ class Config(_Model):
     routes: list[RouteConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     forwarding: ForwardingConfig = Field(default_factory=ForwardingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     @field_validator("listen")
     @classmethod

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -243,3 +245,57 @@ def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
     # leave the parity figure.
     assert stats["equal_but_noise"] >= 15
     assert stats["parity"] == (stats["equal"] + stats["equal_but_noise"]) / 20
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "strangler", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_results_reach_the_store_and_the_diffs_commands(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=SHADOW_ROUTES, workers=2)
+    for index in range(6):
+        httpx.get(f"{gw.url}/sandbox/diff/{index}", headers={"Cookie": "session=s3cr3t"})
+    for index in range(4):
+        httpx.get(f"{gw.url}/echo/same/{index}")
+    wait_until(lambda: len(new.requests) == 10, "all copies")
+    assert gw.stop() == 0  # each worker flushes what it holds when it stops
+    config = str(gw.config_path)
+
+    table = _cli("diffs", "--config", config, "--json")
+    assert table.returncode == 0, table.stderr
+    routes = {row["route"]: row for row in orjson.loads(table.stdout)}
+    assert (routes["writes.sandbox"]["compared"], routes["writes.sandbox"]["different"]) == (6, 6)
+    assert (routes["echo.shadow"]["compared"], routes["echo.shadow"]["equal"]) == (4, 4)
+
+    paths = orjson.loads(_cli("diffs", "writes.sandbox", "--config", config, "--json").stdout)
+    assert [(p["rule_path"], p["count"]) for p in paths] == [("$.name", 6)]
+    examples = _cli("diffs", "writes.sandbox", "--examples", "--config", config, "--json")
+    assert "s3cr3t" not in examples.stdout  # cookies never reach the store
+    assert 0 < len(orjson.loads(examples.stdout)) <= 5
+
+    refused = _cli("diffs", "accept", "writes.sandbox", "$.name", "--config", config)
+    assert refused.returncode == 2 and "reason" in refused.stderr
+    accepted = _cli(
+        "diffs",
+        "accept",
+        "writes.sandbox",
+        "$.name",
+        "--reason",
+        "renamed on purpose",
+        "--config",
+        config,
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    paths = orjson.loads(_cli("diffs", "writes.sandbox", "--config", config, "--json").stdout)
+    assert (paths[0]["review"], paths[0]["review_reason"]) == ("accepted", "renamed on purpose")
+    unknown = _cli("diffs", "noise", "writes.sandbox", "$.nope", "--config", config)
+    assert unknown.returncode == 2

@@ -53,7 +53,7 @@ def test_upload_arrives_whole_while_gateway_memory_stays_flat(
 ) -> None:
     digest = hashlib.sha256()
     headers = {"Content-Length": str(mib * MIB)} if framing == "content-length" else {}
-    with RssMonitor(gateway.pid) as rss:
+    with RssMonitor(gateway.pid, interval_s=0.01) as rss:
         response = httpx.post(
             gateway.url + "/upload", content=_pieces(mib, digest), headers=headers, timeout=60
         )
@@ -84,7 +84,7 @@ def test_download_passes_through_while_gateway_memory_stays_flat(
 ) -> None:
     sock = connect(gateway.port, timeout_s=30)
     with sock:
-        with RssMonitor(gateway.pid) as rss:
+        with RssMonitor(gateway.pid, interval_s=0.01) as rss:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
             response = CountingResponse(sock).read_to_end()
         # The connection is still in step: the next request on it gets its own answer.
@@ -108,7 +108,7 @@ def test_http10_client_gets_a_large_chunked_answer_delimited_by_the_close(
 ) -> None:
     size = 256 * MIB
     sock = connect(gateway.port, timeout_s=30)
-    with sock, RssMonitor(gateway.pid) as rss:
+    with sock, RssMonitor(gateway.pid, interval_s=0.01) as rss:
         sock.sendall(f"GET /bytes/{size} HTTP/1.0\r\n\r\n".encode())
         response = CountingResponse(sock).read_to_end()
     # An HTTP/1.0 client can't read chunked: the gateway de-chunks and the close ends the body.

@@ -13,6 +13,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from strangler.cli.tables import print_table
 from strangler.control.snapshot import Snapshot, load_snapshot
 from strangler.errors import ConfigError, StranglerError
 
@@ -102,10 +103,7 @@ def routes(
         [str(i + 1), r["name"], r["match"], r["stage"], r["backend"]] for i, r in enumerate(rows)
     ]
     table.append(["*", "(unmatched)", "ANY *", "-", snapshot.config.default])
-    widths = [max(len(row[col]) for row in [headers, *table]) for col in range(len(headers))]
-    for line in [headers, *table]:
-        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-        typer.echo("  ".join(cells).rstrip())
+    print_table(headers, table)
 
 
 @app.command()
@@ -121,6 +119,40 @@ def demo(
     raise typer.Exit(
         run_demo(gateway_port=port, legacy_port=legacy_port, new_port=new_port, rate_per_s=rate)
     )
+
+
+@app.command()
+def diffs(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Nothing (all shadowed routes), ROUTE (its difference paths), "
+            "or `accept ROUTE PATH` / `noise ROUTE PATH` (review a path)."
+        ),
+    ] = None,
+    config: ConfigOption = Path("strangler.yaml"),
+    examples: Annotated[bool, typer.Option("--examples", help="Show stored examples.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required for accept).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Shadow results: parity per route, the paths where the new backend differs, examples."""
+    from strangler.cli.diffs import review_path, show_examples, show_paths, show_routes
+
+    snapshot = _load_or_exit(config)
+    words = args or []
+    if words and words[0] in ("accept", "noise"):
+        if len(words) != 3:
+            typer.echo(f"usage: strangler diffs {words[0]} ROUTE PATH [--reason TEXT]", err=True)
+            raise typer.Exit(2)
+        raise typer.Exit(review_path(snapshot, words[0], words[1], words[2], reason or ""))
+    if len(words) > 1:
+        typer.echo("usage: strangler diffs [ROUTE] [--examples] [--json]", err=True)
+        raise typer.Exit(2)
+    if not words:
+        raise typer.Exit(show_routes(snapshot, as_json=as_json))
+    if examples:
+        raise typer.Exit(show_examples(snapshot, words[0], as_json=as_json))
+    raise typer.Exit(show_paths(snapshot, words[0], as_json=as_json))
 
 
 def main() -> None:

@@ -113,6 +113,12 @@ def load_snapshot(path: str | Path, *, version: int = 1) -> Snapshot:
     return build_snapshot(load_config(path), source=str(path), version=version)
 
 
+def store_path(snapshot: Snapshot) -> Path:
+    """The shadow results database: `store.path`, relative to the config file's folder."""
+    path = Path(snapshot.config.store.path)
+    return path if path.is_absolute() else Path(snapshot.source).parent / path
+
+
 def source_mtime(path: str) -> float:
     """The config file's modification time, 0.0 if it can't be read (watchers compare it)."""
     try:

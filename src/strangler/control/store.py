@@ -30,6 +30,9 @@ class PathKind(StrEnum):
     TYPE_CHANGED = "type_changed"
 
 
+_KINDS = frozenset(kind.value for kind in PathKind)
+
+
 class Verdict(StrEnum):
     """A human's decision about a differing path."""
 
@@ -54,11 +57,12 @@ class PathDelta:
     count: int
     first_seen: float  # unix seconds
     last_seen: float
-    # JSON-able, oldest first: {"request": "GET /x", "path": "$.a[3].b", "primary": ..., "shadow": ...}
+    # JSON-able, oldest first:
+    # {"request": "GET /x", "path": "$.a[3].b", "primary": ..., "shadow": ...}
     examples: tuple[dict[str, object], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in PathKind.__members__.values():
+        if self.kind not in _KINDS:
             raise ValueError(f"unknown path kind {self.kind!r}")
         if self.count < 0:
             raise ValueError(f"negative count {self.count} for {self.rule_path!r}")
@@ -134,7 +138,9 @@ def check_review(verdict: str, reason: str) -> Verdict:
     try:
         checked = Verdict(verdict)
     except ValueError:
-        raise ValueError(f"verdict must be one of {[v.value for v in Verdict]}, not {verdict!r}")
+        raise ValueError(
+            f"verdict must be one of {[v.value for v in Verdict]}, not {verdict!r}"
+        ) from None
     # An accepted difference changes what "equal" means for this route: say why, for the audit.
     if checked is Verdict.ACCEPTED and not reason.strip():
         raise ValueError("accepting a difference needs a reason")

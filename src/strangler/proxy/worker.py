@@ -18,13 +18,15 @@ import signal
 import socket
 from collections.abc import Callable
 
-from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime
+from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime, store_path
+from strangler.control.stores.sqlite import SqliteShadowStore
 from strangler.errors import ConfigError
 from strangler.observe.counters import Counters
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool
 from strangler.shadow import ShadowRunner
+from strangler.shadow.publisher import ResultsPublisher
 
 log = logging.getLogger("strangler.worker")
 
@@ -53,6 +55,16 @@ class Worker:
         self._stop: asyncio.Future[None] = loop.create_future()
         self._sweeper: asyncio.TimerHandle | None = None
         self.shadow = ShadowRunner(loop, self.tasks, self.counters, UpstreamPool)
+        store = snapshot.config.store
+        database = store_path(snapshot)
+        self.publisher = ResultsPublisher(
+            lambda: SqliteShadowStore(database),
+            loop,
+            self.counters,
+            retention_s=store.retention_days * 86_400,
+            max_paths_per_route=store.max_paths_per_route,
+        )
+        self._next_publish = loop.time() + store.flush_interval_s
         self._apply_pools(snapshot)
 
     def __repr__(self) -> str:
@@ -115,6 +127,9 @@ class Worker:
             for pool in self.pools.values():
                 pool.sweep(now)
             self.shadow.sweep(now)
+            if now >= self._next_publish and not self.publisher.is_busy:
+                self._next_publish = now + self.snapshot.config.store.flush_interval_s
+                self.publisher.publish(self.shadow.results.take_deltas())
             if now >= self._next_shadow_report:
                 self._next_shadow_report = now + SHADOW_REPORT_INTERVAL_S
                 self.shadow.report()
@@ -144,6 +159,10 @@ class Worker:
             pool.close_idle()
         self.shadow.close()
         self.shadow.report(as_json=True)
+        if self.publisher.is_busy:
+            await self.publisher.close()
+        self.publisher.publish(self.shadow.results.take_deltas())
+        await self.publisher.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.tasks.cancel_all()

@@ -370,17 +370,16 @@ class ShadowRunner:
         setup = snapshot.shadow_routes.get(route) if route is not None else None
         if route is None or setup is None:
             return None
-        stats = self.results.route(route)
         if method not in _SAFE_METHODS and not decision.mirrors_unsafe:
-            stats.dropped[DropReason.NOT_MIRRORED_UNSAFE] += 1
+            self.results.count_drop(route, DropReason.NOT_MIRRORED_UNSAFE)
             self.counters.inc("shadow_dropped_total", route, DropReason.NOT_MIRRORED_UNSAFE)
             return None
         if self.in_flight >= snapshot.limits.max_shadow_in_flight:
-            stats.dropped[DropReason.QUEUE_FULL] += 1
+            self.results.count_drop(route, DropReason.QUEUE_FULL)
             self.counters.inc("shadow_dropped_total", route, DropReason.QUEUE_FULL)
             return None
         self.in_flight += 1
-        stats.mirrored += 1
+        self.results.count_mirrored(route)
         self.counters.inc("shadow_mirrored_total", route)
         # Same trace, a span of its own: the copy shows up beside the primary in a trace view.
         span = b"%016x" % random.getrandbits(64)
@@ -428,7 +427,7 @@ class ShadowRunner:
         """Called exactly once per Mirror that `begin` made (copies and noise probes)."""
         self.in_flight -= 1
         if reason is not None and not mirror.is_noise_probe:
-            self.results.route(mirror.route).dropped[reason] += 1
+            self.results.count_drop(mirror.route, reason)
             self.counters.inc("shadow_dropped_total", mirror.route, reason)
 
     def compare_soon(self, mirror: Mirror) -> None:

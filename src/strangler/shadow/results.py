@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from strangler.control.store import NoiseDelta, PathDelta, RouteDelta
 from strangler.diff import Comparison, wilson_interval
 
 
@@ -94,7 +95,8 @@ class RouteShadowStats:
 
 
 class ShadowResults:
-    """All routes' shadow results in one worker."""
+    """All routes' shadow results in one worker: running totals for the log, and the deltas
+    since the last `take_deltas()` for the store (which adds up every worker's deltas)."""
 
     def __init__(
         self, clock: Callable[[], float], *, max_paths: int = 200, max_examples: int = 5
@@ -103,6 +105,52 @@ class ShadowResults:
         self._max_paths = max_paths
         self._max_examples = max_examples
         self.routes: dict[str, RouteShadowStats] = {}
+        self._pending: dict[str, RouteShadowStats] = {}
+
+    def _both(self, name: str) -> tuple[RouteShadowStats, RouteShadowStats]:
+        pending = self._pending.get(name)
+        if pending is None:
+            pending = self._pending[name] = RouteShadowStats(name)
+        return self.route(name), pending
+
+    def count_mirrored(self, route: str) -> None:
+        for stats in self._both(route):
+            stats.mirrored += 1
+
+    def count_drop(self, route: str, reason: str) -> None:
+        for stats in self._both(route):
+            stats.dropped[reason] += 1
+
+    def take_deltas(self) -> tuple[RouteDelta, ...]:
+        """What changed since the last call, as store deltas; called from the event loop."""
+        pending, self._pending = self._pending, {}
+        return tuple(
+            RouteDelta(
+                route=stats.route,
+                mirrored=stats.mirrored,
+                compared=stats.compared,
+                equal=stats.equal,
+                different=stats.different,
+                dropped={str(reason): count for reason, count in stats.dropped.items()},
+                paths=tuple(
+                    PathDelta(
+                        rule_path=p.rule_path,
+                        kind=p.kind,
+                        count=p.count,
+                        first_seen=p.first_seen,
+                        last_seen=p.last_seen,
+                        examples=tuple(p.examples),
+                    )
+                    for p in stats.paths.values()
+                ),
+                noise_samples=stats.noise_samples,
+                noise=tuple(
+                    NoiseDelta(rule_path=path, count=count)
+                    for path, count in stats.noise_paths.items()
+                ),
+            )
+            for stats in pending.values()
+        )
 
     def route(self, name: str) -> RouteShadowStats:
         stats = self.routes.get(name)
@@ -112,26 +160,43 @@ class ShadowResults:
 
     def record_noise(self, route: str, comparison: Comparison) -> list[str]:
         """Count one legacy-vs-legacy comparison; returns paths that differed for the first time."""
-        stats = self.route(route)
-        stats.noise_samples += 1
         new_paths: list[str] = []
-        for rule_path in {d.rule_path for d in comparison.differences}:
-            if rule_path not in stats.noise_paths:
-                if len(stats.noise_paths) >= self._max_paths:
-                    continue
-                new_paths.append(rule_path)
-            stats.noise_paths[rule_path] = stats.noise_paths.get(rule_path, 0) + 1
+        for stats in self._both(route):
+            is_total = stats is self.routes[route]
+            stats.noise_samples += 1
+            for rule_path in {d.rule_path for d in comparison.differences}:
+                if rule_path not in stats.noise_paths:
+                    if len(stats.noise_paths) >= self._max_paths:
+                        continue
+                    if is_total:
+                        new_paths.append(rule_path)
+                stats.noise_paths[rule_path] = stats.noise_paths.get(rule_path, 0) + 1
         return new_paths
 
     def record(self, route: str, request_line: str, comparison: Comparison) -> list[str]:
         """Count one comparison; returns the difference paths seen here for the first time."""
-        stats = self.route(route)
+        totals, pending = self._both(route)
+        # Noise is judged on the worker's running totals, which the pending deltas can't know.
+        is_noise_only = not comparison.is_equal and all(
+            totals.is_noise(d.rule_path) for d in comparison.differences
+        )
+        new_paths = self._add(totals, request_line, comparison, is_noise_only)
+        self._add(pending, request_line, comparison, is_noise_only)
+        return new_paths
+
+    def _add(
+        self,
+        stats: RouteShadowStats,
+        request_line: str,
+        comparison: Comparison,
+        is_noise_only: bool,
+    ) -> list[str]:
         stats.compared += 1
         if comparison.is_equal:
             stats.equal += 1
             return []
         stats.different += 1
-        if all(stats.is_noise(d.rule_path) for d in comparison.differences):
+        if is_noise_only:
             stats.equal_but_noise += 1
         now = self._clock()
         new_paths: list[str] = []

@@ -1,0 +1,88 @@
+"""Moves a worker's shadow result deltas into the shared store, off the event loop.
+
+Rules:
+- Store I/O (SQLite, blocking) runs on one thread of its own, never on the event loop; the
+  store is opened there too, on the first flush that has something to write.
+- One flush at a time. While one runs, new results keep aggregating in memory (bounded by the
+  number of routes and paths), so a slow disk never queues work.
+- A failed write loses that flush's deltas: they are counted (`shadow_store_failures_total`)
+  and logged once per failure, and the gateway keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from strangler.control.store import RouteDelta, ShadowStore
+from strangler.observe.counters import Counters
+
+log = logging.getLogger("strangler.shadow")
+
+StoreFactory = Callable[[], ShadowStore]
+
+
+class ResultsPublisher:
+    """Flushes deltas to a ShadowStore from a single background thread."""
+
+    def __init__(
+        self,
+        open_store: StoreFactory,
+        loop: asyncio.AbstractEventLoop,
+        counters: Counters,
+        *,
+        retention_s: float,
+        max_paths_per_route: int,
+    ) -> None:
+        self._open_store = open_store
+        self._loop = loop
+        self._counters = counters
+        self._retention_s = retention_s
+        self._max_paths = max_paths_per_route
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="shadow-store"
+        )
+        self._store: ShadowStore | None = None
+        self._flushing: asyncio.Future[None] | None = None
+        self._last_prune = 0.0
+
+    @property
+    def is_busy(self) -> bool:
+        return self._flushing is not None and not self._flushing.done()
+
+    def publish(self, deltas: Sequence[RouteDelta]) -> asyncio.Future[None] | None:
+        """Start writing `deltas`; returns the running write (None if nothing to do)."""
+        if not deltas:
+            return None
+        future = self._loop.run_in_executor(self._executor, self._write, tuple(deltas))
+        future.add_done_callback(self._done)
+        self._flushing = future
+        return future
+
+    def _write(self, deltas: tuple[RouteDelta, ...]) -> None:
+        if self._store is None:
+            self._store = self._open_store()
+        now = time.time()
+        self._store.apply(deltas, now)
+        if now - self._last_prune > 60.0:
+            self._last_prune = now
+            self._store.prune(now, max_age_s=self._retention_s, max_paths_per_route=self._max_paths)
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._counters.inc("shadow_store_failures_total")
+            log.error("shadow results not stored (this flush is lost): %s", exc)
+
+    async def close(self) -> None:
+        """Wait for the write in flight, then close the store on its own thread."""
+        if self._flushing is not None:
+            await asyncio.wait([self._flushing])
+        if self._store is not None:
+            await self._loop.run_in_executor(self._executor, self._store.close)
+        self._executor.shutdown(wait=True)
