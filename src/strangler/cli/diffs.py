@@ -21,6 +21,7 @@ from strangler.control.store import RouteTotals, ShadowStore
 from strangler.control.stores.sqlite import SqliteShadowStore
 from strangler.diff import wilson_interval
 from strangler.routing.model import Stage
+from strangler.shadow.results import is_learned_noise
 
 # The CLI's verbs and the verdicts they record.
 _VERDICTS = {"accept": "accepted", "noise": "noise"}
@@ -111,7 +112,7 @@ def show_paths(snapshot: Snapshot, route: str, *, as_json: bool) -> int:
             p.kind,
             str(p.count),
             f"{p.noise_count}/{samples}" if samples else "-",
-            p.review or "-",
+            p.review or ("noise (learned)" if is_learned_noise(p.noise_count, samples) else "-"),
             (p.review_reason or "")[:40],
             _when(p.last_seen),
         ]

@@ -19,6 +19,7 @@ legacy app show up here as drift, which is the point.
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -117,8 +118,12 @@ def _catalog(request: Request) -> _Catalog:
     return catalog
 
 
-def _meta(request: Request) -> dict[str, str]:
-    return {"request_id": _request_id(request), "generated_at": _time(datetime.now(UTC))}
+def _meta(request: Request) -> dict[str, object]:
+    return {
+        "request_id": _request_id(request),
+        "generated_at": _time(datetime.now(UTC)),
+        "db_runtime_ms": round(random.uniform(0.2, 3.0), 3),
+    }
 
 
 async def list_projects(request: Request) -> Response:

@@ -242,6 +242,12 @@ Who answered? The new app says X-Served-By: new; the legacy app sends Rails' X-R
   curl -i {gateway}/api/projects/1.json
   curl -i {gateway}/api/projects/1/tasks.json
 
+The tasks API is shadowed: legacy answers, the new app gets a copy, the gateway compares them.
+In another terminal, see what differs (and what was learned as noise):
+  strangler diffs --config {config}
+  strangler diffs projects.tasks.api --config {config}
+  strangler diffs projects.tasks.api --examples --config {config}
+
 Sending {rate_per_s:g} actions/s of demo traffic (mostly single requests) into the gateway.
 Ctrl-C to stop.
 """,

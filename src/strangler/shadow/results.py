@@ -18,6 +18,12 @@ from strangler.control.store import NoiseDelta, PathDelta, RouteDelta
 from strangler.diff import Comparison, wilson_interval
 
 
+def is_learned_noise(differed: int, samples: int) -> bool:
+    """Learned noise: legacy differed from itself here at least twice and in >= 1 % of the
+    samples (one flap is chance; a field that changes on every answer is noise)."""
+    return differed >= 2 and differed * 100 >= samples
+
+
 @dataclass(slots=True)
 class DifferencePath:
     """One place where the new backend's answers differ, aggregated across requests."""
@@ -49,10 +55,7 @@ class RouteShadowStats:
     equal_but_noise: int = 0
 
     def is_noise(self, rule_path: str) -> bool:
-        """Learned noise: legacy differed from itself here at least twice and in >= 1 % of
-        the samples (one flap is chance; a field that changes on every answer is noise)."""
-        seen = self.noise_paths.get(rule_path, 0)
-        return seen >= 2 and seen * 100 >= self.noise_samples
+        return is_learned_noise(self.noise_paths.get(rule_path, 0), self.noise_samples)
 
     def parity(self) -> tuple[float | None, tuple[float, float]]:
         """(equal/compared or None, Wilson 95 % interval); learned noise counts as equal."""
