@@ -384,9 +384,7 @@ def test_demo_config_keeps_the_gateway_schema_and_rewrites_ports() -> None:
     assert config["listen"] == "127.0.0.1:9000"
     assert config["backends"]["legacy"] == {"url": "http://127.0.0.1:9001"}
     assert config["backends"]["new"]["url"] == "http://127.0.0.1:9002"
-    assert all(
-        set(route) - {"shadow"} == {"name", "match", "stage"} for route in config["routes"]
-    )
+    assert all(set(route) - {"shadow"} == {"name", "match", "stage"} for route in config["routes"])
     assert {route["stage"] for route in config["routes"]} == {"legacy", "shadow", "new"}
 
 

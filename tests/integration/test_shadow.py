@@ -299,3 +299,34 @@ def test_results_reach_the_store_and_the_diffs_commands(
     assert (paths[0]["review"], paths[0]["review_reason"]) == ("accepted", "renamed on purpose")
     unknown = _cli("diffs", "noise", "writes.sandbox", "$.nope", "--config", config)
     assert unknown.returncode == 2
+
+
+def test_a_reviewed_path_leaves_the_parity_of_later_comparisons(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(
+        legacy=legacy.url,
+        new=new.url,
+        routes=SHADOW_ROUTES,
+        extra="store:\n  flush_interval_s: 0.2\n",
+    )
+    config = str(gw.config_path)
+
+    def totals() -> dict[str, object]:
+        rows = orjson.loads(_cli("diffs", "--config", config, "--json").stdout or b"[]")
+        return next((r for r in rows if r["route"] == "writes.sandbox"), {})
+
+    httpx.get(gw.url + "/sandbox/before")
+    wait_until(lambda: totals().get("compared") == 1, "the first comparison in the store")
+    reviewed = _cli("diffs", "noise", "writes.sandbox", "$.name", "--config", config)
+    assert reviewed.returncode == 0, reviewed.stderr
+
+    def after_review_counts_as_noise() -> bool:
+        httpx.get(gw.url + "/sandbox/after")
+        return int(totals().get("equal_but_noise") or 0) > 0
+
+    wait_until(after_review_counts_as_noise, "a comparison counted as noise-only", timeout_s=15)
+    row = totals()
+    assert row["strict_parity"] == 0.0
+    assert row["parity"] > 0.0

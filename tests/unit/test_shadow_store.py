@@ -67,7 +67,37 @@ def test_fresh_file_is_created_with_its_schema(tmp_path: Path) -> None:
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"shadow_routes", "shadow_dropped", "shadow_paths", "shadow_examples"} <= tables
     assert mode == "wal"
-    assert version == [("v0001",)]
+    assert version == [("v0002",)]
+
+
+def test_a_database_at_the_previous_schema_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from strangler.control.stores.sqlite import MIGRATIONS_DIR
+
+    db = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{db}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "v0001")
+        conn.exec_driver_sql(
+            "INSERT INTO shadow_routes (route, mirrored, compared, equal, different, "
+            "noise_samples, updated_at) VALUES ('r', 5, 4, 3, 1, 0, 1.0)"
+        )
+    engine.dispose()
+    store = SqliteShadowStore(db)
+    try:
+        (totals,) = store.routes()
+        assert (totals.compared, totals.equal, totals.equal_but_noise) == (4, 3, 0)
+        store.apply([RouteDelta("r", 1, 1, 0, 1, {}, equal_but_noise=1)], now=2.0)
+        (totals,) = store.routes()
+        assert (totals.compared, totals.different, totals.equal_but_noise) == (5, 2, 1)
+    finally:
+        store.close()
 
 
 def test_apply_then_read_back(store: SqliteShadowStore) -> None:

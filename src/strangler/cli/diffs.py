@@ -46,6 +46,7 @@ def _when(moment: float | None) -> str:
 
 
 def _parity(equal: int, compared: int) -> str:
+    """The ratio with its Wilson 95 % interval, so few comparisons don't read as evidence."""
     if not compared:
         return "n/a"
     low, high = wilson_interval(equal, compared)
@@ -65,7 +66,7 @@ def show_routes(snapshot: Snapshot, *, as_json: bool) -> int:
         t = totals.get(name)
         stage = "shadow" if name in snapshot.shadow_routes else "(was shadowed)"
         if t is None:
-            rows.append([name, stage, "0", "0", "0", "0", "n/a", "-"])
+            rows.append([name, stage, "0", "0", "0", "0", "0", "n/a", "n/a", "-"])
             continue
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(t.dropped.items())) or "-"
         rows.append(
@@ -75,13 +76,20 @@ def show_routes(snapshot: Snapshot, *, as_json: bool) -> int:
                 str(t.mirrored),
                 str(t.compared),
                 str(t.equal),
-                str(t.different),
+                str(t.equal_but_noise),
+                str(t.different - t.equal_but_noise),
+                _parity(t.equal + t.equal_but_noise, t.compared),
                 _parity(t.equal, t.compared),
                 dropped,
             ]
         )
-    headers = ["ROUTE", "STAGE", "MIRRORED", "COMPARED", "EQUAL", "DIFFERENT", "PARITY [95% CI]"]
-    print_table([*headers, "DROPPED"], rows)
+    headers = ["ROUTE", "STAGE", "MIRRORED", "COMPARED", "EQUAL", "NOISE ONLY", "DIFFERENT"]
+    print_table([*headers, "PARITY [95% CI]", "STRICT", "DROPPED"], rows)
+    if rows:
+        typer.echo(
+            "\nPARITY counts comparisons that differed only on noise (learned, or reviewed with "
+            "`strangler diffs accept|noise`) as equal; STRICT does not."
+        )
     return 0
 
 
@@ -89,7 +97,10 @@ def _route_dict(name: str, totals: RouteTotals | None, snapshot: Snapshot) -> di
     out: dict[str, object] = {"route": name, "is_shadowed": name in snapshot.shadow_routes}
     if totals is not None:
         out.update(dataclasses.asdict(totals))
-        out["parity_interval_95"] = list(wilson_interval(totals.equal, totals.compared))
+        equal = totals.equal + totals.equal_but_noise
+        out["parity"] = equal / totals.compared if totals.compared else None
+        out["parity_interval_95"] = list(wilson_interval(equal, totals.compared))
+        out["strict_parity"] = totals.equal / totals.compared if totals.compared else None
     return out
 
 

@@ -95,9 +95,18 @@ class RouteDelta:
     paths: tuple[PathDelta, ...] = ()
     noise_samples: int = 0  # legacy-vs-legacy comparisons made (noise learning)
     noise: tuple[NoiseDelta, ...] = ()
+    # Compared and different, but only on paths that were noise (learned or reviewed) then.
+    equal_but_noise: int = 0
 
     def __post_init__(self) -> None:
-        counters = (self.mirrored, self.compared, self.equal, self.different, self.noise_samples)
+        counters = (
+            self.mirrored,
+            self.compared,
+            self.equal,
+            self.different,
+            self.noise_samples,
+            self.equal_but_noise,
+        )
         if min(counters) < 0 or any(n < 0 for n in self.dropped.values()):
             raise ValueError(f"negative counter in delta for route {self.route!r}")
 
@@ -131,6 +140,7 @@ class RouteTotals:
     dropped: dict[str, int]
     noise_samples: int
     updated_at: float
+    equal_but_noise: int = 0
 
 
 def check_review(verdict: str, reason: str) -> Verdict:
@@ -171,6 +181,10 @@ class ShadowStore(Protocol):
     ) -> None:
         """Record a verdict on a known path. "accepted" needs a reason (ValueError otherwise);
         an unknown path raises KeyError."""
+        ...
+
+    def reviewed(self) -> dict[str, frozenset[str]]:
+        """Per route, the paths a person marked `accepted` or `noise`: they leave the parity."""
         ...
 
     def prune(self, now: float, *, max_age_s: float, max_paths_per_route: int) -> int:

@@ -63,6 +63,7 @@ class Worker:
             self.counters,
             retention_s=store.retention_days * 86_400,
             max_paths_per_route=store.max_paths_per_route,
+            on_reviews=self._take_reviews,
         )
         self._next_publish = loop.time() + store.flush_interval_s
         self._apply_pools(snapshot)
@@ -82,6 +83,9 @@ class Worker:
             await self._stop
         finally:
             await self._drain(server)
+
+    def _take_reviews(self, reviewed: dict[str, frozenset[str]]) -> None:
+        self.shadow.results.reviewed = reviewed
 
     def stop(self) -> None:
         if not self._stop.done():
@@ -127,7 +131,11 @@ class Worker:
             for pool in self.pools.values():
                 pool.sweep(now)
             self.shadow.sweep(now)
-            if now >= self._next_publish and not self.publisher.is_busy:
+            if (
+                self.snapshot.shadow_routes
+                and now >= self._next_publish
+                and not self.publisher.is_busy
+            ):
                 self._next_publish = now + self.snapshot.config.store.flush_interval_s
                 self.publisher.publish(self.shadow.results.take_deltas())
             if now >= self._next_shadow_report:
@@ -161,7 +169,9 @@ class Worker:
         self.shadow.report(as_json=True)
         if self.publisher.is_busy:
             await self.publisher.close()
-        self.publisher.publish(self.shadow.results.take_deltas())
+        deltas = self.shadow.results.take_deltas()
+        if deltas:
+            self.publisher.publish(deltas)
         await self.publisher.close()
         if self._sweeper is not None:
             self._sweeper.cancel()

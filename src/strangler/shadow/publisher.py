@@ -36,8 +36,10 @@ class ResultsPublisher:
         *,
         retention_s: float,
         max_paths_per_route: int,
+        on_reviews: Callable[[dict[str, frozenset[str]]], None],
     ) -> None:
         self._open_store = open_store
+        self._on_reviews = on_reviews
         self._loop = loop
         self._counters = counters
         self._retention_s = retention_s
@@ -46,23 +48,20 @@ class ResultsPublisher:
             max_workers=1, thread_name_prefix="shadow-store"
         )
         self._store: ShadowStore | None = None
-        self._flushing: asyncio.Future[None] | None = None
+        self._flushing: asyncio.Future[dict[str, frozenset[str]]] | None = None
         self._last_prune = 0.0
 
     @property
     def is_busy(self) -> bool:
         return self._flushing is not None and not self._flushing.done()
 
-    def publish(self, deltas: Sequence[RouteDelta]) -> asyncio.Future[None] | None:
-        """Start writing `deltas`; returns the running write (None if nothing to do)."""
-        if not deltas:
-            return None
+    def publish(self, deltas: Sequence[RouteDelta]) -> None:
+        """Start writing `deltas` (possibly none: the reviews are read back either way)."""
         future = self._loop.run_in_executor(self._executor, self._write, tuple(deltas))
         future.add_done_callback(self._done)
         self._flushing = future
-        return future
 
-    def _write(self, deltas: tuple[RouteDelta, ...]) -> None:
+    def _write(self, deltas: tuple[RouteDelta, ...]) -> dict[str, frozenset[str]]:
         if self._store is None:
             self._store = self._open_store()
         now = time.time()
@@ -70,14 +69,18 @@ class ResultsPublisher:
         if now - self._last_prune > 60.0:
             self._last_prune = now
             self._store.prune(now, max_age_s=self._retention_s, max_paths_per_route=self._max_paths)
+        # Reviews made with `strangler diffs accept|noise` reach the workers this way.
+        return self._store.reviewed()
 
-    def _done(self, future: asyncio.Future[None]) -> None:
+    def _done(self, future: asyncio.Future[dict[str, frozenset[str]]]) -> None:
         if future.cancelled():
             return
         exc = future.exception()
         if exc is not None:
             self._counters.inc("shadow_store_failures_total")
             log.error("shadow results not stored (this flush is lost): %s", exc)
+            return
+        self._on_reviews(future.result())
 
     async def close(self) -> None:
         """Wait for the write in flight, then close the store on its own thread."""

@@ -109,6 +109,8 @@ class ShadowResults:
         self._max_examples = max_examples
         self.routes: dict[str, RouteShadowStats] = {}
         self._pending: dict[str, RouteShadowStats] = {}
+        # Paths a person reviewed (accepted or noise), read back from the store.
+        self.reviewed: dict[str, frozenset[str]] = {}
 
     def _both(self, name: str) -> tuple[RouteShadowStats, RouteShadowStats]:
         pending = self._pending.get(name)
@@ -147,6 +149,7 @@ class ShadowResults:
                     for p in stats.paths.values()
                 ),
                 noise_samples=stats.noise_samples,
+                equal_but_noise=stats.equal_but_noise,
                 noise=tuple(
                     NoiseDelta(rule_path=path, count=count)
                     for path, count in stats.noise_paths.items()
@@ -180,8 +183,9 @@ class ShadowResults:
         """Count one comparison; returns the difference paths seen here for the first time."""
         totals, pending = self._both(route)
         # Noise is judged on the worker's running totals, which the pending deltas can't know.
+        reviewed = self.reviewed.get(route, frozenset())
         is_noise_only = not comparison.is_equal and all(
-            totals.is_noise(d.rule_path) for d in comparison.differences
+            d.rule_path in reviewed or totals.is_noise(d.rule_path) for d in comparison.differences
         )
         new_paths = self._add(totals, request_line, comparison, is_noise_only)
         self._add(pending, request_line, comparison, is_noise_only)

@@ -73,6 +73,7 @@ routes_t = Table(
     Column("different", Integer, nullable=False),
     Column("noise_samples", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("equal_but_noise", Integer, nullable=False),
 )
 dropped_t = Table(
     "shadow_dropped",
@@ -190,6 +191,7 @@ class SqliteShadowStore:
             different=delta.different,
             noise_samples=delta.noise_samples,
             updated_at=now,
+            equal_but_noise=delta.equal_but_noise,
         )
         added = stmt.excluded
         conn.execute(
@@ -201,6 +203,7 @@ class SqliteShadowStore:
                     "equal": routes_t.c.equal + added.equal,
                     "different": routes_t.c.different + added.different,
                     "noise_samples": routes_t.c.noise_samples + added.noise_samples,
+                    "equal_but_noise": routes_t.c.equal_but_noise + added.equal_but_noise,
                     "updated_at": func.max(routes_t.c.updated_at, added.updated_at),
                 },
             )
@@ -325,6 +328,7 @@ class SqliteShadowStore:
                 dropped=dropped.get(row.route, {}),
                 noise_samples=row.noise_samples,
                 updated_at=row.updated_at,
+                equal_but_noise=row.equal_but_noise,
             )
             for row in rows
         ]
@@ -386,6 +390,16 @@ class SqliteShadowStore:
             )
             if result.rowcount == 0:
                 raise KeyError(f"route {route!r} has no differing path {rule_path!r}")
+
+    def reviewed(self) -> dict[str, frozenset[str]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(paths_t.c.route, paths_t.c.rule_path).where(paths_t.c.review.is_not(None))
+            ).all()
+        out: dict[str, set[str]] = {}
+        for route, rule_path in rows:
+            out.setdefault(route, set()).add(rule_path)
+        return {route: frozenset(paths) for route, paths in out.items()}
 
     def prune(self, now: float, *, max_age_s: float, max_paths_per_route: int) -> int:
         if max_age_s < 0 or max_paths_per_route < 0:
