@@ -70,6 +70,10 @@ class BackendConfig(_Model):
         return urlsplit(self.url).netloc
 
 
+# Rails 7's generated config/initializers/filter_parameter_logging.rb, as the default.
+DEFAULT_REDACT = ("passw", "secret", "token", "_key", "crypt", "salt", "certificate", "otp", "ssn")
+
+
 class ShadowConfig(_Model):
     """How a route in stage `shadow` copies its traffic to the new backend."""
 
@@ -82,6 +86,8 @@ class ShadowConfig(_Model):
     # Noise learning (Diffy's idea): this share of safe requests is also sent to the legacy
     # backend a second time; paths where legacy differs from itself are noise, not regressions.
     noise_sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    # Keys whose values never reach the store (substring match, like Rails filter_parameters).
+    redact: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT))
 
 
 class RouteConfig(_Model):

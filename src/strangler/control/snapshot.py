@@ -16,6 +16,7 @@ from strangler.config import Config, LimitsConfig, ShadowConfig, load_config
 from strangler.diff import DiffRules
 from strangler.routing import RouteTable
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
+from strangler.shadow.redact import Redactor
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class ShadowRoute:
 
     settings: ShadowConfig
     rules: DiffRules
+    redactor: Redactor
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,9 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         via=b"1.1 " + config.forwarding.via.encode("ascii"),
         shadow_routes=MappingProxyType(
             {
-                route.name: ShadowRoute(route.shadow, DiffRules.from_config(route.diff))
+                route.name: ShadowRoute(
+                    route.shadow, DiffRules.from_config(route.diff), Redactor(route.shadow.redact)
+                )
                 for route in config.routes
                 if route.stage is Stage.SHADOW
             }
