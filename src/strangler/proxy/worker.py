@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable
 
 from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime, store_path
-from strangler.control.stores.sqlite import SqliteShadowStore
+from strangler.control.store import ShadowStore
 from strangler.errors import ConfigError
 from strangler.observe.counters import Counters
 from strangler.proxy.server import ClientConnection
@@ -57,8 +57,14 @@ class Worker:
         self.shadow = ShadowRunner(loop, self.tasks, self.counters, UpstreamPool)
         store = snapshot.config.store
         database = store_path(snapshot)
+        def open_store() -> ShadowStore:
+            # Imported here: SQLAlchemy costs ~25 MiB per worker, paid only when shadowing.
+            from strangler.control.stores.sqlite import SqliteShadowStore
+
+            return SqliteShadowStore(database)
+
         self.publisher = ResultsPublisher(
-            lambda: SqliteShadowStore(database),
+            open_store,
             loop,
             self.counters,
             retention_s=store.retention_days * 86_400,
