@@ -6,6 +6,7 @@ import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -339,3 +340,34 @@ def test_an_unopenable_file_is_store_unavailable(tmp_path: Path) -> None:
 def test_malformed_deltas_are_refused(build: Callable[[], object]) -> None:
     with pytest.raises(ValueError):
         build()
+
+
+def _open_and_apply(path: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        store = SqliteShadowStore(path)
+        store.apply([RouteDelta("r", 1, 1, 1, 0, {})], now=1.0)
+        store.close()
+        results.put("ok")
+    except Exception as exc:  # reported to the parent, which fails the test with it
+        results.put(repr(exc))
+
+
+def test_two_workers_opening_a_new_file_at_once_both_succeed(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    for attempt in range(10):
+        path = str(tmp_path / f"fresh-{attempt}.db")
+        barrier, results = context.Barrier(2), context.Queue()
+        workers = [
+            context.Process(target=_open_and_apply, args=(path, barrier, results)) for _ in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert sorted([results.get(timeout=5), results.get(timeout=5)]) == ["ok", "ok"]
+        store = SqliteShadowStore(path)
+        try:
+            assert store.routes()[0].compared == 2
+        finally:
+            store.close()

@@ -57,6 +57,7 @@ class Worker:
         self.shadow = ShadowRunner(loop, self.tasks, self.counters, UpstreamPool)
         store = snapshot.config.store
         database = store_path(snapshot)
+
         def open_store() -> ShadowStore:
             # Imported here: SQLAlchemy costs ~25 MiB per worker, paid only when shadowing.
             from strangler.control.stores.sqlite import SqliteShadowStore
