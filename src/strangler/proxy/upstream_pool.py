@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
@@ -280,6 +281,28 @@ class _HeadResponseDone(Exception):
 
 class _BadResponse(Exception):
     """The upstream's bytes were not a valid HTTP/1.1 response."""
+
+
+def reconcile_pools(
+    pools: Mapping[str, UpstreamPool],
+    targets: Mapping[str, BackendTarget],
+    make: Callable[[BackendTarget], UpstreamPool],
+) -> dict[str, UpstreamPool]:
+    """The pools for a new snapshot: a backend at the same address keeps its pool (and its idle
+    sockets) with the new limits; one that is gone or moved has its pool retired, so exchanges
+    in flight finish on it and its sockets close as they free up."""
+    fresh: dict[str, UpstreamPool] = {}
+    for name, target in targets.items():
+        pool = pools.get(name)
+        if pool is not None and pool.target.address == target.address:
+            pool.update_target(target)
+        else:
+            pool = make(target)
+        fresh[name] = pool
+    for name, pool in pools.items():
+        if fresh.get(name) is not pool:
+            pool.retire()
+    return fresh
 
 
 class UpstreamPool:

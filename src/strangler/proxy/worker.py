@@ -18,13 +18,19 @@ import signal
 import socket
 from collections.abc import Callable
 
-from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime, store_path
+from strangler.control.snapshot import (
+    BackendTarget,
+    Snapshot,
+    load_snapshot,
+    source_mtime,
+    store_path,
+)
 from strangler.control.store import ShadowStore
 from strangler.errors import ConfigError
 from strangler.observe.counters import Counters
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
-from strangler.proxy.upstream_pool import UpstreamPool
+from strangler.proxy.upstream_pool import UpstreamPool, reconcile_pools
 from strangler.shadow import ShadowRunner
 from strangler.shadow.publisher import ResultsPublisher
 
@@ -54,7 +60,7 @@ class Worker:
         self._next_shadow_report = loop.time() + SHADOW_REPORT_INTERVAL_S
         self._stop: asyncio.Future[None] = loop.create_future()
         self._sweeper: asyncio.TimerHandle | None = None
-        self.shadow = ShadowRunner(loop, self.tasks, self.counters, UpstreamPool)
+        self.shadow = ShadowRunner(loop, self.counters)
         store = snapshot.config.store
         database = store_path(snapshot)
 
@@ -115,20 +121,12 @@ class Worker:
         return True
 
     def _apply_pools(self, snapshot: Snapshot) -> None:
-        pools: dict[str, UpstreamPool] = {}
-        for name, target in snapshot.backends.items():
-            pool = self.pools.get(name)
-            if pool is not None and pool.target.address == target.address:
-                pool.update_target(target)
-            else:
-                pool = UpstreamPool(target, self.loop, self.tasks, self.counters)
-            pools[name] = pool
-        for name, pool in self.pools.items():
-            if pools.get(name) is not pool:
-                # Exchanges in flight keep their pool; only its idle sockets go now.
-                pool.retire()
-        self.pools = pools
-        self.shadow.apply_snapshot(snapshot)
+        def make(target: BackendTarget) -> UpstreamPool:
+            return UpstreamPool(target, self.loop, self.tasks, self.counters)
+
+        self.pools = reconcile_pools(self.pools, snapshot.backends, make)
+        # Shadow traffic has pools of its own: a slow new backend never holds client sockets.
+        self.shadow.pools = reconcile_pools(self.shadow.pools, snapshot.backends, make)
 
     def _sweep(self) -> None:
         now = self.loop.time()

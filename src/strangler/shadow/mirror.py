@@ -34,7 +34,6 @@ from strangler.shadow.results import ShadowResults
 if TYPE_CHECKING:
     from strangler.control.snapshot import ShadowRoute, Snapshot
     from strangler.observe.counters import Counters
-    from strangler.proxy.tasks import TaskSet
     from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool
     from strangler.routing.model import Decision
 
@@ -294,41 +293,19 @@ def response_headers(conn: UpstreamConnection) -> tuple[tuple[str, str], ...]:
 class ShadowRunner:
     """One worker's shadowing: its pools, its in-flight bound, its results."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        tasks: TaskSet,
-        counters: Counters,
-        pool_factory: type[UpstreamPool],
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, counters: Counters) -> None:
         self.loop = loop
         self.counters = counters
         self.in_flight = 0
         self.results = ShadowResults(clock=time.time)
-        self._tasks = tasks
-        self._pool_factory = pool_factory
-        self._pools: dict[str, UpstreamPool] = {}
+        # Set by the worker for each snapshot (proxy.upstream_pool.reconcile_pools).
+        self.pools: dict[str, UpstreamPool] = {}
 
     def __repr__(self) -> str:
-        return f"<ShadowRunner {self.in_flight} in flight, {len(self._pools)} pools>"
-
-    def apply_snapshot(self, snapshot: Snapshot) -> None:
-        """Shadow traffic has pools of its own: a slow new backend never holds client sockets."""
-        pools: dict[str, UpstreamPool] = {}
-        for name, target in snapshot.backends.items():
-            pool = self._pools.get(name)
-            if pool is not None and pool.target.address == target.address:
-                pool.update_target(target)
-            else:
-                pool = self._pool_factory(target, self.loop, self._tasks, self.counters)
-            pools[name] = pool
-        for name, pool in self._pools.items():
-            if pools.get(name) is not pool:
-                pool.retire()
-        self._pools = pools
+        return f"<ShadowRunner {self.in_flight} in flight, {len(self.pools)} pools>"
 
     def sweep(self, now: float) -> None:
-        for pool in self._pools.values():
+        for pool in self.pools.values():
             pool.sweep(now)
 
     def report(self, *, as_json: bool = False) -> None:
@@ -352,7 +329,7 @@ class ShadowRunner:
             )
 
     def close(self) -> None:
-        for pool in self._pools.values():
+        for pool in self.pools.values():
             pool.close_idle()
 
     def begin(
@@ -418,7 +395,7 @@ class ShadowRunner:
         return mirror
 
     def send(self, mirror: Mirror) -> None:
-        pool = self._pools.get(mirror.backend)
+        pool = self.pools.get(mirror.backend)
         if pool is None:
             mirror.drop(DropReason.SHADOW_ERROR)
             return
