@@ -330,3 +330,27 @@ def test_a_reviewed_path_leaves_the_parity_of_later_comparisons(
     row = totals()
     assert row["strict_parity"] == 0.0
     assert row["parity"] > 0.0
+
+
+def test_garbage_from_the_shadow_backend_costs_the_client_nothing(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, _ = upstreams
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"this is not HTTP at all\r\n\r\n")
+        await writer.drain()
+
+    bad = RawUpstream(garbage).start()
+    try:
+        gw = start_gateway(legacy=legacy.url, new=bad.url, routes=SHADOW_ROUTES)
+        with httpx.Client() as client:
+            for index in range(3):
+                response = client.get(f"{gw.url}/echo/garbage/{index}")
+                assert (response.status_code, response.json()["name"]) == (200, "legacy")
+        results = _results(gw)["echo.shadow"]
+        assert results["dropped"] == {"shadow_error": 3}
+        assert results["compared"] == 0
+    finally:
+        bad.stop()
