@@ -421,10 +421,11 @@ class ShadowRunner:
             for path in self.results.record_noise(mirror.route, comparison):
                 log.info("shadow %s: legacy differs from itself at %s", mirror.route, path)
             return
-        redactor = mirror.setup.redactor
-        comparison = dataclasses.replace(
-            comparison, differences=tuple(map(redactor.difference, comparison.differences))
-        )
+        if comparison.differences:
+            redactor = mirror.setup.redactor
+            comparison = dataclasses.replace(
+                comparison, differences=tuple(map(redactor.difference, comparison.differences))
+            )
         outcome = "equal" if comparison.is_equal else "different"
         self.counters.inc("shadow_compared_total", mirror.route, outcome)
         for path in self.results.record(mirror.route, mirror.request_line, comparison):
