@@ -176,8 +176,6 @@ class Exchange:
 
     def fail(self, kind: FailureKind) -> None:
         self.conn = None
-        if self.mirror is not None:
-            self.mirror.primary_failed()
         self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
         self.client.fail_exchange(self, kind)
 

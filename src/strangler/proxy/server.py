@@ -548,6 +548,10 @@ class ClientConnection(asyncio.Protocol):
 
     def fail_exchange(self, exchange: Exchange, kind: FailureKind) -> None:
         """An exchange got no answer from its upstream: answer with problem+json."""
+        if exchange.mirror is not None:
+            # Every way an exchange fails comes through here: its shadow copy has nothing to
+            # compare against.
+            exchange.mirror.primary_failed()
         if exchange.is_response_started:
             self.abort()
             return

@@ -55,7 +55,7 @@ class DropReason(enum.StrEnum):
 
 
 class _Side:
-    """One answer being captured, bounded."""
+    """One message (the request's body, or an answer) being captured, bounded."""
 
     __slots__ = ("body", "body_bytes", "headers", "is_done", "status")
 
@@ -74,14 +74,13 @@ class Mirror:
     """One copied request: its bounded bytes, the shadow exchange, and both answers."""
 
     __slots__ = (
-        "_body",
-        "_body_bytes",
         "_conn",
         "_head",
         "_is_head",
         "_is_request_chunked",
         "_limit",
         "_primary",
+        "_request",
         "_shadow",
         "backend",
         "dropped",
@@ -122,8 +121,7 @@ class Mirror:
         self._is_head = is_head
         self._is_request_chunked = is_request_chunked
         self._limit = setup.settings.max_body_bytes
-        self._body: list[bytes] = []
-        self._body_bytes = 0
+        self._request = _Side()
         self._primary = _Side()
         self._shadow = _Side()
         self._conn: UpstreamConnection | None = None
@@ -138,13 +136,7 @@ class Mirror:
     def add_request_body(self, data: bytes) -> None:
         if self.twin is not None:
             self.twin.add_request_body(data)
-        if self.dropped is not None:
-            return
-        self._body_bytes += len(data)
-        if self._body_bytes > self._limit:
-            self.drop(DropReason.BODY_TOO_LARGE)
-            return
-        self._body.append(data)
+        self._capture(self._request, data)
 
     def request_complete(self) -> None:
         """The client's request is all here: send the copy."""
@@ -152,8 +144,8 @@ class Mirror:
             self.twin.request_complete()
         if self.dropped is not None:
             return
-        body = b"".join(self._body)
-        self._body = []
+        body = b"".join(self._request.body)
+        self._request.body = []
         head = self._head
         if self._is_request_chunked:
             # The copy is sent whole, so it is framed by length.
@@ -247,7 +239,7 @@ class Mirror:
         self.dropped = reason
         self.is_finished = True
         self.is_cancelled = True
-        self._body = []
+        self._request.body = []
         self._primary.body = []
         self._shadow.body = []
         conn = self._conn
