@@ -37,6 +37,7 @@ _CLOSE_HEADER = b"Connection: close\r\n"
 _KEEP_ALIVE_HEADER = b"Connection: keep-alive\r\n"
 _UPGRADE_HEADER = b"Connection: upgrade\r\n"
 
+# Safe to send twice (RFC 9110 §9.2.1), so a stale keep-alive connection may be retried.
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strangler.shadow")
 
-_SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+# The default: only these are copied unless the route says its target is a sandbox.
+_MIRRORED_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 _SHADOW_HEADER = b"X-Strangler-Shadow: 1\r\n"
 
 
@@ -340,7 +341,7 @@ class ShadowRunner:
         setup = snapshot.shadow_routes.get(route) if route is not None else None
         if route is None or setup is None:
             return None
-        if method not in _SAFE_METHODS and not decision.mirrors_unsafe:
+        if method not in _MIRRORED_METHODS and not decision.mirrors_unsafe:
             self.results.count_drop(route, DropReason.NOT_MIRRORED_UNSAFE)
             self.counters.inc("shadow_dropped_total", route, DropReason.NOT_MIRRORED_UNSAFE)
             return None
@@ -368,7 +369,7 @@ class ShadowRunner:
             is_request_chunked=is_request_chunked,
         )
         if (
-            method in _SAFE_METHODS
+            method in _MIRRORED_METHODS
             and random.random() < setup.settings.noise_sample_rate
             and self.in_flight < snapshot.limits.max_shadow_in_flight
         ):
