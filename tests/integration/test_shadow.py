@@ -220,6 +220,31 @@ def test_bodies_over_the_capture_limit_drop_the_comparison(
     assert results["compared"] == 1
 
 
+def test_compressed_answers_are_inflated_and_compared_bounded(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    routes = """\
+  - name: documents
+    match: "GET /document/:n"
+    stage: shadow
+    shadow: {noise_sample_rate: 0, max_body_bytes: 20000}
+"""
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
+    with httpx.Client() as client:
+        for n in (1, 50, 100):
+            response = client.get(f"{gw.url}/document/{n}", headers={"Accept-Encoding": "gzip"})
+            assert response.headers["content-encoding"] == "gzip"  # the client's answer as is
+            assert len(response.json()["items"]) == n
+        # 2,000 items inflate past the 20,000-byte bound, though legacy sends far less than that.
+        big = client.get(f"{gw.url}/document/2000", headers={"Accept-Encoding": "gzip"})
+        assert int(big.headers["content-length"]) < 20_000
+    wait_until(lambda: len(new.hits) == 4, "all copies")
+    stats = _results(gw)["documents"]
+    assert (stats["compared"], stats["equal"], stats["different"]) == (3, 3, 0)
+    assert stats["dropped"] == {"body_too_large": 1}
+
+
 def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
     start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
 ) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -54,6 +56,20 @@ async def _echo(request: Request) -> Response:
         },
         headers={"X-Upstream": request.app.state.name},
     )
+
+
+async def _document(request: Request) -> Response:
+    """GET /document/N: a JSON list of N items; legacy compresses it (like Rack::Deflater), the
+    new backend does not."""
+    request.app.state.hits.append(request.url.path)
+    body = orjson.dumps(
+        {"items": [{"id": i, "title": f"item {i}"} for i in range(int(request.path_params["n"]))]}
+    )
+    headers = {"Content-Type": "application/json"}
+    if request.app.state.name == "legacy":
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, headers=headers)
 
 
 async def _bytes(request: Request) -> Response:
@@ -107,6 +123,7 @@ def echo_app(name: str) -> Starlette:
     app = Starlette(
         routes=[
             Route("/bytes/{n:int}", _bytes),
+            Route("/document/{n:int}", _document),
             Route("/slow/{ms:int}", _slow),
             Route("/nonce/{n:int}", _nonce),
             Route("/status/{code:int}", _status, methods=["GET", "HEAD", "POST"]),

@@ -45,6 +45,14 @@ class ShadowRoute:
     settings: ShadowConfig
     rules: DiffRules
     redactor: Redactor
+    # Lowercase names of the answer headers the comparison reads: the compared ones, and the two
+    # that decide how a body is compared. Only these are copied out of each answer.
+    kept_headers: frozenset[bytes] = frozenset()
+
+    @classmethod
+    def build(cls, settings: ShadowConfig, rules: DiffRules, redactor: Redactor) -> ShadowRoute:
+        names = {*rules.header_names, "content-type", "content-encoding"}
+        return cls(settings, rules, redactor, frozenset(n.encode("latin-1") for n in names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +110,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         via=b"1.1 " + config.forwarding.via.encode("ascii"),
         shadow_routes=MappingProxyType(
             {
-                route.name: ShadowRoute(
+                route.name: ShadowRoute.build(
                     route.shadow, DiffRules.from_config(route.diff), Redactor(route.shadow.redact)
                 )
                 for route in config.routes

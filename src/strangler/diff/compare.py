@@ -7,8 +7,11 @@ Rules:
   differences keep that order and share one budget of `max_differences`.
 - A truncated body (on either side) is never compared: kind SKIPPED, body_compared False.
 - Identical body bytes are equal without parsing.
-- A Content-Encoding other than identity on either side compares the bytes (kind BINARY): the
-  engine does not inflate bodies, whose decompressed size it cannot bound cheaply.
+- A body in `gzip`, `x-gzip` or `deflate` Content-Encoding (RFC 9110 §8.4.1) is inflated first,
+  to at most `max_decoded_bytes`: past that the body is not compared (kind SKIPPED, like a
+  truncated one), so a small compressed answer can never make the engine allocate without
+  bound. Other codings (br, zstd, stacked codings) and corrupt streams compare as bytes (kind
+  BINARY).
 - JSON when either Content-Type mentions json, or both bodies start with `{` or `[` (after
   whitespace); if either side then fails to parse, the bodies compare as text instead, which
   shows a human the HTML error page the new backend sent in place of JSON.
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import hashlib
+import zlib
 from collections.abc import Sequence
 
 import orjson
@@ -34,10 +39,23 @@ from strangler.diff.text import compare_text
 _JSON_STARTS = (b"{", b"[")
 _JSON_WHITESPACE = b" \t\r\n"
 _SNIFF_BYTES = 1024
+DEFAULT_MAX_DECODED_BYTES = 1024 * 1024
+# zlib's wbits: 16 + 15 reads a gzip wrapper, 15 a zlib wrapper, -15 raw deflate.
+_GZIP_WBITS = 31
+_ZLIB_WBITS = 15
+_RAW_DEFLATE_WBITS = -15
+
+
+class _TooLarge(Exception):
+    """A decoded body would pass the bound."""
 
 
 def compare_responses(
-    primary: ResponseSample, shadow: ResponseSample, rules: DiffRules
+    primary: ResponseSample,
+    shadow: ResponseSample,
+    rules: DiffRules,
+    *,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> Comparison:
     """Compare a primary (legacy) response with its shadow (new) under `rules`."""
     found: list[Difference] = []
@@ -51,6 +69,12 @@ def compare_responses(
     limit = rules.max_differences
     is_truncated = len(found) > limit
     del found[limit:]
+    if not primary.is_truncated and not shadow.is_truncated:
+        try:
+            primary = _without_content_coding(primary, max_decoded_bytes)
+            shadow = _without_content_coding(shadow, max_decoded_bytes)
+        except _TooLarge:
+            primary = dataclasses.replace(primary, is_truncated=True)
     if primary.is_truncated or shadow.is_truncated:
         return Comparison(
             is_equal=not found and not is_truncated,
@@ -125,6 +149,32 @@ def _header(headers: Sequence[tuple[str, str]], name: str) -> str:
 
 def _is_encoded(headers: Sequence[tuple[str, str]]) -> bool:
     return _header(headers, "content-encoding").strip() not in ("", "identity")
+
+
+def _without_content_coding(sample: ResponseSample, max_bytes: int) -> ResponseSample:
+    """The sample with a gzip/deflate body inflated and Content-Encoding dropped; unchanged when
+    it has no coding, or one we do not inflate, or a corrupt stream (then bytes compare)."""
+    coding = _header(sample.headers, "content-encoding").strip()
+    if coding in ("gzip", "x-gzip"):
+        attempts: tuple[int, ...] = (_GZIP_WBITS,)
+    elif coding == "deflate":
+        # RFC 9110 §8.4.1.2 says zlib-wrapped; some servers send raw deflate, as browsers accept.
+        attempts = (_ZLIB_WBITS, _RAW_DEFLATE_WBITS)
+    else:
+        return sample
+    for wbits in attempts:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            body = inflater.decompress(sample.body, max_bytes + 1)
+        except zlib.error:
+            continue
+        if len(body) > max_bytes or inflater.unconsumed_tail:
+            raise _TooLarge
+        if not inflater.eof:
+            continue
+        headers = tuple(pair for pair in sample.headers if pair[0].lower() != "content-encoding")
+        return dataclasses.replace(sample, headers=headers, body=body)
+    return sample
 
 
 def _starts_like_json(body: bytes) -> bool:

@@ -42,12 +42,14 @@ class DifferenceKind(Enum):
 
 
 class BodyKind(StrEnum):
-    """How the bodies were compared; SKIPPED when either body was truncated at capture."""
+    """How the bodies were compared; SKIPPED when either body was truncated at capture,
+    IDENTICAL when the whole answers were byte-identical and nothing was parsed."""
 
     JSON = "json"
     TEXT = "text"
     BINARY = "binary"
     SKIPPED = "skipped"
+    IDENTICAL = "identical"
 
 
 @dataclass(frozen=True, slots=True)

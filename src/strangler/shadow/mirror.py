@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from strangler.diff import ResponseSample, compare_responses
+from strangler.diff import BodyKind, Comparison, ResponseSample, compare_responses
 from strangler.proxy.failures import FailureKind
 from strangler.proxy.headers import R_CONNECTION, R_UPGRADE
 from strangler.shadow.results import ShadowResults
@@ -42,6 +42,7 @@ log = logging.getLogger("strangler.shadow")
 # The issue's default: only these are copied unless the route says its target is a sandbox.
 _MIRRORED_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 _SHADOW_HEADER = b"X-Strangler-Shadow: 1\r\n"
+_IDENTICAL = Comparison(is_equal=True, differences=(), body_compared=True, kind=BodyKind.IDENTICAL)
 
 
 class DropReason(enum.StrEnum):
@@ -88,7 +89,8 @@ class Mirror:
         "is_cancelled",
         "is_finished",
         "is_noise_probe",
-        "request_line",
+        "method",
+        "path",
         "route",
         "runner",
         "setup",
@@ -103,7 +105,8 @@ class Mirror:
         backend: str,
         setup: ShadowRoute,
         head: bytes,
-        request_line: str,
+        method: bytes,
+        path: bytes,
         *,
         is_head: bool,
         is_request_chunked: bool,
@@ -117,7 +120,8 @@ class Mirror:
         self.route = route
         self.backend = backend
         self.setup = setup
-        self.request_line = request_line
+        self.method = method
+        self.path = path
         self._head = head
         self._is_head = is_head
         self._is_request_chunked = is_request_chunked
@@ -131,6 +135,11 @@ class Mirror:
         self.is_finished = False
         self.is_cancelled = False
         self.wait_deadline = 0.0
+
+    @property
+    def request_line(self) -> str:
+        """`METHOD /path` (never the query): what examples and logs show of the request."""
+        return self.method.decode("latin-1") + " " + self.path.decode("latin-1")
 
     # -- fed by the primary exchange ----------------------------------------------------------
 
@@ -161,7 +170,7 @@ class Mirror:
             self.twin.primary_head(status, conn)
         if self.dropped is None:
             self._primary.status = status
-            self._primary.headers = response_headers(conn)
+            self._primary.headers = response_headers(conn, self.setup.kept_headers)
 
     def primary_body(self, data: bytes) -> None:
         if self.twin is not None:
@@ -202,7 +211,7 @@ class Mirror:
     def on_response_head(self, conn: UpstreamConnection, status: int) -> None:
         if status >= 200 and self.dropped is None:
             self._shadow.status = status
-            self._shadow.headers = response_headers(conn)
+            self._shadow.headers = response_headers(conn, self.setup.kept_headers)
 
     def on_response_body(self, data: bytes) -> None:
         self._capture(self._shadow, data)
@@ -267,19 +276,33 @@ class Mirror:
     def samples(self) -> tuple[ResponseSample, ResponseSample]:
         return self._primary.sample(), self._shadow.sample()
 
+    def are_answers_identical(self) -> bool:
+        """Same status, same kept headers, same body bytes: equal under any rules, since rules
+        only ever make more answers equal. Most answers are, so this skips the diff engine."""
+        a, b = self._primary, self._shadow
+        return (
+            a.status == b.status
+            and a.headers == b.headers
+            and (a.body == b.body or b"".join(a.body) == b"".join(b.body))
+        )
 
-def response_headers(conn: UpstreamConnection) -> tuple[tuple[str, str], ...]:
-    """The answer's headers as (name, value) text pairs, for comparison."""
+
+def response_headers(
+    conn: UpstreamConnection, kept: frozenset[bytes]
+) -> tuple[tuple[str, str], ...]:
+    """The answer's headers named in `kept` (lowercase) as (name, value) text pairs.
+
+    Only what the comparison reads is decoded: copying every header of every answer was a
+    measurable share of a copy's cost (bench/proxy_bench.py --shadow)."""
     parts = conn.head_parts
     pairs = [
         (parts[i].decode("latin-1"), parts[i + 2].decode("latin-1"))
         for i in range(1, len(parts), 4)
+        if parts[i].lower() in kept
     ]
-    pairs += [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for kind, name, value in conn.special_headers
-        if kind not in (R_CONNECTION, R_UPGRADE)
-    ]
+    for kind, name, value in conn.special_headers:
+        if kind not in (R_CONNECTION, R_UPGRADE) and name.lower() in kept:
+            pairs.append((name.decode("latin-1"), value.decode("latin-1")))
     return tuple(pairs)
 
 
@@ -291,6 +314,7 @@ class ShadowRunner:
         self.counters = counters
         self.in_flight = 0
         self.results = ShadowResults(clock=time.time)
+        self._to_compare: list[Mirror] = []
         # Set by the worker for each snapshot (proxy.upstream_pool.reconcile_pools).
         self.pools: dict[str, UpstreamPool] = {}
 
@@ -351,12 +375,11 @@ class ShadowRunner:
             return None
         self.in_flight += 1
         self.results.count_mirrored(route)
-        self.counters.inc("shadow_mirrored_total", route)
         # Same trace, a span of its own: the copy shows up beside the primary in a trace view.
         span = b"%016x" % random.getrandbits(64)
         shadow_traceparent = traceparent[:36] + span + traceparent[52:]
         head = head.replace(traceparent, shadow_traceparent, 1)
-        request_line = method.decode("latin-1") + " " + url.split(b"?", 1)[0].decode("latin-1")
+        path = url.partition(b"?")[0]
         assert decision.shadow_backend is not None  # set for every route in shadow_routes
         mirror = Mirror(
             self,
@@ -364,7 +387,8 @@ class ShadowRunner:
             decision.shadow_backend,
             setup,
             head,
-            request_line,
+            method,
+            path,
             is_head=method == b"HEAD",
             is_request_chunked=is_request_chunked,
         )
@@ -380,7 +404,8 @@ class ShadowRunner:
                 decision.backend,
                 setup,
                 head,
-                request_line,
+                method,
+                path,
                 is_head=method == b"HEAD",
                 is_request_chunked=is_request_chunked,
                 is_noise_probe=True,
@@ -402,25 +427,52 @@ class ShadowRunner:
             self.counters.inc("shadow_dropped_total", mirror.route, reason)
 
     def compare_soon(self, mirror: Mirror) -> None:
-        self.loop.call_soon(self._compare, mirror)
+        # One loop callback compares every pair that completed in this loop iteration.
+        if not self._to_compare:
+            self.loop.call_soon(self._compare_all)
+        self._to_compare.append(mirror)
+
+    def _compare_all(self) -> None:
+        batch, self._to_compare = self._to_compare, []
+        for mirror in batch:
+            try:
+                self._compare(mirror)
+            except Exception:
+                # A bug in one comparison must not lose the rest of the batch.
+                log.exception("shadow %s: comparison failed", mirror.route)
 
     def _compare(self, mirror: Mirror) -> None:
-        primary, shadow = mirror.samples()
-        try:
-            comparison = compare_responses(primary, shadow, mirror.setup.rules)
-        finally:
-            self.in_flight -= 1
+        self.in_flight -= 1
+        if mirror.are_answers_identical():
+            comparison = _IDENTICAL
+        else:
+            primary, shadow = mirror.samples()
+            comparison = compare_responses(
+                primary,
+                shadow,
+                mirror.setup.rules,
+                max_decoded_bytes=mirror.setup.settings.max_body_bytes,
+            )
+            if not comparison.body_compared:
+                # Only an inflated body past the bound gets here (captures are never truncated).
+                if not mirror.is_noise_probe:
+                    self.results.count_drop(mirror.route, DropReason.BODY_TOO_LARGE)
+                    self.counters.inc(
+                        "shadow_dropped_total", mirror.route, DropReason.BODY_TOO_LARGE
+                    )
+                return
         if mirror.is_noise_probe:
             for path in self.results.record_noise(mirror.route, comparison):
                 log.info("shadow %s: legacy differs from itself at %s", mirror.route, path)
+            return
+        if comparison.is_equal:
+            self.results.count_equal(mirror.route)
             return
         if comparison.differences:
             redactor = mirror.setup.redactor
             comparison = dataclasses.replace(
                 comparison, differences=tuple(map(redactor.difference, comparison.differences))
             )
-        outcome = "equal" if comparison.is_equal else "different"
-        self.counters.inc("shadow_compared_total", mirror.route, outcome)
         for path in self.results.record(mirror.route, mirror.request_line, comparison):
             log.info(
                 "shadow %s: new difference at %s (%s)", mirror.route, path, mirror.request_line

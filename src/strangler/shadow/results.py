@@ -179,6 +179,12 @@ class ShadowResults:
                 stats.noise_paths[rule_path] = stats.noise_paths.get(rule_path, 0) + 1
         return new_paths
 
+    def count_equal(self, route: str) -> None:
+        """Count one comparison that found no difference (the common case, kept cheap)."""
+        for stats in self._both(route):
+            stats.compared += 1
+            stats.equal += 1
+
     def record(self, route: str, request_line: str, comparison: Comparison) -> list[str]:
         """Count one comparison; returns the difference paths seen here for the first time."""
         totals, pending = self._both(route)
