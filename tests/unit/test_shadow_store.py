@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from strangler.control.store import NoiseDelta, PathDelta, RouteDelta, StoreUnavailable
+from strangler.control.store import (
+    UNSEEN_DIFFERENCES,
+    NoiseDelta,
+    PathDelta,
+    RouteDelta,
+    SignatureDelta,
+    StoreUnavailable,
+)
 from strangler.control.stores import SqliteShadowStore
 
 
@@ -66,12 +73,21 @@ def test_fresh_file_is_created_with_its_schema(tmp_path: Path) -> None:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-    assert {"shadow_routes", "shadow_dropped", "shadow_paths", "shadow_examples"} <= tables
+    assert {
+        "shadow_routes",
+        "shadow_dropped",
+        "shadow_paths",
+        "shadow_examples",
+        "shadow_signatures",
+    } <= tables
     assert mode == "wal"
-    assert version == [("v0002",)]
+    assert version == [("v0003",)]
 
 
-def test_a_database_at_the_previous_schema_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize("previous", ["v0001", "v0002"])
+def test_a_database_at_a_previous_schema_is_upgraded_and_keeps_its_data(
+    tmp_path: Path, previous: str
+) -> None:
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine
@@ -84,7 +100,7 @@ def test_a_database_at_the_previous_schema_is_upgraded_and_keeps_its_data(tmp_pa
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "v0001")
+        command.upgrade(config, previous)
         conn.exec_driver_sql(
             "INSERT INTO shadow_routes (route, mirrored, compared, equal, different, "
             "noise_samples, updated_at) VALUES ('r', 5, 4, 3, 1, 0, 1.0)"
@@ -93,12 +109,69 @@ def test_a_database_at_the_previous_schema_is_upgraded_and_keeps_its_data(tmp_pa
     store = SqliteShadowStore(db)
     try:
         (totals,) = store.routes()
+        # The old comparison has no signature: it stays different, whatever is reviewed later.
         assert (totals.compared, totals.equal, totals.equal_but_noise) == (4, 3, 0)
-        store.apply([RouteDelta("r", 1, 1, 0, 1, {}, equal_but_noise=1)], now=2.0)
+        store.apply(
+            [
+                RouteDelta(
+                    "r", 1, 1, 0, 1, {},
+                    paths=(path_delta("$.x"),),
+                    signatures=(SignatureDelta(("$.x",), 1),),
+                )
+            ],
+            now=2.0,
+        )  # fmt: skip
+        store.review("r", "$.x", "noise", "", "ann", now=3.0)
         (totals,) = store.routes()
         assert (totals.compared, totals.different, totals.equal_but_noise) == (5, 2, 1)
     finally:
         store.close()
+
+
+def _different(route: str, *signatures: tuple[tuple[str, ...], int], samples: int = 0,
+               noise: tuple[NoiseDelta, ...] = ()) -> RouteDelta:  # fmt: skip
+    paths = sorted({p for sig, _ in signatures for p in sig})
+    total = sum(count for _, count in signatures)
+    return RouteDelta(
+        route, mirrored=total, compared=total, equal=0, different=total, dropped={},
+        paths=tuple(path_delta(p) for p in paths),
+        signatures=tuple(SignatureDelta(sig, count) for sig, count in signatures),
+        noise_samples=samples, noise=noise,
+    )  # fmt: skip
+
+
+def test_a_review_clears_earlier_comparisons_too(store: SqliteShadowStore) -> None:
+    store.apply([_different("r", (("$.a",), 5), (("$.a", "$.b"), 3), (("$.b",), 2))], now=1.0)
+    assert store.routes()[0].equal_but_noise == 0
+    store.review("r", "$.a", "accepted", "renamed on purpose", "ann", now=2.0)
+    # Only the 5 that differed at $.a alone: the 3 that also differed at $.b still count.
+    assert store.routes()[0].equal_but_noise == 5
+    store.review("r", "$.b", "noise", "", "ann", now=3.0)
+    assert store.routes()[0].equal_but_noise == 10
+
+
+def test_noise_learned_by_any_worker_clears_every_workers_comparisons(
+    store: SqliteShadowStore,
+) -> None:
+    # Worker 1 compared; worker 2 did the noise sampling. Neither alone knows both halves.
+    store.apply([_different("r", (("$.at",), 4), (("$.at", "$.name"), 1))], now=1.0)
+    store.apply([_different("r", samples=10, noise=(NoiseDelta("$.at", 9),))], now=2.0)
+    assert store.routes()[0].equal_but_noise == 4
+
+
+def test_a_truncated_comparison_is_never_cleared(store: SqliteShadowStore) -> None:
+    store.apply([_different("r", (("$.a", UNSEEN_DIFFERENCES), 2))], now=1.0)
+    store.review("r", "$.a", "noise", "", "ann", now=2.0)
+    assert store.routes()[0].equal_but_noise == 0
+
+
+def test_signatures_are_pruned_to_the_most_frequent(store: SqliteShadowStore) -> None:
+    store.apply([_different("r", (("$.a",), 5), (("$.b",), 1), (("$.c",), 3))], now=1.0)
+    store.prune(2.0, max_age_s=1e9, max_paths_per_route=100, max_signatures_per_route=2)
+    store.review("r", "$.b", "noise", "", "ann", now=3.0)
+    store.review("r", "$.c", "noise", "", "ann", now=3.0)
+    # $.b's signature was the rarest and is gone: its comparison stays different.
+    assert store.routes()[0].equal_but_noise == 3
 
 
 def test_apply_then_read_back(store: SqliteShadowStore) -> None:
@@ -335,6 +408,9 @@ def test_an_unopenable_file_is_store_unavailable(tmp_path: Path) -> None:
         lambda: NoiseDelta("$.a", -1),
         lambda: RouteDelta("r", -1, 0, 0, 0, {}),
         lambda: RouteDelta("r", 0, 0, 0, 0, {"queue_full": -2}),
+        lambda: SignatureDelta(("$.b", "$.a"), 1),
+        lambda: SignatureDelta(("$.a", "$.a"), 1),
+        lambda: SignatureDelta(("$.a",), -1),
     ],
 )
 def test_malformed_deltas_are_refused(build: Callable[[], object]) -> None:

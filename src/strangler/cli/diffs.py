@@ -17,11 +17,10 @@ import typer
 
 from strangler.cli.tables import print_table
 from strangler.control.snapshot import Snapshot, store_path
-from strangler.control.store import RouteTotals, ShadowStore
+from strangler.control.store import RouteTotals, ShadowStore, is_learned_noise
 from strangler.control.stores.sqlite import SqliteShadowStore
 from strangler.diff import wilson_interval
 from strangler.routing.model import Stage
-from strangler.shadow.results import is_learned_noise
 
 # The CLI's verbs and the verdicts they record.
 _VERDICTS = {"accept": "accepted", "noise": "noise"}

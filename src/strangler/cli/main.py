@@ -155,5 +155,20 @@ def diffs(
     raise typer.Exit(show_paths(snapshot, words[0], as_json=as_json))
 
 
+@app.command("import-routes")
+def import_routes(
+    routes_file: Annotated[
+        Path, typer.Argument(help="The output of `bin/rails routes` (or `--expanded`).")
+    ],
+    config: ConfigOption = Path("strangler.yaml"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report; write nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Add the Rails app's routes to the config as stage legacy, after the routes already there."""
+    from strangler.cli.import_routes import import_routes as run_import
+
+    raise typer.Exit(run_import(routes_file, config, dry_run=dry_run, as_json=as_json))
+
+
 def main() -> None:
     app()

@@ -40,6 +40,17 @@ class Verdict(StrEnum):
     NOISE = "noise"  # not a real difference (timestamps, ids): ignore it from now on
 
 
+def is_learned_noise(differed: int, samples: int) -> bool:
+    """Learned noise: legacy differed from itself here at least twice and in >= 1 % of the
+    samples (one flap is chance; a field that changes on every answer is noise)."""
+    return differed >= 2 and differed * 100 >= samples
+
+
+# The last element of the signature of a comparison that had more differences than it kept: no
+# review can clear it, because nobody has seen the rest.
+UNSEEN_DIFFERENCES = "(more differences not kept)"
+
+
 class StoreUnavailable(StranglerError):
     """The store could not be opened, read or written (locked past the timeout, disk, schema).
 
@@ -83,6 +94,24 @@ class NoiseDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureDelta:
+    """How many different comparisons differed at exactly this set of rule paths.
+
+    Kept so the parity can be recomputed whenever reviews or learned noise change: a comparison
+    is "equal but noise" when every path of its signature is reviewed or learned noise, now.
+    """
+
+    rule_paths: tuple[str, ...]  # sorted, unique
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError(f"negative signature count {self.count}")
+        if list(self.rule_paths) != sorted(set(self.rule_paths)):
+            raise ValueError(f"signature paths must be sorted and unique: {self.rule_paths!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class RouteDelta:
     """One route's counts since the worker's last flush."""
 
@@ -95,18 +124,10 @@ class RouteDelta:
     paths: tuple[PathDelta, ...] = ()
     noise_samples: int = 0  # legacy-vs-legacy comparisons made (noise learning)
     noise: tuple[NoiseDelta, ...] = ()
-    # Compared and different, but only on paths that were noise (learned or reviewed) then.
-    equal_but_noise: int = 0
+    signatures: tuple[SignatureDelta, ...] = ()
 
     def __post_init__(self) -> None:
-        counters = (
-            self.mirrored,
-            self.compared,
-            self.equal,
-            self.different,
-            self.noise_samples,
-            self.equal_but_noise,
-        )
+        counters = (self.mirrored, self.compared, self.equal, self.different, self.noise_samples)
         if min(counters) < 0 or any(n < 0 for n in self.dropped.values()):
             raise ValueError(f"negative counter in delta for route {self.route!r}")
 
@@ -140,6 +161,8 @@ class RouteTotals:
     dropped: dict[str, int]
     noise_samples: int
     updated_at: float
+    # Different comparisons whose every differing path is, as of this read, reviewed (accepted or
+    # noise) or learned noise: a review made today also clears last week's comparisons.
     equal_but_noise: int = 0
 
 
@@ -187,9 +210,18 @@ class ShadowStore(Protocol):
         """Per route, the paths a person marked `accepted` or `noise`: they leave the parity."""
         ...
 
-    def prune(self, now: float, *, max_age_s: float, max_paths_per_route: int) -> int:
+    def prune(
+        self,
+        now: float,
+        *,
+        max_age_s: float,
+        max_paths_per_route: int,
+        max_signatures_per_route: int = 1000,
+    ) -> int:
         """Drop unreviewed paths unseen for `max_age_s`, then the least frequent unreviewed paths
-        past `max_paths_per_route` per route, with their examples. Returns paths removed."""
+        past `max_paths_per_route` per route, with their examples; and the least frequent
+        signatures past `max_signatures_per_route` (their comparisons then stay "different",
+        the safe side). Returns paths removed."""
         ...
 
     def close(self) -> None:

@@ -14,14 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from strangler.control.store import NoiseDelta, PathDelta, RouteDelta
+from strangler.control.store import (
+    UNSEEN_DIFFERENCES,
+    NoiseDelta,
+    PathDelta,
+    RouteDelta,
+    SignatureDelta,
+    is_learned_noise,
+)
 from strangler.diff import Comparison, wilson_interval
 
-
-def is_learned_noise(differed: int, samples: int) -> bool:
-    """Learned noise: legacy differed from itself here at least twice and in >= 1 % of the
-    samples (one flap is chance; a field that changes on every answer is noise)."""
-    return differed >= 2 and differed * 100 >= samples
+# Distinct signatures one route keeps between two flushes; more are counted, not kept.
+MAX_SIGNATURES_PER_FLUSH = 1000
 
 
 @dataclass(slots=True)
@@ -53,6 +57,9 @@ class RouteShadowStats:
     noise_paths: dict[str, int] = field(default_factory=dict)
     # Comparisons whose every difference was on a path learned as noise at the time.
     equal_but_noise: int = 0
+    # Different comparisons by the set of rule paths they differed at (pending deltas only).
+    signatures: collections.Counter[tuple[str, ...]] = field(default_factory=collections.Counter)
+    signatures_not_kept: int = 0
 
     def is_noise(self, rule_path: str) -> bool:
         return is_learned_noise(self.noise_paths.get(rule_path, 0), self.noise_samples)
@@ -94,6 +101,7 @@ class RouteShadowStats:
                 for p in sorted(self.paths.values(), key=lambda p: -p.count)
             ],
             "paths_not_kept": self.paths_not_kept,
+            "signatures_not_kept": self.signatures_not_kept,
         }
 
 
@@ -107,6 +115,7 @@ class ShadowResults:
         self._clock = clock
         self._max_paths = max_paths
         self._max_examples = max_examples
+        self._max_signatures = MAX_SIGNATURES_PER_FLUSH
         self.routes: dict[str, RouteShadowStats] = {}
         self._pending: dict[str, RouteShadowStats] = {}
         # Paths a person reviewed (accepted or noise), read back from the store.
@@ -149,7 +158,9 @@ class ShadowResults:
                     for p in stats.paths.values()
                 ),
                 noise_samples=stats.noise_samples,
-                equal_but_noise=stats.equal_but_noise,
+                signatures=tuple(
+                    SignatureDelta(paths, count) for paths, count in stats.signatures.items()
+                ),
                 noise=tuple(
                     NoiseDelta(rule_path=path, count=count)
                     for path, count in stats.noise_paths.items()
@@ -195,6 +206,16 @@ class ShadowResults:
         )
         new_paths = self._add(totals, request_line, comparison, is_noise_only)
         self._add(pending, request_line, comparison, is_noise_only)
+        if not comparison.is_equal:
+            paths = {d.rule_path for d in comparison.differences}
+            if comparison.is_truncated:
+                paths.add(UNSEEN_DIFFERENCES)
+            signature = tuple(sorted(paths))
+            if signature in pending.signatures or len(pending.signatures) < self._max_signatures:
+                pending.signatures[signature] += 1
+            else:
+                pending.signatures_not_kept += 1
+                totals.signatures_not_kept += 1
         return new_paths
 
     def _add(

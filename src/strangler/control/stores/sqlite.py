@@ -54,6 +54,7 @@ from strangler.control.store import (
     StoreUnavailable,
     Verdict,
     check_review,
+    is_learned_noise,
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -74,7 +75,6 @@ routes_t = Table(
     Column("different", Integer, nullable=False),
     Column("noise_samples", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
-    Column("equal_but_noise", Integer, nullable=False),
 )
 dropped_t = Table(
     "shadow_dropped",
@@ -106,6 +106,15 @@ examples_t = Table(
     Column("rule_path", Text, nullable=False),
     Column("seen_at", Float, nullable=False),
     Column("body", Text, nullable=False),
+)
+
+signatures_t = Table(
+    "shadow_signatures",
+    _metadata,
+    Column("route", Text, primary_key=True),
+    Column("signature", Text, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last_seen", Float, nullable=False),
 )
 
 _BEGIN_OPTION = "strangler_sqlite_begin"
@@ -208,7 +217,6 @@ class SqliteShadowStore:
             different=delta.different,
             noise_samples=delta.noise_samples,
             updated_at=now,
-            equal_but_noise=delta.equal_but_noise,
         )
         added = stmt.excluded
         conn.execute(
@@ -220,7 +228,6 @@ class SqliteShadowStore:
                     "equal": routes_t.c.equal + added.equal,
                     "different": routes_t.c.different + added.different,
                     "noise_samples": routes_t.c.noise_samples + added.noise_samples,
-                    "equal_but_noise": routes_t.c.equal_but_noise + added.equal_but_noise,
                     "updated_at": func.max(routes_t.c.updated_at, added.updated_at),
                 },
             )
@@ -239,6 +246,26 @@ class SqliteShadowStore:
             )
         if delta.paths:
             self._apply_paths(conn, delta.route, delta.paths)
+        if delta.signatures:
+            signature = insert(signatures_t)
+            conn.execute(
+                signature.on_conflict_do_update(
+                    index_elements=[signatures_t.c.route, signatures_t.c.signature],
+                    set_={
+                        "count": signatures_t.c.count + signature.excluded.count,
+                        "last_seen": signature.excluded.last_seen,
+                    },
+                ),
+                [
+                    {
+                        "route": delta.route,
+                        "signature": json.dumps(s.rule_paths, separators=(",", ":")),
+                        "count": s.count,
+                        "last_seen": now,
+                    }
+                    for s in delta.signatures
+                ],
+            )
         if delta.noise:
             noise = insert(paths_t)
             conn.execute(
@@ -335,6 +362,15 @@ class SqliteShadowStore:
             ):
                 dropped.setdefault(route, {})[reason] = count
             rows = conn.execute(select(routes_t).order_by(routes_t.c.route)).all()
+            cleared = self._paths_counted_as_noise(
+                conn, {row.route: row.noise_samples for row in rows}
+            )
+            equal_but_noise: dict[str, int] = {}
+            for route, signature, count in conn.execute(
+                select(signatures_t.c.route, signatures_t.c.signature, signatures_t.c.count)
+            ):
+                if cleared.get(route, frozenset()).issuperset(json.loads(signature)):
+                    equal_but_noise[route] = equal_but_noise.get(route, 0) + count
         return [
             RouteTotals(
                 route=row.route,
@@ -345,10 +381,24 @@ class SqliteShadowStore:
                 dropped=dropped.get(row.route, {}),
                 noise_samples=row.noise_samples,
                 updated_at=row.updated_at,
-                equal_but_noise=row.equal_but_noise,
+                equal_but_noise=equal_but_noise.get(row.route, 0),
             )
             for row in rows
         ]
+
+    @staticmethod
+    def _paths_counted_as_noise(
+        conn: Connection, noise_samples: dict[str, int]
+    ) -> dict[str, frozenset[str]]:
+        """Per route, the paths that leave the parity: reviewed, or learned noise store-wide."""
+        found: dict[str, set[str]] = {}
+        query = select(
+            paths_t.c.route, paths_t.c.rule_path, paths_t.c.noise_count, paths_t.c.review
+        ).where((paths_t.c.review.is_not(None)) | (paths_t.c.noise_count >= 2))
+        for route, rule_path, noise_count, review in conn.execute(query):
+            if review is not None or is_learned_noise(noise_count, noise_samples.get(route, 0)):
+                found.setdefault(route, set()).add(rule_path)
+        return {route: frozenset(paths) for route, paths in found.items()}
 
     def paths(self, route: str) -> list[PathTotals]:
         query = (
@@ -418,9 +468,16 @@ class SqliteShadowStore:
             out.setdefault(route, set()).add(rule_path)
         return {route: frozenset(paths) for route, paths in out.items()}
 
-    def prune(self, now: float, *, max_age_s: float, max_paths_per_route: int) -> int:
-        if max_age_s < 0 or max_paths_per_route < 0:
-            raise ValueError("max_age_s and max_paths_per_route must be >= 0")
+    def prune(
+        self,
+        now: float,
+        *,
+        max_age_s: float,
+        max_paths_per_route: int,
+        max_signatures_per_route: int = 1000,
+    ) -> int:
+        if min(max_age_s, max_paths_per_route, max_signatures_per_route) < 0:
+            raise ValueError("prune limits must be >= 0")
         with self._write() as conn:
             # Reviewed paths are human decisions: they stay, and don't count against the cap.
             aged = conn.execute(
@@ -439,6 +496,19 @@ class SqliteShadowStore:
                 ),
                 {"cap": max_paths_per_route},
             ).rowcount
+            # Signatures are pruned by rank, never by age: an aged-out signature would turn its
+            # old comparisons back into differences. Rare ones go first.
+            conn.execute(
+                text(
+                    "DELETE FROM shadow_signatures WHERE (route, signature) IN ("
+                    " SELECT route, signature FROM ("
+                    "  SELECT route, signature, ROW_NUMBER() OVER ("
+                    "   PARTITION BY route ORDER BY count DESC, last_seen DESC, signature"
+                    "  ) AS rank FROM shadow_signatures"
+                    " ) WHERE rank > :cap)"
+                ),
+                {"cap": max_signatures_per_route},
+            )
             conn.execute(
                 text(
                     "DELETE FROM shadow_examples WHERE NOT EXISTS ("

@@ -1,0 +1,340 @@
+"""`strangler import-routes`: add a Rails app's routes (`bin/rails routes` output) to the config.
+
+Rules:
+
+- Every imported route is stage `legacy`, so importing moves no traffic: it names the routes
+  Rails already serves, ready to move one by one.
+- Existing routes are never changed. A route whose name, or whose match (the same requests:
+  verbs and pattern, whatever its params are called), is already in the config is "kept": the
+  config's version wins, so a re-import adds nothing.
+- New routes go after the config's routes, in Rails' order. Routes are tried in file order and
+  the first match wins, so the user's routes (the ones already moved to `shadow` or `new`, often
+  more specific) keep every request they match today; imported routes only take requests that
+  fell through to `default`, and among themselves keep Rails' priority. Put before, a broad Rails
+  route (`GET /*unmatched`, or one whose regex constraint the gateway cannot enforce) would
+  silently take requests from a route already moved to the new backend.
+- The file is edited, not rewritten: the new routes are spliced in as text after the last line
+  of `routes:` (ruamel.yaml's round-trip parser finds it and checks the result), so comments,
+  blank lines, quoting and alignment elsewhere stay byte for byte.
+- The result must load with the project's own loader (`parse_config` + `build_snapshot`, what
+  `check-config` runs) before anything is written; it is written atomically (temp file in the
+  same folder, same mode, fsync, rename). Nothing is written with `--dry-run` or when no route
+  is added.
+
+Exit codes: 0 done (skipped lines are reported, not errors), 2 unusable routes file or config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from strangler.cli.tables import print_table
+from strangler.config import load_config, parse_config
+from strangler.control.snapshot import build_snapshot
+from strangler.errors import ConfigError
+from strangler.routing.pattern import TokenKind, parse_match
+from strangler.routing.routes_import import ImportedRoute, RoutesImport, parse_routes
+
+# A name that YAML reads back as the same string without quotes.
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
+
+
+class _Unusable(Exception):
+    """The routes file or the config cannot be used; the message says why (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    route: ImportedRoute
+    reason: str
+    is_identical: bool  # the config has this very name and match (an earlier import)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    added: tuple[ImportedRoute, ...]
+    kept: tuple[_Kept, ...]
+
+
+def _shape(match: str) -> tuple[frozenset[str] | None, tuple[Any, ...]]:
+    """What requests a match takes: verbs and the pattern with param names erased."""
+    pattern = parse_match(match)
+    return pattern.verbs, tuple(
+        tuple(
+            tuple((t.kind, t.text if t.kind is TokenKind.LITERAL else "") for t in segment)
+            for segment in alternative
+        )
+        for alternative in pattern.alternatives
+    )
+
+
+def plan_import(imported: RoutesImport, existing: list[tuple[str, str]]) -> _Plan:
+    """Split the import into routes to add and routes the config already has (name, match)."""
+    by_name = dict(existing)
+    by_shape = {_shape(match): name for name, match in existing}
+    added: list[ImportedRoute] = []
+    kept: list[_Kept] = []
+    for route in imported.routes:
+        if route.name in by_name:
+            same = by_name[route.name] == route.match
+            detail = "" if same else f" (its match there: {by_name[route.name]!r})"
+            kept.append(_Kept(route, f"name already in the config{detail}", same))
+        elif (shape := _shape(route.match)) in by_shape:
+            reason = f"same requests as the config's {by_shape[shape]!r}"
+            kept.append(_Kept(route, reason, False))
+        else:
+            added.append(route)
+    return _Plan(tuple(added), tuple(kept))
+
+
+# -- editing the YAML text ---------------------------------------------------------------------
+
+
+def _yaml_string(value: str) -> str:
+    # A JSON string is a valid YAML double-quoted scalar with the same value.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _render(routes: tuple[ImportedRoute, ...], dash_col: int, source: str) -> list[str]:
+    pad = " " * dash_col
+    lines = [
+        f"{pad}# Imported from {source} by `strangler import-routes`: stage legacy, "
+        "in the Rails app's order."
+    ]
+    for route in routes:
+        name = route.name if _PLAIN_NAME.match(route.name) else _yaml_string(route.name)
+        note = f"  # {'; '.join(route.notes)}" if route.notes else ""
+        lines += [
+            f"{pad}- name: {name}",
+            f"{pad}  match: {_yaml_string(route.match)}{note}",
+            f"{pad}  stage: legacy",
+        ]
+    return lines
+
+
+def splice_routes(text: str, routes: tuple[ImportedRoute, ...], source: str) -> str:
+    """`text` with `routes` appended to its `routes:` list; every other line left as it was."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    yaml = YAML(typ="rt")
+    try:
+        document = yaml.load(text)
+    except YAMLError as exc:
+        raise _Unusable(f"cannot edit the config: {exc}") from exc
+    if not isinstance(document, CommentedMap):
+        raise _Unusable("cannot edit the config: expected a mapping at the top")
+    lines = text.splitlines()
+    if "routes" not in document:
+        result = newline.join([*lines, "routes:", *_render(routes, 2, source)]) + newline
+        _check_splice(yaml, document, result, routes)
+        return result
+
+    key_line, _ = document.lc.key("routes")
+    value = document["routes"]
+    value_line, value_col = document.lc.value("routes")
+    if value is None:
+        insert_at, dash_col = key_line + 1, 2
+    elif isinstance(value, CommentedSeq) and lines[value_line][value_col:].startswith("[]"):
+        # `routes: []` becomes a block list; whatever follows `[]` (a comment) stays.
+        line = lines[value_line]
+        lines[value_line] = (
+            line[:value_col].rstrip() + " " + line[value_col + 2 :].strip()
+        ).rstrip()
+        insert_at, dash_col = value_line + 1, 2
+    elif isinstance(value, CommentedSeq) and lines[value_line][value_col:].startswith("-"):
+        dash_col = value_col
+        keys = list(document)
+        following = [document.lc.key(k)[0] for k in keys[keys.index("routes") + 1 :]]
+        end = min(following, default=len(lines))
+        # After the list's last content line: comments and blank lines before the next key
+        # belong to that key.
+        insert_at = key_line + 1
+        for index in range(key_line + 1, end):
+            stripped = lines[index].strip()
+            if stripped and not stripped.startswith("#"):
+                insert_at = index + 1
+    else:
+        raise _Unusable(
+            "cannot edit the config: `routes:` must be a block list (`- name: ...` lines) or empty"
+        )
+    new_lines = [*lines[:insert_at], *_render(routes, dash_col, source), *lines[insert_at:]]
+    result = newline.join(new_lines) + newline
+    _check_splice(yaml, document, result, routes)
+    return result
+
+
+def _check_splice(
+    yaml: YAML, before: CommentedMap, result: str, routes: tuple[ImportedRoute, ...]
+) -> None:
+    """The spliced text must read as the old routes followed by exactly the new ones."""
+    after = yaml.load(result)
+    old = list(before.get("routes") or [])
+    new = list(after.get("routes") or [])
+    expected = [{"name": r.name, "match": r.match, "stage": "legacy"} for r in routes]
+    if [dict(item) for item in new] != [*(dict(item) for item in old), *expected] or list(
+        after
+    ) != list(before) + ([] if "routes" in before else ["routes"]):
+        raise _Unusable("cannot edit the config: its layout is not one this command can extend")
+
+
+def _write_atomically(path: Path, text: str, mode: int) -> None:
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_name, mode)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def import_routes(routes_file: Path, config: Path, *, dry_run: bool, as_json: bool) -> int:
+    """Run `strangler import-routes`; prints its report and returns the exit code."""
+    try:
+        return _run(routes_file, config, dry_run=dry_run, as_json=as_json)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+    except _Unusable as exc:
+        typer.echo(f"error: {exc}", err=True)
+    return 2
+
+
+def _run(routes_file: Path, config: Path, *, dry_run: bool, as_json: bool) -> int:
+    try:
+        routes_text = routes_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Unusable(f"{routes_file}: cannot read the routes file: {exc}") from exc
+    imported = parse_routes(routes_text)
+    if not imported.rows_read:
+        raise _Unusable(
+            f"{routes_file}: no routes found; expected the output of `bin/rails routes` "
+            "(or `bin/rails routes --expanded`)"
+        )
+
+    current = load_config(config)  # an unusable config is reported as check-config does
+    before = config.stat()
+    config_text = config.read_text(encoding="utf-8")
+    plan = plan_import(imported, [(r.name, r.match) for r in current.routes])
+
+    written = False
+    if plan.added:
+        new_text = splice_routes(config_text, plan.added, routes_file.name)
+        build_snapshot(parse_config(new_text, str(config)), source=str(config))
+        if not dry_run:
+            if config.stat().st_mtime_ns != before.st_mtime_ns:
+                raise _Unusable(f"{config} changed while importing; nothing written, run again")
+            _write_atomically(config, new_text, before.st_mode & 0o7777)
+            written = True
+
+    if current.default != current.legacy_backend and plan.added and not as_json:
+        typer.echo(
+            f"warning: default backend is {current.default!r}, not the legacy backend "
+            f"{current.legacy_backend!r}: requests that matched no route and now match an "
+            "imported one go to the legacy backend",
+            err=True,
+        )
+    if as_json:
+        _print_json(routes_file, config, imported, plan, dry_run=dry_run, written=written)
+    else:
+        _print_report(routes_file, config, imported, plan, dry_run=dry_run, written=written)
+    return 0
+
+
+def _print_json(
+    routes_file: Path,
+    config: Path,
+    imported: RoutesImport,
+    plan: _Plan,
+    *,
+    dry_run: bool,
+    written: bool,
+) -> None:
+    report = {
+        "routes_file": str(routes_file),
+        "config": str(config),
+        "layout": imported.layout.value,
+        "dry_run": dry_run,
+        "written": written,
+        "counts": {
+            "added": len(plan.added),
+            "kept": len(plan.kept),
+            "skipped": len(imported.skipped),
+        },
+        "added": [
+            {"name": r.name, "match": r.match, "lines": list(r.lines), "notes": list(r.notes)}
+            for r in plan.added
+        ],
+        "kept": [
+            {
+                "name": k.route.name,
+                "match": k.route.match,
+                "line": k.route.lines[0],
+                "reason": k.reason,
+            }
+            for k in plan.kept
+        ],
+        "skipped": [{"line": s.line, "text": s.text, "reason": s.reason} for s in imported.skipped],
+    }
+    typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+
+
+def _print_report(
+    routes_file: Path,
+    config: Path,
+    imported: RoutesImport,
+    plan: _Plan,
+    *,
+    dry_run: bool,
+    written: bool,
+) -> None:
+    if written:
+        outcome = f"written to {config}"
+    elif dry_run and plan.added:
+        outcome = "dry run: nothing written"
+    else:
+        outcome = "nothing to write"
+    typer.echo(
+        f"{routes_file} ({imported.layout.value} layout) -> {config}: "
+        f"added {len(plan.added)}, kept {len(plan.kept)}, skipped {len(imported.skipped)} "
+        f"({outcome})"
+    )
+    notes = [(r.name, note) for r in plan.added for note in r.notes]
+    if notes:
+        typer.echo("\nNotes (also written as comments on the routes):")
+        print_table(["ROUTE", "NOTE"], [[name, note] for name, note in notes])
+    # Routes imported before (same name, same match) are only counted: a re-import would
+    # otherwise list the whole app. Those the config has under another form are shown.
+    differing = [k for k in plan.kept if not k.is_identical]
+    if differing:
+        typer.echo("\nKept (the config already has them in another form, left as they are):")
+        print_table(
+            ["LINE", "ROUTE", "MATCH", "WHY"],
+            [[str(k.route.lines[0]), k.route.name, k.route.match, k.reason] for k in differing],
+        )
+    if imported.skipped:
+        typer.echo("\nSkipped:")
+        print_table(
+            ["LINE", "WHAT", "WHY"],
+            [[str(s.line), _clip(s.text, 60), s.reason] for s in imported.skipped],
+        )
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
