@@ -365,6 +365,15 @@ def test_prune_by_age_keeps_recent_and_reviewed(store: SqliteShadowStore) -> Non
     assert store.examples("projects#index", "$.old") == []
 
 
+def test_a_path_only_seen_as_noise_is_kept_while_noise_arrives(store: SqliteShadowStore) -> None:
+    for now in (100.0, 200.0, 300.0):
+        store.apply([route_delta(noise=(NoiseDelta("$.at", 1),))], now=now)
+    store.prune(310.0, max_age_s=50.0, max_paths_per_route=100)
+    assert [(p.rule_path, p.noise_count) for p in store.paths("projects#index")] == [("$.at", 3)]
+    store.prune(400.0, max_age_s=50.0, max_paths_per_route=100)
+    assert store.paths("projects#index") == []
+
+
 def test_prune_by_count_drops_least_frequent_first_per_route(store: SqliteShadowStore) -> None:
     counts = {"$.a": 1, "$.b": 7, "$.c": 3, "$.d": 5, "$.e": 2}
     paths = tuple(path_delta(p, n, seen=990.0, examples=1) for p, n in counts.items())

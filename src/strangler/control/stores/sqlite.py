@@ -269,11 +269,18 @@ class SqliteShadowStore:
         if delta.noise:
             noise = insert(paths_t)
             conn.execute(
-                # Only noise_count moves: a path seen only in legacy noise keeps count 0, and
-                # its first/last_seen are replaced by the first real difference (see above).
+                # A path seen only in legacy noise keeps count 0 and its last_seen follows the
+                # noise (so age pruning keeps it while noise arrives); the first real difference
+                # replaces both times (see _apply_paths).
                 noise.on_conflict_do_update(
                     index_elements=[paths_t.c.route, paths_t.c.rule_path],
-                    set_={"noise_count": paths_t.c.noise_count + noise.excluded.noise_count},
+                    set_={
+                        "noise_count": paths_t.c.noise_count + noise.excluded.noise_count,
+                        "last_seen": case(
+                            (paths_t.c.count == 0, noise.excluded.last_seen),
+                            else_=paths_t.c.last_seen,
+                        ),
+                    },
                 ),
                 [
                     {
