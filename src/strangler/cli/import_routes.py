@@ -4,9 +4,9 @@ Rules:
 
 - Every imported route is stage `legacy`, so importing moves no traffic: it names the routes
   Rails already serves, ready to move one by one.
-- Existing routes are never changed. A route whose name, or whose match (the same requests:
-  verbs and pattern, whatever its params are called), is already in the config is "kept": the
-  config's version wins, so a re-import adds nothing.
+- Existing routes are never changed. A route whose name is already in the config, or whose
+  requests a config route already takes (the same path pattern, whatever its params are
+  called, and all its verbs), is "kept": the config's version wins, so a re-import adds nothing.
 - New routes go after the config's routes, in Rails' order. Routes are tried in file order and
   the first match wins, so the user's routes (the ones already moved to `shadow` or `new`, often
   more specific) keep every request they match today; imported routes only take requests that
@@ -16,10 +16,10 @@ Rules:
 - The file is edited, not rewritten: the new routes are spliced in as text after the last line
   of `routes:` (ruamel.yaml's round-trip parser finds it and checks the result), so comments,
   blank lines, quoting and alignment elsewhere stay byte for byte.
-- The result must load with the project's own loader (`parse_config` + `build_snapshot`, what
-  `check-config` runs) before anything is written; it is written atomically (temp file in the
-  same folder, same mode, fsync, rename). Nothing is written with `--dry-run` or when no route
-  is added.
+- The result must load with the project's own loader (`parse_config`, the validation inside
+  `load_config`, then `build_snapshot`: what `check-config` runs) before anything is written.
+  It is written atomically (temp file in the same folder, same mode, fsync, rename). Nothing
+  is written with `--dry-run` or when no route is added.
 
 Exit codes: 0 done (skipped lines are reported, not errors), 2 unusable routes file or config.
 """
@@ -41,7 +41,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from strangler.cli.tables import print_table
-from strangler.config import load_config, parse_config
+from strangler.config import parse_config
 from strangler.control.snapshot import build_snapshot
 from strangler.errors import ConfigError
 from strangler.routing.pattern import TokenKind, parse_match
@@ -68,8 +68,8 @@ class _Plan:
     kept: tuple[_Kept, ...]
 
 
-def _shape(match: str) -> tuple[frozenset[str] | None, tuple[Any, ...]]:
-    """What requests a match takes: verbs and the pattern with param names erased."""
+def _parsed(match: str) -> tuple[frozenset[str] | None, tuple[Any, ...]]:
+    """A match's verbs (None: any) and its path with param and glob names erased."""
     pattern = parse_match(match)
     return pattern.verbs, tuple(
         tuple(
@@ -81,9 +81,17 @@ def _shape(match: str) -> tuple[frozenset[str] | None, tuple[Any, ...]]:
 
 
 def plan_import(imported: RoutesImport, existing: list[tuple[str, str]]) -> _Plan:
-    """Split the import into routes to add and routes the config already has (name, match)."""
+    """Split the import into routes to add and routes the config already has (name, match).
+
+    The config has a route when one of its routes has the same name, or takes every request
+    the imported route would: the same path (whatever its params are called) and all its
+    verbs. Appended after it, the imported route could never match anything.
+    """
     by_name = dict(existing)
-    by_shape = {_shape(match): name for name, match in existing}
+    by_path: dict[tuple[Any, ...], list[tuple[str, frozenset[str] | None]]] = {}
+    for name, match in existing:
+        verbs, path = _parsed(match)
+        by_path.setdefault(path, []).append((name, verbs))
     added: list[ImportedRoute] = []
     kept: list[_Kept] = []
     for route in imported.routes:
@@ -91,8 +99,15 @@ def plan_import(imported: RoutesImport, existing: list[tuple[str, str]]) -> _Pla
             same = by_name[route.name] == route.match
             detail = "" if same else f" (its match there: {by_name[route.name]!r})"
             kept.append(_Kept(route, f"name already in the config{detail}", same))
-        elif (shape := _shape(route.match)) in by_shape:
-            reason = f"same requests as the config's {by_shape[shape]!r}"
+            continue
+        verbs, path = _parsed(route.match)
+        covering = [
+            name
+            for name, their_verbs in by_path.get(path, [])
+            if their_verbs is None or (verbs is not None and verbs <= their_verbs)
+        ]
+        if covering:
+            reason = f"the config's {covering[0]!r} already takes these requests"
             kept.append(_Kept(route, reason, False))
         else:
             added.append(route)
@@ -143,9 +158,7 @@ def splice_routes(text: str, routes: tuple[ImportedRoute, ...], source: str) -> 
     key_line, _ = document.lc.key("routes")
     value = document["routes"]
     value_line, value_col = document.lc.value("routes")
-    if value is None:
-        insert_at, dash_col = key_line + 1, 2
-    elif isinstance(value, CommentedSeq) and lines[value_line][value_col:].startswith("[]"):
+    if isinstance(value, CommentedSeq) and lines[value_line][value_col:].startswith("[]"):
         # `routes: []` becomes a block list; whatever follows `[]` (a comment) stays.
         line = lines[value_line]
         lines[value_line] = (
@@ -177,14 +190,16 @@ def splice_routes(text: str, routes: tuple[ImportedRoute, ...], source: str) -> 
 def _check_splice(
     yaml: YAML, before: CommentedMap, result: str, routes: tuple[ImportedRoute, ...]
 ) -> None:
-    """The spliced text must read as the old routes followed by exactly the new ones."""
+    """The spliced text must read as the old document with exactly `routes` appended."""
     after = yaml.load(result)
-    old = list(before.get("routes") or [])
-    new = list(after.get("routes") or [])
-    expected = [{"name": r.name, "match": r.match, "stage": "legacy"} for r in routes]
-    if [dict(item) for item in new] != [*(dict(item) for item in old), *expected] or list(
-        after
-    ) != list(before) + ([] if "routes" in before else ["routes"]):
+    expected = [
+        *(dict(item) for item in before.get("routes") or []),
+        *({"name": r.name, "match": r.match, "stage": "legacy"} for r in routes),
+    ]
+    is_same_elsewhere = {k: v for k, v in after.items() if k != "routes"} == {
+        k: v for k, v in before.items() if k != "routes"
+    }
+    if not is_same_elsewhere or [dict(item) for item in after["routes"]] != expected:
         raise _Unusable("cannot edit the config: its layout is not one this command can extend")
 
 
@@ -209,11 +224,9 @@ def import_routes(routes_file: Path, config: Path, *, dry_run: bool, as_json: bo
     """Run `strangler import-routes`; prints its report and returns the exit code."""
     try:
         return _run(routes_file, config, dry_run=dry_run, as_json=as_json)
-    except ConfigError as exc:
+    except (ConfigError, _Unusable) as exc:
         typer.echo(f"error: {exc}", err=True)
-    except _Unusable as exc:
-        typer.echo(f"error: {exc}", err=True)
-    return 2
+        return 2
 
 
 def _run(routes_file: Path, config: Path, *, dry_run: bool, as_json: bool) -> int:
@@ -228,9 +241,13 @@ def _run(routes_file: Path, config: Path, *, dry_run: bool, as_json: bool) -> in
             "(or `bin/rails routes --expanded`)"
         )
 
-    current = load_config(config)  # an unusable config is reported as check-config does
-    before = config.stat()
-    config_text = config.read_text(encoding="utf-8")
+    try:
+        before = config.stat()
+        config_text = config.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(config), None, "", f"cannot read the file: {exc.strerror}") from exc
+    # load_config's own validation, on the very text that will be edited.
+    current = parse_config(config_text, str(config))
     plan = plan_import(imported, [(r.name, r.match) for r in current.routes])
 
     written = False
