@@ -99,6 +99,12 @@ class RouteConfig(_Model):
     backend: str | None = None
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     diff: dict[str, Any] | None = None
+    # With `rails:` set, requests to the new backend that carry the Rails session are checked
+    # for a valid authenticity token when they change state. `false` for routes that are
+    # authenticated by bearer tokens rather than the session (an API).
+    csrf: bool = True
+    # The Rails session cookie is removed from requests to the new backend unless this is set.
+    pass_session_cookie: bool = False
 
     @field_validator("diff")
     @classmethod
@@ -150,6 +156,65 @@ class StoreConfig(_Model):
     max_paths_per_route: Annotated[int, Field(ge=1, le=100_000)] = 200
 
 
+class RailsSecretConfig(_Model):
+    """A secret_key_base, read from an environment variable or a file: never from the YAML."""
+
+    env: str | None = None
+    file: str | None = None
+    # The KeyGenerator digest of the app that used it: sha1 before Rails 7.0, sha256 from 7.0.
+    key_digest: Literal["sha1", "sha256"] = "sha1"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RailsSecretConfig:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+
+class RailsConfig(_Model):
+    """How the legacy Rails app keeps its cookie session (the bridge reads it, never writes)."""
+
+    cookie: Annotated[str, Field(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")]
+    secret_key_base_env: str | None = None
+    secret_key_base_file: str | None = None
+    key_digest: Literal["sha1", "sha256"] = "sha1"
+    # Older secrets still accepted, newest first (rotation: Rails' cookies_rotations).
+    previous_secrets: list[RailsSecretConfig] = Field(default_factory=list)
+    serializer: Literal["json", "marshal", "hybrid"] = "json"
+    # Where the user id is in the session: a key, Devise's "warden.user.user.key", or a.b.c.
+    user_id: Annotated[str, Field(min_length=1)] = "user_id"
+    # Rails' per_form_csrf_tokens and forgery_protection_origin_check (both on since 5.0).
+    per_form_csrf_tokens: bool = True
+    origin_check: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RailsConfig:
+        if (self.secret_key_base_env is None) == (self.secret_key_base_file is None):
+            raise ValueError("give exactly one of secret_key_base_env or secret_key_base_file")
+        return self
+
+
+class IdentityConfig(_Model):
+    """The signed identity token the gateway gives the new backend (EdDSA JWT)."""
+
+    # Used when the client sent no header of that name itself; otherwise fallback_header.
+    header: Annotated[str, Field(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$")] = "Authorization"
+    fallback_header: Annotated[str, Field(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$")] = (
+        "X-Strangler-Identity"
+    )
+    ttl_s: Annotated[float, Field(ge=5, le=3600)] = 60.0
+    issuer: Annotated[str, Field(min_length=1)] = "strangler"
+    audience: str | None = None
+    # The signing keys, shared by every worker on this machine; relative to the config's folder.
+    keys_path: Annotated[str, Field(min_length=1)] = "strangler-identity-keys.json"
+
+
+class AdminConfig(_Model):
+    """The admin listener: health and the identity JWKS (more comes with the control plane)."""
+
+    listen: str | None = "127.0.0.1:9900"
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -187,6 +252,9 @@ class Config(_Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     forwarding: ForwardingConfig = Field(default_factory=ForwardingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    rails: RailsConfig | None = None
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
 
     @field_validator("listen")
     @classmethod
@@ -291,6 +359,16 @@ def parse_config(text: str, path: str) -> Config:
         elif "input" in error and error["type"] != "model_type" and "got " not in message:
             message = f"{message} (got {_short(error['input'])})"
         raise ConfigError(path, line_of(root, loc), format_loc(loc), message) from exc
+
+
+def config_error(path: str, loc: Sequence[str | int], message: str) -> ConfigError:
+    """A ConfigError, with its line, for a value that validated but can't be used (an
+    environment variable it names is unset, a file it names is missing)."""
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        root = None
+    return ConfigError(path, line_of(root, loc), format_loc(loc), message)
 
 
 def format_loc(loc: Sequence[str | int]) -> str:

@@ -7,12 +7,29 @@ so in-flight requests finish on the snapshot they started with while new ones us
 from __future__ import annotations
 
 import ipaddress
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from strangler.config import Config, LimitsConfig, ShadowConfig, load_config
+from strangler.config import (
+    Config,
+    IdentityConfig,
+    LimitsConfig,
+    RailsConfig,
+    ShadowConfig,
+    config_error,
+    load_config,
+)
+from strangler.identity.rails_session import (
+    KeyDigest,
+    RailsSessionDecoder,
+    RailsSessionSettings,
+    Serializer,
+    SessionSecret,
+)
 from strangler.diff import DiffRules
 from strangler.routing import RouteTable
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
@@ -69,6 +86,23 @@ class Snapshot:
     via: bytes
     # Stage `shadow` settings and compiled diff rules, by route name (shadowed routes only).
     shadow_routes: Mapping[str, ShadowRoute]
+    # The Rails bridge, when `rails:` is configured.
+    bridge: BridgeSetup | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSetup:
+    """What a worker needs to build its IdentityBridge; the secrets stay inside `decoder`."""
+
+    decoder: RailsSessionDecoder
+    rails: RailsConfig
+    identity: IdentityConfig
+    keys_path: Path
+    # The backend whose requests are bridged (the config's new_backend).
+    new_backend: str
+    # Routes with `csrf: false`, and routes with `pass_session_cookie: true`.
+    csrf_exempt: frozenset[str]
+    passes_session_cookie: frozenset[str]
 
 
 def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot:
@@ -108,6 +142,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         limits=config.limits,
         trusted_networks=config.forwarding.networks(),
         via=b"1.1 " + config.forwarding.via.encode("ascii"),
+        bridge=build_bridge(config, source),
         shadow_routes=MappingProxyType(
             {
                 route.name: ShadowRoute.build(
@@ -118,6 +153,66 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
             }
         ),
     )
+
+
+def build_bridge(config: Config, source: str) -> BridgeSetup | None:
+    """Read the Rails secrets (environment or files, never the YAML) and derive the keys once;
+    ConfigError names the field when a secret is missing."""
+    rails = config.rails
+    if rails is None:
+        return None
+    folder = Path(source).parent
+    sources: list[tuple[tuple[str | int, ...], str, str | None, str]] = [
+        (("rails", "secret_key_base_env"), "env", rails.secret_key_base_env, rails.key_digest),
+        (("rails", "secret_key_base_file"), "file", rails.secret_key_base_file, rails.key_digest),
+    ]
+    for index, previous in enumerate(rails.previous_secrets):
+        sources.append(
+            (("rails", "previous_secrets", index, "env"), "env", previous.env, previous.key_digest)
+        )
+        sources.append(
+            (
+                ("rails", "previous_secrets", index, "file"),
+                "file",
+                previous.file,
+                previous.key_digest,
+            )
+        )
+    secrets: list[SessionSecret] = []
+    for loc, kind, name, digest in sources:
+        if name is None:
+            continue
+        secret = _read_secret(kind, name, folder)
+        if not secret:
+            what = f"environment variable {name}" if kind == "env" else f"file {name}"
+            raise config_error(
+                source, loc, f"{what} is not set or empty (the Rails secret_key_base)"
+            )
+        secrets.append(SessionSecret(secret, KeyDigest(digest)))
+    decoder = RailsSessionDecoder(
+        RailsSessionSettings(rails.cookie, tuple(secrets), Serializer(rails.serializer)),
+        clock=time.time,
+    )
+    keys_path = Path(config.identity.keys_path)
+    return BridgeSetup(
+        decoder=decoder,
+        rails=rails,
+        identity=config.identity,
+        keys_path=keys_path if keys_path.is_absolute() else folder / keys_path,
+        new_backend=config.new_backend,
+        csrf_exempt=frozenset(r.name for r in config.routes if not r.csrf),
+        passes_session_cookie=frozenset(r.name for r in config.routes if r.pass_session_cookie),
+    )
+
+
+def _read_secret(kind: str, name: str, folder: Path) -> bytes:
+    if kind == "env":
+        return os.environ.get(name, "").strip().encode("utf-8")
+    path = Path(name) if Path(name).is_absolute() else folder / name
+    try:
+        return path.read_bytes().strip()
+    except OSError:
+        return b""
 
 
 def load_snapshot(path: str | Path, *, version: int = 1) -> Snapshot:
