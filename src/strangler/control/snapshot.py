@@ -23,6 +23,7 @@ from strangler.config import (
     config_error,
     load_config,
 )
+from strangler.diff import DiffRules
 from strangler.identity.rails_session import (
     KeyDigest,
     RailsSessionDecoder,
@@ -30,7 +31,6 @@ from strangler.identity.rails_session import (
     Serializer,
     SessionSecret,
 )
-from strangler.diff import DiffRules
 from strangler.routing import RouteTable
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
 from strangler.shadow.redact import Redactor
@@ -193,16 +193,23 @@ def build_bridge(config: Config, source: str) -> BridgeSetup | None:
         RailsSessionSettings(rails.cookie, tuple(secrets), Serializer(rails.serializer)),
         clock=time.time,
     )
-    keys_path = Path(config.identity.keys_path)
     return BridgeSetup(
         decoder=decoder,
         rails=rails,
         identity=config.identity,
-        keys_path=keys_path if keys_path.is_absolute() else folder / keys_path,
+        keys_path=identity_keys_path(config, source),
         new_backend=config.new_backend,
         csrf_exempt=frozenset(r.name for r in config.routes if not r.csrf),
         passes_session_cookie=frozenset(r.name for r in config.routes if r.pass_session_cookie),
     )
+
+
+def identity_keys_path(config: Config, source: str) -> Path:
+    """The identity key ring file: `identity.keys_path`, relative to the config file's folder.
+
+    Needs no secret, so `strangler keys` can use it without the Rails secret_key_base."""
+    path = Path(config.identity.keys_path)
+    return path if path.is_absolute() else Path(source).parent / path
 
 
 def _read_secret(kind: str, name: str, folder: Path) -> bytes:

@@ -24,6 +24,7 @@ import enum
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from strangler.identity.csrf import (
     CsrfVerdict,
@@ -40,7 +41,10 @@ from strangler.identity.rails_session import (
     session_id_hash,
     session_user_id,
 )
-from strangler.identity.tokens import IdentityMinter
+from strangler.identity.tokens import IdentityMinter, KeyRingFile
+
+if TYPE_CHECKING:
+    from strangler.control.snapshot import BridgeSetup
 
 # RFC 9110 §9.2.1: everything else changes state, and is what Rails' forgery protection guards.
 SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
@@ -82,6 +86,28 @@ class RequestFacts:
 class IdentityBridge:
     """One worker's bridge: the session decoder, its cache, the token minter, the counters."""
 
+    @classmethod
+    def from_setup(cls, setup: BridgeSetup, key_ring: KeyRingFile) -> IdentityBridge:
+        """The bridge for one snapshot; `key_ring` is the worker's (it outlives snapshots)."""
+        identity = setup.identity
+        minter = IdentityMinter(
+            key_ring, issuer=identity.issuer, ttl_s=identity.ttl_s, audience=identity.audience
+        )
+        bridge = cls(
+            setup.decoder,
+            minter,
+            cookie_name=setup.rails.cookie,
+            user_id_key=setup.rails.user_id,
+            header=identity.header,
+            fallback_header=identity.fallback_header,
+            per_form_csrf_tokens=setup.rails.per_form_csrf_tokens,
+            origin_check=setup.rails.origin_check,
+        )
+        bridge.new_backend = setup.new_backend
+        bridge.csrf_exempt = setup.csrf_exempt
+        bridge.passes_session_cookie = setup.passes_session_cookie
+        return bridge
+
     def __init__(
         self,
         decoder: RailsSessionDecoder,
@@ -109,6 +135,10 @@ class IdentityBridge:
         self.stripped_headers = frozenset(name.encode("latin-1") for name in stripped)
         self._sessions: OrderedDict[str, SessionOutcome] = OrderedDict()
         self.outcomes: dict[str, int] = {}
+        # Set from the snapshot (from_setup): whose requests are bridged, and route exceptions.
+        self.new_backend = ""
+        self.csrf_exempt: frozenset[str] = frozenset()
+        self.passes_session_cookie: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return (

@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strangler.proxy.failures import FailureKind, render_problem, status_line
@@ -48,6 +49,7 @@ class Exchange:
         "attempts",
         "body",
         "body_buffered_bytes",
+        "body_gate",
         "client",
         "conn",
         "decision",
@@ -117,6 +119,9 @@ class Exchange:
         self.error_response: bytes | None = None
         # Stage `shadow`: the copy of this request, fed what this exchange already has.
         self.mirror: Mirror | None = None
+        # A check the whole body must pass before the request is forwarded (the Rails bridge's
+        # authenticity token in a form): returns a refusal reason, or None to go ahead.
+        self.body_gate: Callable[[bytes], str | None] | None = None
         # Bytes produced while parsing one read, written with one writev when the read is done:
         # a response head and its body in one syscall instead of two (bench/: +25% req/s).
         self.to_client: list[bytes] = []

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ipaddress
 import logging
 import random
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from strangler.errors import ClientProtocolError
+from strangler.identity.bridge import MAX_FORM_BYTES, IdentityBridge, RequestFacts
 from strangler.proxy.exchange import Exchange
 from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
@@ -64,7 +67,12 @@ _BUFFER_HIGH_WATER = 256 * 1024
     _H_UPGRADE,
     _H_VIA,
     _H_PASS,
-) = range(15)
+    _H_COOKIE,
+    _H_AUTHORIZATION,
+    _H_CSRF_TOKEN,
+    _H_ORIGIN,
+    _H_CONTENT_TYPE,
+) = range(20)
 _REQUEST_SPECIAL: dict[bytes, int] = {
     b"connection": _H_CONNECTION,
     b"keep-alive": _H_DROP,
@@ -86,6 +94,12 @@ _REQUEST_SPECIAL: dict[bytes, int] = {
     b"tracestate": _H_PASS,
     # Only the gateway may say a request is a shadow copy.
     b"x-strangler-shadow": _H_DROP,
+    # Copied through, and read by the Rails bridge (identity and CSRF for the new backend).
+    b"cookie": _H_COOKIE,
+    b"authorization": _H_AUTHORIZATION,
+    b"x-csrf-token": _H_CSRF_TOKEN,
+    b"origin": _H_ORIGIN,
+    b"content-type": _H_CONTENT_TYPE,
 }
 
 # W3C Trace Context §3.2: version-traceid-parentid-flags, lowercase hex, ids not all zero.
@@ -99,6 +113,7 @@ _METHOD_NAMES: dict[bytes, str] = {
 }
 
 _getrandbits = random.getrandbits
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class ClientConnection(asyncio.Protocol):
@@ -153,6 +168,13 @@ class ClientConnection(asyncio.Protocol):
         self._expects_continue = False
         self._connection_tokens: bytes | None = None
         self._has_host_twice = False
+        # The Rails bridge's inputs: where the Cookie value sits in _out (-1: none), and the
+        # raw values it reads.
+        self._cookie_at = -1
+        self._has_authorization = False
+        self._csrf_token: bytes | None = None
+        self._origin: bytes | None = None
+        self._content_type: bytes | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -286,9 +308,13 @@ class ClientConnection(asyncio.Protocol):
         if self._header_bytes > self.limits.max_header_bytes:
             self._error = ClientProtocolError(431, "the request's header section is too large")
             raise self._error
-        kind = _REQUEST_SPECIAL.get(name.lower())
+        lowered = name.lower()
+        kind = _REQUEST_SPECIAL.get(lowered)
         if kind is None:
-            self._out += (name, b": ", value, b"\r\n")
+            if lowered not in self.worker.stripped_headers:
+                self._out += (name, b": ", value, b"\r\n")
+        elif kind >= _H_COOKIE:
+            self._read_bridge_header(kind, name, value)
         elif kind == _H_LENGTH:
             self._content_length = int(value)
             self._out += (name, b": ", value, b"\r\n")
@@ -324,6 +350,23 @@ class ClientConnection(asyncio.Protocol):
             self._out += (name, b": ", value, b"\r\n")
         elif kind in (_H_VIA, _H_PASS):
             self._out += (name, b": ", value, b"\r\n")
+
+    def _read_bridge_header(self, kind: int, name: bytes, value: bytes) -> None:
+        if kind == _H_COOKIE:
+            if self._cookie_at >= 0:
+                # RFC 6265 §5.4: one Cookie header; fold a second one into the first.
+                self._out[self._cookie_at] += b"; " + value
+                return
+            self._cookie_at = len(self._out) + 2
+        elif kind == _H_AUTHORIZATION:
+            self._has_authorization = True
+        elif kind == _H_CSRF_TOKEN:
+            self._csrf_token = value
+        elif kind == _H_ORIGIN:
+            self._origin = value
+        else:
+            self._content_type = value
+        self._out += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -361,7 +404,13 @@ class ClientConnection(asyncio.Protocol):
         keep_alive = parser.should_keep_alive() and not self.is_draining
         is_upgrade = self._upgrade is not None and parser.should_upgrade()
         request_id, traceparent = self._trace_ids()
-        head = self._build_head(snapshot, method, url, pool, request_id, traceparent, is_upgrade)
+        bridge = self.worker.bridge
+        identity, body_gate = b"", None
+        if bridge is not None and decision.backend == bridge.new_backend:
+            identity, body_gate = self._bridge(bridge, decision.route or "", method, path)
+        head = self._build_head(
+            snapshot, method, url, pool, request_id, traceparent, is_upgrade, identity
+        )
         exchange = Exchange(
             self,
             decision,
@@ -377,13 +426,20 @@ class ClientConnection(asyncio.Protocol):
             request_id=request_id,
             response_tail=_response_tail(request_id, snapshot.via),
         )
+        exchange.body_gate = body_gate
+        if body_gate is not None and self._expects_continue and self.current is None:
+            # The body must be read before anything is forwarded: say "go on" ourselves.
+            self.write(_CONTINUE)
         if decision.shadow_backend is not None and not is_upgrade:
+            copy_head = head
+            if bridge is not None and decision.shadow_backend == bridge.new_backend:
+                copy_head = self._bridged_copy(bridge, decision.route or "", head)
             exchange.mirror = self.worker.shadow.begin(
                 snapshot,
                 decision,
                 method,
                 url,
-                head,
+                copy_head,
                 traceparent,
                 is_request_chunked=self._is_chunked,
             )
@@ -411,18 +467,32 @@ class ClientConnection(asyncio.Protocol):
             raise self._error
         exchange.send_body(body)
         self.deadline = self.loop.time() + self.limits.body_timeout_s
-        if exchange.body_buffered_bytes > _BUFFER_HIGH_WATER:
+        if exchange.body_gate is not None:
+            # Read whole before it is forwarded (a form whose token must be checked): bounded.
+            if exchange.body_buffered_bytes > MAX_FORM_BYTES:
+                self.counters.inc("identity_csrf_refused_total", "form_too_large")
+                self._fail_head(413, "a form checked for its authenticity token is too large")
+        elif exchange.body_buffered_bytes > _BUFFER_HIGH_WATER:
             self._set_paused(_PAUSE_BUFFER, on=True)
 
     def on_message_complete(self) -> None:
         self._messages_completed += 1
         exchange = self.parsing
+        gate = exchange.body_gate if exchange is not None else None
+        if gate is not None and exchange is not None:
+            exchange.body_gate = None
+            refusal = gate(b"".join(exchange.body or ()))
+            if refusal is not None:
+                self.counters.inc("identity_csrf_refused_total", refusal)
+                self._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
         self.parsing = None
         self._body_bytes = 0
         if exchange is not None:
             if self.current is not None:
                 self.deadline = 0.0
             exchange.end_body()
+            if gate is not None and exchange is self.current:
+                self._start(exchange)
 
     # -- building the upstream request head ---------------------------------------------------
 
@@ -464,6 +534,62 @@ class ClientConnection(asyncio.Protocol):
             request_id = new_id
         return request_id, traceparent
 
+    def _bridge(
+        self, bridge: IdentityBridge, route: str, method: bytes, path: bytes
+    ) -> tuple[bytes, Callable[[bytes], str | None] | None]:
+        """A request to the new backend: (the identity header line, a check its form body must
+        pass first or None). Refuses a forged state change with 403; drops the Rails cookie."""
+        at = self._cookie_at
+        out = self._out
+        cookie = out[at] if at >= 0 else None
+        outcome = bridge.session(cookie)
+        gate: Callable[[bytes], str | None] | None = None
+        if route not in bridge.csrf_exempt and bridge.needs_csrf_check(method, cookie):
+            trusted = self.is_trusted_peer
+            facts = RequestFacts(
+                method=method,
+                path=path,
+                cookie=cookie,
+                has_authorization=self._has_authorization,
+                csrf_token=self._csrf_token,
+                origin=self._origin,
+                host=self._host,
+                forwarded_host=self._xfh if trusted else None,
+                forwarded_proto=self._xfp if trusted else None,
+                content_type=self._content_type,
+            )
+            refusal = bridge.check_origin(facts, is_tls=False)
+            if refusal is None and bridge.wants_form_body(facts):
+                gate = functools.partial(bridge.check_token, facts, outcome)
+            elif refusal is None:
+                refusal = bridge.check_token(facts, outcome, None)
+            if refusal is not None:
+                self.counters.inc("identity_csrf_refused_total", refusal)
+                self._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
+        if cookie is not None and route not in bridge.passes_session_cookie:
+            kept = bridge.without_session_cookie(cookie)
+            if kept is None:
+                out[at - 2 : at + 2] = (b"", b"", b"", b"")
+            else:
+                out[at] = kept
+        return bridge.identity_header(
+            outcome, route, has_authorization=self._has_authorization
+        ), gate
+
+    def _bridged_copy(self, bridge: IdentityBridge, route: str, head: bytes) -> bytes:
+        """The head of a shadow copy bound for the new backend: identity added, Rails cookie
+        dropped, like a request routed there (no CSRF check: the primary went to legacy)."""
+        at = self._cookie_at
+        cookie = self._out[at] if at >= 0 else None
+        outcome = bridge.session(cookie)
+        if cookie is not None and route not in bridge.passes_session_cookie:
+            name = self._out[at - 2]
+            kept = bridge.without_session_cookie(cookie)
+            line = name + b": " + cookie + b"\r\n"
+            head = head.replace(line, b"" if kept is None else name + b": " + kept + b"\r\n", 1)
+        identity = bridge.identity_header(outcome, route, has_authorization=self._has_authorization)
+        return head[:-2] + identity + b"\r\n" if identity else head
+
     def _build_head(
         self,
         snapshot: Snapshot,
@@ -473,6 +599,7 @@ class ClientConnection(asyncio.Protocol):
         request_id: bytes,
         traceparent: bytes,
         is_upgrade: bool,
+        identity: bytes,
     ) -> bytes:
         out = self._out
         out[0] = method + b" " + url + b" HTTP/1.1\r\n"
@@ -506,12 +633,17 @@ class ClientConnection(asyncio.Protocol):
             out.append(b"Transfer-Encoding: chunked\r\n")
         if is_upgrade and self._upgrade is not None:
             out += (b"Connection: upgrade\r\nUpgrade: ", self._upgrade, b"\r\n")
+        if identity:
+            out.append(identity)
         out.append(b"\r\n")
         return b"".join(out)
 
     # -- exchanges ----------------------------------------------------------------------------
 
     def _start(self, exchange: Exchange) -> None:
+        if exchange.body_gate is not None:
+            # Its body is still being read for the check; on_message_complete starts it.
+            return
         if exchange.error_response is not None:
             self.write(exchange.error_response)
             self.close()
@@ -693,6 +825,7 @@ class ClientConnection(asyncio.Protocol):
 
 _REJECT_TITLES = {
     400: "Bad Request",
+    403: "Forbidden",
     405: "Method Not Allowed",
     408: "Request Timeout",
     413: "Content Too Large",

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 from strangler.control.snapshot import (
     BackendTarget,
@@ -27,6 +28,8 @@ from strangler.control.snapshot import (
 )
 from strangler.control.store import ShadowStore
 from strangler.errors import ConfigError
+from strangler.identity.bridge import IdentityBridge
+from strangler.identity.tokens import KeyRingError, KeyRingFile
 from strangler.observe.counters import Counters
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
@@ -80,6 +83,11 @@ class Worker:
         )
         self._next_publish = loop.time() + store.flush_interval_s
         self._apply_pools(snapshot)
+        # The Rails bridge (with `rails:`): its key ring file is opened once per path.
+        self._key_rings: dict[Path, KeyRingFile] = {}
+        self.bridge: IdentityBridge | None = None
+        self.stripped_headers: frozenset[bytes] = frozenset()
+        self._apply_bridge(snapshot)
 
     def __repr__(self) -> str:
         return f"<Worker pid={os.getpid()} v{self.snapshot.version} conns={len(self.connections)}>"
@@ -113,12 +121,35 @@ class Worker:
             self.counters.inc("config_reloads_total", "refused")
             log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
             return False
+        try:
+            self._apply_bridge(snapshot)
+        except KeyRingError as exc:
+            self.counters.inc("config_reloads_total", "refused")
+            log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
+            return False
         self._apply_pools(snapshot)
         self.snapshot = snapshot
         self._mtime = source_mtime(path)
         self.counters.inc("config_reloads_total", "applied")
         log.info("config reloaded: version %d, %d routes", snapshot.version, len(snapshot.table))
         return True
+
+    def _apply_bridge(self, snapshot: Snapshot) -> None:
+        """Build the Rails bridge for `snapshot`; raises KeyRingError if its keys are unusable
+        (requests to the new backend would go without identity: refuse instead)."""
+        setup = snapshot.bridge
+        if setup is None:
+            self.bridge, self.stripped_headers = None, frozenset()
+            return
+        ring = self._key_rings.get(setup.keys_path)
+        if ring is None:
+            ring = KeyRingFile(setup.keys_path, max_token_ttl_s=setup.identity.ttl_s)
+            self._key_rings[setup.keys_path] = ring
+        try:
+            bridge = IdentityBridge.from_setup(setup, ring)
+        except ValueError as exc:
+            raise KeyRingError(f"{setup.keys_path}: {exc}") from exc
+        self.bridge, self.stripped_headers = bridge, bridge.stripped_headers
 
     def _apply_pools(self, snapshot: Snapshot) -> None:
         def make(target: BackendTarget) -> UpstreamPool:
