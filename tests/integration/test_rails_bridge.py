@@ -5,6 +5,7 @@ state changes to the new backend need a valid authenticity token, as Rails would
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-
-from tests.integration.conftest import GatewayFactory
-from tests.integration.gateway_process import GatewayProcess
-from tests.integration.probes import wait_until
-from tests.integration.upstreams import EchoUpstream
 
 from strangler.identity import (
     KeyDigest,
@@ -26,6 +22,10 @@ from strangler.identity import (
     new_session_token,
 )
 from strangler.identity.tokens import KeyRingFile
+from tests.integration.conftest import GatewayFactory
+from tests.integration.gateway_process import GatewayProcess
+from tests.integration.probes import wait_until
+from tests.integration.upstreams import EchoUpstream
 
 SECRET = "f" * 32 + "0123456789abcdef" * 6
 COOKIE = "_app_session"
@@ -75,7 +75,7 @@ def _headers(response: httpx.Response) -> dict[str, str]:
 
 
 def _verify(token: str, tmp_path: Path) -> dict[str, Any]:
-    jwks = KeyRingFile(tmp_path / "keys.json").current().jwks(__import__("time").time())
+    jwks = KeyRingFile(tmp_path / "keys.json").current().jwks(time.time())
     keys = {key.key_id: key for key in jwt.PyJWKSet.from_dict(jwks).keys}
     kid = jwt.get_unverified_header(token)["kid"]
     claims: dict[str, Any] = jwt.decode(
@@ -225,10 +225,9 @@ def test_the_token_in_a_form_body_is_checked_and_the_body_forwarded_intact(
     assert ok.status_code == 200
     sent = httpx.Request("POST", "http://x/", data=form).read()
     assert ok.json()["body_bytes"] == len(sent)
-    multipart = _post(
-        gateway, "/echo/upload", headers=session, data={"authenticity_token": mint_masked_token(raw)},
-        files={"file": ("a.txt", b"hello")},
-    )  # fmt: skip
+    token = {"authenticity_token": mint_masked_token(raw)}
+    files = {"file": ("a.txt", b"hello")}
+    multipart = _post(gateway, "/echo/upload", headers=session, data=token, files=files)
     assert multipart.status_code == 200
     bad = _post(gateway, "/echo/projects", headers=session, data={"authenticity_token": "x" * 88})
     assert bad.status_code == 403
