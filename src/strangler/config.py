@@ -38,6 +38,10 @@ class BackendConfig(_Model):
     pool_idle_s: PositiveSeconds = 60.0
     # Rails apps build absolute URLs from Host, so by default the client's Host passes through.
     host_header: Literal["preserve", "backend"] = "preserve"
+    # As a shadow target: copies of GET/OPTIONS are pipelined (RFC 9112 §9.3.2) up to this many
+    # per connection, which saves most of their syscalls; 1 turns pipelining off for a server
+    # that mishandles it (its failures would only ever show as shadow errors).
+    shadow_pipeline_depth: Annotated[int, Field(ge=1, le=1024)] = 16
 
     @field_validator("url")
     @classmethod
@@ -212,7 +216,15 @@ class IdentityConfig(_Model):
 class AdminConfig(_Model):
     """The admin listener: health and the identity JWKS (more comes with the control plane)."""
 
+    # host:port like the top-level `listen`; null turns the admin listener off.
     listen: str | None = "127.0.0.1:9900"
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -289,6 +301,14 @@ class Config(_Model):
                     f"route name {route.name!r} is already used by routes[{seen[route.name]}]",
                 )
             seen[route.name] = index
+        if self.admin.listen is not None:
+            admin_host, admin_port = split_listen(self.admin.listen)
+            if admin_port and (admin_host, admin_port) == split_listen(self.listen):
+                raise _RefError(
+                    ("admin", "listen"),
+                    f"is the same address as `listen` ({self.listen}); "
+                    "the admin listener needs a port of its own",
+                )
         return self
 
     def shadow_backend_for(self, route: RouteConfig) -> str | None:

@@ -49,6 +49,7 @@ class BackendTarget:
     pool_size: int
     pool_idle_s: float
     is_host_preserved: bool
+    shadow_pipeline_depth: int = 1
 
     @property
     def address(self) -> tuple[str, int]:
@@ -130,6 +131,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
             pool_size=backend.pool_size,
             pool_idle_s=backend.pool_idle_s,
             is_host_preserved=backend.host_header == "preserve",
+            shadow_pipeline_depth=backend.shadow_pipeline_depth,
         )
         for name, backend in config.backends.items()
     }

@@ -35,6 +35,7 @@ from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool, reconcile_pools
 from strangler.shadow import ShadowRunner
+from strangler.shadow.channel import reconcile_channels
 from strangler.shadow.publisher import ResultsPublisher
 
 log = logging.getLogger("strangler.worker")
@@ -158,6 +159,9 @@ class Worker:
         self.pools = reconcile_pools(self.pools, snapshot.backends, make)
         # Shadow traffic has pools of its own: a slow new backend never holds client sockets.
         self.shadow.pools = reconcile_pools(self.shadow.pools, snapshot.backends, make)
+        self.shadow.channels = reconcile_channels(
+            self.shadow.channels, snapshot.backends, self.loop, self.tasks
+        )
 
     def _sweep(self) -> None:
         now = self.loop.time()

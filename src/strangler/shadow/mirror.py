@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import random
 import time
@@ -29,6 +28,8 @@ import orjson
 from strangler.diff import BodyKind, Comparison, ResponseSample, compare_responses
 from strangler.proxy.failures import FailureKind
 from strangler.proxy.headers import R_CONNECTION, R_UPGRADE
+from strangler.shadow.channel import ShadowChannel
+from strangler.shadow.drop import DropReason
 from strangler.shadow.results import ShadowResults
 
 if TYPE_CHECKING:
@@ -41,19 +42,10 @@ log = logging.getLogger("strangler.shadow")
 
 # The issue's default: only these are copied unless the route says its target is a sandbox.
 _MIRRORED_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+# HEAD answers can't be framed in a pipeline (llhttp can't be told an answer is to HEAD).
+_PIPELINED_METHODS = frozenset({b"GET", b"OPTIONS"})
 _SHADOW_HEADER = b"X-Strangler-Shadow: 1\r\n"
 _IDENTICAL = Comparison(is_equal=True, differences=(), body_compared=True, kind=BodyKind.IDENTICAL)
-
-
-class DropReason(enum.StrEnum):
-    """Why a shadow copy produced no comparison."""
-
-    QUEUE_FULL = "queue_full"
-    BODY_TOO_LARGE = "body_too_large"
-    SHADOW_TIMEOUT = "shadow_timeout"
-    SHADOW_ERROR = "shadow_error"
-    NOT_MIRRORED_UNSAFE = "not_mirrored_unsafe"
-    PRIMARY_FAILED = "primary_failed"
 
 
 class _Side:
@@ -91,6 +83,7 @@ class Mirror:
         "is_noise_probe",
         "method",
         "path",
+        "resends",
         "route",
         "runner",
         "setup",
@@ -135,6 +128,18 @@ class Mirror:
         self.is_finished = False
         self.is_cancelled = False
         self.wait_deadline = 0.0
+        # Times this copy went out again after its pipelined connection ended unanswered.
+        self.resends = 0
+
+    @property
+    def is_pipelinable(self) -> bool:
+        """A copy the shadow channel may pipeline: a GET or OPTIONS without a body."""
+        return self.method in _PIPELINED_METHODS and not self._request.body_bytes
+
+    @property
+    def wire_bytes(self) -> bytes:
+        """The whole copy as sent; a pipelined copy keeps it, since it may go out again."""
+        return self._head
 
     @property
     def request_line(self) -> str:
@@ -212,6 +217,22 @@ class Mirror:
         if status >= 200 and self.dropped is None:
             self._shadow.status = status
             self._shadow.headers = response_headers(conn, self.setup.kept_headers)
+
+    def shadow_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The shadow channel's answer head (final status only)."""
+        if self.dropped is None:
+            kept = self.setup.kept_headers
+            self._shadow.status = status
+            self._shadow.headers = tuple(
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in headers
+                if name.lower() in kept
+            )
+
+    def shadow_complete(self) -> None:
+        """The shadow channel's answer is all here."""
+        self._shadow.is_done = True
+        self._maybe_compare()
 
     def on_response_body(self, data: bytes) -> None:
         self._capture(self._shadow, data)
@@ -317,6 +338,8 @@ class ShadowRunner:
         self._to_compare: list[Mirror] = []
         # Set by the worker for each snapshot (proxy.upstream_pool.reconcile_pools).
         self.pools: dict[str, UpstreamPool] = {}
+        # Pipelined connections for GET/OPTIONS copies, per backend (see channel.py).
+        self.channels: dict[str, ShadowChannel] = {}
 
     def __repr__(self) -> str:
         return f"<ShadowRunner {self.in_flight} in flight, {len(self.pools)} pools>"
@@ -324,6 +347,8 @@ class ShadowRunner:
     def sweep(self, now: float) -> None:
         for pool in self.pools.values():
             pool.sweep(now)
+        for channel in self.channels.values():
+            channel.sweep(now)
 
     def report(self, *, as_json: bool = False) -> None:
         """Log each shadowed route's figures (periodically, and as JSON when the worker stops)."""
@@ -348,6 +373,8 @@ class ShadowRunner:
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close_idle()
+        for channel in self.channels.values():
+            channel.close()
 
     def begin(
         self,
@@ -413,6 +440,10 @@ class ShadowRunner:
         return mirror
 
     def send(self, mirror: Mirror) -> None:
+        channel = self.channels.get(mirror.backend)
+        if channel is not None and mirror.is_pipelinable:
+            channel.send(mirror)
+            return
         pool = self.pools.get(mirror.backend)
         if pool is None:
             mirror.drop(DropReason.SHADOW_ERROR)
