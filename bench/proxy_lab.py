@@ -400,6 +400,8 @@ def gateway_yaml(
         f'  legacy: {{url: "{upstream}"}}\n'
         f'  new:    {{url: "{new}"}}\n'
         "default: legacy\n"
+        # Several gateways run at once here; none needs the admin listener.
+        "admin: {listen: null}\n"
         "routes:\n" + routes_yaml.rstrip("\n") + "\n"
     )
 
