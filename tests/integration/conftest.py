@@ -65,10 +65,14 @@ def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     started: list[GatewayProcess] = []
 
     def start(
-        *, workers: int = 1, extra_args: tuple[str, ...] = (), **config: str
+        *,
+        workers: int = 1,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        **config: str,
     ) -> GatewayProcess:
         path = write_config(tmp_path / f"strangler-{len(started)}.yaml", **config)
-        gw = GatewayProcess(path, workers=workers, extra_args=extra_args).start()
+        gw = GatewayProcess(path, workers=workers, extra_args=extra_args, env=env).start()
         started.append(gw)
         return gw
 

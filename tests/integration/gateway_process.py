@@ -1,12 +1,16 @@
 """Run the real gateway (`python -m strangler run`) as a child process for integration tests.
 
-Readiness is the gateway's own "strangler listening on http://..." line, never a sleep.
+Readiness is the gateway's own "strangler listening on http://..." line, never a sleep, and,
+when the config turns the admin listener on, the "strangler admin on http://..." line after it.
+Configs written by `write_config` put the admin listener on 127.0.0.1:0 unless the test sets
+`admin:` itself, so gateways started one after another never fight over the default port.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -16,22 +20,37 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from strangler.config import load_config
+from strangler.errors import ConfigError
+
 READY_PREFIX = "strangler listening on http://"
+ADMIN_PREFIX = "strangler admin on http://"
 
 
 class GatewayProcess:
-    """A running gateway; `url` is its base URL once `start()` returned."""
+    """A running gateway; `url` is its base URL once `start()` returned, and `admin_url` the
+    admin listener's (None when the config turns it off)."""
 
-    def __init__(self, config_path: Path, *, workers: int = 1, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        workers: int = 1,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ):
         self.config_path = config_path
         self.workers = workers
         self.extra_args = extra_args
+        self.env = env or {}
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.host = "127.0.0.1"
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
+        self.admin_url: str | None = None
         self._ready: queue.Queue[str] = queue.Queue()
+        self._admin_ready: queue.Queue[str] = queue.Queue()
 
     @property
     def url(self) -> str:
@@ -54,7 +73,8 @@ class GatewayProcess:
             str(self.workers),
             *self.extra_args,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        expects_admin = self._expects_admin()
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
@@ -71,15 +91,30 @@ class GatewayProcess:
         address = line[len(READY_PREFIX) :].split()[0]
         self.host, port = address.rsplit(":", 1)
         self.port = int(port)
+        if expects_admin:
+            # Printed in the same write as the readiness line: it is already in the pipe.
+            admin = self._admin_ready.get(timeout=timeout_s)
+            if not admin:
+                raise RuntimeError(f"gateway exited: {self.stderr_text()}")
+            self.admin_url = "http://" + admin[len(ADMIN_PREFIX) :].split()[0]
         return self
+
+    def _expects_admin(self) -> bool:
+        try:
+            return load_config(self.config_path).admin.listen is not None
+        except ConfigError:
+            return False  # the gateway refuses the file; start() reports how it exited
 
     def _pump(self, stream: IO[str], is_stdout: bool) -> None:
         for line in stream:
             (self.stdout_lines if is_stdout else self.stderr_lines).append(line)
             if is_stdout and line.startswith(READY_PREFIX):
                 self._ready.put(line.strip())
+            if is_stdout and line.startswith(ADMIN_PREFIX):
+                self._admin_ready.put(line.strip())
         if is_stdout:
             self._ready.put("")
+            self._admin_ready.put("")
 
     def stderr_text(self) -> str:
         return "".join(self.stderr_lines)
@@ -122,7 +157,10 @@ def write_config(
     listen: str = "127.0.0.1:0",
     backend_options: str = "",
 ) -> Path:
-    """Write a gateway config; `routes`/`extra` are YAML snippets (already indented)."""
+    """Write a gateway config; `routes`/`extra` are YAML snippets (already indented).
+
+    The admin listener goes on 127.0.0.1:0 unless `extra` has an `admin:` section.
+    """
     new_url = new or legacy
     text = (
         f"listen: {listen}\n"
@@ -134,6 +172,8 @@ def write_config(
     )
     if not routes:
         text = text.replace("routes:\n  []", "routes: []")
+    if not re.search(r"^admin:", extra, re.MULTILINE):
+        text += ("" if text.endswith("\n") else "\n") + 'admin: {listen: "127.0.0.1:0"}\n'
     path.write_text(text)
     return path
 

@@ -3,7 +3,12 @@
 Rules:
 - Nothing listens until the config is valid; a bad file exits 2 before any socket is bound.
 - The readiness line ("strangler listening on http://HOST:PORT ...") is printed once every
-  worker accepts connections; tests and the demo wait for it instead of sleeping.
+  worker accepts connections; tests and the demo wait for it instead of sleeping. When the
+  admin listener is on, "strangler admin on http://HOST:PORT" follows it, in the same write;
+  its socket is bound before either line, so a taken admin address exits 1 announcing nothing.
+- The admin app runs where an event loop is: on the worker's loop with one worker, in a thread
+  of the supervisor with --workers N (the workers never serve it; each closes its copy of the
+  admin socket). It reads the snapshot in force, so it follows reloads.
 - The supervisor forwards SIGHUP (after checking the file itself, so a bad file is reported
   once) and SIGTERM/SIGINT to its workers, restarts a worker that dies unexpectedly, and exits
   0 after all workers drained.
@@ -16,7 +21,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
+from collections.abc import Callable
 
 import uvloop
 
@@ -44,34 +51,99 @@ def run(config_path: str, *, workers: int, watch: bool) -> int:
     snapshot = load_snapshot(config_path)
     host, port = split_listen(snapshot.config.listen)
     port = probe_port(host, port)
-    if workers <= 1:
-        sock = listen_socket(host, port, reuse_port=False)
-        line = ready_line(host, port, 1, snapshot)
-        uvloop.run(_serve_one(snapshot, sock, watch, lambda: _announce(line)))
-        return 0
-    return _supervise(snapshot, host, port, workers, watch)
+    admin_sock = _bind_admin(snapshot)
+    try:
+        if workers <= 1:
+            sock = listen_socket(host, port, reuse_port=False)
+            lines = _ready_lines(ready_line(host, port, 1, snapshot), admin_sock)
+            uvloop.run(_serve_one(snapshot, sock, admin_sock, watch, lambda: _announce(lines)))
+            return 0
+        return _supervise(snapshot, host, port, workers, watch, admin_sock)
+    finally:
+        if admin_sock is not None:
+            admin_sock.close()
 
 
-def _announce(line: str) -> None:
-    print(line, flush=True)
+def _bind_admin(snapshot: Snapshot) -> socket.socket | None:
+    if snapshot.config.admin.listen is None:
+        return None
+    # Imported here and below: FastAPI and uvicorn (~0.5 s, ~10 MiB) load only when the admin
+    # listener is on.
+    from strangler.admin import bind_admin_socket
+
+    return bind_admin_socket(snapshot.config.admin)
 
 
-async def _serve_one(snapshot: Snapshot, sock: object, watch: bool, on_ready: object) -> None:
+def _ready_lines(line: str, admin_sock: socket.socket | None) -> str:
+    if admin_sock is None:
+        return line
+    from strangler.admin import admin_line
+
+    return f"{line}\n{admin_line(admin_sock)}"
+
+
+def _announce(lines: str) -> None:
+    # One write, so a reader that saw the readiness line finds the admin line right behind it.
+    print(lines, flush=True)
+
+
+async def _serve_one(
+    snapshot: Snapshot,
+    sock: socket.socket,
+    admin_sock: socket.socket | None,
+    watch: bool,
+    on_ready: Callable[[], object],
+) -> None:
     loop = asyncio.get_running_loop()
     worker = Worker(snapshot, loop, watch=watch)
-    await worker.serve(sock, on_ready)  # type: ignore[arg-type]
+    admin = None
+    if admin_sock is not None:
+        from strangler.admin import AdminServer, create_admin_app
+
+        admin = AdminServer(create_admin_app(worker), admin_sock)
+        await admin.start()
+    try:
+        await worker.serve(sock, on_ready)  # type: ignore[arg-type]
+    finally:
+        # After the drain: /readyz answers 503 (draining) while requests in flight finish.
+        if admin is not None:
+            await admin.stop()
 
 
-def _supervise(snapshot: Snapshot, host: str, port: int, workers: int, watch: bool) -> int:
+class _SupervisorView:
+    """The GatewayView of the supervisor's admin thread: the snapshot in force, and whether the
+    workers were told to drain. Written by the supervisor's main thread only."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.is_draining = False
+
+
+def _supervise(
+    snapshot: Snapshot,
+    host: str,
+    port: int,
+    workers: int,
+    watch: bool,
+    admin_sock: socket.socket | None,
+) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    view = _SupervisorView(snapshot)
+    admin = None
+    if admin_sock is not None:
+        from strangler.admin import AdminThread, create_admin_app
+
+        # After the mask: the admin thread inherits it, so signals stay for sigtimedwait below.
+        admin = AdminThread(create_admin_app(view), admin_sock)
+        admin.start()
     ready_read, ready_write = os.pipe()
     children: dict[int, int] = {}
     for index in range(workers):
-        children[_spawn(snapshot, host, port, ready_write)] = index
+        children[_spawn(snapshot, host, port, ready_write, admin_sock)] = index
     for _ in range(workers):
         if not os.read(ready_read, 1):
             break
-    print(ready_line(host, port, workers, snapshot), flush=True)
+    _announce(_ready_lines(ready_line(host, port, workers, snapshot), admin_sock))
     source = snapshot.source
     mtime = source_mtime(source)
     stopping = False
@@ -80,12 +152,14 @@ def _supervise(snapshot: Snapshot, host: str, port: int, workers: int, watch: bo
         signum = info.si_signo if info is not None else None
         if signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
             stopping = True
+            view.is_draining = True
             _forward(children, signal.SIGTERM)
         elif signum == signal.SIGHUP or (watch and not stopping and source_mtime(source) != mtime):
             mtime = source_mtime(source)
             reloaded = _reload(source, snapshot.version + 1)
             if reloaded is not None:
                 snapshot = reloaded
+                view.snapshot = reloaded
                 _forward(children, signal.SIGHUP)
         for pid, status in _reap():
             children.pop(pid, None)
@@ -93,19 +167,31 @@ def _supervise(snapshot: Snapshot, host: str, port: int, workers: int, watch: bo
                 # The replacement starts from the config in force, not from a file that may
                 # have been refused since.
                 log.error("worker %d exited (status %d); starting a new one", pid, status)
-                children[_spawn(snapshot, host, port, ready_write)] = 0
+                children[_spawn(snapshot, host, port, ready_write, admin_sock)] = 0
+    if admin is not None:
+        admin.stop()
     return 0
 
 
-def _spawn(snapshot: Snapshot, host: str, port: int, ready_write: int) -> int:
+def _spawn(
+    snapshot: Snapshot,
+    host: str,
+    port: int,
+    ready_write: int,
+    admin_sock: socket.socket | None,
+) -> int:
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        if admin_sock is not None:
+            # The supervisor serves the admin port; a worker holding a copy would keep it
+            # accepting connections (into a queue nobody reads) after the supervisor is gone.
+            admin_sock.close()
         sock = listen_socket(host, port, reuse_port=True)
-        uvloop.run(_serve_one(snapshot, sock, False, lambda: os.write(ready_write, b"r")))
+        uvloop.run(_serve_one(snapshot, sock, None, False, lambda: os.write(ready_write, b"r")))
         code = 0
     except BaseException:
         log.exception("worker failed")

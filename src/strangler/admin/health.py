@@ -1,0 +1,48 @@
+"""`GET /healthz` (the process answers) and `GET /readyz` (it takes traffic), for probes.
+
+Rules: public and cheap: no I/O, no lock, one attribute read of the view. `/readyz` turns 503
+the moment the gateway starts draining (SIGTERM), so a load balancer stops sending it traffic
+while requests in flight finish. The control plane's readiness checks extend `/readyz`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from strangler.admin.problems import problem_openapi, problem_response
+from strangler.admin.view import GatewayView
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    # The snapshot version in force: 1 at start, +1 per accepted reload.
+    config_version: int
+
+
+def health_router(gateway: GatewayView) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", response_model=Health, summary="The admin listener answers")
+    async def healthz() -> Health:
+        return Health()
+
+    @router.get(
+        "/readyz",
+        response_model=Readiness,
+        summary="The gateway takes traffic",
+        responses={503: problem_openapi("The gateway is draining (stopping)")},
+    )
+    async def readyz() -> Readiness | Response:
+        if gateway.is_draining:
+            return problem_response(503, "the gateway is draining: it is stopping")
+        return Readiness(config_version=gateway.snapshot.version)
+
+    return router

@@ -1,0 +1,23 @@
+"""What the admin app reads from the running gateway: the snapshot in force, and whether it is
+draining.
+
+Rule: the admin app never keeps a snapshot of its own; it asks the view on every request, so a
+reload (SIGHUP, --watch) is visible at once. Reads are plain attribute reads, safe from the
+supervisor's admin thread as well as on a worker's own loop.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from strangler.control.snapshot import Snapshot
+
+
+class GatewayView(Protocol):
+    """A worker (single-process mode) or the supervisor's state (with --workers N)."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+    @property
+    def is_draining(self) -> bool: ...
