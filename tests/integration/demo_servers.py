@@ -3,6 +3,8 @@
 `serve(app, health_path)` runs one ASGI app in its own thread and event loop on a port the
 kernel picks (port 0), and yields its base URL once the health path answers 200: readiness is
 observed, never slept on. Leaving the context stops the server and joins its thread.
+`RequestLog` wraps an app, unchanged, and keeps the head of every request it received, so a
+test can see what reached it through the gateway.
 """
 
 from __future__ import annotations
@@ -15,10 +17,33 @@ from collections.abc import Iterator
 
 import httpx
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 READY_TIMEOUT_S = 10.0
 _POLL_INTERVAL_S = 0.01
+
+
+class RequestLog:
+    """An ASGI app that passes everything to `app` and records (method, path, headers) first."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+    def __repr__(self) -> str:
+        return f"<RequestLog {len(self.requests)} requests>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {
+                name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+            }
+            self.requests.append((scope["method"], scope["path"], headers))
+        await self.app(scope, receive, send)
+
+    def to(self, path: str) -> list[dict[str, str]]:
+        """The headers of every request for `path`, oldest first."""
+        return [headers for _, seen, headers in self.requests if seen == path]
 
 
 def free_ports(count: int) -> list[int]:

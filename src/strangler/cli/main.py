@@ -13,6 +13,8 @@ from typing import Annotated
 import orjson
 import typer
 
+from strangler.cli.keys import keys_app
+from strangler.cli.options import ConfigOption
 from strangler.cli.tables import print_table
 from strangler.control.snapshot import Snapshot, load_snapshot
 from strangler.errors import ConfigError, StranglerError
@@ -22,10 +24,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="The gateway's YAML config file.")
-]
 
 
 def _setup_logging(level: str) -> None:
@@ -111,13 +109,20 @@ def demo(
     port: Annotated[int, typer.Option(help="The gateway's port.")] = 8000,
     legacy_port: Annotated[int, typer.Option(help="The legacy demo app's port.")] = 3000,
     new_port: Annotated[int, typer.Option(help="The new demo app's port.")] = 8080,
+    admin_port: Annotated[int, typer.Option(help="The gateway's admin port (JWKS).")] = 9900,
     rate: Annotated[float, typer.Option(help="Generated requests per second.")] = 5.0,
 ) -> None:
     """Run the bundled legacy and new demo apps behind the gateway, with traffic flowing."""
     from strangler.demo.runner import run_demo
 
     raise typer.Exit(
-        run_demo(gateway_port=port, legacy_port=legacy_port, new_port=new_port, rate_per_s=rate)
+        run_demo(
+            gateway_port=port,
+            legacy_port=legacy_port,
+            new_port=new_port,
+            rate_per_s=rate,
+            admin_port=admin_port,
+        )
     )
 
 
@@ -168,6 +173,9 @@ def import_routes(
     from strangler.cli.import_routes import import_routes as run_import
 
     raise typer.Exit(run_import(routes_file, config, dry_run=dry_run, as_json=as_json))
+
+
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

@@ -2,19 +2,25 @@
 
 It stands in for the monolith a team is migrating away from: HTML pages with a layout and
 `csrf_meta_tags`, the JSON API of `legacy_api.py`, a login form protected by masked authenticity
-tokens, a signed cookie session, a streamed CSV report and `/up`. Any email logs in with the
-password "secret".
+tokens (per-form tokens in forms, the global token in the meta tag), a Rails cookie-store session
+(cookie_store.py: the exact format of Rails 6.1 defaults, which an upgraded 7.x monolith often
+still has, encrypted with a demo secret_key_base), a streamed CSV report and `/up`. Any email
+logs in with the password "secret".
 
 Rules:
-- Every POST checks the authenticity token (form field or X-CSRF-Token header) before anything
-  else; a bad one is 422, like ActionController::InvalidAuthenticityToken.
-- Logging in or out resets the session (session fixation), which also rotates the CSRF secret:
-  tokens from before the login stop working, as in Rails.
+- Every POST checks the Origin and the authenticity token (form field or X-CSRF-Token header)
+  before anything else; a bad one is 422, like ActionController::InvalidAuthenticityToken.
+- The session holds what a Rails app with a hand-rolled login keeps: `session_id`,
+  `_csrf_token`, `user_id` (the gateway's `rails.user_id` reads it) and `user_email`, plus the
+  flash in Rails' own shape while there is one.
+- Logging in or out resets the session (session fixation): a new session id and a new CSRF
+  token, so tokens from before the login stop working, as in Rails.
 - Unknown routes and ids are 404; a wrong method is 404 too (Rails raises RoutingError). JSON for
   API requests, public/404.html otherwise.
-- Development-mode cookie `_legacy_session`: HttpOnly and SameSite=Lax but not Secure, as
-  `bin/rails server` sends it over plain HTTP. Rails 7 would encrypt the session; the demo only
-  signs it (itsdangerous), so a curious user can read it.
+- The project page has a Star button: a `fetch` with the page's X-CSRF-Token to
+  `POST /api/projects/:id/star`, a feature only the new app has. Through the gateway it works
+  (the gateway checks the token, then hands the new app the user as a JWT); on the legacy app
+  directly it is a 404, as it would be on the monolith.
 """
 
 from __future__ import annotations
@@ -23,16 +29,18 @@ import asyncio
 import csv
 import html
 import io
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV, RailsCookieStore
 from strangler.demo.legacy_api import (
     LegacyStore,
     api_routes,
@@ -43,14 +51,12 @@ from strangler.demo.legacy_api import (
 from strangler.demo.rails_conventions import (
     CSRF_PARAM,
     RailsConventions,
+    csrf_meta_token,
+    form_csrf_token,
     is_authentic,
-    masked_csrf_token,
 )
 
-SESSION_COOKIE = "_legacy_session"
 DEMO_PASSWORD = "secret"
-# Like config/credentials in development: fixed, public, and useless anywhere else.
-DEV_SECRET_KEY_BASE = "strangler-demo-development-secret-key-base-do-not-use-in-production"
 REPORT_CHUNK_DELAY_S = 0.01
 
 
@@ -72,14 +78,29 @@ def _redirect(request: Request, path: str) -> Response:
 # ----------------------------------------------------------------------------- HTML pages
 
 
+def _set_notice(session: MutableMapping[str, Any], notice: str) -> None:
+    # ActionDispatch::Flash::FlashHash#to_session_value: what the next request will show.
+    session["flash"] = {"discard": [], "flashes": {"notice": notice}}
+
+
+def _take_notice(session: MutableMapping[str, Any]) -> str | None:
+    # Shown once: Rails drops the flash from the session at the end of the request showing it.
+    flash = session.pop("flash", None)
+    flashes = flash.get("flashes") if isinstance(flash, dict) else None
+    notice = flashes.get("notice") if isinstance(flashes, dict) else None
+    return notice if isinstance(notice, str) else None
+
+
 def _page(request: Request, title: str, body: str, status: int = 200) -> HTMLResponse:
-    email = request.session.get("user_email")
-    token = masked_csrf_token(request.session)
-    notice = request.session.pop("flash_notice", None)
+    session = request.session
+    email = session.get("user_email")
+    token = csrf_meta_token(session)
+    notice = _take_notice(session)
     account = (
         f'<a href="/account">{html.escape(email)}</a> '
         f'<form class="button_to" method="post" action="/logout">'
-        f'<input type="hidden" name="{CSRF_PARAM}" value="{token}" autocomplete="off">'
+        f'<input type="hidden" name="{CSRF_PARAM}" '
+        f'value="{form_csrf_token(session, "/logout", "post")}" autocomplete="off">'
         f'<button type="submit">Log out</button></form>'
         if email
         else '<a href="/login">Log in</a>'
@@ -128,6 +149,30 @@ async def projects_index(request: Request) -> Response:
     return _page(request, "Projects", body)
 
 
+# The way a Rails 7 page calls an API with Rails' CSRF protection (what @rails/request.js does):
+# the token from <meta name="csrf-token"> in X-CSRF-Token, the session cookie sent along.
+_STAR_BUTTON = """<p>
+<button type="button" id="star" data-url="/api/projects/{id}/star">&#9734; Star</button>
+<output id="star-result"></output>
+</p>
+<script>
+document.getElementById("star").addEventListener("click", async (event) => {{
+  const token = document.querySelector('meta[name="csrf-token"]').content;
+  const response = await fetch(event.target.dataset.url, {{
+    method: "POST", headers: {{"X-CSRF-Token": token, "Accept": "application/json"}}}});
+  const result = document.getElementById("star-result");
+  if (response.ok) {{
+    const body = await response.json();
+    result.textContent = `starred by user #${{body.user.id}}; ${{body.stars_count}} star(s) ` +
+      `(answered by: ${{response.headers.get("X-Served-By")}})`;
+  }} else {{
+    result.textContent = `failed: HTTP ${{response.status}}`;
+  }}
+}});
+</script>
+"""
+
+
 async def projects_show(request: Request) -> Response:
     project = project_or_none(request)
     if project is None:
@@ -136,16 +181,17 @@ async def projects_show(request: Request) -> Response:
         f"<li>{'&#10003;' if t.is_done else '&#9744;'} {html.escape(t.title)}</li>"
         for t in store_of(request).tasks_of(project.id)
     )
+    star = _STAR_BUTTON.format(id=project.id) if request.session.get("user_email") else ""
     body = (
         f"<h1>{html.escape(project.name)}</h1>\n<p>Owner: {html.escape(project.owner)}</p>\n"
-        f"<h2>Tasks</h2>\n<ul>\n{items}\n</ul>"
+        f"{star}<h2>Tasks</h2>\n<ul>\n{items}\n</ul>"
     )
     return _page(request, project.name, body)
 
 
 def _login_page(request: Request, error: str = "", status: int = 200) -> Response:
     alert = f'<p class="alert">{html.escape(error)}</p>' if error else ""
-    token = masked_csrf_token(request.session)
+    token = form_csrf_token(request.session, "/login", "post")
     body = f"""<h1>Log in</h1>
 {alert}<form action="/login" accept-charset="UTF-8" method="post">
 <input type="hidden" name="{CSRF_PARAM}" value="{token}" autocomplete="off" />
@@ -169,11 +215,10 @@ async def login(request: Request) -> Response:
         return _login_page(request, "Invalid email or password.", status=422)
     users = store_of(request).users
     user_id = users.setdefault(email, len(users) + 1)
-    # reset_session on login defeats session fixation; it also rotates the CSRF secret.
+    # reset_session on login defeats session fixation: a new session id, a new CSRF token.
     request.session.clear()
-    request.session.update(
-        {"user_id": user_id, "user_email": email, "flash_notice": "Signed in successfully."}
-    )
+    request.session.update({"user_id": user_id, "user_email": email})
+    _set_notice(request.session, "Signed in successfully.")
     return _redirect(request, "/account")
 
 
@@ -182,7 +227,7 @@ async def logout(request: Request) -> Response:
     if not is_authentic(request, form.get(CSRF_PARAM)):
         return _invalid_authenticity_token(request)
     request.session.clear()
-    request.session["flash_notice"] = "Signed out successfully."
+    _set_notice(request.session, "Signed out successfully.")
     return _redirect(request, "/")
 
 
@@ -193,7 +238,9 @@ async def account(request: Request) -> Response:
     user_id = request.session.get("user_id")
     body = (
         "<h1>Your account</h1>\n"
-        f"<p>Signed in as <strong>{html.escape(email)}</strong> (user #{user_id}).</p>"
+        f"<p>Signed in as <strong>{html.escape(email)}</strong> (user #{user_id}).</p>\n"
+        # Served by the new app through the gateway, which tells it who you are (a JWT).
+        '<p>What the new app knows about you: <a href="/api/me">/api/me</a></p>'
     )
     return _page(request, "Account", body)
 
@@ -267,8 +314,13 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_legacy_app(secret_key_base: str = DEV_SECRET_KEY_BASE) -> Starlette:
-    """A fresh legacy app with its own seeded store; no I/O until a server runs it."""
+def create_legacy_app(secret_key_base: str | None = None) -> Starlette:
+    """A fresh legacy app with its own seeded store; no I/O until a server runs it.
+
+    The session secret is `secret_key_base`, else the SECRET_KEY_BASE_ENV variable (the runner
+    sets it, for this app and the gateway), else the demo's public DEMO_SECRET_KEY_BASE.
+    """
+    secret = secret_key_base or os.environ.get(SECRET_KEY_BASE_ENV) or DEMO_SECRET_KEY_BASE
     routes: list[BaseRoute] = [
         Route("/", home, methods=["GET"]),
         Route("/projects", projects_index, methods=["GET"]),
@@ -283,14 +335,7 @@ def create_legacy_app(secret_key_base: str = DEV_SECRET_KEY_BASE) -> Starlette:
     ]
     middleware = [
         Middleware(RailsConventions),
-        Middleware(
-            SessionMiddleware,
-            secret_key=secret_key_base,
-            session_cookie=SESSION_COOKIE,
-            max_age=None,
-            same_site="lax",
-            https_only=False,
-        ),
+        Middleware(RailsCookieStore, secret_key_base=secret),
     ]
     app = Starlette(
         routes=routes,

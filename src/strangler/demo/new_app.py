@@ -13,12 +13,19 @@ they, and only they, differ):
 - errors are RFC 9457 problem+json: 404 for unknown paths and ids, 405 (with Allow) for a known
   path and the wrong method, as axum's router answers.
 
-Rules: read-only and stateless. Its data is the seed and never changes, so writes sent to the
-legacy app show up here as drift, which is the point.
+It also has what only the new service has: `GET /api/me` (who the gateway says the caller is)
+and `POST /api/projects/:id/star` (a feature built in the new service, called from the legacy
+app's project page). Both need a caller: the gateway's identity token, verified against its JWKS
+(identity_verifier.py); the Rails session cookie never reaches this app.
+
+Rules: projects and tasks are read-only here; their data is the seed and never changes, so
+writes sent to the legacy app show up here as drift, which is the point. Stars are this app's
+own table (in memory), written only by a verified caller.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from datetime import UTC, datetime
@@ -30,9 +37,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from strangler.demo.identity_verifier import Identity, IdentityVerifier
 from strangler.demo.seed import Project, Task, seed_projects, seed_tasks
 
 SERVED_BY = "new"
+# Set by the runner: the gateway admin listener's JWKS, and the gateway's `identity.issuer`.
+JWKS_URL_ENV = "STRANGLER_DEMO_JWKS_URL"
+ISSUER_ENV = "STRANGLER_DEMO_IDENTITY_ISSUER"
+DEFAULT_ISSUER = "strangler"
 INTENDED_DIFFERENCES = (
     "updated_at has milliseconds",
     'projects have "archived": false',
@@ -150,6 +162,42 @@ async def list_tasks(request: Request) -> Response:
     return _json(request, {"tasks": tasks, "meta": _meta(request)})
 
 
+async def _caller(request: Request) -> Identity | Response:
+    verifier: IdentityVerifier = request.app.state.identity
+    found = await verifier.identify(request.headers)
+    if isinstance(found, Identity):
+        return found
+    title = "Unauthorized" if found.status == 401 else "Service Unavailable"
+    return _problem(request, found.status, title, found.detail, dict(found.headers))
+
+
+async def show_me(request: Request) -> Response:
+    caller = await _caller(request)
+    if isinstance(caller, Response):
+        return caller
+    body = {"user": {"id": caller.user_id}, "identity": caller.to_json(), "meta": _meta(request)}
+    return _json(request, body)
+
+
+async def star_project(request: Request) -> Response:
+    caller = await _caller(request)
+    if isinstance(caller, Response):
+        return caller
+    project_id: int = request.path_params["id"]
+    if project_id not in _catalog(request).projects:
+        return _problem(request, 404, "Not Found", f"project {project_id} does not exist")
+    stars: dict[int, set[str]] = request.app.state.stars
+    starred_by = stars.setdefault(project_id, set())
+    starred_by.add(caller.user_id)
+    body = {
+        "project_id": project_id,
+        "starred": True,
+        "stars_count": len(starred_by),
+        "user": {"id": caller.user_id},
+    }
+    return _json(request, body)
+
+
 async def healthz(request: Request) -> Response:
     return _json(request, {"status": "ok"})
 
@@ -166,18 +214,29 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _problem(request, 404, "Not Found", detail)
 
 
-def create_new_app() -> Starlette:
-    """A fresh new-backend app; no I/O until a server runs it."""
+def create_new_app(jwks_url: str | None = None, issuer: str | None = None) -> Starlette:
+    """A fresh new-backend app; no I/O until a server runs it (the JWKS is fetched on first use).
+
+    `jwks_url` and `issuer` default to the JWKS_URL_ENV and ISSUER_ENV variables (the runner
+    sets them); without a JWKS URL, requests that bring an identity token are answered 503.
+    """
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
-    for path, endpoint in (
-        ("/api/projects", list_projects),
-        ("/api/projects/{id:int}", show_project),
-        ("/api/projects/{id:int}/tasks", list_tasks),
+    for path, endpoint, method in (
+        ("/api/projects", list_projects, "GET"),
+        ("/api/projects/{id:int}", show_project, "GET"),
+        ("/api/projects/{id:int}/tasks", list_tasks, "GET"),
+        ("/api/projects/{id:int}/star", star_project, "POST"),
+        ("/api/me", show_me, "GET"),
     ):
         routes += [
-            Route(path, endpoint, methods=["GET"]),
-            Route(f"{path}.json", endpoint, methods=["GET"]),
+            Route(path, endpoint, methods=[method]),
+            Route(f"{path}.json", endpoint, methods=[method]),
         ]
     app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
     app.state.catalog = _Catalog()
+    app.state.stars = {}
+    app.state.identity = IdentityVerifier(
+        jwks_url or os.environ.get(JWKS_URL_ENV) or None,
+        issuer=issuer or os.environ.get(ISSUER_ENV) or DEFAULT_ISSUER,
+    )
     return app

@@ -2,9 +2,13 @@
 
 `RailsConventions` is the middleware stack a Rails 7.1 app puts around every response
 (ActionDispatch::RequestId, Rack::Runtime, the default security headers, Rack::ETag,
-Rack::ConditionalGet, Rack::Head); the CSRF functions follow
-ActionController::RequestForgeryProtection: the session keeps one 32-byte secret, every page gets
-a freshly masked copy of it, and a state-changing request must bring back any masked copy.
+Rack::ConditionalGet, Rack::Head). The CSRF functions are ActionController::RequestForgeryProtection
+with Rails 6.1+ defaults, built on strangler's own implementation of it (strangler.identity.csrf,
+the one the gateway checks requests to the new backend with): the session keeps one 32-byte
+`_csrf_token`; `csrf_meta_tags` carry a freshly masked copy of the global token
+HMAC(token, "!real_csrf_token"), each form a masked per-form token for its action and method
+(`per_form_csrf_tokens`); a state-changing request must bring back any of them and, when it
+sends an Origin, come from the app's own origin (`forgery_protection_origin_check`).
 
 Rules: the middleware never changes a status other than 200 -> 304, buffers only responses that
 declare a Content-Length (streamed bodies pass through untouched, as Rack::ETag skips them), and
@@ -13,10 +17,7 @@ is pure ASGI, so it adds no task or thread per request.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import re
 import secrets
 import time
@@ -28,10 +29,20 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from strangler.identity.csrf import (
+    AUTHENTICITY_TOKEN_BYTES,
+    CsrfVerdict,
+    mint_masked_token,
+    new_session_token,
+    request_base_url,
+    session_csrf_token,
+    verify_authenticity_token,
+    verify_origin,
+)
+
 CSRF_SESSION_KEY = "_csrf_token"
 CSRF_HEADER = "x-csrf-token"
 CSRF_PARAM = "authenticity_token"
-_CSRF_SECRET_BYTES = 32
 
 # Rails 7.1's default_headers; a gateway that drops or duplicates them should show up in a diff.
 _SECURITY_HEADERS = (
@@ -46,50 +57,29 @@ _UNSAFE_REQUEST_ID = re.compile(r"[^\w\-@]")
 _MAX_REQUEST_ID_CHARS = 255
 
 
-def _b64encode(raw: bytes) -> str:
-    # Rails 7.1 encodes CSRF tokens URL-safe and unpadded, so they survive forms and headers alike.
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+def _session_token(session: MutableMapping[str, Any]) -> bytes:
+    """The session's raw CSRF token, created on first use as Rails' real_csrf_token does."""
+    raw = session_csrf_token(session)
+    if raw is not None:
+        return raw
+    fresh = secrets.token_bytes(AUTHENTICITY_TOKEN_BYTES)
+    session[CSRF_SESSION_KEY] = new_session_token(lambda _size: fresh)
+    return fresh
 
 
-def _b64decode(text: str) -> bytes | None:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
+def csrf_meta_token(session: MutableMapping[str, Any]) -> str:
+    """The token `csrf_meta_tags` puts in a page: the global token, freshly masked.
 
-
-def _csrf_secret(session: MutableMapping[str, Any]) -> bytes:
-    stored = session.get(CSRF_SESSION_KEY)
-    secret = _b64decode(stored) if isinstance(stored, str) else None
-    if secret is None or len(secret) != _CSRF_SECRET_BYTES:
-        secret = secrets.token_bytes(_CSRF_SECRET_BYTES)
-        session[CSRF_SESSION_KEY] = _b64encode(secret)
-    return secret
-
-
-def masked_csrf_token(session: MutableMapping[str, Any]) -> str:
-    """A token for one page: a one-time pad followed by the session secret XOR the pad.
-
-    Masking makes every page's token different (BREACH cannot learn the secret from compressed
-    pages) while any of them verifies. Creates the session's secret on first use, which is why
+    Masking makes every page's token different (BREACH cannot learn the token from compressed
+    pages) while any of them verifies. Creates the session's token on first use, which is why
     Rails sets a session cookie on the first page that shows a form or `csrf_meta_tags`.
     """
-    secret = _csrf_secret(session)
-    pad = secrets.token_bytes(_CSRF_SECRET_BYTES)
-    return _b64encode(pad + bytes(a ^ b for a, b in zip(pad, secret, strict=True)))
+    return mint_masked_token(_session_token(session))
 
 
-def is_valid_csrf_token(session: MutableMapping[str, Any], token: str | None) -> bool:
-    """True if `token` is a masked copy of this session's secret. Never creates a secret."""
-    stored = session.get(CSRF_SESSION_KEY)
-    if not token or not isinstance(stored, str):
-        return False
-    secret, masked = _b64decode(stored), _b64decode(token)
-    if secret is None or masked is None or len(masked) != 2 * _CSRF_SECRET_BYTES:
-        return False
-    pad, cipher = masked[:_CSRF_SECRET_BYTES], masked[_CSRF_SECRET_BYTES:]
-    unmasked = bytes(a ^ b for a, b in zip(pad, cipher, strict=True))
-    return hmac.compare_digest(unmasked, secret)
+def form_csrf_token(session: MutableMapping[str, Any], action: str, method: str) -> str:
+    """The per-form token `form_with(url: action, method:)` puts in its hidden field."""
+    return mint_masked_token(_session_token(session), form_action=action, form_method=method)
 
 
 def request_id_of(scope: Scope) -> str:
@@ -181,7 +171,25 @@ def _matches(if_none_match: str, etag: str) -> bool:
 
 
 def is_authentic(request: Request, form_token: object) -> bool:
-    """verify_authenticity_token: the X-CSRF-Token header, else the form's authenticity_token."""
-    header_token = request.headers.get(CSRF_HEADER)
-    token = header_token or (form_token if isinstance(form_token, str) else None)
-    return is_valid_csrf_token(request.session, token)
+    """verified_request?: the Origin, then the X-CSRF-Token header, else the form's token.
+
+    Never creates a session token: a session without one has nothing a request could match.
+    """
+    headers = request.headers
+    base_url = request_base_url(
+        host=headers.get("host"),
+        forwarded_host=headers.get("x-forwarded-host"),
+        forwarded_proto=headers.get("x-forwarded-proto"),
+        is_tls=request.url.scheme == "https",
+    )
+    if not verify_origin(headers.get("origin"), base_url):
+        return False
+    token = headers.get(CSRF_HEADER) or (form_token if isinstance(form_token, str) else None)
+    verdict = verify_authenticity_token(
+        request.session,
+        token,
+        request_path=request.url.path,
+        request_method=request.method,
+        per_form_tokens=True,
+    )
+    return verdict is CsrfVerdict.OK

@@ -3,17 +3,25 @@
 `run_demo()` is what `python -m strangler.demo.runner` calls. It starts the two apps as uvicorn
 subprocesses, waits until each answers its health check, writes `demo.yaml` with the chosen
 ports to a temporary file, starts `python -m strangler run --config FILE` and waits for the
-gateway's own readiness line, then sends generated traffic into the gateway until Ctrl-C,
-SIGTERM or `duration_s`, and prints a summary.
+gateway's own readiness and admin lines, then sends generated traffic into the gateway until
+Ctrl-C, SIGTERM or `duration_s`, printing a progress line every PROGRESS_INTERVAL_S and a
+summary at the end.
+
+The Rails bridge needs the apps and the gateway to agree on two things, which the runner hands
+out through the environment: the demo's secret_key_base (SECRET_KEY_BASE_ENV, for the legacy
+app's session cookie and the gateway's `rails:` section) and, for the new app, the admin
+listener's JWKS URL and the identity issuer it must check in tokens.
 
 Rules:
-- Ports are checked before anything starts; a busy port is an error that names it (exit 1).
+- Ports (gateway, legacy, new, admin) are checked before anything starts; a busy port is an
+  error that names it (exit 1).
 - Children run in their own session, so a terminal's Ctrl-C reaches only this process, which
   stops them in order (traffic, gateway, new, legacy): no request is cut off by a backend
   that vanished first. Stopping ignores further signals, so it always finishes (bounded by
   STOP_TIMEOUT_S per child).
 - If any child dies while the demo runs, traffic stops and the exit code is 1.
-- Readiness is observed (health checks, the gateway's line), never assumed after a sleep.
+- Readiness is observed (health checks, the gateway's readiness and admin lines), never
+  assumed after a sleep.
 """
 
 from __future__ import annotations
@@ -42,15 +50,21 @@ import httpx
 import yaml
 
 import strangler
+from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV
+from strangler.demo.new_app import DEFAULT_ISSUER, ISSUER_ENV, JWKS_URL_ENV
 from strangler.demo.traffic import TrafficStats, generate_traffic
 
 HOST = "127.0.0.1"
 READY_LINE_PREFIX = "strangler listening on http://"
+# Printed by the gateway right after its readiness line, in the same write.
+ADMIN_LINE_PREFIX = "strangler admin on http://"
+JWKS_PATH = "/.well-known/jwks.json"
 APP_READY_TIMEOUT_S = 20.0
 GATEWAY_READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 _POLL_INTERVAL_S = 0.05
 _WATCH_INTERVAL_S = 0.5
+PROGRESS_INTERVAL_S = 10.0
 
 
 class DemoError(Exception):
@@ -64,12 +78,15 @@ def load_demo_config() -> dict[str, Any]:
     return config
 
 
-def demo_config(gateway_port: int, legacy_port: int, new_port: int) -> dict[str, Any]:
-    """`demo.yaml` with the three ports replaced; every other key is kept as it is."""
+def demo_config(
+    gateway_port: int, legacy_port: int, new_port: int, admin_port: int = 9900
+) -> dict[str, Any]:
+    """`demo.yaml` with the four ports replaced; every other key is kept as it is."""
     config = load_demo_config()
     config["listen"] = f"{HOST}:{gateway_port}"
     config["backends"]["legacy"]["url"] = f"http://{HOST}:{legacy_port}"
     config["backends"]["new"]["url"] = f"http://{HOST}:{new_port}"
+    config["admin"]["listen"] = f"{HOST}:{admin_port}"
     return config
 
 
@@ -81,6 +98,7 @@ class _Child:
     port: int
     process: subprocess.Popen[str]
     output_thread: threading.Thread | None = None
+    # The gateway's readiness line, then its admin line, as they are printed.
     ready_lines: queue.Queue[str] = field(default_factory=queue.Queue)
 
     def exit_message(self) -> str | None:
@@ -90,19 +108,26 @@ class _Child:
         return f"the {self.label} (port {self.port}) exited with code {code}"
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     # The children must import this same strangler, also from a source checkout that was never
     # pip-installed; PYTHONUNBUFFERED makes the gateway's readiness line arrive when printed.
     package_parent = str(Path(strangler.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    # One secret for the legacy app's cookies and the gateway that reads them. A secret the user
+    # exported is kept (both children still share it); otherwise the demo's public one.
+    env.setdefault(SECRET_KEY_BASE_ENV, DEMO_SECRET_KEY_BASE)
+    # The new app fetches the JWKS with urllib, which follows HTTP_PROXY unless told otherwise.
+    for name in ("NO_PROXY", "no_proxy"):
+        env[name] = ",".join(p for p in (env.get(name), HOST) if p)
+    env.update(extra or {})
     return env
 
 
 def _check_ports_free(ports: dict[str, int]) -> None:
     if len(set(ports.values())) != len(ports):
-        raise DemoError(f"the demo needs three different ports, got {ports}")
+        raise DemoError(f"the demo needs {len(ports)} different ports, got {ports}")
     for label, port in ports.items():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             # Same option the servers use, so a port in TIME_WAIT counts as free, as for them.
@@ -117,13 +142,13 @@ def _check_ports_free(ports: dict[str, int]) -> None:
                 ) from exc
 
 
-def _start_app(label: str, factory: str, port: int) -> _Child:
+def _start_app(label: str, factory: str, port: int, env: dict[str, str] | None = None) -> _Child:
     command = [
         sys.executable, "-m", "uvicorn", "--factory", factory,
         "--host", HOST, "--port", str(port),
         "--no-server-header", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    process = subprocess.Popen(command, env=_child_env(), start_new_session=True, text=True)
+    process = subprocess.Popen(command, env=_child_env(env), start_new_session=True, text=True)
     return _Child(label, port, process)
 
 
@@ -140,15 +165,16 @@ def _wait_healthy(child: _Child, url: str) -> None:
 
 
 def _forward_output(child: _Child) -> None:
-    """Runs in a thread per gateway: echoes its output and reports the readiness line."""
+    """Runs in a thread per gateway: echoes its output and reports the readiness lines."""
     stream = child.process.stdout
     if stream is None:
         return
     for line in stream:
         text = line.rstrip("\n")
-        if text.startswith(READY_LINE_PREFIX):
-            child.ready_lines.put(text)
+        # Echoed before it is reported, so it shows above the banner printed once it is seen.
         print(f"  gateway | {text}", flush=True)
+        if text.startswith((READY_LINE_PREFIX, ADMIN_LINE_PREFIX)):
+            child.ready_lines.put(text)
 
 
 def _start_gateway(config_path: Path, port: int) -> _Child:
@@ -169,17 +195,24 @@ def _start_gateway(config_path: Path, port: int) -> _Child:
     return child
 
 
-def _wait_gateway_ready(child: _Child) -> None:
+def _wait_gateway_ready(child: _Child) -> str:
+    """Wait for the readiness line, then the admin line; returns the admin listener's URL."""
     deadline_s = time.monotonic() + GATEWAY_READY_TIMEOUT_S
+    _next_ready_line(child, READY_LINE_PREFIX, deadline_s)
+    admin_line = _next_ready_line(child, ADMIN_LINE_PREFIX, deadline_s)
+    return "http://" + admin_line.removeprefix(ADMIN_LINE_PREFIX).split()[0]
+
+
+def _next_ready_line(child: _Child, prefix: str, deadline_s: float) -> str:
     while time.monotonic() < deadline_s:
         with contextlib.suppress(queue.Empty):
-            child.ready_lines.get(timeout=_POLL_INTERVAL_S)
-            return
+            line = child.ready_lines.get(timeout=_POLL_INTERVAL_S)
+            if not line.startswith(prefix):
+                raise DemoError(f"the gateway printed {line!r} where '{prefix}...' was expected")
+            return line
         if (message := child.exit_message()) is not None:
             raise DemoError(f"{message} before it was ready (its output is above)")
-    raise DemoError(
-        f"the gateway did not print '{READY_LINE_PREFIX}...' within {GATEWAY_READY_TIMEOUT_S:g} s"
-    )
+    raise DemoError(f"the gateway did not print '{prefix}...' within {GATEWAY_READY_TIMEOUT_S:g} s")
 
 
 def _stop(children: list[_Child]) -> None:
@@ -216,16 +249,27 @@ async def _drive_traffic(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=_WATCH_INTERVAL_S)
 
+    stats = TrafficStats()
+
+    async def report_progress() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=PROGRESS_INTERVAL_S)
+            if not stop.is_set():
+                print(f"  traffic | {stats.progress_line()}", flush=True)
+
     watcher = asyncio.create_task(watch_children(), name="demo-child-watcher")
+    reporter = asyncio.create_task(report_progress(), name="demo-progress")
     try:
-        stats = await generate_traffic(gateway_url, rate_per_s, duration_s, stop)
+        await generate_traffic(gateway_url, rate_per_s, duration_s, stop, stats=stats)
     finally:
         stop.set()
-        await watcher
+        await asyncio.gather(watcher, reporter)
     return stats, (casualties[0] if casualties else None)
 
 
-def _print_banner(gateway: str, legacy: str, new: str, rate_per_s: float, config: Path) -> None:
+def _print_banner(urls: dict[str, str], admin: str, rate_per_s: float, config: Path) -> None:
+    gateway, legacy, new = urls["gateway"], urls["legacy"], urls["new"]
     print(
         f"""
 strangler demo is running
@@ -234,13 +278,26 @@ strangler demo is running
                         {gateway}/projects
                         {gateway}/api/projects.json
                         {gateway}/login   (any email, password "secret")
+                        {gateway}/api/me  (the new app: who you are, once logged in)
   legacy app, direct    {legacy}/   (the "Rails monolith")
   new app, direct       {new}/api/projects.json
+  gateway admin         {admin}{JWKS_PATH}   (the identity keys)
   gateway config        {config}
 
 Who answered? The new app says X-Served-By: new; the legacy app sends Rails' X-Runtime:
   curl -i {gateway}/api/projects/1.json
   curl -i {gateway}/api/projects/1/tasks.json
+
+Logged in on legacy, known to the new app. In a browser, log in at {gateway}/login,
+then open {gateway}/api/me: the new app answers with your user id, which it
+learned from the identity token (a JWT) the gateway made out of legacy's Rails session cookie;
+the cookie itself never reaches the new app. A project page's Star button posts to the new app
+the same way, with the page's CSRF token. Or with curl:
+  T=$(curl -s -c jar {gateway}/login | grep -o 'token" value="[^"]*' | cut -d'"' -f3)
+  curl -s -b jar -c jar {gateway}/login \\
+       -d email=you@example.com -d password=secret -d authenticity_token=$T
+  curl -s -b jar {gateway}/api/me
+  curl -s -b jar -X POST {gateway}/api/projects/1/star   # no X-CSRF-Token: the gateway says 403
 
 The tasks API is shadowed: legacy answers, the new app gets a copy, the gateway compares them.
 In another terminal, see what differs (and what was learned as noise):
@@ -248,8 +305,8 @@ In another terminal, see what differs (and what was learned as noise):
   strangler diffs projects.tasks.api --config {config}
   strangler diffs projects.tasks.api --examples --config {config}
 
-Sending {rate_per_s:g} actions/s of demo traffic (mostly single requests) into the gateway.
-Ctrl-C to stop.
+Sending {rate_per_s:g} actions/s of demo traffic (mostly single requests) into the gateway;
+some of it logs in and checks /api/me. Ctrl-C to stop.
 """,
         flush=True,
     )
@@ -265,6 +322,7 @@ def run_demo(
     new_port: int = 8080,
     rate_per_s: float = 5.0,
     duration_s: float | None = None,
+    admin_port: int = 9900,
 ) -> int:
     """Run the demo until Ctrl-C, SIGTERM or `duration_s`; 0 on a clean stop, 1 on failure."""
     is_main_thread = threading.current_thread() is threading.main_thread()
@@ -280,19 +338,29 @@ def run_demo(
     exit_code = 1
     stats: TrafficStats | None = None
     try:
-        _check_ports_free({"gateway": gateway_port, "legacy app": legacy_port, "new app": new_port})
+        _check_ports_free(
+            {"gateway": gateway_port, "legacy app": legacy_port, "new app": new_port,
+             "gateway admin": admin_port}
+        )  # fmt: skip
+        config = demo_config(gateway_port, legacy_port, new_port, admin_port)
         children.append(
             _start_app("legacy app", "strangler.demo.legacy_app:create_legacy_app", legacy_port)
         )
-        children.append(_start_app("new app", "strangler.demo.new_app:create_new_app", new_port))
+        # The new app starts before the gateway: it fetches the JWKS on its first token.
+        new_env = {
+            JWKS_URL_ENV: f"http://{HOST}:{admin_port}{JWKS_PATH}",
+            ISSUER_ENV: str(config.get("identity", {}).get("issuer", DEFAULT_ISSUER)),
+        }
+        children.append(
+            _start_app("new app", "strangler.demo.new_app:create_new_app", new_port, new_env)
+        )
         _wait_healthy(children[0], f"{urls['legacy']}/up")
         _wait_healthy(children[1], f"{urls['new']}/healthz")
         config_path = config_dir / "demo.yaml"
-        config = demo_config(gateway_port, legacy_port, new_port)
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         children.append(_start_gateway(config_path, gateway_port))
-        _wait_gateway_ready(children[2])
-        _print_banner(urls["gateway"], urls["legacy"], urls["new"], rate_per_s, config_path)
+        admin_url = _wait_gateway_ready(children[2])
+        _print_banner(urls, admin_url, rate_per_s, config_path)
         stats, casualty = asyncio.run(
             _drive_traffic(urls["gateway"], rate_per_s, duration_s, children)
         )
@@ -332,10 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway-port", type=int, default=8000)
     parser.add_argument("--legacy-port", type=int, default=3000)
     parser.add_argument("--new-port", type=int, default=8080)
+    parser.add_argument("--admin-port", type=int, default=9900, help="the gateway's admin port")
     parser.add_argument("--rate", type=float, default=5.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     args = parser.parse_args(argv)
-    return run_demo(args.gateway_port, args.legacy_port, args.new_port, args.rate, args.duration)
+    return run_demo(
+        args.gateway_port, args.legacy_port, args.new_port, args.rate, args.duration,
+        args.admin_port,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

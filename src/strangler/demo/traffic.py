@@ -6,6 +6,14 @@ the login form, log in with its authenticity token, read the fresh token from th
 `X-CSRF-Token` before logging out. Every response is counted by status and by the backend that
 answered (`backend_of`).
 
+A few are "members" who exercise the Rails bridge: they log in on legacy the same way, read
+their user id from the account page, then ask the new app who they are (`GET /api/me`, served by
+the new app, which knows them only from the gateway's identity token) and star a project there
+with the page's X-CSRF-Token (the gateway checks it before the new app sees the request). Each
+check that passes is counted in `TrafficStats.identity_ok`; one that fails is a `flow:` error
+(`me_rejected`, `me_wrong_user`, `star_rejected`, `star_wrong_user`). Against the legacy app
+alone these fail, as they should: only the gateway makes the identity token.
+
 Rules:
 - Open loop at `rate_per_s`: a tick starts one action whether or not earlier ones finished, so a
   slow backend shows up as latency and errors, not as a politely lower rate. In-flight actions
@@ -41,12 +49,16 @@ DRAIN_TIMEOUT_S = 5.0
 _TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 _FORM_TOKEN = re.compile(r'name="authenticity_token" value="([^"]+)"')
 _META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+_ACCOUNT_USER_ID = re.compile(r"\(user #(\d+)\)")
 _MAX_BACKEND_LABEL_CHARS = 32
+# The `flow:` errors of a failed identity check (see the module docstring).
+IDENTITY_FAILURES = ("me_rejected", "me_wrong_user", "star_rejected", "star_wrong_user")
 _log = logging.getLogger(__name__)
 
 
 class Action(enum.StrEnum):
-    """One thing a simulated user does; most are one request, WRITE_SESSION is seven."""
+    """One thing a simulated user does; most are one request, WRITE_SESSION is seven,
+    IDENTITY_SESSION six."""
 
     HOME = "home"
     PROJECTS_PAGE = "projects_page"
@@ -58,6 +70,7 @@ class Action(enum.StrEnum):
     REPORT = "report"
     HEALTH = "health"
     WRITE_SESSION = "write_session"
+    IDENTITY_SESSION = "identity_session"
 
 
 # Reads dominate, as on most line-of-business apps; weights are relative, not percentages.
@@ -72,6 +85,7 @@ DEFAULT_MIX: Mapping[Action, float] = {
     Action.REPORT: 5,
     Action.HEALTH: 4,
     Action.WRITE_SESSION: 5,
+    Action.IDENTITY_SESSION: 5,
 }
 
 _READS: Mapping[Action, str] = {
@@ -107,6 +121,9 @@ class TrafficStats:
     by_backend: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
+    # Identity checks that passed: "me" (the new app knew the user), "star" (a CSRF-checked
+    # write reached the new app as that user).
+    identity_ok: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     elapsed_s: float = 0.0
 
@@ -131,9 +148,33 @@ class TrafficStats:
             "  by status:  " + _tally(sorted(self.by_status.items())),
             "  by backend: " + _tally(sorted(self.by_backend.items())),
         ]
+        if self.has_identity_traffic:
+            lines.append("  identity:   " + self.identity_line())
         if self.errors:
             lines.append("  errors:     " + _tally(sorted(self.errors.items())))
         return "\n".join(lines)
+
+    @property
+    def has_identity_traffic(self) -> bool:
+        return bool(self.identity_ok or self.actions[Action.IDENTITY_SESSION.value])
+
+    def identity_line(self) -> str:
+        """How the Rails bridge checks went: passed, and failed (any `flow:` error of theirs)."""
+        failed = sum(self.errors[f"flow:{reason}"] for reason in IDENTITY_FAILURES)
+        return (
+            f"/api/me knew the user x {self.identity_ok['me']}, "
+            f"star as the user x {self.identity_ok['star']}, failed x {failed}"
+        )
+
+    def progress_line(self) -> str:
+        """One line while traffic runs: responses, by backend, errors, the identity checks."""
+        line = (
+            f"{self.responses} responses ({_tally(sorted(self.by_backend.items()))}), "
+            f"{sum(self.errors.values())} errors"
+        )
+        if self.has_identity_traffic:
+            line += "; identity: " + self.identity_line()
+        return line
 
 
 def _tally(items: list[tuple[Any, int]]) -> str:
@@ -172,21 +213,27 @@ async def _read(session: _Session, action: Action, project_ids: list[int]) -> No
     await session.send("GET", path, headers={"accept": accept})
 
 
-async def _write_session(session: _Session, serial: int) -> None:
+async def _log_in(session: _Session, email: str) -> httpx.Response | None:
+    """Log in through the form; the account page after it, or None (the failure is counted)."""
     login_page = await session.send("GET", "/login")
     form_token = _first(_FORM_TOKEN, login_page)
     if form_token is None:
         session.fail("no_login_form")
-        return
-    form = {"email": f"writer{serial % 7}@example.com", "password": "secret"}
-    logged_in = await session.send(
-        "POST", "/login", data={**form, "authenticity_token": form_token}
-    )
+        return None
+    form = {"email": email, "password": "secret", "authenticity_token": form_token}
+    logged_in = await session.send("POST", "/login", data=form)
     if logged_in is None or logged_in.status_code != 302:
         session.fail("login_rejected")
+        return None
+    # Logging in resets the session and its CSRF token, so the token must come from a new page.
+    return await session.send("GET", "/account")
+
+
+async def _write_session(session: _Session, serial: int) -> None:
+    account = await _log_in(session, f"writer{serial % 7}@example.com")
+    if account is None:
         return
-    # Logging in resets the session and its CSRF secret, so the token must come from a new page.
-    csrf = _first(_META_TOKEN, await session.send("GET", "/account"))
+    csrf = _first(_META_TOKEN, account)
     if csrf is None:
         session.fail("no_csrf_meta")
         return
@@ -202,6 +249,46 @@ async def _write_session(session: _Session, serial: int) -> None:
         await session.send("PATCH", f"/api/projects/{project_id}.json", json=body, headers=api)
         await session.send("DELETE", f"/api/projects/{project_id}.json", headers=api)
     await session.send("POST", "/logout", data={"authenticity_token": csrf})
+
+
+async def _identity_session(session: _Session, serial: int, project_ids: list[int]) -> None:
+    account = await _log_in(session, f"member{serial % 5}@example.com")
+    if account is None:
+        return
+    user_id, csrf = _first(_ACCOUNT_USER_ID, account), _first(_META_TOKEN, account)
+    if user_id is None or csrf is None:
+        session.fail("no_account_page")
+        return
+    api = {"accept": "application/json"}
+    # Served by the new app, which never sees the Rails cookie: only the gateway's token.
+    me = await session.send("GET", "/api/me", headers=api)
+    _check_user(session, "me", me, user_id)
+    project_id = session.rng.choice(project_ids)
+    star = await session.send(
+        "POST", f"/api/projects/{project_id}/star", headers={**api, "x-csrf-token": csrf}
+    )
+    _check_user(session, "star", star, user_id)
+    await session.send("POST", "/logout", data={"authenticity_token": csrf})
+
+
+def _check_user(
+    session: _Session, check: str, response: httpx.Response | None, user_id: str
+) -> None:
+    """Count `check` as passed if the new app answered for `user_id`, else as a flow error."""
+    if response is None:
+        return  # the transport error is counted already
+    if response.status_code != 200 or backend_of(response) != "new":
+        session.fail(f"{check}_rejected")
+        return
+    try:
+        seen = response.json()["user"]["id"]
+    except (ValueError, KeyError, TypeError):
+        session.fail(f"{check}_rejected")
+        return
+    if seen != user_id:
+        session.fail(f"{check}_wrong_user")
+        return
+    session.stats.identity_ok[check] += 1
 
 
 def _first(pattern: re.Pattern[str], response: httpx.Response | None) -> str | None:
@@ -228,11 +315,13 @@ async def generate_traffic(
     mix: Mapping[Action, float] | None = None,
     max_in_flight: int = 16,
     seed: int = 0,
+    stats: TrafficStats | None = None,
 ) -> TrafficStats:
     """Send the mix to `base_url` at `rate_per_s` until `duration_s` passes or `stop` is set.
 
     With neither, runs until cancelled. On stop, waits up to DRAIN_TIMEOUT_S for in-flight
-    actions, then cancels the rest (they are not counted). Returns the tally.
+    actions, then cancels the rest (they are not counted). Returns the tally: `stats` if given
+    (so a caller can watch it fill while traffic runs), else a new one.
     """
     weights = dict(DEFAULT_MIX if mix is None else mix)
     if rate_per_s <= 0 or max_in_flight < 1:
@@ -240,7 +329,7 @@ async def generate_traffic(
     if not weights or any(weight < 0 for weight in weights.values()) or not sum(weights.values()):
         raise ValueError("mix needs at least one action with a positive weight")
     stop = stop if stop is not None else asyncio.Event()
-    stats = TrafficStats()
+    stats = stats if stats is not None else TrafficStats()
     rng = random.Random(seed)
     project_ids = [project.id for project in seed_projects()]
     loop = asyncio.get_running_loop()
@@ -261,6 +350,9 @@ async def generate_traffic(
             # A writer is its own browser: its own connection pool and cookie jar.
             async with httpx.AsyncClient(**client_options) as own:
                 await _write_session(_Session(own, stats, rng), serial)
+        elif action is Action.IDENTITY_SESSION:
+            async with httpx.AsyncClient(**client_options) as own:
+                await _identity_session(_Session(own, stats, rng), serial, project_ids)
         else:
             await _read(_Session(client, stats, rng), action, project_ids)
 
