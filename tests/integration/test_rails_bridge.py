@@ -162,6 +162,18 @@ def test_an_unusable_session_is_anonymous_not_an_error(
     assert "cookie" not in seen
 
 
+def test_session_outcomes_are_counted_by_reason(gateway: GatewayProcess) -> None:
+    cookie, _ = _session(5)
+    for value in (cookie, cookie, "garbage"):
+        httpx.get(f"{gateway.url}/echo/x", headers={"Cookie": f"{COOKIE}={value}"})
+    httpx.get(f"{gateway.url}/echo/x")
+    assert gateway.stop() == 0
+    (line,) = [x for x in gateway.stderr_lines if "identity sessions by outcome" in x]
+    assert "'authenticated': 2" in line
+    assert "'missing': 1" in line
+    assert "'malformed': 1" in line or "'tampered': 1" in line
+
+
 def test_legacy_gets_the_request_as_sent(gateway: GatewayProcess) -> None:
     cookie, _ = _session(42)
     seen = _headers(httpx.get(f"{gateway.url}/elsewhere", headers={"Cookie": f"{COOKIE}={cookie}"}))

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -324,6 +327,37 @@ def test_results_reach_the_store_and_the_diffs_commands(
     assert (paths[0]["review"], paths[0]["review_reason"]) == ("accepted", "renamed on purpose")
     unknown = _cli("diffs", "noise", "writes.sandbox", "$.nope", "--config", config)
     assert unknown.returncode == 2
+
+
+def test_stopping_while_a_flush_waits_for_the_store_loses_nothing(
+    start_gateway: GatewayFactory,
+    upstreams: tuple[EchoUpstream, EchoUpstream],
+    tmp_path: Path,
+) -> None:
+    legacy, new = upstreams
+    # Another process holds the store's write lock: the worker's flushes wait for it.
+    lock = sqlite3.connect(tmp_path / "strangler.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        gw = start_gateway(
+            legacy=legacy.url,
+            new=new.url,
+            routes=SHADOW_ROUTES,
+            extra="store:\n  flush_interval_s: 0.1\n",
+        )
+        assert gw.proc is not None
+        for index in range(3):
+            httpx.get(f"{gw.url}/echo/same/{index}")
+        wait_until(lambda: len(new.requests) == 3, "all copies")
+        gw.proc.send_signal(signal.SIGTERM)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    # The drain waits for the blocked flush, then writes what is left, and exits cleanly.
+    assert gw.proc.wait(timeout=30) == 0
+    rows = orjson.loads(_cli("diffs", "--config", str(gw.config_path), "--json").stdout)
+    (row,) = [r for r in rows if r["route"] == "echo.shadow"]
+    assert (row["compared"], row["equal"]) == (3, 3)
 
 
 def test_a_review_takes_earlier_comparisons_out_of_the_parity(

@@ -207,8 +207,8 @@ class Worker:
             pool.close_idle()
         self.shadow.close()
         self.shadow.report(as_json=True)
-        if self.publisher.is_busy:
-            await self.publisher.close()
+        # The last deltas go after the flush in flight; closing first would refuse them.
+        await self.publisher.wait()
         deltas = self.shadow.results.take_deltas()
         if deltas:
             self.publisher.publish(deltas)
@@ -216,4 +216,6 @@ class Worker:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.tasks.cancel_all()
+        if self.bridge is not None:
+            log.info("identity sessions by outcome: %s", dict(sorted(self.bridge.outcomes.items())))
         log.info("drained; counters: %s", self.counters.snapshot())

@@ -46,6 +46,9 @@ log = logging.getLogger("strangler.shadow")
 # Sent again at most this often after their connection ended before any answer byte (a server
 # that closes keep-alive connections after a few requests must not cost comparisons).
 MAX_RESENDS = 3
+# Copies in line on one connection before the next copy looks for a less busy one: depth is what
+# saves writes; more connections only bound head-of-line waits.
+_SPREAD_AT = 8
 
 
 class ShadowChannel:
@@ -68,6 +71,8 @@ class ShadowChannel:
         self.connections: list[_PipelinedConnection] = []
         self._is_flush_scheduled = False
         self.is_closed = False
+        # The connection the last copy went to: it takes the next ones until _SPREAD_AT.
+        self._last: _PipelinedConnection | None = None
 
     def __repr__(self) -> str:
         waiting = sum(len(c.in_line) for c in self.connections)
@@ -88,20 +93,22 @@ class ShadowChannel:
             self.loop.call_soon(self._flush)
 
     def _pick(self) -> _PipelinedConnection | None:
+        spread_at = min(_SPREAD_AT, self.max_depth)
+        last = self._last
+        if last is not None and not last.is_lost and len(last.in_line) < spread_at:
+            return last
         best: _PipelinedConnection | None = None
         for conn in self.connections:
             if not conn.is_lost and (best is None or len(conn.in_line) < len(best.in_line)):
                 best = conn
-        # Spread out only when the least busy connection already has a batch in line: depth
-        # is what saves writes, more connections only bound head-of-line waits.
-        if (best is None or len(best.in_line) >= 8) and len(
-            self.connections
-        ) < self.max_connections:
+        is_crowded = best is None or len(best.in_line) >= spread_at
+        if is_crowded and len(self.connections) < self.max_connections:
             best = _PipelinedConnection(self)
             self.connections.append(best)
             self._tasks.spawn(best.connect(), name=f"shadow-connect-{self.target.name}")
         if best is None or len(best.in_line) >= self.max_depth:
             return None
+        self._last = best
         return best
 
     def _flush(self) -> None:

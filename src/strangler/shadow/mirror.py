@@ -119,7 +119,8 @@ class Mirror:
         self._is_head = is_head
         self._is_request_chunked = is_request_chunked
         self._limit = setup.settings.max_body_bytes
-        self._request = _Side()
+        # The request body's side is made when a body arrives: most copies are bodiless GETs.
+        self._request: _Side | None = None
         self._primary = _Side()
         self._shadow = _Side()
         self._conn: UpstreamConnection | None = None
@@ -134,7 +135,7 @@ class Mirror:
     @property
     def is_pipelinable(self) -> bool:
         """A copy the shadow channel may pipeline: a GET or OPTIONS without a body."""
-        return self.method in _PIPELINED_METHODS and not self._request.body_bytes
+        return self.method in _PIPELINED_METHODS and self._request is None
 
     @property
     def wire_bytes(self) -> bytes:
@@ -151,6 +152,8 @@ class Mirror:
     def add_request_body(self, data: bytes) -> None:
         if self.twin is not None:
             self.twin.add_request_body(data)
+        if self._request is None:
+            self._request = _Side()
         self._capture(self._request, data)
 
     def request_complete(self) -> None:
@@ -159,8 +162,10 @@ class Mirror:
             self.twin.request_complete()
         if self.dropped is not None:
             return
-        body = b"".join(self._request.body)
-        self._request.body = []
+        body = b""
+        if self._request is not None:
+            body = b"".join(self._request.body)
+            self._request.body = []
         head = self._head
         if self._is_request_chunked:
             # The copy is sent whole, so it is framed by length.
@@ -270,7 +275,7 @@ class Mirror:
         self.dropped = reason
         self.is_finished = True
         self.is_cancelled = True
-        self._request.body = []
+        self._request = None
         self._primary.body = []
         self._shadow.body = []
         conn = self._conn

@@ -82,10 +82,14 @@ class ResultsPublisher:
             return
         self._on_reviews(future.result())
 
-    async def close(self) -> None:
-        """Wait for the write in flight, then close the store on its own thread."""
+    async def wait(self) -> None:
+        """Wait for the write in flight, if any (the publisher stays usable)."""
         if self._flushing is not None:
             await asyncio.wait([self._flushing])
+
+    async def close(self) -> None:
+        """Wait for the write in flight, then close the store on its own thread."""
+        await self.wait()
         if self._store is not None:
             await self._loop.run_in_executor(self._executor, self._store.close)
         self._executor.shutdown(wait=True)
