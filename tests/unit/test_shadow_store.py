@@ -17,6 +17,8 @@ from strangler.control.store import (
     RouteDelta,
     SignatureDelta,
     StoreUnavailable,
+    TrafficDelta,
+    TrafficTotals,
 )
 from strangler.control.stores import SqliteShadowStore
 
@@ -79,12 +81,13 @@ def test_fresh_file_is_created_with_its_schema(tmp_path: Path) -> None:
         "shadow_paths",
         "shadow_examples",
         "shadow_signatures",
+        "traffic",
     } <= tables
     assert mode == "wal"
-    assert version == [("v0003",)]
+    assert version == [("v0004",)]
 
 
-@pytest.mark.parametrize("previous", ["v0001", "v0002"])
+@pytest.mark.parametrize("previous", ["v0001", "v0002", "v0003"])
 def test_a_database_at_a_previous_schema_is_upgraded_and_keeps_its_data(
     tmp_path: Path, previous: str
 ) -> None:
@@ -138,6 +141,23 @@ def _different(route: str, *signatures: tuple[tuple[str, ...], int], samples: in
         signatures=tuple(SignatureDelta(sig, count) for sig, count in signatures),
         noise_samples=samples, noise=noise,
     )  # fmt: skip
+
+
+def test_traffic_adds_up_per_route_and_reads_from_a_minute_on(store: SqliteShadowStore) -> None:
+    minute = 29_000_000
+    store.apply(
+        [],
+        now=1.0,
+        traffic=[TrafficDelta("a", minute, 5, 2, 1, 0), TrafficDelta("b", minute, 0, 3)],
+    )
+    store.apply([], now=2.0, traffic=[TrafficDelta("a", minute, 1, 1, 0, 1)])
+    store.apply([], now=3.0, traffic=[TrafficDelta("a", minute + 10, 4, 4)])
+    everything = store.traffic(since=minute * 60)
+    assert everything == [TrafficTotals("a", 10, 7, 1, 1), TrafficTotals("b", 0, 3, 0, 0)]
+    assert store.traffic(since=(minute + 5) * 60) == [TrafficTotals("a", 4, 4, 0, 0)]
+    # Older than the retention: pruned.
+    store.prune((minute + 11) * 60, max_age_s=300, max_paths_per_route=10)
+    assert store.traffic(since=0) == [TrafficTotals("a", 4, 4, 0, 0)]
 
 
 def test_a_review_clears_earlier_comparisons_too(store: SqliteShadowStore) -> None:
@@ -420,6 +440,8 @@ def test_an_unopenable_file_is_store_unavailable(tmp_path: Path) -> None:
         lambda: SignatureDelta(("$.b", "$.a"), 1),
         lambda: SignatureDelta(("$.a", "$.a"), 1),
         lambda: SignatureDelta(("$.a",), -1),
+        lambda: TrafficDelta("r", 1, -1, 0),
+        lambda: TrafficDelta("r", 1, 1, 0, legacy_errors=2),
     ],
 )
 def test_malformed_deltas_are_refused(build: Callable[[], object]) -> None:

@@ -175,6 +175,18 @@ def import_routes(
     raise typer.Exit(run_import(routes_file, config, dry_run=dry_run, as_json=as_json))
 
 
+@app.command()
+def progress(
+    config: ConfigOption = Path("strangler.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Where the migration stands: routes by stage, the share answered by new over the last hour
+    and day, and per route what stands between it and its next stage."""
+    from strangler.cli.progress import show_progress
+
+    raise typer.Exit(show_progress(_load_or_exit(config), as_json=as_json))
+
+
 app.add_typer(keys_app, name="keys")
 
 

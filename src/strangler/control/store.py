@@ -1,4 +1,5 @@
-"""The shadow store port: what shadow workers hand over and what the CLI and admin read back.
+"""The store port: what workers hand over (shadow results, traffic counts) and what the CLI and
+admin read back.
 
 Pure: dataclasses and a Protocol, no I/O and no database imports. Adapters live in
 `strangler.control.stores`; one contract suite runs against each of them.
@@ -6,7 +7,8 @@ Pure: dataclasses and a Protocol, no I/O and no database imports. Adapters live 
 Rules every adapter keeps:
 - `apply` is additive. Workers send DELTAS (counts since their last flush), so several processes
   writing the same store concurrently end with exact totals, whatever the interleaving.
-- Everything that grows is bounded: examples per path (newest K kept), paths per route (`prune`).
+- Everything that grows is bounded: examples per path (newest K kept), paths per route, and
+  traffic minutes older than the retention (`prune`).
 - A human review ("accepted" / "noise") is never overwritten by `apply` nor removed by `prune`.
 - Calls block (file or network I/O). Call them from a worker thread, never from the event loop.
 """
@@ -133,6 +135,42 @@ class RouteDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class TrafficDelta:
+    """Requests one route answered in one minute since the last flush, by side.
+
+    "legacy" is every answer not from the new backend (stage legacy, and the client's answer in
+    stage shadow); errors are 5xx answers, including the gateway's own 502/503/504.
+    """
+
+    route: str  # the route name, or DEFAULT_ROUTE for requests no route matched
+    minute: int  # unix time // 60
+    legacy: int
+    new: int
+    legacy_errors: int = 0
+    new_errors: int = 0
+
+    def __post_init__(self) -> None:
+        counts = (self.legacy, self.new, self.legacy_errors, self.new_errors)
+        if min(counts) < 0 or self.legacy_errors > self.legacy or self.new_errors > self.new:
+            raise ValueError(f"bad traffic counts for route {self.route!r}: {counts}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficTotals:
+    """One route's answers over a period, summed over every worker."""
+
+    route: str
+    legacy: int
+    new: int
+    legacy_errors: int
+    new_errors: int
+
+
+# Requests no route matched (the config's `default` backend answered them).
+DEFAULT_ROUTE = "(default)"
+
+
+@dataclass(frozen=True, slots=True)
 class PathTotals:
     """Everything known about one differing path of one route."""
 
@@ -183,8 +221,14 @@ def check_review(verdict: str, reason: str) -> Verdict:
 class ShadowStore(Protocol):
     """Durable, shared aggregate of shadow comparisons. Blocking; thread-confined per caller."""
 
-    def apply(self, deltas: Sequence[RouteDelta], now: float) -> None:
+    def apply(
+        self, deltas: Sequence[RouteDelta], now: float, traffic: Sequence[TrafficDelta] = ()
+    ) -> None:
         """Add one flush of deltas, atomically. Called every few seconds by each worker."""
+        ...
+
+    def traffic(self, since: float) -> list[TrafficTotals]:
+        """Answers per route from the minute of `since` on, ordered by route."""
         ...
 
     def routes(self) -> list[RouteTotals]:

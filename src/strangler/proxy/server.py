@@ -655,6 +655,13 @@ class ClientConnection(asyncio.Protocol):
 
     def exchange_done(self, exchange: Exchange) -> None:
         """Called once when `exchange`'s answer is complete (or its error was written)."""
+        decision = exchange.decision
+        worker = self.worker
+        worker.traffic.count(
+            decision.route,
+            is_new=decision.backend == worker.snapshot.config.new_backend,
+            status=exchange.status,
+        )
         if exchange is not self.current:
             return
         self.current = None
@@ -701,6 +708,7 @@ class ClientConnection(asyncio.Protocol):
             detail += f" after {timeout:g} s"
         exchange.is_response_started = True
         exchange.is_response_complete = True
+        exchange.status = kind.status()
         if not exchange.request_done or exchange.is_upgrade:
             exchange.keep_alive = False
         self.write(exchange.problem(kind.status(), kind.title(), detail, kind.value))

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from strangler.errors import ConfigError
 from strangler.identity.bridge import IdentityBridge
 from strangler.identity.tokens import KeyRingError, KeyRingFile
 from strangler.observe.counters import Counters
+from strangler.observe.traffic import TrafficCounter
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool, reconcile_pools
@@ -65,11 +67,12 @@ class Worker:
         self._stop: asyncio.Future[None] = loop.create_future()
         self._sweeper: asyncio.TimerHandle | None = None
         self.shadow = ShadowRunner(loop, self.counters)
+        self.traffic = TrafficCounter(time.time())
         store = snapshot.config.store
         database = store_path(snapshot)
 
         def open_store() -> ShadowStore:
-            # Imported here: SQLAlchemy costs ~25 MiB per worker, paid only when shadowing.
+            # Imported here, on the first flush's thread: SQLAlchemy costs ~25 MiB per worker.
             from strangler.control.stores.sqlite import SqliteShadowStore
 
             return SqliteShadowStore(database)
@@ -171,13 +174,13 @@ class Worker:
             for pool in self.pools.values():
                 pool.sweep(now)
             self.shadow.sweep(now)
-            if (
-                self.snapshot.shadow_routes
-                and now >= self._next_publish
-                and not self.publisher.is_busy
-            ):
+            self.traffic.tick(time.time())
+            if now >= self._next_publish and not self.publisher.is_busy:
                 self._next_publish = now + self.snapshot.config.store.flush_interval_s
-                self.publisher.publish(self.shadow.results.take_deltas())
+                shadow = self.shadow.results.take_deltas()
+                traffic = self.traffic.take_deltas()
+                if shadow or traffic or self.snapshot.shadow_routes:
+                    self.publisher.publish(shadow, traffic)
             if now >= self._next_shadow_report:
                 self._next_shadow_report = now + SHADOW_REPORT_INTERVAL_S
                 self.shadow.report()
@@ -210,8 +213,9 @@ class Worker:
         # The last deltas go after the flush in flight; closing first would refuse them.
         await self.publisher.wait()
         deltas = self.shadow.results.take_deltas()
-        if deltas:
-            self.publisher.publish(deltas)
+        traffic = self.traffic.take_deltas()
+        if deltas or traffic:
+            self.publisher.publish(deltas, traffic)
         await self.publisher.close()
         if self._sweeper is not None:
             self._sweeper.cancel()

@@ -1,4 +1,4 @@
-"""Moves a worker's shadow result deltas into the shared store, off the event loop.
+"""Moves a worker's shadow result and traffic deltas into the shared store, off the event loop.
 
 Rules:
 - Store I/O (SQLite, blocking) runs on one thread of its own, never on the event loop; the
@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from strangler.control.store import RouteDelta, ShadowStore
+from strangler.control.store import RouteDelta, ShadowStore, TrafficDelta
 from strangler.observe.counters import Counters
 
 log = logging.getLogger("strangler.shadow")
@@ -55,17 +55,22 @@ class ResultsPublisher:
     def is_busy(self) -> bool:
         return self._flushing is not None and not self._flushing.done()
 
-    def publish(self, deltas: Sequence[RouteDelta]) -> None:
-        """Start writing `deltas` (possibly none: the reviews are read back either way)."""
-        future = self._loop.run_in_executor(self._executor, self._write, tuple(deltas))
+    def publish(self, deltas: Sequence[RouteDelta], traffic: Sequence[TrafficDelta] = ()) -> None:
+        """Start writing `deltas` and `traffic` (possibly none: the reviews are read back either
+        way)."""
+        future = self._loop.run_in_executor(
+            self._executor, self._write, tuple(deltas), tuple(traffic)
+        )
         future.add_done_callback(self._done)
         self._flushing = future
 
-    def _write(self, deltas: tuple[RouteDelta, ...]) -> dict[str, frozenset[str]]:
+    def _write(
+        self, deltas: tuple[RouteDelta, ...], traffic: tuple[TrafficDelta, ...]
+    ) -> dict[str, frozenset[str]]:
         if self._store is None:
             self._store = self._open_store()
         now = time.time()
-        self._store.apply(deltas, now)
+        self._store.apply(deltas, now, traffic)
         if now - self._last_prune > 60.0:
             self._last_prune = now
             self._store.prune(now, max_age_s=self._retention_s, max_paths_per_route=self._max_paths)

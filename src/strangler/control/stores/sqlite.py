@@ -52,6 +52,8 @@ from strangler.control.store import (
     RouteDelta,
     RouteTotals,
     StoreUnavailable,
+    TrafficDelta,
+    TrafficTotals,
     Verdict,
     check_review,
     is_learned_noise,
@@ -115,6 +117,17 @@ signatures_t = Table(
     Column("signature", Text, primary_key=True),
     Column("count", Integer, nullable=False),
     Column("last_seen", Float, nullable=False),
+)
+
+traffic_t = Table(
+    "traffic",
+    _metadata,
+    Column("route", Text, primary_key=True),
+    Column("minute", Integer, primary_key=True),
+    Column("legacy", Integer, nullable=False),
+    Column("new", Integer, nullable=False),
+    Column("legacy_errors", Integer, nullable=False),
+    Column("new_errors", Integer, nullable=False),
 )
 
 _BEGIN_OPTION = "strangler_sqlite_begin"
@@ -201,12 +214,59 @@ class SqliteShadowStore:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
-    def apply(self, deltas: Sequence[RouteDelta], now: float) -> None:
-        if not deltas:
+    def apply(
+        self, deltas: Sequence[RouteDelta], now: float, traffic: Sequence[TrafficDelta] = ()
+    ) -> None:
+        if not deltas and not traffic:
             return
         with self._write() as conn:
             for delta in deltas:
                 self._apply_route(conn, delta, now)
+            if traffic:
+                stmt = insert(traffic_t)
+                added = stmt.excluded
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[traffic_t.c.route, traffic_t.c.minute],
+                        set_={
+                            "legacy": traffic_t.c.legacy + added.legacy,
+                            "new": traffic_t.c.new + added.new,
+                            "legacy_errors": traffic_t.c.legacy_errors + added.legacy_errors,
+                            "new_errors": traffic_t.c.new_errors + added.new_errors,
+                        },
+                    ),
+                    [
+                        {
+                            "route": t.route,
+                            "minute": t.minute,
+                            "legacy": t.legacy,
+                            "new": t.new,
+                            "legacy_errors": t.legacy_errors,
+                            "new_errors": t.new_errors,
+                        }
+                        for t in traffic
+                    ],
+                )
+
+    def traffic(self, since: float) -> list[TrafficTotals]:
+        query = (
+            select(
+                traffic_t.c.route,
+                func.sum(traffic_t.c.legacy),
+                func.sum(traffic_t.c.new),
+                func.sum(traffic_t.c.legacy_errors),
+                func.sum(traffic_t.c.new_errors),
+            )
+            .where(traffic_t.c.minute >= int(since // 60))
+            .group_by(traffic_t.c.route)
+            .order_by(traffic_t.c.route)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            TrafficTotals(route, int(legacy), int(new), int(legacy_errors), int(new_errors))
+            for route, legacy, new, legacy_errors, new_errors in rows
+        ]
 
     def _apply_route(self, conn: Connection, delta: RouteDelta, now: float) -> None:
         stmt = insert(routes_t).values(
@@ -503,6 +563,7 @@ class SqliteShadowStore:
                 ),
                 {"cap": max_paths_per_route},
             ).rowcount
+            conn.execute(delete(traffic_t).where(traffic_t.c.minute < int((now - max_age_s) // 60)))
             # Signatures are pruned by rank, never by age: an aged-out signature would turn its
             # old comparisons back into differences. Rare ones go first.
             conn.execute(

@@ -1,0 +1,179 @@
+"""`strangler progress`: where the migration stands, and what each route needs to move on.
+
+Reads the config (stages) and the store (traffic per route and minute, shadow parity). The gate
+for leaving `shadow` is the evidence gate rollouts will enforce: at least MIN_COMPARED
+comparisons and a Wilson 95 % lower bound of the parity at or above PARITY_FLOOR. Nothing here
+changes anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+import typer
+
+from strangler.cli.tables import print_table
+from strangler.control.snapshot import Snapshot, store_path
+from strangler.control.store import DEFAULT_ROUTE, RouteTotals, TrafficTotals
+from strangler.diff import wilson_interval
+from strangler.routing.model import Stage
+
+MIN_COMPARED = 500
+PARITY_FLOOR = 0.995
+HOUR_S = 3600
+DAY_S = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class RouteProgress:
+    route: str
+    stage: str
+    hour: TrafficTotals | None
+    day: TrafficTotals | None
+    parity: float | None
+    parity_low: float | None
+    compared: int
+    next_step: str
+
+
+def next_step(stage: Stage, totals: RouteTotals | None, hour: TrafficTotals | None) -> str:
+    """What stands between a route and its next stage, in words."""
+    if stage is Stage.LEGACY:
+        return "implement it in the new backend, then set stage: shadow"
+    if stage is Stage.NEW:
+        if hour is not None and hour.new_errors:
+            return f"done; {hour.new_errors} errors on new in the last hour"
+        return "done: served by the new backend"
+    if stage is Stage.SHADOW:
+        compared = totals.compared if totals is not None else 0
+        equal = totals.equal + totals.equal_but_noise if totals is not None else 0
+        low, _ = wilson_interval(equal, compared)
+        if compared < MIN_COMPARED:
+            return f"gathering evidence: {compared} of {MIN_COMPARED} comparisons"
+        if low < PARITY_FLOOR:
+            return (
+                f"blocked by parity: lower bound {low:.2%} < {PARITY_FLOOR:.1%} "
+                "(see `strangler diffs ROUTE`)"
+            )
+        return f"ready to leave shadow: parity lower bound {low:.2%} over {compared} comparisons"
+    return "-"
+
+
+def show_progress(snapshot: Snapshot, *, as_json: bool, now: float | None = None) -> int:
+    now = time.time() if now is None else now
+    hour: dict[str, TrafficTotals] = {}
+    day: dict[str, TrafficTotals] = {}
+    shadow: dict[str, RouteTotals] = {}
+    path = store_path(snapshot)
+    if path.exists():
+        from strangler.control.stores.sqlite import SqliteShadowStore
+
+        store = SqliteShadowStore(path)
+        try:
+            hour = {t.route: t for t in store.traffic(now - HOUR_S)}
+            day = {t.route: t for t in store.traffic(now - DAY_S)}
+            shadow = {t.route: t for t in store.routes()}
+        finally:
+            store.close()
+    rows: list[RouteProgress] = []
+    for row in snapshot.table.rows():
+        spec = row.spec
+        totals = shadow.get(spec.name)
+        compared = totals.compared if totals is not None else 0
+        equal = totals.equal + totals.equal_but_noise if totals is not None else 0
+        rows.append(
+            RouteProgress(
+                route=spec.name,
+                stage=spec.stage.value,
+                hour=hour.get(spec.name),
+                day=day.get(spec.name),
+                parity=equal / compared if compared else None,
+                parity_low=wilson_interval(equal, compared)[0] if compared else None,
+                compared=compared,
+                next_step=next_step(spec.stage, totals, hour.get(spec.name)),
+            )
+        )
+    by_stage: dict[str, int] = {}
+    for item in rows:
+        by_stage[item.stage] = by_stage.get(item.stage, 0) + 1
+    share_hour = _share(hour.values())
+    share_day = _share(day.values())
+    if as_json:
+        typer.echo(
+            orjson.dumps(
+                {
+                    "routes_by_stage": by_stage,
+                    "share_on_new": {"hour": share_hour, "day": share_day},
+                    "unmatched": _counts(hour.get(DEFAULT_ROUTE)),
+                    "routes": [_as_dict(item) for item in rows],
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
+        return 0
+    stages = ", ".join(f"{stage} {count}" for stage, count in sorted(by_stage.items()))
+    typer.echo(f"routes: {len(rows)} ({stages})")
+    typer.echo(f"answered by new: last hour {_pct(share_hour)}, last day {_pct(share_day)}")
+    typer.echo("")
+    table = [
+        [
+            item.route,
+            item.stage,
+            _traffic(item.hour),
+            _traffic(item.day),
+            "n/a" if item.parity is None else f"{item.parity:.2%} (low {item.parity_low:.2%})",
+            item.next_step,
+        ]
+        for item in rows
+    ]
+    print_table(["ROUTE", "STAGE", "HOUR NEW/ALL", "DAY NEW/ALL", "PARITY", "NEXT"], table)
+    return 0
+
+
+def _share(totals: Iterable[TrafficTotals]) -> dict[str, int | float | None]:
+    legacy = new = 0
+    for item in totals:
+        legacy += item.legacy
+        new += item.new
+    total = legacy + new
+    return {"new": new, "total": total, "ratio": new / total if total else None}
+
+
+def _pct(share: dict[str, int | float | None]) -> str:
+    ratio = share["ratio"]
+    if ratio is None:
+        return "n/a (no traffic recorded)"
+    return f"{ratio:.1%} ({share['new']:,} of {share['total']:,})"
+
+
+def _traffic(totals: TrafficTotals | None) -> str:
+    if totals is None:
+        return "0/0"
+    return f"{totals.new}/{totals.new + totals.legacy}"
+
+
+def _counts(totals: TrafficTotals | None) -> dict[str, int] | None:
+    if totals is None:
+        return None
+    return {
+        "legacy": totals.legacy,
+        "new": totals.new,
+        "legacy_errors": totals.legacy_errors,
+        "new_errors": totals.new_errors,
+    }
+
+
+def _as_dict(item: RouteProgress) -> dict[str, object]:
+    return {
+        "route": item.route,
+        "stage": item.stage,
+        "last_hour": _counts(item.hour),
+        "last_day": _counts(item.day),
+        "parity": item.parity,
+        "parity_lower_bound_95": item.parity_low,
+        "compared": item.compared,
+        "next_step": item.next_step,
+    }
