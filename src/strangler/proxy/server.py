@@ -171,6 +171,7 @@ class ClientConnection(asyncio.Protocol):
         # The Rails bridge's inputs: where the Cookie value sits in _out (-1: none), and the
         # raw values it reads.
         self._cookie_at = -1
+        self._stripped = self.worker.stripped_headers
         self._has_authorization = False
         self._csrf_token: bytes | None = None
         self._origin: bytes | None = None
@@ -311,7 +312,7 @@ class ClientConnection(asyncio.Protocol):
         lowered = name.lower()
         kind = _REQUEST_SPECIAL.get(lowered)
         if kind is None:
-            if lowered not in self.worker.stripped_headers:
+            if lowered not in self._stripped:
                 self._out += (name, b": ", value, b"\r\n")
         elif kind >= _H_COOKIE:
             self._read_bridge_header(kind, name, value)
@@ -658,9 +659,7 @@ class ClientConnection(asyncio.Protocol):
         decision = exchange.decision
         worker = self.worker
         worker.traffic.count(
-            decision.route,
-            is_new=decision.backend == worker.snapshot.config.new_backend,
-            status=exchange.status,
+            decision.route, decision.backend == worker.new_backend, exchange.status
         )
         if exchange is not self.current:
             return

@@ -68,6 +68,7 @@ class Worker:
         self._sweeper: asyncio.TimerHandle | None = None
         self.shadow = ShadowRunner(loop, self.counters)
         self.traffic = TrafficCounter(time.time())
+        self.new_backend = snapshot.config.new_backend
         store = snapshot.config.store
         database = store_path(snapshot)
 
@@ -133,6 +134,7 @@ class Worker:
             return False
         self._apply_pools(snapshot)
         self.snapshot = snapshot
+        self.new_backend = snapshot.config.new_backend
         self._mtime = source_mtime(path)
         self.counters.inc("config_reloads_total", "applied")
         log.info("config reloaded: version %d, %d routes", snapshot.version, len(snapshot.table))
