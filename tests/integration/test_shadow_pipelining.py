@@ -4,7 +4,7 @@ matched in order, copies behind a closed connection sent again, late ones timed 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import orjson
@@ -44,18 +44,10 @@ class PipelineBackend:
         self.upstream = RawUpstream(self._serve)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        buffer = b""
         answered = 0
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                return
-            buffer += data
-            heads = buffer.split(b"\r\n\r\n")
-            buffer = heads.pop()
-            self.reads.append(len(heads))
-            for head in heads:
-                path = head.split(b" ", 2)[1]
+        async for paths in _request_paths(reader):
+            self.reads.append(len(paths))
+            for path in paths:
                 if path == self.stall_path:
                     await asyncio.sleep(30)
                 answered += 1
@@ -67,17 +59,20 @@ class PipelineBackend:
             await writer.drain()
 
 
-async def _legacy_item(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _request_paths(reader: asyncio.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The paths of the (bodiless) requests found in each read, until the client closes."""
     buffer = b""
-    while True:
-        data = await reader.read(65536)
-        if not data:
-            return
+    while data := await reader.read(65536):
         buffer += data
         heads = buffer.split(b"\r\n\r\n")
         buffer = heads.pop()
-        for head in heads:
-            writer.write(_answer(head.split(b" ", 2)[1]))
+        yield [head.split(b" ", 2)[1] for head in heads]
+
+
+async def _legacy_item(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async for paths in _request_paths(reader):
+        for path in paths:
+            writer.write(_answer(path))
         await writer.drain()
 
 
