@@ -285,3 +285,21 @@ def test_connections_over_max_connections_are_refused(
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_body_that_never_starts_is_cut_by_the_body_timeout(
+    legacy_upstream: EchoUpstream, start_gateway: GatewayFactory
+) -> None:
+    # The head promises a body; not one byte of it comes. Only body_timeout_s can end this (the
+    # idle timeout is long), with a 408.
+    gw = start_gateway(
+        legacy=legacy_upstream.url, extra="limits:\n  body_timeout_s: 1\n  idle_timeout_s: 30\n"
+    )
+    sock = connect(gw.port, timeout_s=10)
+    try:
+        sock.sendall(b"POST /never HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+        reply = read_until_closed(sock)
+    finally:
+        sock.close()
+    assert reply.closed
+    assert reply.statuses == [408], reply.raw

@@ -444,10 +444,11 @@ class ClientConnection(asyncio.Protocol):
                 traceparent,
                 is_request_chunked=self._is_chunked,
             )
+        # A body still to come must keep arriving: at most body_timeout_s between two reads
+        # (and before the first). Read before _reset_message clears the framing.
+        has_body = self._is_chunked or self._content_length > 0
         self._reset_message()
         self.parsing = exchange
-        # A body still to come must keep arriving: at most body_timeout_s between two reads.
-        has_body = self._is_chunked or self._content_length > 0
         self.deadline = (
             self.worker.loop.time() + snapshot.limits.body_timeout_s if has_body else 0.0
         )
