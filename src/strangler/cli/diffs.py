@@ -18,7 +18,7 @@ import typer
 from strangler.cli.tables import print_table
 from strangler.control.snapshot import Snapshot, store_path
 from strangler.control.store import RouteTotals, ShadowStore, is_learned_noise
-from strangler.control.stores.sqlite import SqliteShadowStore
+from strangler.control.stores import open_store
 from strangler.diff import wilson_interval
 from strangler.routing.model import Stage
 
@@ -27,11 +27,12 @@ _VERDICTS = {"accept": "accepted", "noise": "noise"}
 
 
 def _open(snapshot: Snapshot) -> ShadowStore | None:
+    store = snapshot.config.store
     path = store_path(snapshot)
-    if not path.exists():
+    if store.url is None and not path.exists():
         typer.echo(f"no shadow results yet ({path} does not exist)", err=True)
         return None
-    return SqliteShadowStore(path)
+    return open_store(store, snapshot.source)
 
 
 def _json(value: object) -> None:

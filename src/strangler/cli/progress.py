@@ -67,11 +67,10 @@ def show_progress(snapshot: Snapshot, *, as_json: bool, now: float | None = None
     hour: dict[str, TrafficTotals] = {}
     day: dict[str, TrafficTotals] = {}
     shadow: dict[str, RouteTotals] = {}
-    path = store_path(snapshot)
-    if path.exists():
-        from strangler.control.stores.sqlite import SqliteShadowStore
+    if snapshot.config.store.url is not None or store_path(snapshot).exists():
+        from strangler.control.stores import open_store
 
-        store = SqliteShadowStore(path)
+        store = open_store(snapshot.config.store, snapshot.source)
         try:
             hour = {t.route: t for t in store.traffic(now - HOUR_S)}
             day = {t.route: t for t in store.traffic(now - DAY_S)}

@@ -15,10 +15,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 from strangler.config import (
+    CanarySegmentConfig,
     Config,
     IdentityConfig,
     LimitsConfig,
     RailsConfig,
+    RouteCanaryConfig,
     ShadowConfig,
     config_error,
     load_config,
@@ -32,6 +34,14 @@ from strangler.identity.rails_session import (
     SessionSecret,
 )
 from strangler.routing import RouteTable
+from strangler.routing.canary import (
+    CanaryPlan,
+    OverridePolicy,
+    RolloutPlan,
+    Segment,
+    StickyCookie,
+    weight_to_bp,
+)
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
 from strangler.shadow.redact import Redactor
 
@@ -107,7 +117,9 @@ class BridgeSetup:
 
 
 def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot:
-    """Compile a validated Config into a Snapshot (route patterns were checked by the config)."""
+    """Compile a validated Config into a Snapshot (route patterns were checked by the config);
+    ConfigError names the field when a secret it names is unset."""
+    canaries = build_canary_plans(config, source)
     specs = [
         RouteSpec(
             name=route.name,
@@ -117,6 +129,8 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
             reason=_reason(route.stage, route.backend),
             shadow_backend=config.shadow_backend_for(route),
             mirrors_unsafe=route.shadow.writes == "sandbox",
+            canary_backend=config.canary_backend_for(route),
+            canary=canaries.get(route.canary_group) if route.stage is Stage.CANARY else None,
         )
         for route in config.routes
     ]
@@ -153,6 +167,91 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
                 for route in config.routes
                 if route.stage is Stage.SHADOW
             }
+        ),
+    )
+
+
+# An override secret shorter than this is refused: it would be guessable offline from one
+# signed request.
+MIN_OVERRIDE_SECRET_BYTES = 16
+
+
+def build_canary_plans(config: Config, source: str) -> dict[str, CanaryPlan]:
+    """One compiled CanaryPlan per rollout group (shared by the group's routes); reads the
+    override secret from its environment variable, never from the YAML."""
+    groups = config.canary_groups()
+    if not groups:
+        return {}
+    settings = config.canary
+    secret = b""
+    if settings.override.secret_env is not None:
+        name = settings.override.secret_env
+        secret = os.environ.get(name, "").strip().encode("utf-8")
+        if len(secret) < MIN_OVERRIDE_SECRET_BYTES:
+            problem = "is not set or empty" if not secret else "is shorter than 16 bytes"
+            raise config_error(
+                source,
+                ("canary", "override", "secret_env"),
+                f"environment variable {name} {problem} (the override signing secret; "
+                "make one with `openssl rand -hex 32`)",
+            )
+    override = OverridePolicy(
+        networks=tuple(
+            ipaddress.ip_network(item, strict=False) for item in settings.override.networks
+        ),
+        secret=secret,
+        max_ttl_s=settings.override.max_ttl_s,
+    )
+    cookie = StickyCookie(settings.sticky_cookie.name, settings.sticky_cookie.max_age_s)
+    has_identity = config.rails is not None
+    return {
+        group: _canary_plan(group, canary, override, cookie, has_identity=has_identity)
+        for group, canary in groups.items()
+    }
+
+
+def _canary_plan(
+    group: str,
+    canary: RouteCanaryConfig,
+    override: OverridePolicy,
+    cookie: StickyCookie,
+    *,
+    has_identity: bool,
+) -> CanaryPlan:
+    return CanaryPlan(
+        group=group,
+        weight_bp=weight_to_bp(canary.weight),
+        stickiness=canary.sources(has_identity=has_identity),
+        segments=tuple(_segment(segment) for segment in canary.segments),
+        override=override,
+        sticky_cookie=cookie,
+        rollout=RolloutPlan(
+            steps_bp=tuple(weight_to_bp(step) for step in canary.plan.steps),
+            interval_s=canary.plan.interval_s,
+            min_requests=canary.plan.min_requests,
+        ),
+    )
+
+
+def _segment(segment: CanarySegmentConfig) -> Segment:
+    def pairs(
+        values: Mapping[str, list[str]], *, lower: bool = False
+    ) -> tuple[tuple[str, frozenset[str]], ...]:
+        return tuple(
+            (name.lower() if lower else name, frozenset(listed)) for name, listed in values.items()
+        )
+
+    return Segment(
+        name=segment.name,
+        weight_bp=weight_to_bp(segment.weight),
+        headers=pairs(segment.header, lower=True),
+        cookies=pairs(segment.cookie),
+        query=pairs(segment.query),
+        user_ids=(
+            None if segment.user_ids is None else frozenset(str(uid) for uid in segment.user_ids)
+        ),
+        networks=tuple(
+            ipaddress.ip_network(item, strict=False) for item in segment.client_cidrs or ()
         ),
     )
 
@@ -230,9 +329,9 @@ def load_snapshot(path: str | Path, *, version: int = 1) -> Snapshot:
 
 
 def store_path(snapshot: Snapshot) -> Path:
-    """The shadow results database: `store.path`, relative to the config file's folder."""
-    path = Path(snapshot.config.store.path)
-    return path if path.is_absolute() else Path(snapshot.source).parent / path
+    """The SQLite shadow results database: `store.path`, relative to the config file's folder
+    (unused when `store.url` names a PostgreSQL database)."""
+    return snapshot.config.store.sqlite_path(snapshot.source)
 
 
 def source_mtime(path: str) -> float:
@@ -244,6 +343,9 @@ def source_mtime(path: str) -> float:
 
 
 def _reason(stage: Stage, backend: str | None) -> DecisionReason:
+    if stage is Stage.CANARY:
+        # Each side's own reason is on its Decision (canary_legacy, canary_new).
+        return DecisionReason.STAGE_CANARY
     if backend is not None:
         return DecisionReason.ROUTE_BACKEND
     if stage is Stage.SHADOW:

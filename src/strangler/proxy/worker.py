@@ -25,7 +25,6 @@ from strangler.control.snapshot import (
     Snapshot,
     load_snapshot,
     source_mtime,
-    store_path,
 )
 from strangler.control.store import ShadowStore
 from strangler.errors import ConfigError
@@ -71,13 +70,13 @@ class Worker:
         self.traffic = TrafficCounter(time.time())
         self.new_backend = snapshot.config.new_backend
         store = snapshot.config.store
-        database = store_path(snapshot)
+        source = snapshot.source
 
         def open_store() -> ShadowStore:
             # Imported here, on the first flush's thread: SQLAlchemy costs ~25 MiB per worker.
-            from strangler.control.stores.sqlite import SqliteShadowStore
+            from strangler.control.stores import open_store as open_configured_store
 
-            return SqliteShadowStore(database)
+            return open_configured_store(store, source)
 
         self.publisher = ResultsPublisher(
             open_store,

@@ -1,8 +1,8 @@
 """Moves a worker's shadow result and traffic deltas into the shared store, off the event loop.
 
 Rules:
-- Store I/O (SQLite, blocking) runs on one thread of its own, never on the event loop; the
-  store is opened there too, on the first flush that has something to write.
+- Store I/O (SQLite or PostgreSQL, blocking) runs on one thread of its own, never on the event
+  loop; the store is opened there too, on the first flush that has something to write.
 - One flush at a time. While one runs, new results keep aggregating in memory (bounded by the
   number of routes and paths), so a slow disk never queues work.
 - A failed write loses that flush's deltas: they are counted (`shadow_store_failures_total`)

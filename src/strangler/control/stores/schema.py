@@ -1,0 +1,127 @@
+"""The shadow store's tables as SQLAlchemy Core sees them, and the migrations that make them.
+
+Shared by every SQL adapter (SQLite, PostgreSQL). Rules:
+- Only the Alembic revisions in `strangler/control/migrations/versions` create or change tables,
+  on every dialect alike. The Table objects below describe the result for queries; they are never
+  passed to `create_all`, so their types matter only for binding parameters.
+- Counters are 64-bit everywhere (BIGINT on PostgreSQL since v0005; SQLite's INTEGER always was).
+- Text never holds NUL: PostgreSQL's text type refuses it (and would fail the whole flush), so
+  every adapter stores U+FFFD in its place. JSON paths can carry NUL, from an object key.
+- Importing this module connects to nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Dialect,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+# The revision `upgrade` brings a store to; tests use older ones to build an old schema.
+HEAD = "head"
+
+
+def storable(text: str) -> str:
+    """`text` as every adapter stores it: NUL (refused by PostgreSQL) becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+class StoredText(TypeDecorator[str]):
+    """TEXT whose bound values go through `storable`, in inserts and in comparisons alike."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else storable(value)
+
+
+_metadata = MetaData()
+routes_t = Table(
+    "shadow_routes",
+    _metadata,
+    Column("route", StoredText, primary_key=True),
+    Column("mirrored", BigInteger, nullable=False),
+    Column("compared", BigInteger, nullable=False),
+    Column("equal", BigInteger, nullable=False),
+    Column("different", BigInteger, nullable=False),
+    Column("noise_samples", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+dropped_t = Table(
+    "shadow_dropped",
+    _metadata,
+    Column("route", StoredText, primary_key=True),
+    Column("reason", StoredText, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+paths_t = Table(
+    "shadow_paths",
+    _metadata,
+    Column("route", StoredText, primary_key=True),
+    Column("rule_path", StoredText, primary_key=True),
+    Column("kind", StoredText, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("noise_count", BigInteger, nullable=False),
+    Column("review", StoredText),
+    Column("review_reason", StoredText),
+    Column("reviewed_by", StoredText),
+    Column("reviewed_at", Float),
+)
+examples_t = Table(
+    "shadow_examples",
+    _metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("route", StoredText, nullable=False),
+    Column("rule_path", StoredText, nullable=False),
+    Column("seen_at", Float, nullable=False),
+    Column("body", StoredText, nullable=False),
+)
+signatures_t = Table(
+    "shadow_signatures",
+    _metadata,
+    Column("route", StoredText, primary_key=True),
+    # A JSON array of the sorted rule paths one comparison differed at.
+    Column("signature", StoredText, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+traffic_t = Table(
+    "traffic",
+    _metadata,
+    Column("route", StoredText, primary_key=True),
+    Column("minute", Integer, primary_key=True),
+    # Answers of one route in one minute: 32 bits would take 35 million a second.
+    Column("legacy", Integer, nullable=False),
+    Column("new", Integer, nullable=False),
+    Column("legacy_errors", Integer, nullable=False),
+    Column("new_errors", Integer, nullable=False),
+)
+
+
+def upgrade(connection: Connection, revision: str = HEAD) -> None:
+    """Run the migrations up to `revision` on `connection`, inside the transaction it is in.
+
+    The caller owns that transaction and whatever lock keeps two processes from migrating at
+    once (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL); see migrations/env.py.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)

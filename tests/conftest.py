@@ -1,0 +1,24 @@
+"""Fixtures shared by unit and integration tests: a PostgreSQL server and a fresh database on it
+for each test (see tests/postgres.py for where the server is and when its tests skip)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.postgres import create_database, drop_database, require_server
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """The PostgreSQL maintenance database; skips the test (loudly) when there is no server."""
+    return require_server()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    url = create_database(postgres_admin_url)
+    yield url
+    drop_database(postgres_admin_url, url)
