@@ -7,16 +7,34 @@ and what was expected; nothing is half-applied. Loading reads the file and nothi
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from strangler.diff import DiffRules
 from strangler.errors import ConfigError
+from strangler.routing.canary import (
+    TOKEN,
+    StickinessKind,
+    StickinessSource,
+    check_header_name,
+    weight_to_bp,
+)
 from strangler.routing.model import SUPPORTED_STAGES, Stage
 from strangler.routing.pattern import PatternError, parse_match
 
@@ -94,6 +112,142 @@ class ShadowConfig(_Model):
     redact: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT))
 
 
+def _on_weight_grid(value: float) -> float:
+    weight_to_bp(value)
+    return value
+
+
+# A canary weight: a percentage from 0 to 100 in steps of 0.01 (10,000 buckets).
+CanaryWeight = Annotated[float, Field(ge=0, le=100), AfterValidator(_on_weight_grid)]
+_NAME_VALUES = dict[str, Annotated[list[str], Field(min_length=1)]]
+
+
+def _check_networks(value: list[str]) -> list[str]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from exc
+    return value
+
+
+class CanarySegmentConfig(_Model):
+    """Requests that get a weight of their own: 100 puts them all on new, 0 all on legacy.
+
+    Every condition given must hold; within one, any of the listed values matches.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
+    header: _NAME_VALUES = Field(default_factory=dict)
+    cookie: _NAME_VALUES = Field(default_factory=dict)
+    query: _NAME_VALUES = Field(default_factory=dict)
+    user_ids: Annotated[list[StrictStr | StrictInt], Field(min_length=1)] | None = None
+    client_cidrs: Annotated[list[str], Field(min_length=1)] | None = None
+    weight: CanaryWeight
+
+    @field_validator("header")
+    @classmethod
+    def _check_headers(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in value:
+            if TOKEN.fullmatch(name) is None:
+                raise ValueError(f"{name!r} is not a valid header name")
+            check_header_name(name)
+        return value
+
+    @field_validator("cookie")
+    @classmethod
+    def _check_cookies(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in value:
+            if TOKEN.fullmatch(name) is None:
+                raise ValueError(f"{name!r} is not a valid cookie name")
+        return value
+
+    @field_validator("client_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_networks(value)
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> CanarySegmentConfig:
+        if not (self.header or self.cookie or self.query or self.user_ids or self.client_cidrs):
+            raise ValueError(
+                "a segment needs at least one of header, cookie, query, user_ids, client_cidrs"
+            )
+        return self
+
+
+class CanaryRolloutConfig(_Model):
+    """The steps the canary analyzer will move a group's weight through (accepted and checked
+    now; the analyzer comes with a later part of the canary issue)."""
+
+    steps: Annotated[list[CanaryWeight], Field(min_length=1, max_length=100)] = Field(
+        default_factory=lambda: [1.0, 5.0, 25.0, 50.0, 100.0]
+    )
+    interval_s: Annotated[float, Field(ge=1, le=86_400)] = 60.0
+    # Per interval and side: fewer requests make the interval inconclusive.
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000_000)] = 50
+
+    @field_validator("steps")
+    @classmethod
+    def _check_steps(cls, value: list[float]) -> list[float]:
+        if value[0] <= 0:
+            raise ValueError("steps start above 0 (weight 0 is where a rollout begins)")
+        if any(later <= earlier for earlier, later in itertools.pairwise(value)):
+            raise ValueError("steps must grow strictly, e.g. [1, 5, 25, 50, 100]")
+        return value
+
+
+# Settings a rollout group shares: the routes of one group move together.
+CANARY_GROUP_FIELDS = ("weight", "stickiness", "segments", "plan")
+
+
+class RouteCanaryConfig(_Model):
+    """Stage `canary`: a sticky share of users (`weight` %) goes to the new backend."""
+
+    weight: CanaryWeight = 0.0
+    # Routes with one group move together; it defaults to the route's name.
+    group: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # The new side (default: new_backend); the legacy side is the route's `backend`.
+    backend: str | None = None
+    # null: identity (with `rails:`), sticky_cookie, client_ip.
+    stickiness: Annotated[list[str], Field(min_length=1, max_length=20)] | None = None
+    segments: Annotated[list[CanarySegmentConfig], Field(max_length=100)] = Field(
+        default_factory=list
+    )
+    plan: CanaryRolloutConfig = Field(default_factory=CanaryRolloutConfig)
+
+    @field_validator("stickiness")
+    @classmethod
+    def _check_stickiness(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        seen: set[StickinessSource] = set()
+        for text in value:
+            source = StickinessSource.parse(text)
+            if source in seen:
+                raise ValueError(f"{text!r} is listed twice")
+            seen.add(source)
+        return value
+
+    @field_validator("segments")
+    @classmethod
+    def _check_segment_names(cls, value: list[CanarySegmentConfig]) -> list[CanarySegmentConfig]:
+        names = [segment.name for segment in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"segment name {name!r} is used twice")
+        return value
+
+    def sources(self, *, has_identity: bool) -> tuple[StickinessSource, ...]:
+        """The stickiness sources in order, the default when none are configured."""
+        if self.stickiness is not None:
+            return tuple(StickinessSource.parse(text) for text in self.stickiness)
+        kinds = [StickinessKind.STICKY_COOKIE, StickinessKind.CLIENT_IP]
+        if has_identity:
+            kinds.insert(0, StickinessKind.IDENTITY)
+        return tuple(StickinessSource(kind) for kind in kinds)
+
+
 class RouteConfig(_Model):
     """One route: a Rails-style `match`, its stage, and optionally its own backend."""
 
@@ -103,6 +257,7 @@ class RouteConfig(_Model):
     backend: str | None = None
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     diff: dict[str, Any] | None = None
+    canary: RouteCanaryConfig = Field(default_factory=RouteCanaryConfig)
     # With `rails:` set, requests to the new backend that carry the Rails session are checked
     # for a valid authenticity token when they change state. `false` for routes that are
     # authenticated by bearer tokens rather than the session (an API).
@@ -124,6 +279,10 @@ class RouteConfig(_Model):
         except PatternError as exc:
             raise ValueError(str(exc)) from exc
         return value
+
+    @property
+    def canary_group(self) -> str:
+        return self.canary.group or self.name
 
     @field_validator("stage")
     @classmethod
@@ -151,13 +310,82 @@ class LimitsConfig(_Model):
 
 
 class StoreConfig(_Model):
-    """Where shadow results are kept (SQLite, shared by every worker on this machine)."""
+    """Where shadow results and traffic counts are kept: a SQLite file shared by every worker on
+    this machine (`path`, the default), or a PostgreSQL database shared by every replica (`url`)."""
 
     # Relative paths are taken from the config file's folder.
     path: Annotated[str, Field(min_length=1)] = "strangler.db"
+    # postgresql://user@host:5432/database; the password is better left to PGPASSWORD or
+    # ~/.pgpass (libpq reads both) than written here. Kept out of repr either way.
+    url: str | None = Field(default=None, repr=False)
     flush_interval_s: PositiveSeconds = 2.0
     retention_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
     max_paths_per_route: Annotated[int, Field(ge=1, le=100_000)] = 200
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_postgres_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_location(self) -> StoreConfig:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise _RefError(
+                ("store", "url"),
+                "give store.url (PostgreSQL) or store.path (SQLite), not both",
+            )
+        return self
+
+    def sqlite_path(self, source: str | Path) -> Path:
+        """The SQLite file: `path`, relative to the folder of the config file `source`."""
+        path = Path(self.path)
+        return path if path.is_absolute() else Path(source).parent / path
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
+
+
+def check_postgres_url(value: str) -> None:
+    """Raise ValueError unless `value` is a postgresql:// URL naming a database.
+
+    Messages show the URL with its password masked, and always say "got", so the config error
+    does not append the raw value after them.
+    """
+    shown = hide_password(value)
+    example = "postgresql://user@host:5432/database"
+    parts = urlsplit(value)
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise ValueError(f"expected {example} (or postgresql+psycopg://), got {shown!r}")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}; got {shown!r}") from None
+    # No host is libpq's default: the local socket (or ?host=/socket/folder).
+    database = parts.path.removeprefix("/")
+    if not database or "/" in database:
+        raise ValueError(
+            f"expected one database name after the host, as in {example}, got {shown!r}"
+        )
+    if parts.fragment:
+        raise ValueError(f"expected no #fragment, got {shown!r}")
+
+
+def hide_password(url: str) -> str:
+    """`url` with the password of its user:password@ part replaced by ***.
+
+    Masks up to the last "@", wherever it is: a password with a raw "/" or "?" in it is still
+    hidden (at worst, so is the host).
+    """
+    scheme, sep, rest = url.partition("://")
+    end = rest.rfind("@")
+    if not sep or end < 0:
+        return url
+    user, colon, _password = rest[:end].partition(":")
+    if not colon:
+        return url
+    return f"{scheme}://{user}:***@{rest[end + 1 :]}"
 
 
 class RailsSecretConfig(_Model):
@@ -239,16 +467,44 @@ class ForwardingConfig(_Model):
 
     @field_validator("trusted_proxies")
     @classmethod
-    def _check_networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not an IP address or CIDR network") from exc
-        return value
+    def _check_trusted(cls, value: list[str]) -> list[str]:
+        return _check_networks(value)
 
     def networks(self) -> tuple[IPNetwork, ...]:
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
+
+
+class CanaryOverrideConfig(_Model):
+    """Who may pick a canary route's side with `X-Strangler-Backend: new|legacy`."""
+
+    # Clients (after X-Forwarded-For from trusted proxies) whose header is honoured unsigned.
+    networks: list[str] = Field(default_factory=list)
+    # The environment variable holding the HMAC-SHA256 secret of signed overrides; never the YAML.
+    secret_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")] | None = None
+    # A signature whose expiry is further ahead than this is refused.
+    max_ttl_s: Annotated[float, Field(gt=0, le=30 * 86_400)] = 86_400.0
+
+    @field_validator("networks")
+    @classmethod
+    def _check_override_networks(cls, value: list[str]) -> list[str]:
+        return _check_networks(value)
+
+
+class CanaryStickyCookieConfig(_Model):
+    """The cookie the gateway issues for the `sticky_cookie` stickiness source."""
+
+    name: Annotated[str, Field(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")] = (
+        "strangler_sticky"
+    )
+    # RFC 6265bis caps Max-Age at 400 days.
+    max_age_s: Annotated[int, Field(ge=60, le=400 * 86_400)] = 365 * 86_400
+
+
+class CanaryConfig(_Model):
+    """Settings every canary route shares: the override header and the sticky cookie."""
+
+    override: CanaryOverrideConfig = Field(default_factory=CanaryOverrideConfig)
+    sticky_cookie: CanaryStickyCookieConfig = Field(default_factory=CanaryStickyCookieConfig)
 
 
 class Config(_Model):
@@ -267,6 +523,7 @@ class Config(_Model):
     rails: RailsConfig | None = None
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
     @field_validator("listen")
     @classmethod
@@ -288,6 +545,7 @@ class Config(_Model):
             for loc, target in (
                 (("routes", index, "backend"), route.backend),
                 (("routes", index, "shadow", "backend"), route.shadow.backend),
+                (("routes", index, "canary", "backend"), route.canary.backend),
             ):
                 if target is not None and target not in names:
                     raise _RefError(
@@ -301,6 +559,7 @@ class Config(_Model):
                     f"route name {route.name!r} is already used by routes[{seen[route.name]}]",
                 )
             seen[route.name] = index
+        self._check_canaries()
         if self.admin.listen is not None:
             admin_host, admin_port = split_listen(self.admin.listen)
             if admin_port and (admin_host, admin_port) == split_listen(self.listen):
@@ -310,6 +569,62 @@ class Config(_Model):
                     "the admin listener needs a port of its own",
                 )
         return self
+
+    def _check_canaries(self) -> None:
+        """Canary routes: `identity` needs `rails:`, and a group has one value per setting."""
+        owners: dict[tuple[str, str], int] = {}
+        for index, route in enumerate(self.routes):
+            if route.stage is not Stage.CANARY:
+                continue
+            canary = route.canary
+            if self.rails is None:
+                if "identity" in (canary.stickiness or ()):
+                    raise _RefError(
+                        ("routes", index, "canary", "stickiness"),
+                        "identity needs `rails:` (the user id comes from the Rails session)",
+                    )
+                for number, segment in enumerate(canary.segments):
+                    if segment.user_ids is not None:
+                        raise _RefError(
+                            ("routes", index, "canary", "segments", number, "user_ids"),
+                            "user_ids need `rails:` (the user id comes from the Rails session)",
+                        )
+            group = route.canary_group
+            for name in CANARY_GROUP_FIELDS:
+                if name not in canary.model_fields_set:
+                    continue
+                first = owners.setdefault((group, name), index)
+                theirs = getattr(self.routes[first].canary, name)
+                if theirs != getattr(canary, name):
+                    shown = f" {theirs:g}" if name == "weight" else ""
+                    raise _RefError(
+                        ("routes", index, "canary", name),
+                        f"rollout group {group!r} already has {name}{shown} from routes[{first}] "
+                        f"({self.routes[first].name}); the routes of a group move together, so "
+                        "set it on one route, or the same on each",
+                    )
+
+    def canary_groups(self) -> dict[str, RouteCanaryConfig]:
+        """Each rollout group's settings, from its canary routes: a group-wide setting takes the
+        value of the first route that sets it (they agree, see _check_canaries), else the
+        default."""
+        given: dict[str, dict[str, Any]] = {}
+        for route in self.routes:
+            if route.stage is not Stage.CANARY:
+                continue
+            settings = given.setdefault(route.canary_group, {})
+            for name in CANARY_GROUP_FIELDS:
+                if name in route.canary.model_fields_set:
+                    settings.setdefault(name, getattr(route.canary, name))
+        return {
+            group: RouteCanaryConfig().model_copy(update=settings)
+            for group, settings in given.items()
+        }
+
+    def canary_backend_for(self, route: RouteConfig) -> str | None:
+        if route.stage is not Stage.CANARY:
+            return None
+        return route.canary.backend or self.new_backend
 
     def shadow_backend_for(self, route: RouteConfig) -> str | None:
         if route.stage is not Stage.SHADOW:

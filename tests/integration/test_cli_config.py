@@ -141,11 +141,11 @@ def test_good_file_passes(tmp_path: Path) -> None:
         ),
         pytest.param(
             11,
-            "    stage: canary",
+            "    stage: retired",
             11,
             "routes[0].stage",
-            "stage 'canary' is reserved",
-            id="canary",
+            "stage 'retired' is reserved",
+            id="retired",
         ),
         pytest.param(
             11, "    stage: bogus", 11, "routes[0].stage", "Input should be 'legacy'", id="bogus"
@@ -219,7 +219,7 @@ def test_routes_json_parses_in_file_order(tmp_path: Path) -> None:
 
 
 def test_routes_on_a_bad_file_exits_2(tmp_path: Path) -> None:
-    path = _with_line(tmp_path, 11, "    stage: canary")
+    path = _with_line(tmp_path, 11, "    stage: retired")
     result = _strangler("routes", "--config", str(path))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {path}:11: routes[0].stage: ")
@@ -234,7 +234,7 @@ def test_run_with_a_bad_file_exits_2_before_binding_its_port(tmp_path: Path, wor
         holder.listen()
         port = holder.getsockname()[1]
         path = _with_line(tmp_path, 1, f"listen: 127.0.0.1:{port}")
-        text = path.read_text().replace("    stage: new", "    stage: canary")
+        text = path.read_text().replace("    stage: new", "    stage: retired")
         path.write_text(text)
         result = _strangler("run", "--config", str(path), "--workers", workers)
     assert result.returncode == 2, result
@@ -242,6 +242,61 @@ def test_run_with_a_bad_file_exits_2_before_binding_its_port(tmp_path: Path, wor
     assert (
         result.stderr.strip()
         .splitlines()[-1]
-        .startswith(f"error: {path}:11: routes[0].stage: stage 'canary' is reserved")
+        .startswith(f"error: {path}:11: routes[0].stage: stage 'retired' is reserved")
     )
     assert "cannot listen" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        pytest.param(
+            "  url: mysql://ann:hunter2@db/strangler",
+            "expected postgresql://user@host:5432/database (or postgresql+psycopg://), "
+            "got 'mysql://ann:***@db/strangler'",
+            id="other-database",
+        ),
+        pytest.param(
+            "  url: postgresql://ann:hunter2@db:99999/strangler",
+            "bad port",
+            id="bad-port",
+        ),
+        pytest.param(
+            "  url: postgresql://ann:hunter2@db:5432",
+            "expected one database name after the host",
+            id="no-database",
+        ),
+        pytest.param(
+            "  path: results.db\n  url: postgresql://ann:hunter2@db/strangler",
+            "give store.url (PostgreSQL) or store.path (SQLite), not both",
+            id="path-and-url",
+        ),
+    ],
+)
+def test_a_bad_store_url_names_its_line_and_hides_the_password(
+    tmp_path: Path, store: str, message: str
+) -> None:
+    path = tmp_path / "strangler.yaml"
+    path.write_text(f"{GOOD}store:\n{store}\n")
+    url_line = GOOD.count("\n") + 1 + store.count("\n") + 1
+    result = _strangler("check-config", str(path))
+    assert result.returncode == 2, result
+    (printed,) = result.stderr.strip().splitlines()
+    assert printed.startswith(f"error: {path}:{url_line}: store.url: {message}"), printed
+    assert "hunter2" not in printed
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://strangler@db.internal:5432/strangler",
+        "postgresql+psycopg://strangler:s3cret@db.internal/strangler?sslmode=require",
+        "postgresql://strangler@/strangler?host=/var/run/postgresql",
+        "postgresql:///strangler",
+    ],
+)
+def test_a_postgres_store_url_passes_without_connecting(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "strangler.yaml"
+    path.write_text(f"{GOOD}store:\n  url: {url}\n")
+    result = _strangler("check-config", str(path))
+    assert result.returncode == 0, result.stderr

@@ -221,7 +221,7 @@ def test_a_worker_that_dies_after_a_refused_reload_is_replaced_with_the_config_i
     workers = _children(gw)
     # An edit the supervisor refuses (a reserved stage): the workers keep version 1, on which
     # everything goes to legacy.
-    bad_route = '  - name: all\n    match: "ANY /*path"\n    stage: canary\n'
+    bad_route = '  - name: all\n    match: "ANY /*path"\n    stage: retired\n'
     write_config(gw.config_path, legacy=legacy_upstream.url, new=new_upstream.url, routes=bad_route)
     gw.signal(signal.SIGHUP)
     gw.wait_for_log("config reload refused")

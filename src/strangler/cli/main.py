@@ -1,12 +1,15 @@
 """`strangler`: the command line. Errors become exit codes here and nowhere else.
 
-Exit codes: 0 ok, 1 runtime failure (e.g. the port is taken), 2 unusable config or arguments.
+Exit codes: 0 ok, 1 runtime failure (e.g. the port is taken, the store can't be reached),
+2 unusable config or arguments.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -81,26 +84,47 @@ def routes(
     config: ConfigOption = Path("strangler.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Print the route table in match order, with each route's stage and backend."""
+    """Print the route table in match order: each route's stage and backend, and a canary's
+    weight, new backend and rollout group."""
     snapshot = _load_or_exit(config)
-    rows = [
-        {
+    rows: list[dict[str, object]] = []
+    canaries: list[str] = []
+    for row in snapshot.table.rows():
+        item: dict[str, object] = {
             "name": row.spec.name,
             "match": row.spec.match,
             "stage": row.spec.stage.value,
             "backend": row.decision.backend,
             "reason": row.decision.reason.value,
         }
-        for row in snapshot.table.rows()
-    ]
+        sides = row.decision.canary
+        if sides is not None:
+            plan = sides.plan
+            item["canary"] = {
+                "group": plan.group,
+                "weight": plan.weight,
+                "new_backend": sides.new.backend,
+                "stickiness": [str(source) for source in plan.stickiness],
+                "segments": [segment.name for segment in plan.segments],
+            }
+            canaries.append(f"{plan.weight:g}% to {sides.new.backend}, group {plan.group}")
+        else:
+            canaries.append("-")
+        rows.append(item)
     if as_json:
         typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     headers = ["#", "NAME", "MATCH", "STAGE", "BACKEND"]
     table = [
-        [str(i + 1), r["name"], r["match"], r["stage"], r["backend"]] for i, r in enumerate(rows)
+        [str(i + 1), str(r["name"]), str(r["match"]), str(r["stage"]), str(r["backend"])]
+        for i, r in enumerate(rows)
     ]
     table.append(["*", "(unmatched)", "ANY *", "-", snapshot.config.default])
+    if any(text != "-" for text in canaries):
+        # The CANARY column only appears when a route is in stage canary.
+        headers.append("CANARY")
+        for line, text in zip(table, [*canaries, "-"], strict=True):
+            line.append(text)
     print_table(headers, table)
 
 
@@ -149,15 +173,30 @@ def diffs(
         if len(words) != 3:
             typer.echo(f"usage: strangler diffs {words[0]} ROUTE PATH [--reason TEXT]", err=True)
             raise typer.Exit(2)
-        raise typer.Exit(review_path(snapshot, words[0], words[1], words[2], reason or ""))
+        with _store_errors():
+            code = review_path(snapshot, words[0], words[1], words[2], reason or "")
+        raise typer.Exit(code)
     if len(words) > 1:
         typer.echo("usage: strangler diffs [ROUTE] [--examples] [--json]", err=True)
         raise typer.Exit(2)
-    if not words:
-        raise typer.Exit(show_routes(snapshot, as_json=as_json))
-    if examples:
-        raise typer.Exit(show_examples(snapshot, words[0], as_json=as_json))
-    raise typer.Exit(show_paths(snapshot, words[0], as_json=as_json))
+    with _store_errors():
+        if not words:
+            code = show_routes(snapshot, as_json=as_json)
+        elif examples:
+            code = show_examples(snapshot, words[0], as_json=as_json)
+        else:
+            code = show_paths(snapshot, words[0], as_json=as_json)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """A store that can't be reached or read (StoreUnavailable) exits 1 with one line."""
+    try:
+        yield
+    except StranglerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command("import-routes")
@@ -184,7 +223,10 @@ def progress(
     and day, and per route what stands between it and its next stage."""
     from strangler.cli.progress import show_progress
 
-    raise typer.Exit(show_progress(_load_or_exit(config), as_json=as_json))
+    snapshot = _load_or_exit(config)
+    with _store_errors():
+        code = show_progress(snapshot, as_json=as_json)
+    raise typer.Exit(code)
 
 
 app.add_typer(keys_app, name="keys")

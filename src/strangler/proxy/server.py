@@ -9,6 +9,9 @@ Rules:
   waiting requests is bounded by one read.
 - Reading pauses for several independent reasons (pipeline, buffered body, upstream full,
   upgrade pending); each reason is a bit, and reading resumes only when no bit is set.
+- Canary routes: only their requests extract what their plan reads and call
+  `routing.canary.choose`; the chosen side's Decision is then forwarded like any other.
+  `X-Strangler-Backend` and `X-Strangler-Signature` never reach any backend.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import ipaddress
 import logging
 import random
 import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -27,16 +31,27 @@ import httptools
 
 from strangler.errors import ClientProtocolError
 from strangler.identity.bridge import MAX_FORM_BYTES, IdentityBridge, RequestFacts
+from strangler.identity.rails_session import SessionOutcome, session_user_id
 from strangler.proxy.exchange import Exchange
 from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
 from strangler.proxy.upstream_pool import UpstreamConnection
+from strangler.routing.canary import (
+    EMPTY,
+    CanaryFacts,
+    choose,
+    client_address,
+    cookie_values,
+    query_values,
+    set_cookie_header,
+)
 
 if TYPE_CHECKING:
     from strangler.config import LimitsConfig
     from strangler.control.snapshot import Snapshot
     from strangler.observe.counters import Counters
     from strangler.proxy.worker import Worker
+    from strangler.routing.model import CanarySides, Decision
 
 log = logging.getLogger("strangler.proxy")
 
@@ -67,12 +82,14 @@ _BUFFER_HIGH_WATER = 256 * 1024
     _H_UPGRADE,
     _H_VIA,
     _H_PASS,
+    _H_OVERRIDE,
+    _H_SIGNATURE,
     _H_COOKIE,
     _H_AUTHORIZATION,
     _H_CSRF_TOKEN,
     _H_ORIGIN,
     _H_CONTENT_TYPE,
-) = range(20)
+) = range(22)
 _REQUEST_SPECIAL: dict[bytes, int] = {
     b"connection": _H_CONNECTION,
     b"keep-alive": _H_DROP,
@@ -94,6 +111,9 @@ _REQUEST_SPECIAL: dict[bytes, int] = {
     b"tracestate": _H_PASS,
     # Only the gateway may say a request is a shadow copy.
     b"x-strangler-shadow": _H_DROP,
+    # A tester's canary override: read on canary routes, never forwarded to any backend.
+    b"x-strangler-backend": _H_OVERRIDE,
+    b"x-strangler-signature": _H_SIGNATURE,
     # Copied through, and read by the Rails bridge (identity and CSRF for the new backend).
     b"cookie": _H_COOKIE,
     b"authorization": _H_AUTHORIZATION,
@@ -113,6 +133,7 @@ _METHOD_NAMES: dict[bytes, str] = {
 }
 
 _getrandbits = random.getrandbits
+_NO_OVERRIDE: tuple[bytes | None, bytes | None] = (None, None)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -176,6 +197,9 @@ class ClientConnection(asyncio.Protocol):
         self._csrf_token: bytes | None = None
         self._origin: bytes | None = None
         self._content_type: bytes | None = None
+        # X-Strangler-Backend and X-Strangler-Signature, as sent (one attribute: every request
+        # resets it, and only canary routes read it).
+        self._override = _NO_OVERRIDE
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -351,6 +375,10 @@ class ClientConnection(asyncio.Protocol):
             self._out += (name, b": ", value, b"\r\n")
         elif kind in (_H_VIA, _H_PASS):
             self._out += (name, b": ", value, b"\r\n")
+        elif kind == _H_OVERRIDE:
+            self._override = (value, self._override[1])
+        elif kind == _H_SIGNATURE:
+            self._override = (self._override[0], value)
 
     def _read_bridge_header(self, kind: int, name: bytes, value: bytes) -> None:
         if kind == _H_COOKIE:
@@ -401,6 +429,9 @@ class ClientConnection(asyncio.Protocol):
         question = url.find(b"?")
         path = url if question < 0 else url[:question]
         decision = snapshot.table.decide(method_name, path.decode("latin-1"))
+        set_cookie, session = b"", None
+        if decision.canary is not None:
+            decision, set_cookie, session = self._canary(snapshot, decision.canary, url, path)
         pool = self.worker.pools.get(decision.backend)
         keep_alive = parser.should_keep_alive() and not self.is_draining
         is_upgrade = self._upgrade is not None and parser.should_upgrade()
@@ -408,7 +439,7 @@ class ClientConnection(asyncio.Protocol):
         bridge = self.worker.bridge
         identity, body_gate = b"", None
         if bridge is not None and decision.backend == bridge.new_backend:
-            identity, body_gate = self._bridge(bridge, decision.route or "", method, path)
+            identity, body_gate = self._bridge(bridge, decision.route or "", method, path, session)
         head = self._build_head(
             snapshot, method, url, pool, request_id, traceparent, is_upgrade, identity
         )
@@ -425,7 +456,7 @@ class ClientConnection(asyncio.Protocol):
             has_body=self._is_chunked or self._content_length > 0,
             expects_continue=self._expects_continue,
             request_id=request_id,
-            response_tail=_response_tail(request_id, snapshot.via),
+            response_tail=set_cookie + _response_tail(request_id, snapshot.via),
         )
         exchange.body_gate = body_gate
         if body_gate is not None and self._expects_continue and self.current is None:
@@ -536,15 +567,92 @@ class ClientConnection(asyncio.Protocol):
             request_id = new_id
         return request_id, traceparent
 
+    def _canary(
+        self, snapshot: Snapshot, sides: CanarySides, url: bytes, path: bytes
+    ) -> tuple[Decision, bytes, SessionOutcome | None]:
+        """A canary route's request: extract what its plan reads, choose a side, count it.
+
+        Returns the chosen side's Decision, the Set-Cookie line issuing the sticky cookie (or
+        b""), and the Rails session when it was decoded, so the bridge doesn't decode it twice.
+        """
+        plan = sides.plan
+        out = self._out
+        headers: dict[str, str] = {}
+        if plan.header_names:
+            # The copied headers sit in _out as (name, ": ", value, CRLF) after the request line.
+            for at in range(1, len(out) - 2, 4):
+                name = out[at].lower().decode("latin-1")
+                if name in plan.header_names and name not in headers:
+                    headers[name] = out[at + 2].decode("latin-1").strip()
+        cookie = out[self._cookie_at] if self._cookie_at >= 0 else None
+        cookies = EMPTY
+        if cookie is not None and plan.cookie_names:
+            cookies = cookie_values(cookie.decode("latin-1"), plan.cookie_names)
+        query = EMPTY
+        question = url.find(b"?")
+        if question >= 0 and plan.query_names:
+            query = query_values(url[question + 1 :].decode("latin-1"), plan.query_names)
+        session: SessionOutcome | None = None
+        user_id: str | None = None
+        bridge = self.worker.bridge
+        if plan.needs_user_id and bridge is not None:
+            session = bridge.session(cookie)
+            if session.session is not None:
+                user_id = session_user_id(session.session, bridge.user_id_key)
+        client_ip = ""
+        if plan.needs_client_ip:
+            forwarded = self._xff if self.is_trusted_peer else None
+            client_ip = client_address(
+                self.peer.decode("latin-1"),
+                None if forwarded is None else forwarded.decode("latin-1"),
+                snapshot.trusted_networks,
+            )
+        override, signature = self._override
+        choice = choose(
+            plan,
+            CanaryFacts(
+                path=path.decode("latin-1"),
+                headers=headers,
+                cookies=cookies,
+                query=query,
+                user_id=user_id,
+                client_ip=client_ip,
+                override=None if override is None else override.decode("latin-1"),
+                signature=None if signature is None else signature.decode("latin-1"),
+                # The wall clock is read only to judge a signature's expiry.
+                now=time.time() if signature is not None else 0.0,
+                # Not a secret, only a bucket: a fast PRNG will do.
+                fresh_sticky_value=f"{_getrandbits(128):032x}" if plan.uses_sticky_cookie else "",
+            ),
+        )
+        route = sides.legacy.route or ""
+        counters = self.counters
+        counters.inc("canary_decisions_total", route, choice.side.value, choice.reason.value)
+        if choice.ignored_override is not None:
+            counters.inc("canary_overrides_ignored_total", route, choice.ignored_override.value)
+        set_cookie = b""
+        if choice.sets_sticky_cookie and choice.sticky_value is not None:
+            counters.inc("canary_sticky_cookies_issued_total", route)
+            # No TLS listener yet, so never Secure.
+            value = set_cookie_header(plan.sticky_cookie, choice.sticky_value, is_tls=False)
+            set_cookie = b"Set-Cookie: " + value.encode("latin-1") + b"\r\n"
+        return sides.side(choice.side), set_cookie, session
+
     def _bridge(
-        self, bridge: IdentityBridge, route: str, method: bytes, path: bytes
+        self,
+        bridge: IdentityBridge,
+        route: str,
+        method: bytes,
+        path: bytes,
+        session: SessionOutcome | None = None,
     ) -> tuple[bytes, Callable[[bytes], str | None] | None]:
         """A request to the new backend: (the identity header line, a check its form body must
-        pass first or None). Refuses a forged state change with 403; drops the Rails cookie."""
+        pass first or None). Refuses a forged state change with 403; drops the Rails cookie.
+        `session` is the Rails session when the canary already decoded it."""
         at = self._cookie_at
         out = self._out
         cookie = out[at] if at >= 0 else None
-        outcome = bridge.session(cookie)
+        outcome = bridge.session(cookie) if session is None else session
         gate: Callable[[bytes], str | None] | None = None
         if route not in bridge.csrf_exempt and bridge.needs_csrf_check(method, cookie):
             trusted = self.is_trusted_peer

@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from strangler.routing.canary import CanaryPlan, Side
+
 
 class Stage(enum.StrEnum):
     """Where a route is in its migration (see ARCHITECTURE.md, "every route has a stage")."""
@@ -21,7 +23,7 @@ class Stage(enum.StrEnum):
 
 
 # Stages whose behaviour ships today; the schema reserves the others for later issues.
-SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.SHADOW, Stage.NEW})
+SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.SHADOW, Stage.CANARY, Stage.NEW})
 
 
 class DecisionReason(enum.StrEnum):
@@ -30,6 +32,10 @@ class DecisionReason(enum.StrEnum):
     STAGE_LEGACY = "stage_legacy"
     STAGE_SHADOW = "stage_shadow"
     STAGE_NEW = "stage_new"
+    # A canary route's own Decision, and the Decision of each side once `choose` picked one.
+    STAGE_CANARY = "stage_canary"
+    CANARY_LEGACY = "canary_legacy"
+    CANARY_NEW = "canary_new"
     ROUTE_BACKEND = "route_backend"
     UNMATCHED_DEFAULT = "unmatched_default"
 
@@ -53,6 +59,10 @@ class RouteSpec:
     # (only when the route says the shadow target is a sandbox).
     shadow_backend: str | None = None
     mirrors_unsafe: bool = False
+    # Stage `canary`: `backend` is the legacy side and `canary_backend` the new side; `canary` is
+    # the rollout group's compiled settings (one object shared by every route of the group).
+    canary_backend: str | None = None
+    canary: CanaryPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +79,25 @@ class Decision:
     reason: DecisionReason
     shadow_backend: str | None = None
     mirrors_unsafe: bool = False
+    # Stage `canary`: what `canary.choose` reads and the Decision for each side. Only a canary
+    # route's Decision has one, so every other request pays one `is None` check for canaries.
+    canary: CanarySides | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CanarySides:
+    """A canary route's settings and its two outcomes, built once with the route table.
+
+    `legacy` and `new` are ordinary Decisions (stage canary, `canary` None) naming each side's
+    backend, so the proxy forwards, counts and bridges the chosen one like any other and
+    choosing a side allocates no Decision. The canary route's own Decision names the legacy side
+    as its `backend`: that is who answers when nothing is chosen, and what `strangler routes`
+    lists as the route's backend.
+    """
+
+    plan: CanaryPlan
+    legacy: Decision
+    new: Decision
+
+    def side(self, side: Side) -> Decision:
+        return self.new if side is Side.NEW else self.legacy

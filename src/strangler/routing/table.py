@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from strangler.routing.matcher import RouteMatcher
-from strangler.routing.model import Decision, DecisionReason, RouteSpec
+from strangler.routing.model import CanarySides, Decision, DecisionReason, RouteSpec, Stage
 from strangler.routing.pattern import PatternError, RoutePattern, parse_match
 
 
@@ -61,20 +61,14 @@ class RouteTable:
                 patterns.append(parse_match(route.match))
             except PatternError as exc:
                 raise RouteTableError(index, "match", str(exc)) from exc
+            if route.stage is Stage.CANARY and (
+                route.canary is None or route.canary_backend is None
+            ):
+                raise RouteTableError(index, "canary", "a canary route needs its canary settings")
         return cls(
             routes=tuple(routes),
             patterns=tuple(patterns),
-            decisions=tuple(
-                Decision(
-                    route=r.name,
-                    stage=r.stage,
-                    backend=r.backend,
-                    reason=r.reason,
-                    shadow_backend=r.shadow_backend,
-                    mirrors_unsafe=r.mirrors_unsafe,
-                )
-                for r in routes
-            ),
+            decisions=tuple(_decision(r) for r in routes),
             unmatched=Decision(
                 route=None,
                 stage=None,
@@ -103,3 +97,23 @@ class RouteTable:
                 zip(self.routes, self.patterns, self.decisions, strict=True)
             )
         )
+
+
+def _decision(route: RouteSpec) -> Decision:
+    """The Decision for one route; a canary route's also holds one Decision per side."""
+    sides = None
+    if route.stage is Stage.CANARY and route.canary is not None and route.canary_backend:
+        sides = CanarySides(
+            route.canary,
+            legacy=Decision(route.name, Stage.CANARY, route.backend, DecisionReason.CANARY_LEGACY),
+            new=Decision(route.name, Stage.CANARY, route.canary_backend, DecisionReason.CANARY_NEW),
+        )
+    return Decision(
+        route=route.name,
+        stage=route.stage,
+        backend=route.backend,
+        reason=route.reason,
+        shadow_backend=route.shadow_backend,
+        mirrors_unsafe=route.mirrors_unsafe,
+        canary=sides,
+    )
