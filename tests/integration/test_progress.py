@@ -111,6 +111,16 @@ def test_the_gate_out_of_shadow_needs_enough_comparisons_and_parity(
     assert next_step(stage, totals, None).startswith(expected)
 
 
+def test_a_canary_route_names_its_share_and_errors() -> None:
+    from strangler.routing.canary import CanaryPlan
+
+    plan = CanaryPlan(group="projects", weight_bp=500, stickiness=())
+    hour = TrafficTotals("r", 90, 10, 0, 1)
+    assert next_step(Stage.CANARY, None, hour, plan).startswith(
+        "canary at 5 % (group projects), 1 errors in 10 answers from new in the last hour"
+    )
+
+
 def test_errors_on_new_are_named() -> None:
     hour = TrafficTotals("r", 0, 10, 0, 2)
     assert next_step(Stage.NEW, None, hour) == "done; 2 errors on new in the last hour"

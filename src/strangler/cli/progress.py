@@ -19,6 +19,7 @@ from strangler.cli.tables import print_table
 from strangler.control.snapshot import Snapshot, store_path
 from strangler.control.store import DEFAULT_ROUTE, RouteTotals, TrafficTotals
 from strangler.diff import wilson_interval
+from strangler.routing.canary import CanaryPlan
 from strangler.routing.model import Stage
 
 MIN_COMPARED = 500
@@ -39,8 +40,21 @@ class RouteProgress:
     next_step: str
 
 
-def next_step(stage: Stage, totals: RouteTotals | None, hour: TrafficTotals | None) -> str:
+def next_step(
+    stage: Stage,
+    totals: RouteTotals | None,
+    hour: TrafficTotals | None,
+    canary: CanaryPlan | None = None,
+) -> str:
     """What stands between a route and its next stage, in words."""
+    if stage is Stage.CANARY and canary is not None:
+        share = f"canary at {canary.weight_bp / 100:g} % (group {canary.group})"
+        errors = hour.new_errors if hour is not None else 0
+        answered = hour.new if hour is not None else 0
+        return (
+            f"{share}, {errors} errors in {answered} answers from new in the last hour; "
+            "raise canary.weight, or set stage: new at 100 %"
+        )
     if stage is Stage.LEGACY:
         return "implement it in the new backend, then set stage: shadow"
     if stage is Stage.NEW:
@@ -92,7 +106,12 @@ def show_progress(snapshot: Snapshot, *, as_json: bool, now: float | None = None
                 parity=equal / compared if compared else None,
                 parity_low=wilson_interval(equal, compared)[0] if compared else None,
                 compared=compared,
-                next_step=next_step(spec.stage, totals, hour.get(spec.name)),
+                next_step=next_step(
+                    spec.stage,
+                    totals,
+                    hour.get(spec.name),
+                    row.decision.canary.plan if row.decision.canary is not None else None,
+                ),
             )
         )
     by_stage: dict[str, int] = {}
