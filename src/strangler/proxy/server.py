@@ -9,8 +9,8 @@ Rules:
   waiting requests is bounded by one read.
 - Reading pauses for several independent reasons (pipeline, buffered body, upstream full,
   upgrade pending); each reason is a bit, and reading resumes only when no bit is set.
-- Canary routes: only their requests extract what their plan reads and call
-  `routing.canary.choose`; the chosen side's Decision is then forwarded like any other.
+- Canary routes and requests bound for the new backend go through `proxy.steering` (the
+  canary's side, the Rails bridge); the chosen side's Decision is then forwarded like any other.
   `X-Strangler-Backend` and `X-Strangler-Signature` never reach any backend.
 """
 
@@ -18,40 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import ipaddress
 import logging
 import random
 import re
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from strangler.errors import ClientProtocolError
-from strangler.identity.bridge import MAX_FORM_BYTES, IdentityBridge, RequestFacts
-from strangler.identity.rails_session import SessionOutcome, session_user_id
+from strangler.identity.bridge import MAX_FORM_BYTES
 from strangler.proxy.exchange import Exchange
 from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
+from strangler.proxy.steering import bridge_shadow_copy, bridge_to_new, choose_canary_side
 from strangler.proxy.upstream_pool import UpstreamConnection
-from strangler.routing.canary import (
-    EMPTY,
-    CanaryFacts,
-    choose,
-    client_address,
-    cookie_values,
-    query_values,
-    set_cookie_header,
-)
 
 if TYPE_CHECKING:
     from strangler.config import LimitsConfig
     from strangler.control.snapshot import Snapshot
     from strangler.observe.counters import Counters
     from strangler.proxy.worker import Worker
-    from strangler.routing.model import CanarySides, Decision
 
 log = logging.getLogger("strangler.proxy")
 
@@ -431,7 +418,9 @@ class ClientConnection(asyncio.Protocol):
         decision = snapshot.table.decide(method_name, path.decode("latin-1"))
         set_cookie, session = b"", None
         if decision.canary is not None:
-            decision, set_cookie, session = self._canary(snapshot, decision.canary, url, path)
+            decision, set_cookie, session = choose_canary_side(
+                self, snapshot, decision.canary, url, path
+            )
         pool = self.worker.pools.get(decision.backend)
         keep_alive = parser.should_keep_alive() and not self.is_draining
         is_upgrade = self._upgrade is not None and parser.should_upgrade()
@@ -439,7 +428,9 @@ class ClientConnection(asyncio.Protocol):
         bridge = self.worker.bridge
         identity, body_gate = b"", None
         if bridge is not None and decision.backend == bridge.new_backend:
-            identity, body_gate = self._bridge(bridge, decision.route or "", method, path, session)
+            identity, body_gate = bridge_to_new(
+                self, bridge, decision.route or "", method, path, session
+            )
         head = self._build_head(
             snapshot, method, url, pool, request_id, traceparent, is_upgrade, identity
         )
@@ -465,7 +456,7 @@ class ClientConnection(asyncio.Protocol):
         if decision.shadow_backend is not None and not is_upgrade:
             copy_head = head
             if bridge is not None and decision.shadow_backend == bridge.new_backend:
-                copy_head = self._bridged_copy(bridge, decision.route or "", head)
+                copy_head = bridge_shadow_copy(self, bridge, decision.route or "", head)
             exchange.mirror = self.worker.shadow.begin(
                 snapshot,
                 decision,
@@ -566,139 +557,6 @@ class ClientConnection(asyncio.Protocol):
         if request_id is None or _REQUEST_ID.fullmatch(request_id) is None:
             request_id = new_id
         return request_id, traceparent
-
-    def _canary(
-        self, snapshot: Snapshot, sides: CanarySides, url: bytes, path: bytes
-    ) -> tuple[Decision, bytes, SessionOutcome | None]:
-        """A canary route's request: extract what its plan reads, choose a side, count it.
-
-        Returns the chosen side's Decision, the Set-Cookie line issuing the sticky cookie (or
-        b""), and the Rails session when it was decoded, so the bridge doesn't decode it twice.
-        """
-        plan = sides.plan
-        out = self._out
-        headers: dict[str, str] = {}
-        if plan.header_names:
-            # The copied headers sit in _out as (name, ": ", value, CRLF) after the request line.
-            for at in range(1, len(out) - 2, 4):
-                name = out[at].lower().decode("latin-1")
-                if name in plan.header_names and name not in headers:
-                    headers[name] = out[at + 2].decode("latin-1").strip()
-        cookie = out[self._cookie_at] if self._cookie_at >= 0 else None
-        cookies = EMPTY
-        if cookie is not None and plan.cookie_names:
-            cookies = cookie_values(cookie.decode("latin-1"), plan.cookie_names)
-        query = EMPTY
-        question = url.find(b"?")
-        if question >= 0 and plan.query_names:
-            query = query_values(url[question + 1 :].decode("latin-1"), plan.query_names)
-        session: SessionOutcome | None = None
-        user_id: str | None = None
-        bridge = self.worker.bridge
-        if plan.needs_user_id and bridge is not None:
-            session = bridge.session(cookie)
-            if session.session is not None:
-                user_id = session_user_id(session.session, bridge.user_id_key)
-        client_ip = ""
-        if plan.needs_client_ip:
-            forwarded = self._xff if self.is_trusted_peer else None
-            client_ip = client_address(
-                self.peer.decode("latin-1"),
-                None if forwarded is None else forwarded.decode("latin-1"),
-                snapshot.trusted_networks,
-            )
-        override, signature = self._override
-        choice = choose(
-            plan,
-            CanaryFacts(
-                path=path.decode("latin-1"),
-                headers=headers,
-                cookies=cookies,
-                query=query,
-                user_id=user_id,
-                client_ip=client_ip,
-                override=None if override is None else override.decode("latin-1"),
-                signature=None if signature is None else signature.decode("latin-1"),
-                # The wall clock is read only to judge a signature's expiry.
-                now=time.time() if signature is not None else 0.0,
-                # Not a secret, only a bucket: a fast PRNG will do.
-                fresh_sticky_value=f"{_getrandbits(128):032x}" if plan.uses_sticky_cookie else "",
-            ),
-        )
-        route = sides.legacy.route or ""
-        counters = self.counters
-        counters.inc("canary_decisions_total", route, choice.side.value, choice.reason.value)
-        if choice.ignored_override is not None:
-            counters.inc("canary_overrides_ignored_total", route, choice.ignored_override.value)
-        set_cookie = b""
-        if choice.sets_sticky_cookie and choice.sticky_value is not None:
-            counters.inc("canary_sticky_cookies_issued_total", route)
-            # No TLS listener yet, so never Secure.
-            value = set_cookie_header(plan.sticky_cookie, choice.sticky_value, is_tls=False)
-            set_cookie = b"Set-Cookie: " + value.encode("latin-1") + b"\r\n"
-        return sides.side(choice.side), set_cookie, session
-
-    def _bridge(
-        self,
-        bridge: IdentityBridge,
-        route: str,
-        method: bytes,
-        path: bytes,
-        session: SessionOutcome | None = None,
-    ) -> tuple[bytes, Callable[[bytes], str | None] | None]:
-        """A request to the new backend: (the identity header line, a check its form body must
-        pass first or None). Refuses a forged state change with 403; drops the Rails cookie.
-        `session` is the Rails session when the canary already decoded it."""
-        at = self._cookie_at
-        out = self._out
-        cookie = out[at] if at >= 0 else None
-        outcome = bridge.session(cookie) if session is None else session
-        gate: Callable[[bytes], str | None] | None = None
-        if route not in bridge.csrf_exempt and bridge.needs_csrf_check(method, cookie):
-            trusted = self.is_trusted_peer
-            facts = RequestFacts(
-                method=method,
-                path=path,
-                cookie=cookie,
-                has_authorization=self._has_authorization,
-                csrf_token=self._csrf_token,
-                origin=self._origin,
-                host=self._host,
-                forwarded_host=self._xfh if trusted else None,
-                forwarded_proto=self._xfp if trusted else None,
-                content_type=self._content_type,
-            )
-            refusal = bridge.check_origin(facts, is_tls=False)
-            if refusal is None and bridge.wants_form_body(facts):
-                gate = functools.partial(bridge.check_token, facts, outcome)
-            elif refusal is None:
-                refusal = bridge.check_token(facts, outcome, None)
-            if refusal is not None:
-                self.counters.inc("identity_csrf_refused_total", refusal)
-                self._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
-        if cookie is not None and route not in bridge.passes_session_cookie:
-            kept = bridge.without_session_cookie(cookie)
-            if kept is None:
-                out[at - 2 : at + 2] = (b"", b"", b"", b"")
-            else:
-                out[at] = kept
-        return bridge.identity_header(
-            outcome, route, has_authorization=self._has_authorization
-        ), gate
-
-    def _bridged_copy(self, bridge: IdentityBridge, route: str, head: bytes) -> bytes:
-        """The head of a shadow copy bound for the new backend: identity added, Rails cookie
-        dropped, like a request routed there (no CSRF check: the primary went to legacy)."""
-        at = self._cookie_at
-        cookie = self._out[at] if at >= 0 else None
-        outcome = bridge.session(cookie)
-        if cookie is not None and route not in bridge.passes_session_cookie:
-            name = self._out[at - 2]
-            kept = bridge.without_session_cookie(cookie)
-            line = name + b": " + cookie + b"\r\n"
-            head = head.replace(line, b"" if kept is None else name + b": " + kept + b"\r\n", 1)
-        identity = bridge.identity_header(outcome, route, has_authorization=self._has_authorization)
-        return head[:-2] + identity + b"\r\n" if identity else head
 
     def _build_head(
         self,

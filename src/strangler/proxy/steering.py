@@ -1,0 +1,173 @@
+"""What the gateway changes about a request because of where it goes: the canary's choice of
+side, and the Rails bridge for requests to the new backend (identity, CSRF, the session cookie).
+
+Rules:
+- Called from ClientConnection.on_headers_complete, once per request, only for canary routes
+  and requests bound for the new backend; everything else never reaches this module.
+- These functions read the request head the connection has just parsed (its `_out` parts and
+  the header values it kept); they are the connection's own code, kept apart because they are
+  a policy of their own. A refusal raises through the connection's `_fail_head`.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from strangler.identity.bridge import IdentityBridge, RequestFacts
+from strangler.identity.rails_session import SessionOutcome, session_user_id
+from strangler.routing.canary import (
+    EMPTY,
+    CanaryFacts,
+    choose,
+    client_address,
+    cookie_values,
+    query_values,
+    set_cookie_header,
+)
+
+if TYPE_CHECKING:
+    from strangler.control.snapshot import Snapshot
+    from strangler.proxy.server import ClientConnection
+    from strangler.routing.model import CanarySides, Decision
+
+_getrandbits = random.getrandbits
+
+
+def choose_canary_side(
+    conn: ClientConnection, snapshot: Snapshot, sides: CanarySides, url: bytes, path: bytes
+) -> tuple[Decision, bytes, SessionOutcome | None]:
+    """A canary route's request: extract what its plan reads, choose a side, count it.
+
+    Returns the chosen side's Decision, the Set-Cookie line issuing the sticky cookie (or
+    b""), and the Rails session when it was decoded, so the bridge doesn't decode it twice.
+    """
+    plan = sides.plan
+    out = conn._out
+    headers: dict[str, str] = {}
+    if plan.header_names:
+        # The copied headers sit in _out as (name, ": ", value, CRLF) after the request line.
+        for at in range(1, len(out) - 2, 4):
+            name = out[at].lower().decode("latin-1")
+            if name in plan.header_names and name not in headers:
+                headers[name] = out[at + 2].decode("latin-1").strip()
+    cookie = out[conn._cookie_at] if conn._cookie_at >= 0 else None
+    cookies = EMPTY
+    if cookie is not None and plan.cookie_names:
+        cookies = cookie_values(cookie.decode("latin-1"), plan.cookie_names)
+    query = EMPTY
+    question = url.find(b"?")
+    if question >= 0 and plan.query_names:
+        query = query_values(url[question + 1 :].decode("latin-1"), plan.query_names)
+    session: SessionOutcome | None = None
+    user_id: str | None = None
+    bridge = conn.worker.bridge
+    if plan.needs_user_id and bridge is not None:
+        session = bridge.session(cookie)
+        if session.session is not None:
+            user_id = session_user_id(session.session, bridge.user_id_key)
+    client_ip = ""
+    if plan.needs_client_ip:
+        forwarded = conn._xff if conn.is_trusted_peer else None
+        client_ip = client_address(
+            conn.peer.decode("latin-1"),
+            None if forwarded is None else forwarded.decode("latin-1"),
+            snapshot.trusted_networks,
+        )
+    override, signature = conn._override
+    choice = choose(
+        plan,
+        CanaryFacts(
+            path=path.decode("latin-1"),
+            headers=headers,
+            cookies=cookies,
+            query=query,
+            user_id=user_id,
+            client_ip=client_ip,
+            override=None if override is None else override.decode("latin-1"),
+            signature=None if signature is None else signature.decode("latin-1"),
+            # The wall clock is read only to judge a signature's expiry.
+            now=time.time() if signature is not None else 0.0,
+            # Not a secret, only a bucket: a fast PRNG will do.
+            fresh_sticky_value=f"{_getrandbits(128):032x}" if plan.uses_sticky_cookie else "",
+        ),
+    )
+    route = sides.legacy.route or ""
+    counters = conn.counters
+    counters.inc("canary_decisions_total", route, choice.side.value, choice.reason.value)
+    if choice.ignored_override is not None:
+        counters.inc("canary_overrides_ignored_total", route, choice.ignored_override.value)
+    set_cookie = b""
+    if choice.sets_sticky_cookie and choice.sticky_value is not None:
+        counters.inc("canary_sticky_cookies_issued_total", route)
+        # No TLS listener yet, so never Secure.
+        value = set_cookie_header(plan.sticky_cookie, choice.sticky_value, is_tls=False)
+        set_cookie = b"Set-Cookie: " + value.encode("latin-1") + b"\r\n"
+    return sides.side(choice.side), set_cookie, session
+
+
+def bridge_to_new(
+    conn: ClientConnection,
+    bridge: IdentityBridge,
+    route: str,
+    method: bytes,
+    path: bytes,
+    session: SessionOutcome | None = None,
+) -> tuple[bytes, Callable[[bytes], str | None] | None]:
+    """A request to the new backend: (the identity header line, a check its form body must
+    pass first or None). Refuses a forged state change with 403; drops the Rails cookie.
+    `session` is the Rails session when the canary already decoded it."""
+    at = conn._cookie_at
+    out = conn._out
+    cookie = out[at] if at >= 0 else None
+    outcome = bridge.session(cookie) if session is None else session
+    gate: Callable[[bytes], str | None] | None = None
+    if route not in bridge.csrf_exempt and bridge.needs_csrf_check(method, cookie):
+        trusted = conn.is_trusted_peer
+        facts = RequestFacts(
+            method=method,
+            path=path,
+            cookie=cookie,
+            has_authorization=conn._has_authorization,
+            csrf_token=conn._csrf_token,
+            origin=conn._origin,
+            host=conn._host,
+            forwarded_host=conn._xfh if trusted else None,
+            forwarded_proto=conn._xfp if trusted else None,
+            content_type=conn._content_type,
+        )
+        refusal = bridge.check_origin(facts, is_tls=False)
+        if refusal is None and bridge.wants_form_body(facts):
+            gate = functools.partial(bridge.check_token, facts, outcome)
+        elif refusal is None:
+            refusal = bridge.check_token(facts, outcome, None)
+        if refusal is not None:
+            conn.counters.inc("identity_csrf_refused_total", refusal)
+            conn._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
+    if cookie is not None and route not in bridge.passes_session_cookie:
+        kept = bridge.without_session_cookie(cookie)
+        if kept is None:
+            out[at - 2 : at + 2] = (b"", b"", b"", b"")
+        else:
+            out[at] = kept
+    return bridge.identity_header(outcome, route, has_authorization=conn._has_authorization), gate
+
+
+def bridge_shadow_copy(
+    conn: ClientConnection, bridge: IdentityBridge, route: str, head: bytes
+) -> bytes:
+    """The head of a shadow copy bound for the new backend: identity added, Rails cookie
+    dropped, like a request routed there (no CSRF check: the primary went to legacy)."""
+    at = conn._cookie_at
+    cookie = conn._out[at] if at >= 0 else None
+    outcome = bridge.session(cookie)
+    if cookie is not None and route not in bridge.passes_session_cookie:
+        name = conn._out[at - 2]
+        kept = bridge.without_session_cookie(cookie)
+        line = name + b": " + cookie + b"\r\n"
+        head = head.replace(line, b"" if kept is None else name + b": " + kept + b"\r\n", 1)
+    identity = bridge.identity_header(outcome, route, has_authorization=conn._has_authorization)
+    return head[:-2] + identity + b"\r\n" if identity else head
