@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Delete,
     Table,
     case,
     delete,
@@ -432,54 +433,14 @@ class SqlShadowStore(ABC):
         aged = delete(paths_t).where(
             paths_t.c.review.is_(None), paths_t.c.last_seen < now - max_age_s
         )
-        ranked_paths = (
-            select(
-                paths_t.c.route,
-                paths_t.c.rule_path,
-                func.row_number()
-                .over(
-                    partition_by=paths_t.c.route,
-                    order_by=(
-                        paths_t.c.count.desc(),
-                        paths_t.c.last_seen.desc(),
-                        self._text_order(paths_t.c.rule_path),
-                    ),
-                )
-                .label("rank"),
-            )
-            .where(paths_t.c.review.is_(None))
-            .subquery("ranked_paths")
-        )
-        crowded = delete(paths_t).where(
-            tuple_(paths_t.c.route, paths_t.c.rule_path).in_(
-                select(ranked_paths.c.route, ranked_paths.c.rule_path).where(
-                    ranked_paths.c.rank > max_paths_per_route
-                )
-            )
+        crowded = self._delete_past_rank(
+            paths_t, paths_t.c.rule_path, max_paths_per_route, paths_t.c.review.is_(None)
         )
         old_minutes = delete(traffic_t).where(traffic_t.c.minute < int((now - max_age_s) // 60))
         # Signatures are pruned by rank, never by age: an aged-out signature would turn its old
         # comparisons back into differences. Rare ones go first.
-        ranked_signatures = select(
-            signatures_t.c.route,
-            signatures_t.c.signature,
-            func.row_number()
-            .over(
-                partition_by=signatures_t.c.route,
-                order_by=(
-                    signatures_t.c.count.desc(),
-                    signatures_t.c.last_seen.desc(),
-                    self._text_order(signatures_t.c.signature),
-                ),
-            )
-            .label("rank"),
-        ).subquery("ranked_signatures")
-        rare_signatures = delete(signatures_t).where(
-            tuple_(signatures_t.c.route, signatures_t.c.signature).in_(
-                select(ranked_signatures.c.route, ranked_signatures.c.signature).where(
-                    ranked_signatures.c.rank > max_signatures_per_route
-                )
-            )
+        rare_signatures = self._delete_past_rank(
+            signatures_t, signatures_t.c.signature, max_signatures_per_route
         )
         orphans = delete(examples_t).where(
             ~exists().where(
@@ -496,6 +457,35 @@ class SqlShadowStore(ABC):
             return int(removed)
 
         return self._write(work)
+
+    def _delete_past_rank(
+        self, table: Table, key: ColumnElement[str], cap: int, *where: ColumnElement[bool]
+    ) -> Delete:
+        """DELETE the rows of each route ranked past `cap` by count, then recency, then `key`
+        (rows not matching `where` are neither ranked nor deleted)."""
+        ranked = (
+            select(
+                table.c.route,
+                key.label("key"),
+                func.row_number()
+                .over(
+                    partition_by=table.c.route,
+                    order_by=(
+                        table.c.count.desc(),
+                        table.c.last_seen.desc(),
+                        self._text_order(key),
+                    ),
+                )
+                .label("rank"),
+            )
+            .where(*where)
+            .subquery()
+        )
+        return delete(table).where(
+            tuple_(table.c.route, key).in_(
+                select(ranked.c.route, ranked.c.key).where(ranked.c.rank > cap)
+            )
+        )
 
 
 def _signature_text(rule_paths: tuple[str, ...]) -> str:
