@@ -60,6 +60,15 @@ GatewayFactory = Callable[..., GatewayProcess]
 
 
 @pytest.fixture
+def upstreams() -> Iterator[tuple[EchoUpstream, EchoUpstream]]:
+    """A legacy and a new echo server of this test's own (their answers name them)."""
+    legacy, new = EchoUpstream("legacy").start(), EchoUpstream("new").start()
+    yield legacy, new
+    legacy.stop()
+    new.stop()
+
+
+@pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     """Start gateways with their own config for one test; all are stopped afterwards."""
     started: list[GatewayProcess] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
 import orjson
@@ -34,14 +33,6 @@ ROUTES = """\
     shadow: {noise_sample_rate: 0}
     diff: {ignore: ["$.name", "$.headers"]}
 """
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[EchoUpstream, EchoUpstream]]:
-    legacy, new = EchoUpstream("legacy").start(), EchoUpstream("new").start()
-    yield legacy, new
-    legacy.stop()
-    new.stop()
 
 
 def test_progress_counts_every_workers_traffic_by_route_and_side(

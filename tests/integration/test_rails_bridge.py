@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +81,6 @@ def _verify(token: str, tmp_path: Path) -> dict[str, Any]:
         token, keys[kid], algorithms=["EdDSA"], issuer="strangler-test"
     )
     return claims
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[EchoUpstream, EchoUpstream]]:
-    legacy, new = EchoUpstream("legacy").start(), EchoUpstream("new").start()
-    yield legacy, new
-    legacy.stop()
-    new.stop()
 
 
 @pytest.fixture

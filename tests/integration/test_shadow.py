@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -48,14 +47,6 @@ def _results(gw: GatewayProcess) -> dict[str, dict[str, object]]:
             stats = orjson.loads(line.split("shadow results ", 1)[1])
             out[stats["route"]] = stats
     return out
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[EchoUpstream, EchoUpstream]]:
-    legacy, new = EchoUpstream("legacy").start(), EchoUpstream("new").start()
-    yield legacy, new
-    legacy.stop()
-    new.stop()
 
 
 def test_client_gets_legacy_answer_and_new_backend_gets_a_marked_copy(

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import psycopg
-import pytest
 
 from tests.integration.conftest import GatewayFactory
 from tests.integration.probes import wait_until
@@ -39,14 +37,6 @@ ROUTES = """\
     match: "GET /api/*rest"
     stage: new
 """
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[EchoUpstream, EchoUpstream]]:
-    legacy, new = EchoUpstream("legacy").start(), EchoUpstream("new").start()
-    yield legacy, new
-    legacy.stop()
-    new.stop()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
