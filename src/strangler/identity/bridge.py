@@ -21,8 +21,9 @@ Rules:
 from __future__ import annotations
 
 import enum
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -119,8 +120,10 @@ class IdentityBridge:
         fallback_header: str,
         per_form_csrf_tokens: bool,
         origin_check: bool,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.decoder = decoder
+        self._clock = clock
         self.minter = minter
         self.cookie_name = cookie_name
         self._cookie_prefix = cookie_name.encode("latin-1") + b"="
@@ -158,17 +161,21 @@ class IdentityBridge:
             outcome = self.decoder.decode("")
         else:
             cached = self._sessions.get(value)
-            if cached is not None:
+            expires_at = cached.expires_at if cached is not None else None
+            if cached is not None and (expires_at is None or self._clock() < expires_at):
                 self._sessions.move_to_end(value)
                 outcome = cached
             else:
+                # Not cached, or past its metadata's expiry: decode again (and say "expired").
                 outcome = self.decoder.decode(value)
-                # Expiry is judged at decode time; a cached session lives at most as long as the
-                # cache keeps it, and expiring cookies are not cached at all (see _is_cacheable).
-                if _is_cacheable(outcome):
+                if outcome.session is not None:
+                    # Only authenticated sessions: garbage cookies are cheap to judge again and
+                    # would let a client fill the cache.
                     self._sessions[value] = outcome
                     if len(self._sessions) > _SESSION_CACHE_ENTRIES:
                         self._sessions.popitem(last=False)
+                else:
+                    self._sessions.pop(value, None)
         key = "authenticated" if outcome.is_authenticated else str(outcome.anonymous_reason)
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
         return outcome
@@ -243,13 +250,6 @@ class IdentityBridge:
             return False
         media_type = facts.content_type.split(b";", 1)[0].strip().lower()
         return media_type in (b"application/x-www-form-urlencoded", b"multipart/form-data")
-
-
-def _is_cacheable(outcome: SessionOutcome) -> bool:
-    # Anonymous outcomes of malformed cookies are cheap to recompute and would let a client fill
-    # the cache with garbage; expiring sessions must be re-judged against the clock.
-    session = outcome.session
-    return session is not None and outcome.detail != "expires"
 
 
 def _text(value: bytes | None) -> str | None:

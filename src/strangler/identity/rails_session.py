@@ -182,6 +182,8 @@ class SessionOutcome:
     anonymous_reason: AnonymousReason | None
     secret_index: int | None = None
     detail: str = ""
+    # When an authenticated session's metadata says it expires (unix seconds), else None.
+    expires_at: float | None = None
 
     @property
     def is_authenticated(self) -> bool:
@@ -333,10 +335,12 @@ class RailsSessionDecoder:
             return _anonymous(AnonymousReason.MALFORMED, "non-ASCII cookie value")
         try:
             index, plaintext = self._authenticate(_rack_unescape(cookie_value))
-            session = self._unwrap(plaintext)
+            session, expires_at = self._unwrap(plaintext)
         except _Rejected as rejected:
             return _anonymous(rejected.reason, rejected.detail)
-        return SessionOutcome(session=session, anonymous_reason=None, secret_index=index)
+        return SessionOutcome(
+            session=session, anonymous_reason=None, secret_index=index, expires_at=expires_at
+        )
 
     # Authentication: which secret, which format.
 
@@ -398,15 +402,17 @@ class RailsSessionDecoder:
 
     # Metadata and serialization.
 
-    def _unwrap(self, plaintext: bytes) -> Mapping[str, object]:
+    def _unwrap(self, plaintext: bytes) -> tuple[Mapping[str, object], float | None]:
         if plaintext.startswith(_ENVELOPE_PREFIX):
             envelope = _json_loads(plaintext, "metadata envelope")
             rails = envelope.get("_rails") if isinstance(envelope, dict) else None
             if isinstance(rails, dict):
                 return self._open_envelope(rails)
-        return self._deserialize(plaintext)
+        return self._deserialize(plaintext), None
 
-    def _open_envelope(self, rails: Mapping[str, object]) -> Mapping[str, object]:
+    def _open_envelope(
+        self, rails: Mapping[str, object]
+    ) -> tuple[Mapping[str, object], float | None]:
         # activesupport messages/metadata.rb: Metadata#verify (6.1), extract_from_metadata_envelope
         # (7.1+).
         purpose = rails.get("pur")
@@ -414,6 +420,7 @@ class RailsSessionDecoder:
             shown = str(purpose)[:80]
             raise _Rejected(AnonymousReason.WRONG_PURPOSE, f"purpose {shown!r}")
         expires = rails.get("exp")
+        expires_at: float | None = None
         if expires is not None:
             expires_at = _parse_expiry(expires)
             if self._clock() >= expires_at:
@@ -423,9 +430,9 @@ class RailsSessionDecoder:
             payload = strict_decode64(message) if isinstance(message, str) else None
             if payload is None:
                 raise _Rejected(AnonymousReason.MALFORMED, "envelope message is not base64")
-            return self._deserialize(payload)
+            return self._deserialize(payload), expires_at
         if "data" in rails:
-            return _as_session(rails["data"])
+            return _as_session(rails["data"]), expires_at
         raise _Rejected(AnonymousReason.MALFORMED, "envelope without message or data")
 
     def _deserialize(self, payload: bytes) -> Mapping[str, object]:
