@@ -35,6 +35,9 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
         stream=sys.stderr,
     )
+    if level.lower() != "debug":
+        # Alembic narrates every migration step and plugin at INFO on each store open.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @app.command()
