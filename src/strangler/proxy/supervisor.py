@@ -127,6 +127,9 @@ def _supervise(
     watch: bool,
     admin_sock: socket.socket | None,
 ) -> int:
+    # Taken before the readiness line: a file changed right after it must count as a change.
+    source = snapshot.source
+    mtime = source_mtime(source)
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     view = _SupervisorView(snapshot)
     admin = None
@@ -144,8 +147,6 @@ def _supervise(
         if not os.read(ready_read, 1):
             break
     _announce(_ready_lines(ready_line(host, port, workers, snapshot), admin_sock))
-    source = snapshot.source
-    mtime = source_mtime(source)
     stopping = False
     while children:
         info = signal.sigtimedwait(list(_SIGNALS), 1.0)
