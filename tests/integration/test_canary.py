@@ -323,3 +323,30 @@ def test_a_signed_in_user_is_keyed_on_the_user_id_and_bridged_on_new(
     counters = _counters(rails_gateway)
     assert sum(v for k, v in counters.items() if k.startswith("canary_decisions_total{me,")) > 72
     assert counters["canary_sticky_cookies_issued_total{me}"] == 1
+
+
+def test_strangler_canary_sign_makes_headers_the_gateway_honours(
+    gateway: GatewayProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def sign(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "strangler", "canary", "sign", *args]
+        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+    config = str(gateway.config_path)
+    monkeypatch.delenv("STRANGLER_TEST_OVERRIDE_SECRET", raising=False)
+    missing = sign("/zero/x", "--config", config)
+    assert missing.returncode == 2 and "STRANGLER_TEST_OVERRIDE_SECRET" in missing.stderr
+    monkeypatch.setenv("STRANGLER_TEST_OVERRIDE_SECRET", OVERRIDE_SECRET)
+    too_long = sign("/zero/x", "--config", config, "--ttl-s", "999999")
+    assert too_long.returncode == 2 and "max_ttl_s" in too_long.stderr
+    signed = sign("/zero/x?page=2", "--config", config, "--json")
+    assert signed.returncode == 0, signed.stderr
+    assert OVERRIDE_SECRET not in signed.stdout
+    headers = json.loads(signed.stdout)
+    side, seen = _override(gateway, "/zero/x", headers)
+    assert side == "new"
+    assert "x-strangler-signature" not in seen

@@ -16,6 +16,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from strangler.cli.canary import canary_app
 from strangler.cli.keys import keys_app
 from strangler.cli.options import ConfigOption
 from strangler.cli.tables import print_table
@@ -233,6 +234,7 @@ def progress(
 
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(canary_app, name="canary")
 
 
 def main() -> None:
