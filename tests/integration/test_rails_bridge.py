@@ -250,6 +250,9 @@ def test_requests_without_the_session_and_exempt_routes_need_no_token(
     gateway: GatewayProcess,
 ) -> None:
     assert _post(gateway, "/echo/webhook", content=b"{}").status_code == 200
+    # A cookie whose name only ends like the Rails cookie's is not the session.
+    lookalike = {"Cookie": f"my{COOKIE}=x"}
+    assert _post(gateway, "/echo/webhook", headers=lookalike, content=b"{}").status_code == 200
     cookie, _ = _session(42)
     api = _post(gateway, "/api/things", headers={"Cookie": f"{COOKIE}={cookie}"}, content=b"{}")
     assert api.status_code == 200

@@ -151,9 +151,6 @@ class IdentityBridge:
 
     # -- the session ----------------------------------------------------------------------------
 
-    def has_session_cookie(self, cookie: bytes | None) -> bool:
-        return cookie is not None and self._cookie_prefix in cookie
-
     def session(self, cookie: bytes | None) -> SessionOutcome:
         """The Rails session the Cookie header carries, or why it is anonymous; counted."""
         value = find_cookie(cookie, self.cookie_name) if cookie is not None else None
@@ -211,8 +208,13 @@ class IdentityBridge:
 
     # -- CSRF -----------------------------------------------------------------------------------
 
-    def needs_csrf_check(self, method: bytes, cookie: bytes | None) -> bool:
-        return method not in SAFE_METHODS and self.has_session_cookie(cookie)
+    def needs_csrf_check(self, method: bytes, outcome: SessionOutcome) -> bool:
+        """A state change that carries the session cookie (valid or not): the cookie was found
+        by name when the session was read, so another cookie whose name merely ends the same
+        (`my_app_session` beside `_app_session`) does not count."""
+        return (
+            method not in SAFE_METHODS and outcome.anonymous_reason is not AnonymousReason.MISSING
+        )
 
     def check_origin(self, facts: RequestFacts, *, is_tls: bool) -> CsrfRefusal | None:
         if not self.origin_check or facts.origin is None:

@@ -125,7 +125,7 @@ def bridge_to_new(
     cookie = out[at] if at >= 0 else None
     outcome = bridge.session(cookie) if session is None else session
     gate: Callable[[bytes], str | None] | None = None
-    if route not in bridge.csrf_exempt and bridge.needs_csrf_check(method, cookie):
+    if route not in bridge.csrf_exempt and bridge.needs_csrf_check(method, outcome):
         trusted = conn.is_trusted_peer
         facts = RequestFacts(
             method=method,
