@@ -38,7 +38,7 @@ from strangler.control.stores.schema import upgrade
 from tests.postgres import create_database, drop_database
 
 ADAPTERS = ["sqlite", "postgresql"]
-HEAD = "v0005"
+HEAD = "v0006"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +128,13 @@ TABLES = {
     "shadow_examples",
     "shadow_signatures",
     "traffic",
+    "control_overrides",
+    "control_audit",
+    "rollout_windows",
+    "rollout_verdicts",
+    "leases",
+    "admin_tokens",
+    "admin_sessions",
     "alembic_version",
 }
 
@@ -148,7 +155,7 @@ def test_a_new_store_gets_the_whole_schema(target: Target) -> None:
     assert _schema(target) == (TABLES, [HEAD])
 
 
-@pytest.mark.parametrize("previous", ["v0001", "v0002", "v0003", "v0004"])
+@pytest.mark.parametrize("previous", ["v0001", "v0002", "v0003", "v0004", "v0005"])
 def test_a_database_at_a_previous_schema_is_upgraded_and_keeps_its_data(
     target: Target, previous: str
 ) -> None:

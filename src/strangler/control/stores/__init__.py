@@ -6,14 +6,14 @@ Importing this package opens nothing; each adapter connects when constructed.
 from __future__ import annotations
 
 from strangler.config import StoreConfig
-from strangler.control.store import ShadowStore
+from strangler.control.state import Store
 from strangler.control.stores.postgres import PostgresShadowStore
 from strangler.control.stores.sqlite import SqliteShadowStore
 
 __all__ = ["PostgresShadowStore", "SqliteShadowStore", "open_store"]
 
 
-def open_store(config: StoreConfig, source: str) -> ShadowStore:
+def open_store(config: StoreConfig, source: str) -> Store:
     """The store the config names: the PostgreSQL database at `store.url`, or else the SQLite
     file at `store.path` (relative to the folder of the config file `source`).
 

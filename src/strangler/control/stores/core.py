@@ -48,6 +48,7 @@ from strangler.control.store import (
     check_review,
     is_learned_noise,
 )
+from strangler.control.stores.control_sql import SqlControlState
 from strangler.control.stores.schema import (
     dropped_t,
     examples_t,
@@ -68,7 +69,7 @@ T = TypeVar("T")
 Work = Callable[[Connection], T]
 
 
-class SqlShadowStore(ABC):
+class SqlShadowStore(SqlControlState, ABC):
     """ShadowStore over SQLAlchemy Core; subclasses supply transactions and dialect spellings."""
 
     def __init__(self, *, max_examples_per_path: int) -> None:

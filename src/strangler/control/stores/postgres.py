@@ -35,6 +35,9 @@ from strangler.control.stores.schema import upgrade
 # constant works as long as every version of strangler uses the same one.
 MIGRATION_LOCK_KEY = 0x73_74_72_61_6E_67_6C_65
 
+# LISTEN/NOTIFY channel on which a state change announces its version.
+NOTIFY_CHANNEL = "strangler_state"
+
 # SQLSTATE 40P01 deadlock_detected, 40001 serialization_failure: the server rolled the whole
 # transaction back, so running it again cannot count anything twice.
 _RETRYABLE = frozenset({"40P01", "40001"})
@@ -118,6 +121,13 @@ class PostgresShadowStore(SqlShadowStore):
         # The driver's own message, without SQLAlchemy's statement and parameters after it.
         reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())
         return StoreUnavailable(f"shadow store {self._shown}: {reason}")
+
+    def _notify(self, conn: Connection, version: int) -> None:
+        # Delivered to every LISTENing replica when this transaction commits, never before.
+        conn.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": NOTIFY_CHANNEL, "payload": str(version)},
+        )
 
     def _upsert(self, table: Table) -> Insert:
         return insert(table)

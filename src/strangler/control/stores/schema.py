@@ -125,3 +125,87 @@ def upgrade(connection: Connection, revision: str = HEAD) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+
+
+# Control state (v0006): see strangler.control.state.
+overrides_t = Table(
+    "control_overrides",
+    _metadata,
+    Column("unit", StoredText, primary_key=True),
+    Column("stage", StoredText),
+    Column("weight_bp", Integer),
+    Column("status", StoredText, nullable=False),
+    Column("passes", Integer, nullable=False),
+    Column("inconclusive", Integer, nullable=False),
+    Column("step_started_at", Float, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("actor", StoredText, nullable=False),
+    Column("reason", StoredText, nullable=False),
+)
+audit_t = Table(
+    "control_audit",
+    _metadata,
+    Column("version", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", StoredText, nullable=False),
+    Column("action", StoredText, nullable=False),
+    Column("unit", StoredText, nullable=False),
+    Column("before", StoredText, nullable=False),
+    Column("after", StoredText, nullable=False),
+    Column("reason", StoredText, nullable=False),
+    Column("evidence", StoredText),
+)
+windows_t = Table(
+    "rollout_windows",
+    _metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("route", StoredText, nullable=False),
+    Column("side", StoredText, nullable=False),
+    Column("slot", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("statuses", StoredText, nullable=False),
+    Column("latency", StoredText, nullable=False),
+)
+verdicts_t = Table(
+    "rollout_verdicts",
+    _metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("unit", StoredText, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=False),
+    Column("weight_bp", Integer, nullable=False),
+    Column("outcome", StoredText, nullable=False),
+    Column("action", StoredText, nullable=False),
+    Column("verdict", StoredText, nullable=False),
+)
+leases_t = Table(
+    "leases",
+    _metadata,
+    Column("name", StoredText, primary_key=True),
+    Column("holder", StoredText, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+tokens_t = Table(
+    "admin_tokens",
+    _metadata,
+    Column("id", StoredText, primary_key=True),
+    Column("name", StoredText, nullable=False),
+    Column("scope", StoredText, nullable=False),
+    Column("hash", StoredText, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", StoredText, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
+)
+sessions_t = Table(
+    "admin_sessions",
+    _metadata,
+    Column("hash", StoredText, primary_key=True),
+    Column("subject", StoredText, nullable=False),
+    Column("scope", StoredText, nullable=False),
+    Column("csrf_hash", StoredText, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)

@@ -1,0 +1,251 @@
+"""The control-state port: runtime overrides, the audit log, rollout windows and verdicts,
+leases, and admin credentials. What the CLI, the admin API and the analyzer change, and what
+every worker converges on.
+
+Pure: dataclasses and a Protocol, no I/O. The SQL adapters implement it next to ShadowStore.
+
+Rules every adapter keeps:
+- The state's version is the id of the newest audit entry. Every change of an override writes
+  the override and its audit entry in one transaction, so no change is ever unaudited and a
+  reader that sees version V sees every override up to V.
+- `change` runs the caller's `decide` inside the write transaction, on the unit's current
+  override: two changes of one unit (a person and the analyzer) are serialized, and each
+  decides on what the other wrote.
+- Rollout windows are insert-only rows (one per worker flush, route, side and second); readers
+  sum them. `prune_windows` bounds them by age.
+- Secrets are never stored: tokens and sessions by SHA-256 hash only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from strangler.control.store import ShadowStore
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A runtime change on top of the YAML for one rollout unit (a canary group, else a route).
+
+    `stage` and `weight_bp` are None where the YAML stays in force."""
+
+    unit: str
+    stage: str | None
+    weight_bp: int | None
+    status: str  # a RolloutStatus value, "" before any rollout
+    passes: int = 0
+    inconclusive: int = 0
+    # When the current weight took effect: the analyzer's intervals start here.
+    step_started_at: float = 0.0
+    version: int = 0
+    updated_at: float = 0.0
+    actor: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "stage": self.stage,
+            "weight_bp": self.weight_bp,
+            "status": self.status,
+            "passes": self.passes,
+            "inconclusive": self.inconclusive,
+            "step_started_at": self.step_started_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """What a `decide` callback wants written; `None` from decide means "no change"."""
+
+    action: str  # promote, rollback, pause, resume, set_weight, analyzer verdict actions...
+    stage: str | None
+    weight_bp: int | None
+    status: str
+    passes: int = 0
+    inconclusive: int = 0
+    # Keep the current step's start (a pause, a verdict that does not move the weight).
+    keeps_step_start: bool = False
+    evidence: Mapping[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One audit entry: who changed which unit, when, from what to what, and why."""
+
+    version: int
+    at: float
+    actor: str
+    action: str
+    unit: str
+    before: Mapping[str, object]
+    after: Mapping[str, object]
+    reason: str
+    evidence: Mapping[str, object] | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "unit": self.unit,
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "reason": self.reason,
+            "evidence": None if self.evidence is None else dict(self.evidence),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowDelta:
+    """One worker's answers of one route and side within one second (`slot`, unix seconds)."""
+
+    route: str
+    side: str  # "legacy" or "new"
+    slot: int
+    requests: int
+    errors: int  # 5xx answers, including the gateway's own for a failed connection
+    statuses: Mapping[str, int]  # by status class: {"2": 410, "5": 3}
+    latency: Mapping[str, int]  # LatencyHistogram.to_json()
+
+    def __post_init__(self) -> None:
+        if self.side not in ("legacy", "new"):
+            raise ValueError(f"side must be legacy or new, not {self.side!r}")
+        if self.requests < 0 or not 0 <= self.errors <= self.requests:
+            raise ValueError(f"bad window counts for {self.route!r}: {self.requests}/{self.errors}")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTotals:
+    """One side of some routes over a period, summed over every flush of every worker."""
+
+    requests: int = 0
+    errors: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    # Sparse histogram buckets (LatencyHistogram.to_json form), summed.
+    latency: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRecord:
+    """The analyzer's judgement of one interval of one unit, and what it did about it."""
+
+    unit: str
+    started_at: float
+    ended_at: float
+    weight_bp: int
+    outcome: str
+    action: str
+    verdict: Mapping[str, object]  # IntervalVerdict.to_json()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "unit": self.unit,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "weight_bp": self.weight_bp,
+            "outcome": self.outcome,
+            "action": self.action,
+            "verdict": dict(self.verdict),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An admin API token; the token itself is never stored, only its SHA-256 `hash`."""
+
+    id: str
+    name: str
+    scope: str  # "read" or "write"
+    hash: str
+    created_at: float
+    created_by: str
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A browser session of the admin API, by the SHA-256 hash of its cookie value."""
+
+    hash: str
+    subject: str
+    scope: str
+    csrf_hash: str
+    created_at: float
+    expires_at: float
+
+
+Decide = Callable[[Override | None], Proposal | None]
+
+
+class ControlStore(Protocol):
+    """Durable control state shared by every worker and replica. Blocking, like ShadowStore."""
+
+    def state_version(self) -> int:
+        """The newest audit entry's version, 0 for a store nobody changed. Cheap: workers call
+        it several times a second."""
+        ...
+
+    def overrides(self) -> dict[str, Override]:
+        """Every unit's override, by unit."""
+        ...
+
+    def change(
+        self, unit: str, decide: Decide, *, actor: str, reason: str, now: float
+    ) -> Change | None:
+        """Run `decide` on the unit's current override inside one write transaction; write its
+        Proposal and the audit entry, or nothing when it returns None. `decide` may raise to
+        refuse (the exception propagates, nothing is written)."""
+        ...
+
+    def audit(self, unit: str | None = None, *, limit: int = 100) -> list[Change]:
+        """Newest first; one unit's, or all."""
+        ...
+
+    def add_windows(self, windows: Sequence[WindowDelta]) -> None: ...
+
+    def window_totals(
+        self, routes: Sequence[str], since: float, until: float
+    ) -> dict[str, WindowTotals]:
+        """By side ("legacy", "new"): the sums over `routes` for slots in [since, until)."""
+        ...
+
+    def prune_windows(self, before: float) -> int:
+        """Delete windows of slots before `before`; returns rows removed."""
+        ...
+
+    def add_verdict(self, record: VerdictRecord) -> None: ...
+
+    def verdicts(self, unit: str, *, limit: int = 20) -> list[VerdictRecord]:
+        """Newest first."""
+        ...
+
+    def try_lease(self, name: str, holder: str, ttl_s: float, now: float) -> bool:
+        """Take or renew the lease `name` for `holder` until now + ttl_s; False while another
+        holder's lease runs. One analyzer per store, whatever the number of replicas."""
+        ...
+
+    def add_token(self, token: TokenRecord) -> None: ...
+
+    def token_by_hash(self, token_hash: str) -> TokenRecord | None: ...
+
+    def tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, token_id: str, now: float) -> bool: ...
+
+    def touch_token(self, token_id: str, now: float) -> None: ...
+
+    def add_session(self, session: SessionRecord) -> None: ...
+
+    def session(self, session_hash: str, now: float) -> SessionRecord | None:
+        """The unexpired session, or None."""
+        ...
+
+    def delete_session(self, session_hash: str) -> None: ...
+
+
+class Store(ShadowStore, ControlStore, Protocol):
+    """Both ports: what `open_store` returns."""
