@@ -6,8 +6,11 @@ and what was expected; nothing is half-applied. Loading reads the file and nothi
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import itertools
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -176,9 +179,25 @@ class CanarySegmentConfig(_Model):
         return self
 
 
+class CanaryChecksConfig(_Model):
+    """What one analysis interval checks (strangler.rollout.judge.Checks)."""
+
+    # New's share of 5xx answers and connection failures: at most this, ...
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # ... and at most k x legacy's (legacy's rate counts as at least error_rate_floor).
+    max_error_ratio: Annotated[float, Field(ge=1, le=1000)] = 2.0
+    error_rate_floor: Annotated[float, Field(ge=0, le=1)] = 0.01
+    max_p50_ratio: Annotated[float, Field(ge=1, le=1000)] = 1.5
+    max_p99_ratio: Annotated[float, Field(ge=1, le=1000)] = 2.0
+    # Latency checks fail only when new is also slower by more than this.
+    latency_slack_ms: Annotated[float, Field(ge=0, le=60_000)] = 5.0
+    # Mann-Whitney U (new slower than legacy): significance and minimum effect P(new > legacy).
+    mann_whitney_alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    mann_whitney_min_effect: Annotated[float, Field(ge=0.5, le=1)] = 0.6
+
+
 class CanaryRolloutConfig(_Model):
-    """The steps the canary analyzer will move a group's weight through (accepted and checked
-    now; the analyzer comes with a later part of the canary issue)."""
+    """The steps the canary analyzer moves a group's weight through, and when."""
 
     steps: Annotated[list[CanaryWeight], Field(min_length=1, max_length=100)] = Field(
         default_factory=lambda: [1.0, 5.0, 25.0, 50.0, 100.0]
@@ -186,6 +205,15 @@ class CanaryRolloutConfig(_Model):
     interval_s: Annotated[float, Field(ge=1, le=86_400)] = 60.0
     # Per interval and side: fewer requests make the interval inconclusive.
     min_requests: Annotated[int, Field(ge=1, le=1_000_000_000)] = 50
+    # Consecutive passing intervals that promote to the next step.
+    passes: Annotated[int, Field(ge=1, le=1000)] = 1
+    # What a failing interval does: roll back to legacy at once, or pause where it is.
+    on_fail: Literal["rollback", "pause"] = "rollback"
+    # Consecutive inconclusive intervals (too little traffic) that pause the rollout.
+    max_inconclusive: Annotated[int, Field(ge=1, le=100_000)] = 10
+    # false: the analyzer judges and records verdicts but never moves the weight itself.
+    auto: bool = True
+    checks: CanaryChecksConfig = Field(default_factory=CanaryChecksConfig)
 
     @field_validator("steps")
     @classmethod
@@ -441,17 +469,85 @@ class IdentityConfig(_Model):
     keys_path: Annotated[str, Field(min_length=1)] = "strangler-identity-keys.json"
 
 
+_SCRYPT_HASH = re.compile(
+    r"^scrypt\$(?P<n>[0-9]{1,8})\$(?P<r>[0-9]{1,3})\$(?P<p>[0-9]{1,3})"
+    r"\$(?P<salt>[A-Za-z0-9+/]+={0,2})\$(?P<hash>[A-Za-z0-9+/]+={0,2})$"
+)
+
+
+class AdminUserConfig(_Model):
+    """A person who may log in to the admin API with a password (see `token hash-password`)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
+    scope: Literal["read", "write"] = "read"
+    # scrypt$<n>$<r>$<p>$<salt base64>$<hash base64>; never the password itself.
+    password_hash: str = Field(repr=False)
+
+    @field_validator("password_hash")
+    @classmethod
+    def _check_password_hash(cls, value: str) -> str:
+        match = _SCRYPT_HASH.match(value)
+        if match is None:
+            raise ValueError(
+                "expected scrypt$<n>$<r>$<p>$<salt>$<hash>, as `strangler token hash-password` "
+                "prints it"
+            )
+        n, r, p = int(match["n"]), int(match["r"]), int(match["p"])
+        # Bounded so a config can't make each login cost seconds or gigabytes: scrypt takes
+        # 128*n*r bytes (16 MiB for the default n=2**14, r=8), capped here at 256 MiB.
+        if n < 2 or n & (n - 1) or n > 2**20:
+            raise ValueError(f"scrypt n must be a power of 2 up to 2**20, got {n}")
+        if not 1 <= r <= 32 or not 1 <= p <= 16 or 128 * n * r > 256 * 2**20:
+            raise ValueError(f"scrypt r={r}, p={p} out of range (memory capped at 256 MiB)")
+        try:
+            salt = base64.b64decode(match["salt"], validate=True)
+            digest = base64.b64decode(match["hash"], validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"bad base64 in the password hash: {exc}") from None
+        if len(salt) < 16 or len(digest) < 32:
+            raise ValueError("expected a salt of at least 16 bytes and a hash of at least 32")
+        return value
+
+    def scrypt_parameters(self) -> tuple[int, int, int, bytes, bytes]:
+        """(n, r, p, salt, hash) of `password_hash`, which the validator has checked."""
+        match = _SCRYPT_HASH.match(self.password_hash)
+        if match is None:
+            raise ValueError("unparsable password hash")  # unreachable after validation
+        return (
+            int(match["n"]),
+            int(match["r"]),
+            int(match["p"]),
+            base64.b64decode(match["salt"]),
+            base64.b64decode(match["hash"]),
+        )
+
+
 class AdminConfig(_Model):
-    """The admin listener: health and the identity JWKS (more comes with the control plane)."""
+    """The admin listener: health, the identity JWKS, and the authenticated admin API."""
 
     # host:port like the top-level `listen`; null turns the admin listener off.
     listen: str | None = "127.0.0.1:9900"
+    # People who may log in with a password; tokens (`strangler token create`) need no config.
+    users: list[AdminUserConfig] = Field(default_factory=list)
+    # How long a browser session lasts after login (8 h); there is no sliding renewal.
+    session_ttl_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 8 * 3600
+    # Failed logins per client address per minute (a token bucket); successful ones are free.
+    login_attempts_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 10
 
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str | None) -> str | None:
         if value is not None:
             split_listen(value)
+        return value
+
+    @field_validator("users")
+    @classmethod
+    def _check_unique_users(cls, value: list[AdminUserConfig]) -> list[AdminUserConfig]:
+        names = [user.name for user in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"user names must be unique; given more than once: {twice}")
         return value
 
 

@@ -71,6 +71,7 @@ class Exchange:
         "request_done",
         "request_id",
         "response_tail",
+        "started_at",
         "status",
         "to_client",
         "to_upstream",
@@ -125,6 +126,8 @@ class Exchange:
         self.body_gate: Callable[[bytes], str | None] | None = None
         # The answer's final status (or the gateway's error status), for the traffic counts.
         self.status = 0
+        # Canary routes only: the loop time its head was read, for the analyzer's latencies.
+        self.started_at = 0.0
         # Bytes produced while parsing one read, written with one writev when the read is done:
         # a response head and its body in one syscall instead of two (bench/: +25% req/s).
         self.to_client: list[bytes] = []

@@ -33,6 +33,7 @@ from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
 from strangler.proxy.steering import bridge_shadow_copy, bridge_to_new, choose_canary_side
 from strangler.proxy.upstream_pool import UpstreamConnection
+from strangler.routing.model import DecisionReason
 
 if TYPE_CHECKING:
     from strangler.config import LimitsConfig
@@ -417,7 +418,9 @@ class ClientConnection(asyncio.Protocol):
         path = url if question < 0 else url[:question]
         decision = snapshot.table.decide(method_name, path.decode("latin-1"))
         set_cookie, session = b"", None
+        started_at = 0.0
         if decision.canary is not None:
+            started_at = self.loop.time()
             decision, set_cookie, session = choose_canary_side(
                 self, snapshot, decision.canary, url, path
             )
@@ -450,6 +453,7 @@ class ClientConnection(asyncio.Protocol):
             response_tail=set_cookie + _response_tail(request_id, snapshot.via),
         )
         exchange.body_gate = body_gate
+        exchange.started_at = started_at
         if body_gate is not None and self._expects_continue and self.current is None:
             # The body must be read before anything is forwarded: say "go on" ourselves.
             self.write(_CONTINUE)
@@ -625,9 +629,16 @@ class ClientConnection(asyncio.Protocol):
         """Called once when `exchange`'s answer is complete (or its error was written)."""
         decision = exchange.decision
         worker = self.worker
-        worker.traffic.count(
-            decision.route, decision.backend == worker.new_backend, exchange.status
-        )
+        is_new = decision.backend == worker.new_backend
+        worker.traffic.count(decision.route, is_new, exchange.status)
+        if exchange.started_at:
+            # The side the canary chose, whatever backend the route names for it.
+            worker.windows.record(
+                decision.route or "",
+                decision.reason is DecisionReason.CANARY_NEW,
+                exchange.status,
+                self.loop.time() - exchange.started_at,
+            )
         if exchange is not self.current:
             return
         self.current = None

@@ -93,9 +93,11 @@ async def _serve_one(
     admin_sock: socket.socket | None,
     watch: bool,
     on_ready: Callable[[], object],
+    *,
+    runs_analyzer: bool = True,
 ) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(snapshot, loop, watch=watch)
+    worker = Worker(snapshot, loop, watch=watch, runs_analyzer=runs_analyzer)
     admin = None
     if admin_sock is not None:
         from strangler.admin import AdminServer, create_admin_app
@@ -142,7 +144,7 @@ def _supervise(
     ready_read, ready_write = os.pipe()
     children: dict[int, int] = {}
     for index in range(workers):
-        children[_spawn(snapshot, host, port, ready_write, admin_sock)] = index
+        children[_spawn(snapshot, host, port, ready_write, admin_sock, index)] = index
     for _ in range(workers):
         if not os.read(ready_read, 1):
             break
@@ -163,12 +165,12 @@ def _supervise(
                 view.snapshot = reloaded
                 _forward(children, signal.SIGHUP)
         for pid, status in _reap():
-            children.pop(pid, None)
+            index = children.pop(pid, 0)
             if not stopping:
                 # The replacement starts from the config in force, not from a file that may
                 # have been refused since.
                 log.error("worker %d exited (status %d); starting a new one", pid, status)
-                children[_spawn(snapshot, host, port, ready_write, admin_sock)] = 0
+                children[_spawn(snapshot, host, port, ready_write, admin_sock, index)] = index
     if admin is not None:
         admin.stop()
     return 0
@@ -180,7 +182,10 @@ def _spawn(
     port: int,
     ready_write: int,
     admin_sock: socket.socket | None,
+    index: int,
 ) -> int:
+    """Fork worker number `index`; worker 0 also runs the canary analyzer (one per gateway
+    process: threads doing I/O in the supervisor would be copied mid-operation into every fork)."""
     pid = os.fork()
     if pid:
         return pid
@@ -192,7 +197,16 @@ def _spawn(
             # accepting connections (into a queue nobody reads) after the supervisor is gone.
             admin_sock.close()
         sock = listen_socket(host, port, reuse_port=True)
-        uvloop.run(_serve_one(snapshot, sock, None, False, lambda: os.write(ready_write, b"r")))
+        uvloop.run(
+            _serve_one(
+                snapshot,
+                sock,
+                None,
+                False,
+                lambda: os.write(ready_write, b"r"),
+                runs_analyzer=index == 0,
+            )
+        )
         code = 0
     except BaseException:
         log.exception("worker failed")

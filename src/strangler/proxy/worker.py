@@ -12,6 +12,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -20,19 +21,25 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from strangler.config import Config, load_config
+from strangler.control.effective import apply_overrides
 from strangler.control.snapshot import (
     BackendTarget,
     Snapshot,
-    load_snapshot,
+    build_snapshot,
     source_mtime,
 )
-from strangler.control.store import ShadowStore
+from strangler.control.state import Override, Store
+from strangler.control.store import TrafficDelta
+from strangler.control.watcher import StateWatcher
 from strangler.errors import ConfigError
 from strangler.identity.bridge import IdentityBridge
 from strangler.identity.tokens import KeyRingError, KeyRingFile
 from strangler.observe.counters import Counters
 from strangler.observe.traffic import TrafficCounter
+from strangler.observe.windows import WindowRecorder
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool, reconcile_pools
@@ -40,12 +47,19 @@ from strangler.shadow import ShadowRunner
 from strangler.shadow.channel import reconcile_channels
 from strangler.shadow.publisher import ResultsPublisher
 
+if TYPE_CHECKING:
+    from strangler.control.analyzer import AnalyzerThread
+
 log = logging.getLogger("strangler.worker")
 
 SWEEP_INTERVAL_S = 0.1
 WATCH_INTERVAL_S = 1.0
 SHADOW_REPORT_INTERVAL_S = 60.0
 TRAFFIC_FLUSH_INTERVAL_S = 15.0
+# Canary windows go to the store every second: the analyzer judges an interval ~2 s after it.
+WINDOW_FLUSH_INTERVAL_S = 1.0
+# How long a starting worker waits for the store's overrides before serving from the YAML.
+FIRST_STATE_WAIT_S = 6.0
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
@@ -53,9 +67,19 @@ class Worker:
     """Owns the loop-side state of one gateway process."""
 
     def __init__(
-        self, snapshot: Snapshot, loop: asyncio.AbstractEventLoop, *, watch: bool = False
+        self,
+        snapshot: Snapshot,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        watch: bool = False,
+        runs_analyzer: bool = False,
     ) -> None:
         self.snapshot = snapshot
+        # The YAML as loaded; the snapshot in force is it with the store's overrides on top.
+        self.base: Config = snapshot.config
+        self.overrides: dict[str, Override] = {}
+        self.state_version = 0
+        self._runs_analyzer = runs_analyzer
         self.loop = loop
         self.counters = Counters()
         self.tasks = TaskSet(loop)
@@ -70,16 +94,18 @@ class Worker:
         self._sweeper: asyncio.TimerHandle | None = None
         self.shadow = ShadowRunner(loop, self.counters)
         self.traffic = TrafficCounter(time.time())
+        self.windows = WindowRecorder(time.time())
         self.new_backend = snapshot.config.new_backend
         store = snapshot.config.store
         source = snapshot.source
 
-        def open_store() -> ShadowStore:
+        def open_store() -> Store:
             # Imported here, on the first flush's thread: SQLAlchemy costs ~25 MiB per worker.
             from strangler.control.stores import open_store as open_configured_store
 
             return open_configured_store(store, source)
 
+        self._open_store = open_store
         self.publisher = ResultsPublisher(
             open_store,
             loop,
@@ -90,6 +116,9 @@ class Worker:
         )
         self._next_publish = loop.time() + store.flush_interval_s
         self._next_traffic_publish = loop.time() + TRAFFIC_FLUSH_INTERVAL_S
+        self._next_window_publish = loop.time() + WINDOW_FLUSH_INTERVAL_S
+        self.watcher = StateWatcher(open_store, self._on_state, listen_url=store.url)
+        self._analyzer: AnalyzerThread | None = None
         self._apply_pools(snapshot)
         # The Rails bridge (with `rails:`): its key ring file is opened once per path.
         self._key_rings: dict[Path, KeyRingFile] = {}
@@ -112,6 +141,18 @@ class Worker:
             self.loop.add_signal_handler(signum, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+        self.watcher.start()
+        # The overrides in force (a rollback made before this worker started) apply before the
+        # first request; a store that does not answer leaves the YAML in force, said once.
+        await self.loop.run_in_executor(None, self.watcher.first_read.wait, FIRST_STATE_WAIT_S)
+        await asyncio.sleep(0)
+        if self.watcher.version < 0:
+            log.warning("starting from the YAML file alone: %s", self.watcher.degraded)
+        if self._runs_analyzer:
+            from strangler.control.analyzer import AnalyzerThread
+
+            self._analyzer = AnalyzerThread(self._open_store, lambda: self.base)
+            self._analyzer.start()
         on_ready()
         try:
             await self._stop
@@ -125,27 +166,85 @@ class Worker:
         if not self._stop.done():
             self._stop.set_result(None)
 
+    @property
+    def degraded(self) -> str | None:
+        """Why this worker serves a state that may be stale, or None."""
+        return self.watcher.degraded
+
+    def _on_state(self, overrides: dict[str, Override], version: int) -> None:
+        """Watcher thread: a new state version. The snapshot is built here, off the loop."""
+        base = self.base
+        if not overrides and not self.overrides:
+            # Nothing on top of the YAML before or after: the snapshot in force stays.
+            self.loop.call_soon_threadsafe(self._adopt, base, overrides, version, None)
+            return
+        snapshot: Snapshot | None = None
+        try:
+            snapshot = build_snapshot(
+                apply_overrides(base, overrides), source=self.snapshot.source, version=0
+            )
+        except ConfigError as exc:
+            log.error("state version %d refused, keeping the one in force: %s", version, exc)
+        self.loop.call_soon_threadsafe(self._adopt, base, overrides, version, snapshot)
+
+    def _adopt(
+        self,
+        base: Config,
+        overrides: dict[str, Override],
+        version: int,
+        snapshot: Snapshot | None,
+    ) -> None:
+        self.overrides, self.state_version = overrides, version
+        if base is not self.base:
+            # A reload came in between: build again on the config now in force.
+            self.reload_from(self.base)
+            return
+        if snapshot is not None and self._swap(snapshot, f"state version {version}"):
+            self.counters.inc("state_changes_total", "applied")
+
     def reload(self) -> bool:
         """Load the config file again; on success new requests use the new snapshot."""
         path = self.snapshot.source
         try:
-            snapshot = load_snapshot(path, version=self.snapshot.version + 1)
+            base = load_config(path)
         except ConfigError as exc:
             self.counters.inc("config_reloads_total", "refused")
             log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
             return False
+        if not self.reload_from(base):
+            return False
+        self._mtime = source_mtime(path)
+        self.counters.inc("config_reloads_total", "applied")
+        return True
+
+    def reload_from(self, base: Config) -> bool:
+        """Build and swap in the snapshot of `base` with the overrides in force."""
+        try:
+            snapshot = build_snapshot(
+                apply_overrides(base, self.overrides), source=self.snapshot.source, version=0
+            )
+        except ConfigError as exc:
+            self.counters.inc("config_reloads_total", "refused")
+            log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
+            return False
+        if not self._swap(snapshot, "config reloaded"):
+            self.counters.inc("config_reloads_total", "refused")
+            return False
+        self.base = base
+        return True
+
+    def _swap(self, snapshot: Snapshot, why: str) -> bool:
+        """Put `snapshot` in force for new requests (numbered after the one in force)."""
+        snapshot = dataclasses.replace(snapshot, version=self.snapshot.version + 1)
         try:
             self._apply_bridge(snapshot)
         except KeyRingError as exc:
-            self.counters.inc("config_reloads_total", "refused")
-            log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
+            log.error("%s refused, keeping version %d: %s", why, self.snapshot.version, exc)
             return False
         self._apply_pools(snapshot)
         self.snapshot = snapshot
         self.new_backend = snapshot.config.new_backend
-        self._mtime = source_mtime(path)
-        self.counters.inc("config_reloads_total", "applied")
-        log.info("config reloaded: version %d, %d routes", snapshot.version, len(snapshot.table))
+        log.info("%s: version %d, %d routes", why, snapshot.version, len(snapshot.table))
         return True
 
     def _apply_bridge(self, snapshot: Snapshot) -> None:
@@ -184,17 +283,11 @@ class Worker:
             for pool in self.pools.values():
                 pool.sweep(now)
             self.shadow.sweep(now)
-            self.traffic.tick(time.time())
-            if now >= self._next_publish and not self.publisher.is_busy:
-                self._next_publish = now + self.snapshot.config.store.flush_interval_s
-                # Traffic alone waits longer: `progress` reads whole minutes, and each flush
-                # holds the GIL for a few ms of SQLAlchemy, which shows in the p99.
-                is_traffic_due = now >= self._next_traffic_publish
-                if self.snapshot.shadow_routes or is_traffic_due:
-                    self._next_traffic_publish = now + TRAFFIC_FLUSH_INTERVAL_S
-                    self.publisher.publish(
-                        self.shadow.results.take_deltas(), self.traffic.take_deltas()
-                    )
+            wall = time.time()
+            self.traffic.tick(wall)
+            self.windows.tick(wall)
+            if not self.publisher.is_busy:
+                self._publish(now)
             if now >= self._next_shadow_report:
                 self._next_shadow_report = now + SHADOW_REPORT_INTERVAL_S
                 self.shadow.report()
@@ -205,6 +298,27 @@ class Worker:
                     self.reload()
         finally:
             self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    def _publish(self, now: float) -> None:
+        """Start a store flush when something is due: canary windows every second, shadow
+        results every `store.flush_interval_s`, traffic counts every 15 s."""
+        is_window_due = self.windows.has_closed and now >= self._next_window_publish
+        is_shadow_due = now >= self._next_publish and bool(self.snapshot.shadow_routes)
+        # Traffic alone waits longer: `progress` reads whole minutes, and each flush holds the
+        # GIL for a few ms of SQLAlchemy, which shows in the p99.
+        is_traffic_due = now >= self._next_traffic_publish
+        if not (is_window_due or is_shadow_due or is_traffic_due):
+            return
+        if is_window_due:
+            self._next_window_publish = now + WINDOW_FLUSH_INTERVAL_S
+        if now >= self._next_publish:
+            self._next_publish = now + self.snapshot.config.store.flush_interval_s
+        traffic: tuple[TrafficDelta, ...] = ()
+        if is_traffic_due:
+            self._next_traffic_publish = now + TRAFFIC_FLUSH_INTERVAL_S
+            traffic = self.traffic.take_deltas()
+        windows = self.windows.take_deltas() if is_window_due else []
+        self.publisher.publish(self.shadow.results.take_deltas(), traffic, windows)
 
     async def _drain(self, server: asyncio.AbstractServer) -> None:
         self.is_draining = True
@@ -228,9 +342,14 @@ class Worker:
         await self.publisher.wait()
         deltas = self.shadow.results.take_deltas()
         traffic = self.traffic.take_deltas()
-        if deltas or traffic:
-            self.publisher.publish(deltas, traffic)
+        self.windows.tick(time.time() + 1.0)  # the second in progress is complete too
+        windows = self.windows.take_deltas()
+        if deltas or traffic or windows:
+            self.publisher.publish(deltas, traffic, windows)
         await self.publisher.close()
+        self.watcher.stop()
+        if self._analyzer is not None:
+            self._analyzer.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.tasks.cancel_all()

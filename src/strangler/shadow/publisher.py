@@ -1,4 +1,5 @@
-"""Moves a worker's shadow result and traffic deltas into the shared store, off the event loop.
+"""Moves a worker's shadow result, traffic and canary window deltas into the shared store,
+off the event loop.
 
 Rules:
 - Store I/O (SQLite or PostgreSQL, blocking) runs on one thread of its own, never on the event
@@ -17,12 +18,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from strangler.control.store import RouteDelta, ShadowStore, TrafficDelta
+from strangler.control.state import Store, WindowDelta
+from strangler.control.store import RouteDelta, TrafficDelta
 from strangler.observe.counters import Counters
 
 log = logging.getLogger("strangler.shadow")
 
-StoreFactory = Callable[[], ShadowStore]
+StoreFactory = Callable[[], Store]
 
 
 class ResultsPublisher:
@@ -47,7 +49,7 @@ class ResultsPublisher:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="shadow-store"
         )
-        self._store: ShadowStore | None = None
+        self._store: Store | None = None
         self._flushing: asyncio.Future[dict[str, frozenset[str]]] | None = None
         self._last_prune = 0.0
 
@@ -55,22 +57,31 @@ class ResultsPublisher:
     def is_busy(self) -> bool:
         return self._flushing is not None and not self._flushing.done()
 
-    def publish(self, deltas: Sequence[RouteDelta], traffic: Sequence[TrafficDelta] = ()) -> None:
-        """Start writing `deltas` and `traffic` (possibly none: the reviews are read back either
-        way)."""
+    def publish(
+        self,
+        deltas: Sequence[RouteDelta],
+        traffic: Sequence[TrafficDelta] = (),
+        windows: Sequence[WindowDelta] = (),
+    ) -> None:
+        """Start writing `deltas`, `traffic` and canary `windows` (possibly none: the reviews
+        are read back either way)."""
         future = self._loop.run_in_executor(
-            self._executor, self._write, tuple(deltas), tuple(traffic)
+            self._executor, self._write, tuple(deltas), tuple(traffic), tuple(windows)
         )
         future.add_done_callback(self._done)
         self._flushing = future
 
     def _write(
-        self, deltas: tuple[RouteDelta, ...], traffic: tuple[TrafficDelta, ...]
+        self,
+        deltas: tuple[RouteDelta, ...],
+        traffic: tuple[TrafficDelta, ...],
+        windows: tuple[WindowDelta, ...],
     ) -> dict[str, frozenset[str]]:
         if self._store is None:
             self._store = self._open_store()
         now = time.time()
         self._store.apply(deltas, now, traffic)
+        self._store.add_windows(windows)
         if now - self._last_prune > 60.0:
             self._last_prune = now
             self._store.prune(now, max_age_s=self._retention_s, max_paths_per_route=self._max_paths)

@@ -1,0 +1,287 @@
+"""The canary analyzer: judges each finished interval of every running rollout and promotes,
+rolls back or pauses it through the ControlService.
+
+Rules:
+- One analyzer acts per store, whatever the number of workers and replicas: each gateway
+  process runs one, and only the holder of the store lease "analyzer" works.
+- Which rollouts: units promoted into canary by a person (`strangler promote`, the API), and
+  YAML canaries whose group sets `plan:`. A YAML canary without a plan keeps its weight.
+- Intervals are aligned on the step's start (when the weight in force took effect), so nothing
+  measured at an earlier weight counts. An interval is judged once its end is FLUSH_GRACE_S in
+  the past, the time workers take to flush their windows; an analyzer that was away judges
+  only the latest finished interval, never a backlog.
+- Consecutive passes and inconclusive intervals are not stored: they are replayed from the
+  verdicts of the current step, so the state changes (and the workers rebuild) only when the
+  weight or stage moves.
+- Every verdict is stored with the action taken; every action is an audited change whose
+  evidence is the verdict with its numbers.
+- Blocking (store I/O); `run` loops on its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from strangler.config import CanaryRolloutConfig, Config
+from strangler.control.service import ControlService, UnitState
+from strangler.control.state import Proposal, Store, VerdictRecord, WindowTotals
+from strangler.control.store import StoreUnavailable
+from strangler.rollout import (
+    Action,
+    Checks,
+    LatencyHistogram,
+    Outcome,
+    Policy,
+    RolloutState,
+    RolloutStatus,
+    SideWindow,
+    advance,
+    judge_interval,
+)
+from strangler.rollout.judge import IntervalVerdict
+from strangler.routing.canary import FULL_WEIGHT_BP, weight_to_bp
+from strangler.routing.model import Stage
+
+log = logging.getLogger("strangler.analyzer")
+
+LEASE_NAME = "analyzer"
+LEASE_TTL_S = 5.0
+TICK_S = 0.5
+# Workers flush their windows every second; a second more covers a slow flush.
+FLUSH_GRACE_S = 2.0
+# Windows older than this are pruned (a day of intervals at the longest plan is plenty).
+WINDOW_RETENTION_S = 6 * 3600
+
+
+def checks_of(plan: CanaryRolloutConfig) -> Checks:
+    given = plan.checks
+    return Checks(
+        min_requests=plan.min_requests,
+        max_error_rate=given.max_error_rate,
+        max_error_ratio=given.max_error_ratio,
+        error_rate_floor=given.error_rate_floor,
+        max_p50_ratio=given.max_p50_ratio,
+        max_p99_ratio=given.max_p99_ratio,
+        latency_slack_s=given.latency_slack_ms / 1000,
+        mw_alpha=given.mann_whitney_alpha,
+        mw_min_effect=given.mann_whitney_min_effect,
+        min_parity=None,
+    )
+
+
+def policy_of(plan: CanaryRolloutConfig) -> Policy:
+    return Policy(
+        steps_bp=tuple(weight_to_bp(step) for step in plan.steps),
+        passes_to_promote=plan.passes,
+        on_fail=plan.on_fail,
+        max_inconclusive=plan.max_inconclusive,
+    )
+
+
+def side_window(totals: WindowTotals | None) -> SideWindow:
+    if totals is None:
+        return SideWindow(0, 0, LatencyHistogram())
+    return SideWindow(totals.requests, totals.errors, LatencyHistogram.from_json(totals.latency))
+
+
+class Analyzer:
+    """Judges intervals for the rollouts of one config's routes."""
+
+    def __init__(
+        self,
+        store: Store,
+        base: Callable[[], Config],
+        *,
+        holder: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.base = base
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.clock = clock
+        self._next_prune = 0.0
+
+    def run_once(self) -> list[VerdictRecord]:
+        """One pass over every running rollout; the verdicts it stored."""
+        now = self.clock()
+        config = self.base()
+        if not config.canary_groups() and not self._has_canary_overrides():
+            return []
+        if not self.store.try_lease(LEASE_NAME, self.holder, LEASE_TTL_S, now):
+            return []
+        service = ControlService(self.store, config, clock=self.clock)
+        effective = service.effective()
+        plans = effective.canary_groups()
+        records = []
+        for state in service.units():
+            if state.stage is not Stage.CANARY or state.unit not in plans:
+                continue
+            plan = plans[state.unit].plan
+            if state.override is None:
+                # A canary from the YAML keeps the weight a person wrote, unless its group
+                # names a rollout plan: then the analyzer takes it from there.
+                if "plan" in plans[state.unit].model_fields_set:
+                    self._start(service, state, plan)
+                continue
+            if state.status != RolloutStatus.RUNNING.value:
+                continue
+            record = self._judge(service, state, plan, now)
+            if record is not None:
+                records.append(record)
+        if now >= self._next_prune:
+            self._next_prune = now + 600
+            self.store.prune_windows(now - WINDOW_RETENTION_S)
+        return records
+
+    def _has_canary_overrides(self) -> bool:
+        return any(o.stage == Stage.CANARY.value for o in self.store.overrides().values())
+
+    def _start(self, service: ControlService, state: UnitState, plan: CanaryRolloutConfig) -> None:
+        """A canary from the YAML with no rollout yet: start one at its weight (or the first
+        step, when the YAML says 0), so its intervals have a start."""
+        weight = state.weight_bp or weight_to_bp(plan.steps[0])
+        service.store.change(
+            state.unit,
+            lambda current: (
+                None
+                if current is not None
+                else Proposal("start", Stage.CANARY.value, weight, RolloutStatus.RUNNING.value)
+            ),
+            actor="analyzer",
+            reason=f"rollout started from the config at {weight / 100:g} %",
+            now=self.clock(),
+        )
+
+    def _judge(
+        self, service: ControlService, state: UnitState, plan: CanaryRolloutConfig, now: float
+    ) -> VerdictRecord | None:
+        assert state.override is not None
+        origin = math.ceil(state.override.step_started_at)
+        interval = plan.interval_s
+        finished = math.floor((now - FLUSH_GRACE_S - origin) / interval)
+        if finished < 1:
+            return None
+        end = origin + finished * interval
+        start = end - interval
+        history = [v for v in self.store.verdicts(state.unit, limit=1000) if v.started_at >= origin]
+        if history and history[0].ended_at >= end:
+            return None  # judged already
+        totals = self.store.window_totals(state.routes, start, end)
+        verdict = judge_interval(
+            side_window(totals.get("legacy")), side_window(totals.get("new")), checks_of(plan)
+        )
+        policy = policy_of(plan)
+        rollout = RolloutState(RolloutStatus.RUNNING, state.weight_bp)
+        for earlier in reversed(history):
+            rollout = advance(rollout, Outcome(earlier.outcome), policy).state
+            if rollout.status is not RolloutStatus.RUNNING:
+                # An earlier action did not take (a person moved the unit meanwhile).
+                rollout = RolloutState(RolloutStatus.RUNNING, state.weight_bp)
+        step = advance(rollout, verdict.outcome, policy)
+        action = step.action if plan.auto else Action.NONE
+        taken = action
+        if action is not Action.NONE:
+            change = service.apply(
+                state.unit,
+                state.weight_bp,
+                _proposal(step.action, step.state, verdict),
+                reason=f"{step.reason} ({verdict.summary})",
+            )
+            if change is None:
+                taken = Action.NONE
+            else:
+                log.warning(
+                    "rollout %s: %s to %s (%s)",
+                    state.unit,
+                    action.value,
+                    change.after.get("stage"),
+                    verdict.summary,
+                )
+        record = VerdictRecord(
+            unit=state.unit,
+            started_at=start,
+            ended_at=end,
+            weight_bp=state.weight_bp,
+            outcome=verdict.outcome.value,
+            action=taken.value,
+            verdict={**verdict.to_json(), "reason": step.reason},
+        )
+        self.store.add_verdict(record)
+        return record
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until `stop` is set; store outages are logged once and retried."""
+        failing = False
+        while not stop.wait(TICK_S):
+            try:
+                self.run_once()
+            except StoreUnavailable as exc:
+                if not failing:
+                    log.warning("analyzer paused, store unavailable: %s", exc)
+                failing = True
+                continue
+            except Exception:
+                log.exception("analyzer pass failed")
+                continue
+            if failing:
+                log.info("analyzer resumed: store reachable again")
+                failing = False
+
+
+def _proposal(action: Action, state: RolloutState, verdict: IntervalVerdict) -> Proposal:
+    evidence: dict[str, object] = {"verdict": verdict.to_json()}
+    if action is Action.PROMOTE and state.weight_bp >= FULL_WEIGHT_BP:
+        # At 100 % legacy answers nothing, so nothing could be compared there: the step to
+        # 100 % is the move to stage new.
+        action = Action.COMPLETE
+    if action is Action.PROMOTE:
+        return Proposal(
+            "promote", Stage.CANARY.value, state.weight_bp, "running", evidence=evidence
+        )
+    if action is Action.COMPLETE:
+        return Proposal("complete", Stage.NEW.value, FULL_WEIGHT_BP, "complete", evidence=evidence)
+    if action is Action.ROLLBACK:
+        return Proposal("rollback", Stage.LEGACY.value, 0, "rolled_back", evidence=evidence)
+    return Proposal(
+        "pause", Stage.CANARY.value, state.weight_bp, "paused", keeps_step_start=True,
+        evidence=evidence,
+    )  # fmt: skip
+
+
+class AnalyzerThread:
+    """An Analyzer on a daemon thread, opening its own store (and reopening it after a failed
+    open, with backoff)."""
+
+    def __init__(self, open_store: Callable[[], Store], base: Callable[[], Config]) -> None:
+        self._open_store = open_store
+        self._base = base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="strangler-analyzer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                store = self._open_store()
+            except Exception as exc:
+                log.warning("analyzer waiting for the store: %s", exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            try:
+                Analyzer(store, self._base).run(self._stop)
+            finally:
+                store.close()

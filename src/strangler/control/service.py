@@ -1,0 +1,334 @@
+"""Every change of a route's stage or weight, whichever door it came in by (CLI, admin API,
+analyzer): validated once, written as an override with its audit entry.
+
+Rules:
+- Nothing changes without an actor and a reason; the store writes the audit entry in the same
+  transaction as the override.
+- Each change decides inside the store's write transaction, on the unit's current override: a
+  rollback by a person and a promotion by the analyzer never both win.
+- Leaving `shadow` for `canary` needs the evidence gate (shadow parity); `force` passes it, and
+  the audit entry keeps the gate that was forced.
+- Blocking (store I/O): call from a thread, never from an event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from strangler.config import Config, RouteConfig
+from strangler.control.effective import apply_overrides, unit_of
+from strangler.control.state import Change, Override, Proposal, Store
+from strangler.errors import StranglerError
+from strangler.rollout import Gate, RolloutStatus, next_weight, shadow_gate
+from strangler.routing.canary import weight_to_bp
+from strangler.routing.model import Stage
+
+
+class ChangeRefused(StranglerError):
+    """The change does not apply to the route as it is (wrong stage, gate closed, bad value).
+
+    `status` is the HTTP status the admin API answers with."""
+
+    def __init__(self, message: str, *, status: int = 409, gate: Gate | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.gate = gate
+
+
+class UnknownRoute(ChangeRefused):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no route or rollout group named {name!r}", status=404)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """One rollout unit as it is in force: the YAML, and the override on top of it."""
+
+    unit: str
+    routes: tuple[str, ...]
+    yaml_stage: Stage
+    stage: Stage
+    weight_bp: int  # the canary weight in force (0 outside stage canary)
+    steps_bp: tuple[int, ...]
+    status: str  # a RolloutStatus value; "" when no rollout runs
+    override: Override | None
+
+    def as_dict(self) -> dict[str, object]:
+        override = self.override
+        return {
+            "unit": self.unit,
+            "routes": list(self.routes),
+            "yaml_stage": self.yaml_stage.value,
+            "stage": self.stage.value,
+            "weight": self.weight_bp / 100,
+            "steps": [step / 100 for step in self.steps_bp],
+            "status": self.status,
+            "overridden": override is not None,
+            "override": None
+            if override is None
+            else {
+                "version": override.version,
+                "actor": override.actor,
+                "reason": override.reason,
+                "updated_at": override.updated_at,
+            },
+        }
+
+
+def _status_of(stage: Stage, override: Override | None) -> str:
+    if override is not None and override.status:
+        return override.status
+    return RolloutStatus.RUNNING.value if stage is Stage.CANARY else ""
+
+
+class ControlService:
+    """Reads and changes the control state of one config file's routes."""
+
+    def __init__(
+        self, store: Store, base: Config, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.base = base
+        self.clock = clock
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def effective(self, overrides: Mapping[str, Override] | None = None) -> Config:
+        return apply_overrides(
+            self.base, self.store.overrides() if overrides is None else overrides
+        )
+
+    def units(self) -> list[UnitState]:
+        overrides = self.store.overrides()
+        config = apply_overrides(self.base, overrides)
+        grouped: dict[str, list[tuple[RouteConfig, RouteConfig]]] = {}
+        for yaml_route, route in zip(self.base.routes, config.routes, strict=True):
+            grouped.setdefault(unit_of(route), []).append((yaml_route, route))
+        groups = config.canary_groups()
+        states = []
+        for unit, pairs in grouped.items():
+            yaml_route, route = pairs[0]
+            override = overrides.get(unit)
+            canary = groups.get(unit, route.canary)
+            weight = weight_to_bp(canary.weight) if route.stage is Stage.CANARY else 0
+            states.append(
+                UnitState(
+                    unit=unit,
+                    routes=tuple(r.name for _, r in pairs),
+                    yaml_stage=yaml_route.stage,
+                    stage=route.stage,
+                    weight_bp=weight,
+                    steps_bp=tuple(weight_to_bp(step) for step in canary.plan.steps),
+                    status=_status_of(route.stage, override),
+                    override=override,
+                )
+            )
+        return states
+
+    def unit(self, name: str) -> UnitState:
+        """The unit named `name`, or the unit of the route named `name`."""
+        for route in self.base.routes:
+            if name in (route.name, unit_of(route)):
+                unit = unit_of(route)
+                break
+        else:
+            raise UnknownRoute(name)
+        return next(state for state in self.units() if state.unit == unit)
+
+    def gate(self, state: UnitState) -> Gate:
+        """The evidence gate for leaving `shadow`: the parity of the unit's shadowed routes."""
+        totals = {t.route: t for t in self.store.routes()}
+        compared = equal = 0
+        for route in state.routes:
+            found = totals.get(route)
+            if found is not None:
+                compared += found.compared
+                equal += found.equal + found.equal_but_noise
+        return shadow_gate(compared, equal)
+
+    # -- changing ----------------------------------------------------------------------------
+
+    def promote(
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str,
+        weight: float | None = None,
+        force: bool = False,
+    ) -> Change:
+        """One step forward: legacy → shadow → canary (first step, or `weight`) → next step →
+        new. Leaving shadow needs the evidence gate unless `force`."""
+        state = self.unit(name)
+        gate = self.gate(state) if state.stage is Stage.SHADOW else None
+        if gate is not None and not gate.passed and not force:
+            raise ChangeRefused(
+                f"{state.unit} stays in shadow: {gate.reason} (pass --force with a reason to "
+                "override the evidence gate)",
+                gate=gate,
+            )
+        target_bp = None if weight is None else _checked_weight(weight)
+
+        def decide(current: Override | None) -> Proposal:
+            now_state = self._recheck(state.unit, current)
+            evidence: dict[str, object] | None = None
+            if gate is not None:
+                evidence = {"gate": _gate_json(gate), "forced": force and not gate.passed}
+            if now_state.stage is Stage.LEGACY:
+                return Proposal("promote", Stage.SHADOW.value, None, "", evidence=evidence)
+            if now_state.stage is Stage.SHADOW:
+                first = target_bp if target_bp is not None else now_state.steps_bp[0]
+                return Proposal(
+                    "promote", Stage.CANARY.value, first, RolloutStatus.RUNNING.value,
+                    evidence=evidence,
+                )  # fmt: skip
+            if now_state.stage is Stage.CANARY:
+                if target_bp is not None:
+                    if target_bp <= now_state.weight_bp:
+                        raise ChangeRefused(
+                            f"promote raises the weight; {state.unit} is at "
+                            f"{now_state.weight_bp / 100:g} % (use `rollout weight` to lower it)",
+                            status=400,
+                        )
+                    nxt: int | None = target_bp
+                else:
+                    nxt = next_weight(now_state.steps_bp, now_state.weight_bp)
+                if nxt is None:
+                    return Proposal("promote", Stage.NEW.value, 10_000, "complete")
+                status = now_state.status or RolloutStatus.RUNNING.value
+                if status in ("rolled_back", "complete"):
+                    status = RolloutStatus.RUNNING.value
+                return Proposal("promote", Stage.CANARY.value, nxt, status)
+            raise ChangeRefused(f"{state.unit} is already served by the new backend")
+
+        return self._change(state.unit, decide, actor=actor, reason=reason)
+
+    def rollback(self, name: str, *, actor: str, reason: str) -> Change:
+        """Everyone back on legacy at once (stage legacy, weight 0)."""
+        state = self.unit(name)
+
+        def decide(current: Override | None) -> Proposal:
+            now_state = self._recheck(state.unit, current)
+            if now_state.stage is Stage.LEGACY:
+                raise ChangeRefused(f"{state.unit} is already on legacy")
+            return Proposal("rollback", Stage.LEGACY.value, 0, RolloutStatus.ROLLED_BACK.value)
+
+        return self._change(state.unit, decide, actor=actor, reason=reason)
+
+    def pause(self, name: str, *, actor: str, reason: str) -> Change:
+        """Stop the analyzer moving this unit; the weight in force stays."""
+        return self._set_status(name, "pause", RolloutStatus.PAUSED, actor=actor, reason=reason)
+
+    def resume(self, name: str, *, actor: str, reason: str) -> Change:
+        return self._set_status(name, "resume", RolloutStatus.RUNNING, actor=actor, reason=reason)
+
+    def set_weight(self, name: str, weight: float, *, actor: str, reason: str) -> Change:
+        """Set the canary weight of a unit in stage canary (up or down)."""
+        state = self.unit(name)
+        target = _checked_weight(weight, allow_zero=True)
+
+        def decide(current: Override | None) -> Proposal:
+            now_state = self._recheck(state.unit, current)
+            if now_state.stage is not Stage.CANARY:
+                raise ChangeRefused(
+                    f"{state.unit} is in stage {now_state.stage.value}, not canary "
+                    "(promote it from shadow first)"
+                )
+            return Proposal(
+                "set_weight", Stage.CANARY.value, target,
+                now_state.status or RolloutStatus.RUNNING.value,
+            )  # fmt: skip
+
+        return self._change(state.unit, decide, actor=actor, reason=reason)
+
+    def apply(
+        self, unit: str, expected_weight_bp: int, proposal: Proposal, *, reason: str
+    ) -> Change | None:
+        """The analyzer's change: written only if the unit is still running at the weight it
+        judged (a person may have paused, rolled back or moved it meanwhile)."""
+
+        def decide(current: Override | None) -> Proposal | None:
+            now_state = self._recheck(unit, current)
+            if now_state.stage is not Stage.CANARY or now_state.status != "running":
+                return None
+            if now_state.weight_bp != expected_weight_bp:
+                return None
+            return proposal
+
+        return self.store.change(unit, decide, actor="analyzer", reason=reason, now=self.clock())
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _set_status(
+        self, name: str, action: str, status: RolloutStatus, *, actor: str, reason: str
+    ) -> Change:
+        state = self.unit(name)
+
+        def decide(current: Override | None) -> Proposal:
+            now_state = self._recheck(state.unit, current)
+            if now_state.stage is not Stage.CANARY:
+                raise ChangeRefused(
+                    f"{state.unit} is in stage {now_state.stage.value}; only a canary rollout "
+                    f"can {action}"
+                )
+            if now_state.status == status.value:
+                raise ChangeRefused(f"{state.unit} is already {status.value}")
+            return Proposal(
+                action, Stage.CANARY.value, now_state.weight_bp, status.value,
+                passes=0, inconclusive=0, keeps_step_start=status is RolloutStatus.PAUSED,
+            )  # fmt: skip
+
+        return self._change(state.unit, decide, actor=actor, reason=reason)
+
+    def _change(
+        self, unit: str, decide: Callable[[Override | None], Proposal], *, actor: str, reason: str
+    ) -> Change:
+        if not reason.strip():
+            raise ChangeRefused("a reason is required (it goes to the audit log)", status=400)
+        change = self.store.change(unit, decide, actor=actor, reason=reason, now=self.clock())
+        assert change is not None  # decide never returns None here
+        return change
+
+    def _recheck(self, unit: str, current: Override | None) -> UnitState:
+        """The unit as it is inside the write transaction (the override may have moved since
+        `unit()` read it)."""
+        overrides = {} if current is None else {unit: current}
+        config = apply_overrides(self.base, overrides)
+        routes = [route for route in config.routes if unit_of(route) == unit]
+        if not routes:
+            raise UnknownRoute(unit)
+        route = routes[0]
+        canary = config.canary_groups().get(unit, route.canary)
+        return UnitState(
+            unit=unit,
+            routes=tuple(r.name for r in routes),
+            yaml_stage=route.stage,
+            stage=route.stage,
+            weight_bp=weight_to_bp(canary.weight) if route.stage is Stage.CANARY else 0,
+            steps_bp=tuple(weight_to_bp(step) for step in canary.plan.steps),
+            status=_status_of(route.stage, current),
+            override=current,
+        )
+
+
+def _checked_weight(weight: float, *, allow_zero: bool = False) -> int:
+    low = 0.0 if allow_zero else 0.01
+    message = f"weight must be from {low:g} to 100 in steps of 0.01, got {weight:g}"
+    if not low <= weight <= 100:
+        raise ChangeRefused(message, status=400)
+    try:
+        return weight_to_bp(weight)
+    except ValueError:
+        raise ChangeRefused(message, status=400) from None
+
+
+def _gate_json(gate: Gate) -> dict[str, object]:
+    return {
+        "passed": gate.passed,
+        "reason": gate.reason,
+        "compared": gate.compared,
+        "lower_bound": gate.lower_bound,
+        "needed": gate.needed,
+    }
