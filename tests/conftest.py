@@ -3,11 +3,12 @@ for each test (see tests/postgres.py for where the server is and when its tests 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
 
-from tests.postgres import create_database, drop_database, require_server
+from tests.postgres import PrivatePostgres, create_database, drop_database, require_server
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,17 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     url = create_database(postgres_admin_url)
     yield url
     drop_database(postgres_admin_url, url)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of this test's own, started; stopped (if still up) and removed
+    afterwards."""
+    server = PrivatePostgres().init()
+    try:
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(RuntimeError):
+            server.stop()
+        server.remove()

@@ -243,6 +243,10 @@ class RouteCanaryConfig(_Model):
         default_factory=list
     )
     plan: CanaryRolloutConfig = Field(default_factory=CanaryRolloutConfig)
+    # A GET, HEAD or OPTIONS without a body that the new side refuses (no connection, or a
+    # 502/503 answer) is sent to legacy, whose answer the user gets; it still counts as a
+    # failure of new. Never for other methods: they may have changed something already.
+    retry_on_legacy: bool = False
 
     @field_validator("stickiness")
     @classmethod

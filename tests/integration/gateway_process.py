@@ -185,3 +185,15 @@ def run_gateway(path: Path, **kwargs: object) -> Iterator[GatewayProcess]:
         yield gateway
     finally:
         gateway.stop()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`strangler ARGS...` in a child process, as a user runs it; never raises on its exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "strangler", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
+    )

@@ -7,6 +7,8 @@ each request as it arrives, so tests wait for events instead of sleeping.
 - `wait_until`: waits for a state that is visible from outside (a socket, a process count).
 - `AnnouncingUpstream`: a keep-alive HTTP/1.1 upstream that puts each request path on a queue
   the moment its head arrives, answers `/slow/MS` after MS ms, and counts its open connections.
+- `steady_traffic`: requests from many simulated users from a thread while a block runs,
+  recording which upstream answered each one (or "error").
 - `CountingResponse`: reads an HTTP/1.1 response off a socket, counting the body's bytes
   without keeping them (for gigabyte bodies).
 """
@@ -14,14 +16,17 @@ each request as it arrives, so tests wait for events instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
+import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 import httptools
+import httpx
 import orjson
 import psutil
 
@@ -140,6 +145,38 @@ def connections_to(pid: int, port: int) -> int:
     return sum(
         1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == port
     )
+
+
+@contextlib.contextmanager
+def steady_traffic(url: str, per_second: float, *, seed: int = 7) -> Iterator[list[str]]:
+    """GETs of `url` from random users (X-User-Id) at about `per_second` until the block ends;
+    yields the list of answers' X-Upstream values (a non-2xx answer or a failed request is
+    recorded as "error:<status or exception>"), filled as they come."""
+    sides: list[str] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        rng = random.Random(seed)
+        with httpx.Client(timeout=5.0) as client:
+            while not stop.is_set():
+                user = f"user-{rng.randrange(1_000_000)}"
+                try:
+                    response = client.get(url, headers={"X-User-Id": user})
+                except httpx.HTTPError as exc:
+                    sides.append(f"error:{type(exc).__name__}")
+                else:
+                    ok = 200 <= response.status_code < 300
+                    upstream = response.headers.get("x-upstream", "?")
+                    sides.append(upstream if ok else f"error:{response.status_code}")
+                stop.wait(1 / per_second)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield sides
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 class AnnouncingUpstream:

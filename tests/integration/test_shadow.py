@@ -7,8 +7,6 @@ import asyncio
 import hashlib
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,7 +14,7 @@ import orjson
 import pytest
 
 from tests.integration.conftest import GatewayFactory
-from tests.integration.gateway_process import GatewayProcess
+from tests.integration.gateway_process import GatewayProcess, run_cli
 from tests.integration.probes import wait_until
 from tests.integration.upstreams import EchoUpstream, RawUpstream
 
@@ -266,14 +264,7 @@ def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
     assert stats["parity"] == (stats["equal"] + stats["equal_but_noise"]) / 20
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "strangler", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+_cli = run_cli
 
 
 def test_results_reach_the_store_and_the_diffs_commands(

@@ -7,8 +7,6 @@ Needs a PostgreSQL server (see tests/postgres.py); skipped, saying why, without 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import orjson
 import psycopg
 
 from tests.integration.conftest import GatewayFactory
+from tests.integration.gateway_process import run_cli
 from tests.integration.probes import wait_until
 from tests.integration.upstreams import EchoUpstream
 
@@ -39,14 +38,7 @@ ROUTES = """\
 """
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "strangler", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+_cli = run_cli
 
 
 def _json(*args: str) -> Any:

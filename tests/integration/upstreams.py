@@ -104,6 +104,17 @@ async def _status(request: Request) -> Response:
     return Response(b"" if code in (204, 304) else b"status body", status_code=code)
 
 
+async def _chaos(request: Request) -> Response:
+    """Answers as the test set `app.state.chaos` ({"status": 200, "delay_ms": 0}) right now:
+    a backend that turns slow or failing mid-test."""
+    chaos = request.app.state.chaos
+    if chaos["delay_ms"]:
+        await asyncio.sleep(chaos["delay_ms"] / 1000)
+    return Response(
+        b"chaos", status_code=chaos["status"], headers={"X-Upstream": request.app.state.name}
+    )
+
+
 async def _ws(websocket: WebSocket) -> None:
     await websocket.accept()
     try:
@@ -127,6 +138,7 @@ def echo_app(name: str) -> Starlette:
             Route("/slow/{ms:int}", _slow),
             Route("/nonce/{n:int}", _nonce),
             Route("/status/{code:int}", _status, methods=["GET", "HEAD", "POST"]),
+            Route("/chaos/{rest:path}", _chaos, methods=["GET", "HEAD", "POST"]),
             WebSocketRoute("/ws", _ws),
             Route(
                 "/{path:path}",
@@ -137,6 +149,7 @@ def echo_app(name: str) -> Starlette:
     )
     app.state.name = name
     app.state.hits = []
+    app.state.chaos = {"status": 200, "delay_ms": 0}
     app.state.requests = []
     return app
 

@@ -2,7 +2,9 @@
 
 Rules: public and cheap: no I/O, no lock, one attribute read of the view. `/readyz` turns 503
 the moment the gateway starts draining (SIGTERM), so a load balancer stops sending it traffic
-while requests in flight finish. The control plane's readiness checks extend `/readyz`.
+while requests in flight finish. A gateway whose control store is unreachable stays ready (it
+serves its last-known-good state: it must never become the single point of failure) and says
+`degraded`, with why.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready"] = "ready"
-    # The snapshot version in force: 1 at start, +1 per accepted reload.
+    status: Literal["ready", "degraded"] = "ready"
+    # The snapshot version in force: 1 at start, +1 per accepted reload or state change.
     config_version: int
+    # Why the state in force may be stale (status degraded), else null.
+    reason: str | None = None
 
 
 def health_router(gateway: GatewayView) -> APIRouter:
@@ -43,6 +47,11 @@ def health_router(gateway: GatewayView) -> APIRouter:
     async def readyz() -> Readiness | Response:
         if gateway.is_draining:
             return problem_response(503, "the gateway is draining: it is stopping")
+        degraded = gateway.degraded
+        if degraded is not None:
+            return Readiness(
+                status="degraded", config_version=gateway.snapshot.version, reason=degraded
+            )
         return Readiness(config_version=gateway.snapshot.version)
 
     return router

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from strangler.config import Config
 from strangler.control.snapshot import Snapshot
 
 
@@ -21,3 +22,14 @@ class GatewayView(Protocol):
 
     @property
     def is_draining(self) -> bool: ...
+
+    @property
+    def base(self) -> Config:
+        """The YAML config as loaded, without the store's overrides (the snapshot's config has
+        them applied)."""
+        ...
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the state in force may be stale (the control store is unreachable), or None."""
+        ...

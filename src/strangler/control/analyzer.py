@@ -146,13 +146,13 @@ class Analyzer:
         """A canary from the YAML with no rollout yet: start one at its weight (or the first
         step, when the YAML says 0), so its intervals have a start."""
         weight = state.weight_bp or weight_to_bp(plan.steps[0])
+        baseline = service.baseline(state.unit)
+        start = Proposal(
+            "start", Stage.CANARY.value, weight, RolloutStatus.RUNNING.value, baseline=baseline
+        )
         service.store.change(
             state.unit,
-            lambda current: (
-                None
-                if current is not None
-                else Proposal("start", Stage.CANARY.value, weight, RolloutStatus.RUNNING.value)
-            ),
+            lambda current: None if current is not None else start,
             actor="analyzer",
             reason=f"rollout started from the config at {weight / 100:g} %",
             now=self.clock(),

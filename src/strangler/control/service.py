@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -287,9 +288,24 @@ class ControlService:
     ) -> Change:
         if not reason.strip():
             raise ChangeRefused("a reason is required (it goes to the audit log)", status=400)
-        change = self.store.change(unit, decide, actor=actor, reason=reason, now=self.clock())
+
+        def with_baseline(current: Override | None) -> Proposal:
+            proposal = decide(current)
+            if current is None:
+                proposal = dataclasses.replace(proposal, baseline=self.baseline(unit))
+            return proposal
+
+        change = self.store.change(
+            unit, with_baseline, actor=actor, reason=reason, now=self.clock()
+        )
         assert change is not None  # decide never returns None here
         return change
+
+    def baseline(self, unit: str) -> dict[str, object]:
+        """The unit's state as the YAML has it, in an audit entry's shape."""
+        state = self._recheck(unit, None)
+        weight = state.weight_bp if state.stage is Stage.CANARY else None
+        return {"stage": state.stage.value, "weight_bp": weight, "status": state.status}
 
     def _recheck(self, unit: str, current: Override | None) -> UnitState:
         """The unit as it is inside the write transaction (the override may have moved since

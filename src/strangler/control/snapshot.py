@@ -131,6 +131,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
             mirrors_unsafe=route.shadow.writes == "sandbox",
             canary_backend=config.canary_backend_for(route),
             canary=canaries.get(route.canary_group) if route.stage is Stage.CANARY else None,
+            retries_on_legacy=route.stage is Stage.CANARY and route.canary.retry_on_legacy,
         )
         for route in config.routes
     ]

@@ -68,6 +68,8 @@ class Proposal:
     # Keep the current step's start (a pause, a verdict that does not move the weight).
     keeps_step_start: bool = False
     evidence: Mapping[str, object] | None = None
+    # The audit entry's "before" when the unit had no override yet (the YAML's state).
+    baseline: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from strangler.proxy.failures import FailureKind, render_problem, status_line
@@ -40,6 +41,17 @@ _UPGRADE_HEADER = b"Connection: upgrade\r\n"
 
 # Safe to send twice (RFC 9110 §9.2.1), so a stale keep-alive connection may be retried.
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+# What `retry_on_legacy` may send twice: RFC 9110 §9.2.1 safe methods a browser sends.
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """The legacy side of a canary request, prepared in case new refuses it."""
+
+    decision: Decision
+    pool: UpstreamPool | None
+    head: bytes
 
 
 class Exchange:
@@ -55,6 +67,7 @@ class Exchange:
         "decision",
         "error_response",
         "expects_continue",
+        "fallback",
         "head",
         "is_cancelled",
         "is_head",
@@ -128,6 +141,8 @@ class Exchange:
         self.status = 0
         # Canary routes only: the loop time its head was read, for the analyzer's latencies.
         self.started_at = 0.0
+        # Canary `retry_on_legacy`: where this safe request goes if new refuses it.
+        self.fallback: Fallback | None = None
         # Bytes produced while parsing one read, written with one writev when the read is done:
         # a response head and its body in one syscall instead of two (bench/: +25% req/s).
         self.to_client: list[bytes] = []
@@ -189,6 +204,9 @@ class Exchange:
     def fail(self, kind: FailureKind) -> None:
         self.conn = None
         self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
+        is_refused = kind is FailureKind.CONNECT_REFUSED
+        if is_refused and self.fallback is not None and self.fall_back(kind.status()):
+            return
         self.client.fail_exchange(self, kind)
 
     # -- request body from the client ---------------------------------------------------------
@@ -248,8 +266,36 @@ class Exchange:
 
     # -- ResponseSink -------------------------------------------------------------------------
 
+    def fall_back(self, status: int) -> bool:
+        """Canary `retry_on_legacy`: new refused this safe, bodiless request (no connection, or
+        a 502/503 answer not yet relayed); send it to legacy. Counted as a failure of new, with
+        `status`, in the canary's windows. False when it is too late to fall back."""
+        fallback = self.fallback
+        self.fallback = None
+        if fallback is None or fallback.pool is None or self.is_response_started:
+            return False
+        if self.is_cancelled:
+            return False
+        client = self.client
+        route = self.decision.route or ""
+        client.counters.inc("canary_retries_on_legacy_total", route)
+        worker = client.worker
+        if self.started_at:
+            worker.windows.record(route, True, status, worker.loop.time() - self.started_at)
+        self.decision, self.pool, self.head = fallback.decision, fallback.pool, fallback.head
+        self.attempts = 0
+        fallback.pool.acquire(self)
+        return True
+
     def on_response_head(self, conn: UpstreamConnection, status: int) -> None:
         client = self.client
+        if status in (502, 503) and self.fallback is not None and not self.is_response_started:
+            # The answer is dropped unread: the connection goes, since its body would follow.
+            conn.sink = None
+            conn.abort()
+            self.conn = None
+            if self.fall_back(status):
+                return
         if status < 200 and status != 101:
             # RFC 9110 §15.2: 1xx are interim; 100 is relayed to a client that asked for it.
             if status == 100 and self.expects_continue and not self.is_http10:

@@ -28,10 +28,15 @@ import httptools
 
 from strangler.errors import ClientProtocolError
 from strangler.identity.bridge import MAX_FORM_BYTES
-from strangler.proxy.exchange import Exchange
+from strangler.proxy.exchange import IDEMPOTENT_METHODS, Exchange
 from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
-from strangler.proxy.steering import bridge_shadow_copy, bridge_to_new, choose_canary_side
+from strangler.proxy.steering import (
+    bridge_shadow_copy,
+    bridge_to_new,
+    choose_canary_side,
+    legacy_fallback,
+)
 from strangler.proxy.upstream_pool import UpstreamConnection
 from strangler.routing.model import DecisionReason
 
@@ -419,15 +424,25 @@ class ClientConnection(asyncio.Protocol):
         decision = snapshot.table.decide(method_name, path.decode("latin-1"))
         set_cookie, session = b"", None
         started_at = 0.0
-        if decision.canary is not None:
+        sides = decision.canary
+        if sides is not None:
             started_at = self.loop.time()
-            decision, set_cookie, session = choose_canary_side(
-                self, snapshot, decision.canary, url, path
-            )
+            decision, set_cookie, session = choose_canary_side(self, snapshot, sides, url, path)
         pool = self.worker.pools.get(decision.backend)
         keep_alive = parser.should_keep_alive() and not self.is_draining
         is_upgrade = self._upgrade is not None and parser.should_upgrade()
         request_id, traceparent = self._trace_ids()
+        fallback = None
+        if (
+            sides is not None
+            and sides.retries_on_legacy
+            and decision is sides.new
+            and method in IDEMPOTENT_METHODS
+            and not (is_upgrade or self._is_chunked or self._content_length > 0)
+        ):
+            fallback = legacy_fallback(
+                self, snapshot, sides.legacy, method, url, request_id, traceparent
+            )
         bridge = self.worker.bridge
         identity, body_gate = b"", None
         if bridge is not None and decision.backend == bridge.new_backend:
@@ -454,6 +469,7 @@ class ClientConnection(asyncio.Protocol):
         )
         exchange.body_gate = body_gate
         exchange.started_at = started_at
+        exchange.fallback = fallback
         if body_gate is not None and self._expects_continue and self.current is None:
             # The body must be read before anything is forwarded: say "go on" ourselves.
             self.write(_CONTINUE)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from strangler.identity.bridge import IdentityBridge, RequestFacts
 from strangler.identity.rails_session import SessionOutcome, session_user_id
+from strangler.proxy.exchange import Fallback
 from strangler.routing.canary import (
     EMPTY,
     CanaryFacts,
@@ -171,3 +172,21 @@ def bridge_shadow_copy(
         head = head.replace(line, b"" if kept is None else name + b": " + kept + b"\r\n", 1)
     identity = bridge.identity_header(outcome, route, has_authorization=conn._has_authorization)
     return head[:-2] + identity + b"\r\n" if identity else head
+
+
+def legacy_fallback(
+    conn: ClientConnection,
+    snapshot: Snapshot,
+    legacy: Decision,
+    method: bytes,
+    url: bytes,
+    request_id: bytes,
+    traceparent: bytes,
+) -> Fallback:
+    """The head and pool for sending a canary request to legacy if new refuses it
+    (`retry_on_legacy`). Built before the new side's head: that one may lose the Rails cookie."""
+    pool = conn.worker.pools.get(legacy.backend)
+    saved = list(conn._out)
+    head = conn._build_head(snapshot, method, url, pool, request_id, traceparent, False, b"")
+    conn._out = saved
+    return Fallback(legacy, pool, head)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ from collections.abc import Callable
 
 import uvloop
 
-from strangler.config import split_listen
+from strangler.config import Config, split_listen
 from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime
 from strangler.errors import ConfigError
 from strangler.proxy.listen import listen_socket, probe_port
@@ -95,9 +96,12 @@ async def _serve_one(
     on_ready: Callable[[], object],
     *,
     runs_analyzer: bool = True,
+    on_degraded: Callable[[bool], object] | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(snapshot, loop, watch=watch, runs_analyzer=runs_analyzer)
+    worker = Worker(
+        snapshot, loop, watch=watch, runs_analyzer=runs_analyzer, on_degraded=on_degraded
+    )
     admin = None
     if admin_sock is not None:
         from strangler.admin import AdminServer, create_admin_app
@@ -116,9 +120,24 @@ class _SupervisorView:
     """The GatewayView of the supervisor's admin thread: the snapshot in force, and whether the
     workers were told to drain. Written by the supervisor's main thread only."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, workers: int) -> None:
         self.snapshot = snapshot
         self.is_draining = False
+        # One byte per worker, shared across the fork: 1 while that worker cannot reach the
+        # control store. The supervisor itself runs no store I/O besides the admin API.
+        self.flags = mmap.mmap(-1, max(workers, 1))
+
+    @property
+    def base(self) -> Config:
+        return self.snapshot.config
+
+    @property
+    def degraded(self) -> str | None:
+        stale = [index for index in range(len(self.flags)) if self.flags[index]]
+        if not stale:
+            return None
+        shown = ", ".join(str(index) for index in stale)
+        return f"control store unavailable in worker(s) {shown}: serving the last-known state"
 
 
 def _supervise(
@@ -133,7 +152,7 @@ def _supervise(
     source = snapshot.source
     mtime = source_mtime(source)
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-    view = _SupervisorView(snapshot)
+    view = _SupervisorView(snapshot, workers)
     admin = None
     if admin_sock is not None:
         from strangler.admin import AdminThread, create_admin_app
@@ -144,7 +163,7 @@ def _supervise(
     ready_read, ready_write = os.pipe()
     children: dict[int, int] = {}
     for index in range(workers):
-        children[_spawn(snapshot, host, port, ready_write, admin_sock, index)] = index
+        children[_spawn(snapshot, host, port, ready_write, admin_sock, index, view.flags)] = index
     for _ in range(workers):
         if not os.read(ready_read, 1):
             break
@@ -170,7 +189,9 @@ def _supervise(
                 # The replacement starts from the config in force, not from a file that may
                 # have been refused since.
                 log.error("worker %d exited (status %d); starting a new one", pid, status)
-                children[_spawn(snapshot, host, port, ready_write, admin_sock, index)] = index
+                children[
+                    _spawn(snapshot, host, port, ready_write, admin_sock, index, view.flags)
+                ] = index
     if admin is not None:
         admin.stop()
     return 0
@@ -183,6 +204,7 @@ def _spawn(
     ready_write: int,
     admin_sock: socket.socket | None,
     index: int,
+    flags: mmap.mmap,
 ) -> int:
     """Fork worker number `index`; worker 0 also runs the canary analyzer (one per gateway
     process: threads doing I/O in the supervisor would be copied mid-operation into every fork)."""
@@ -205,6 +227,7 @@ def _spawn(
                 False,
                 lambda: os.write(ready_write, b"r"),
                 runs_analyzer=index == 0,
+                on_degraded=lambda is_degraded: flags.__setitem__(index, int(is_degraded)),
             )
         )
         code = 0

@@ -73,6 +73,7 @@ class Worker:
         *,
         watch: bool = False,
         runs_analyzer: bool = False,
+        on_degraded: Callable[[bool], object] | None = None,
     ) -> None:
         self.snapshot = snapshot
         # The YAML as loaded; the snapshot in force is it with the store's overrides on top.
@@ -80,6 +81,8 @@ class Worker:
         self.overrides: dict[str, Override] = {}
         self.state_version = 0
         self._runs_analyzer = runs_analyzer
+        self._on_degraded = on_degraded
+        self._was_degraded = False
         self.loop = loop
         self.counters = Counters()
         self.tasks = TaskSet(loop)
@@ -283,6 +286,11 @@ class Worker:
             for pool in self.pools.values():
                 pool.sweep(now)
             self.shadow.sweep(now)
+            is_degraded = self.watcher.degraded is not None
+            if is_degraded != self._was_degraded:
+                self._was_degraded = is_degraded
+                if self._on_degraded is not None:
+                    self._on_degraded(is_degraded)
             wall = time.time()
             self.traffic.tick(wall)
             self.windows.tick(wall)

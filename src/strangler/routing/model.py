@@ -63,6 +63,7 @@ class RouteSpec:
     # the rollout group's compiled settings (one object shared by every route of the group).
     canary_backend: str | None = None
     canary: CanaryPlan | None = None
+    retries_on_legacy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,8 @@ class CanarySides:
     plan: CanaryPlan
     legacy: Decision
     new: Decision
+    # `canary.retry_on_legacy`: a safe request new refused goes to legacy instead.
+    retries_on_legacy: bool = False
 
     def side(self, side: Side) -> Decision:
         return self.new if side is Side.NEW else self.legacy

@@ -107,6 +107,7 @@ def _decision(route: RouteSpec) -> Decision:
             route.canary,
             legacy=Decision(route.name, Stage.CANARY, route.backend, DecisionReason.CANARY_LEGACY),
             new=Decision(route.name, Stage.CANARY, route.canary_backend, DecisionReason.CANARY_NEW),
+            retries_on_legacy=route.retries_on_legacy,
         )
     return Decision(
         route=route.name,

@@ -144,7 +144,7 @@ class SqlControlState(ABC):
                 inconclusive=proposal.inconclusive,
                 step_started_at=step_start,
             )
-            before = {} if current is None else current.as_dict()
+            before = dict(proposal.baseline or {}) if current is None else current.as_dict()
             result = conn.execute(
                 insert(audit_t).values(
                     at=now,
