@@ -105,7 +105,10 @@ def test_healthz_and_readyz_answer_with_the_config_version(
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     assert health.headers["content-type"] == "application/json"
     ready = _admin(gw, "/readyz")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "config_version": 1})
+    assert (ready.status_code, ready.json()) == (
+        200,
+        {"status": "ready", "config_version": 1, "reason": None},
+    )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -219,7 +222,20 @@ def test_the_openapi_document_lists_the_endpoints(gateway: GatewayProcess) -> No
     assert response.status_code == 200
     document = response.json()
     assert document["info"]["title"] == "strangler admin"
-    assert set(document["paths"]) == {"/healthz", "/readyz", "/.well-known/jwks.json"}
+    assert set(document["paths"]) == {
+        "/healthz",
+        "/readyz",
+        "/.well-known/jwks.json",
+        "/api/v1/session",
+        "/api/v1/routes",
+        "/api/v1/routes/{name}",
+        "/api/v1/routes/{name}/promote",
+        "/api/v1/routes/{name}/rollback",
+        "/api/v1/routes/{name}/pause",
+        "/api/v1/routes/{name}/resume",
+        "/api/v1/routes/{name}/weight",
+        "/api/v1/audit",
+    }
     jwks_answers = document["paths"]["/.well-known/jwks.json"]["get"]["responses"]
     assert "application/problem+json" in jwks_answers["404"]["content"]
 

@@ -87,7 +87,11 @@ def _totals(compared: int, equal: int, noise: int = 0) -> RouteTotals:
 @pytest.mark.parametrize(
     ("stage", "totals", "expected"),
     [
-        (Stage.LEGACY, None, "implement it in the new backend, then set stage: shadow"),
+        (
+            Stage.LEGACY,
+            None,
+            "implement it in the new backend, then `strangler promote ROUTE` (to shadow)",
+        ),
         (Stage.SHADOW, None, f"gathering evidence: 0 of {MIN_COMPARED} comparisons"),
         (Stage.SHADOW, _totals(499, 499), f"gathering evidence: 499 of {MIN_COMPARED} comparisons"),
         (Stage.SHADOW, _totals(1000, 990), "blocked by parity: lower bound"),

@@ -5,8 +5,14 @@ Rules:
 - Every error is a problem+json answer (problems.py); nothing ever answers with a traceback.
 - The OpenAPI document is served at /openapi.json. No /docs or /redoc: they load their
   JavaScript from a CDN, which an admin port on a private network should not depend on.
-- Today's endpoints are public (health, the JWKS); the authenticated admin API comes with the
-  control plane and mounts here.
+- Public, on purpose: /healthz and /readyz (probes), /.well-known/jwks.json (public keys only),
+  /openapi.json. Everything under /api/v1 is authenticated (auth.py); `POST /api/v1/session`
+  (login) is the one exception, since it is how a browser gets its credentials.
+- Resource routers (routes, stages, audit, verdicts, diffs) mount under /api/v1 with their
+  scope on the router, `dependencies=[Depends(require_read)]`, and take
+  `principal: Principal = Depends(require_write)` on the operations that change state; they
+  list `AUTH_RESPONSES` in `responses=`. They reach the store with
+  `store: Store = Depends(store_dependency)`, the app's one StoreAccess (`app.state`).
 """
 
 from __future__ import annotations
@@ -14,14 +20,21 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from strangler import __version__
+from strangler.admin.auth import Authenticator
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
 from strangler.admin.problems import install_problem_handlers
+from strangler.admin.rollouts import rollouts_router
+from strangler.admin.session_routes import FailedLogins, session_router
+from strangler.admin.store_access import install_store_access
 from strangler.admin.view import GatewayView
 
 
 def create_admin_app(gateway: GatewayView) -> FastAPI:
-    """The app for one gateway process; loads (or creates) the identity key ring now, if any."""
+    """The app for one gateway process; loads (or creates) the identity key ring now, if any.
+
+    The control store is not opened here: the first request that needs it opens it.
+    """
     app = FastAPI(
         title="strangler admin",
         version=__version__,
@@ -30,8 +43,12 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
         redoc_url=None,
     )
     install_problem_handlers(app)
+    install_store_access(app, gateway)
+    app.state.authenticator = Authenticator(gateway)
     jwks_source = JwksSource()
     jwks_source.prime(gateway.snapshot.bridge)
     app.include_router(health_router(gateway))
     app.include_router(jwks_router(gateway, jwks_source))
+    app.include_router(session_router(gateway, FailedLogins()))
+    app.include_router(rollouts_router(gateway))
     return app

@@ -17,9 +17,11 @@ import orjson
 import typer
 
 from strangler.cli.canary import canary_app
+from strangler.cli.control import register as register_control_commands
 from strangler.cli.keys import keys_app
 from strangler.cli.options import ConfigOption
 from strangler.cli.tables import print_table
+from strangler.cli.tokens import token_app
 from strangler.control.snapshot import Snapshot, load_snapshot
 from strangler.errors import ConfigError, StranglerError
 
@@ -233,7 +235,9 @@ def progress(
     raise typer.Exit(code)
 
 
+register_control_commands(app)
 app.add_typer(keys_app, name="keys")
+app.add_typer(token_app, name="token")
 app.add_typer(canary_app, name="canary")
 
 

@@ -16,7 +16,8 @@ import orjson
 import typer
 
 from strangler.cli.tables import print_table
-from strangler.control.snapshot import Snapshot, store_path
+from strangler.control.effective import apply_overrides
+from strangler.control.snapshot import Snapshot, build_snapshot, store_path
 from strangler.control.store import DEFAULT_ROUTE, RouteTotals, TrafficTotals
 from strangler.diff import wilson_interval
 from strangler.routing.canary import CanaryPlan
@@ -53,10 +54,10 @@ def next_step(
         answered = hour.new if hour is not None else 0
         return (
             f"{share}, {errors} errors in {answered} answers from new in the last hour; "
-            "raise canary.weight, or set stage: new at 100 %"
+            "see `strangler rollout status ROUTE` for its verdicts"
         )
     if stage is Stage.LEGACY:
-        return "implement it in the new backend, then set stage: shadow"
+        return "implement it in the new backend, then `strangler promote ROUTE` (to shadow)"
     if stage is Stage.NEW:
         if hour is not None and hour.new_errors:
             return f"done; {hour.new_errors} errors on new in the last hour"
@@ -86,6 +87,12 @@ def show_progress(snapshot: Snapshot, *, as_json: bool, now: float | None = None
 
         store = open_store(snapshot.config.store, snapshot.source)
         try:
+            overrides = store.overrides()
+            if overrides:
+                # Stages as they are in force: the YAML with the runtime overrides on top.
+                snapshot = build_snapshot(
+                    apply_overrides(snapshot.config, overrides), source=snapshot.source
+                )
             hour = {t.route: t for t in store.traffic(now - HOUR_S)}
             day = {t.route: t for t in store.traffic(now - DAY_S)}
             shadow = {t.route: t for t in store.routes()}

@@ -1,0 +1,161 @@
+"""The routes resource of the admin API: state and live figures, stage changes, verdicts and
+the audit log.
+
+Rules:
+- Every change goes through ControlService, like the CLI and the analyzer: one place validates
+  and audits. The actor is the authenticated principal (`token:ci`, `user:ana`).
+- A change needs a reason; a refused change is a problem+json with the service's status (404
+  unknown route, 409 wrong stage or closed evidence gate, 400 bad value).
+- Store reads and writes block: every operation is a sync `def`, run in the thread pool.
+- The YAML in force is `gateway.base` (the file as loaded, without overrides).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from strangler.admin.auth import AUTH_RESPONSES, Principal, require_read, require_write
+from strangler.admin.problems import problem_openapi
+from strangler.admin.store_access import store_dependency
+from strangler.admin.view import GatewayView
+from strangler.control.reports import rollout_report, status_report
+from strangler.control.service import ChangeRefused, ControlService
+from strangler.control.state import Change, Store
+
+Reason = Annotated[str, Field(min_length=1, max_length=2000, description="Goes to the audit log.")]
+
+
+class ChangeBody(BaseModel):
+    reason: Reason
+
+
+class PromoteBody(BaseModel):
+    reason: Reason
+    weight: Annotated[float, Field(ge=0.01, le=100)] | None = Field(
+        default=None, description="Canary weight (%) to move to; default: the plan's next step."
+    )
+    force: bool = Field(
+        default=False, description="Leave shadow although the evidence gate is closed."
+    )
+
+
+class WeightBody(BaseModel):
+    reason: Reason
+    weight: Annotated[float, Field(ge=0, le=100)]
+
+
+class ChangeOut(BaseModel):
+    """One audit entry: the change just made, or one from the log."""
+
+    version: int
+    at: float
+    actor: str
+    action: str
+    unit: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    reason: str
+    evidence: dict[str, Any] | None
+
+
+def _out(change: Change) -> ChangeOut:
+    return ChangeOut.model_validate(change.to_json())
+
+
+_CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    400: problem_openapi("The value is out of range (named in the detail)"),
+    404: problem_openapi("No route or rollout group by that name"),
+    409: problem_openapi("The change does not apply: wrong stage, or the evidence gate is closed"),
+}
+
+
+def rollouts_router(gateway: GatewayView) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["routes"], responses=AUTH_RESPONSES)
+    read = [Depends(require_read)]
+
+    def service(store: Store) -> ControlService:
+        return ControlService(store, gateway.base)
+
+    def refused(exc: ChangeRefused) -> HTTPException:
+        return HTTPException(exc.status, str(exc))
+
+    @router.get("/routes", dependencies=read, summary="Every route's stage, weight and figures")
+    def list_routes(store: Annotated[Store, Depends(store_dependency)]) -> dict[str, Any]:
+        return status_report(store, gateway.base)
+
+    @router.get(
+        "/routes/{name}",
+        dependencies=read,
+        summary="One route (or rollout group): plan, gate, verdicts and audit",
+        responses={404: problem_openapi("No route or rollout group by that name")},
+    )
+    def get_route(name: str, store: Annotated[Store, Depends(store_dependency)]) -> dict[str, Any]:
+        try:
+            return rollout_report(store, gateway.base, name)
+        except ChangeRefused as exc:
+            raise refused(exc) from exc
+
+    @router.post("/routes/{name}/promote", responses=_CHANGE_RESPONSES, summary="One step on")
+    def promote(
+        name: str,
+        body: PromoteBody,
+        principal: Annotated[Principal, Depends(require_write)],
+        store: Annotated[Store, Depends(store_dependency)],
+    ) -> ChangeOut:
+        try:
+            change = service(store).promote(
+                name, actor=principal.name, reason=body.reason, weight=body.weight, force=body.force
+            )
+        except ChangeRefused as exc:
+            raise refused(exc) from exc
+        return _out(change)
+
+    def simple(action: str, summary: str) -> None:
+        @router.post(f"/routes/{{name}}/{action}", responses=_CHANGE_RESPONSES, summary=summary)
+        def change(
+            name: str,
+            body: ChangeBody,
+            principal: Annotated[Principal, Depends(require_write)],
+            store: Annotated[Store, Depends(store_dependency)],
+        ) -> ChangeOut:
+            method = getattr(service(store), action)
+            try:
+                return _out(method(name, actor=principal.name, reason=body.reason))
+            except ChangeRefused as exc:
+                raise refused(exc) from exc
+
+        change.__name__ = action
+
+    simple("rollback", "Everyone back on legacy, at once")
+    simple("pause", "Stop the analyzer moving this rollout")
+    simple("resume", "Let the analyzer move this rollout again")
+
+    @router.put("/routes/{name}/weight", responses=_CHANGE_RESPONSES, summary="Set the weight")
+    def set_weight(
+        name: str,
+        body: WeightBody,
+        principal: Annotated[Principal, Depends(require_write)],
+        store: Annotated[Store, Depends(store_dependency)],
+    ) -> ChangeOut:
+        try:
+            change = service(store).set_weight(
+                name, body.weight, actor=principal.name, reason=body.reason
+            )
+        except ChangeRefused as exc:
+            raise refused(exc) from exc
+        return _out(change)
+
+    @router.get("/audit", dependencies=read, summary="Changes, newest first")
+    def audit(
+        store: Annotated[Store, Depends(store_dependency)],
+        unit: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[ChangeOut]:
+        return [_out(change) for change in store.audit(unit, limit=limit)]
+
+    return router

@@ -1,0 +1,170 @@
+"""Where the stage and status commands act: locally (the config file and its store) or remotely
+(the admin API at `--admin URL`, with a token from STRANGLER_ADMIN_TOKEN). Both give the same
+JSON shapes, so the commands print one way whichever door they used.
+
+Errors: ControlError carries the message and the exit code (1 runtime, 2 refused or bad input).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from strangler.config import load_config
+from strangler.errors import ConfigError, StranglerError
+
+TOKEN_ENV = "STRANGLER_ADMIN_TOKEN"
+
+
+class ControlError(StranglerError):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ControlClient(Protocol):
+    def status(self) -> dict[str, Any]: ...
+
+    def rollout(self, name: str) -> dict[str, Any]: ...
+
+    def change(self, name: str, action: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def audit(self, unit: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalClient:
+    """The config file's store, opened directly; the actor is `cli:<OS user>`."""
+
+    def __init__(self, config_path: Path) -> None:
+        from strangler.control.stores import open_store
+
+        try:
+            self.base = load_config(config_path)
+        except ConfigError as exc:
+            raise ControlError(str(exc), 2) from exc
+        self.source = str(config_path)
+        try:
+            self.store = open_store(self.base.store, self.source)
+        except StranglerError as exc:
+            raise ControlError(str(exc), 1) from exc
+        self.actor = f"cli:{getpass.getuser()}"
+
+    def status(self) -> dict[str, Any]:
+        from strangler.control.reports import status_report
+
+        return status_report(self.store, self.base)
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        from strangler.control.reports import rollout_report
+        from strangler.control.service import ChangeRefused
+
+        try:
+            return rollout_report(self.store, self.base, name)
+        except ChangeRefused as exc:
+            raise ControlError(str(exc), 2) from exc
+
+    def change(self, name: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        from strangler.control.service import ChangeRefused, ControlService
+
+        service = ControlService(self.store, self.base)
+        reason = str(body.get("reason", ""))
+        try:
+            if action == "promote":
+                change = service.promote(
+                    name,
+                    actor=self.actor,
+                    reason=reason,
+                    weight=body.get("weight"),
+                    force=bool(body.get("force")),
+                )
+            elif action == "weight":
+                change = service.set_weight(
+                    name, float(body["weight"]), actor=self.actor, reason=reason
+                )
+            else:
+                change = getattr(service, action)(name, actor=self.actor, reason=reason)
+        except ChangeRefused as exc:
+            raise ControlError(str(exc), 2) from exc
+        return change.to_json()
+
+    def audit(self, unit: str | None, limit: int) -> list[dict[str, Any]]:
+        return [change.to_json() for change in self.store.audit(unit, limit=limit)]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class RemoteClient:
+    """The admin API of a running gateway."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if not token:
+            raise ControlError(
+                f"--admin needs a token in {TOKEN_ENV} (make one with `strangler token create`)",
+                2,
+            )
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10.0,
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ControlError(f"admin API unreachable: {exc}", 1) from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail") or response.json().get("title")
+            except ValueError:
+                detail = response.text[:200]
+            code = 1 if response.status_code >= 500 or response.status_code in (401, 403) else 2
+            raise ControlError(f"{response.status_code}: {detail}", code)
+        return response.json()
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/api/v1/routes")
+        return result
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/routes/{_quote(name)}")
+        return result
+
+    def change(self, name: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        path = f"/api/v1/routes/{_quote(name)}/{action}"
+        method = "PUT" if action == "weight" else "POST"
+        payload = {key: value for key, value in body.items() if value is not None}
+        result: dict[str, Any] = self._call(method, path, json=payload)
+        return result
+
+    def audit(self, unit: str | None, limit: int) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if unit is not None:
+            params["unit"] = unit
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/audit", params=params)
+        return result
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def open_client(config: Path, admin: str | None) -> ControlClient:
+    if admin:
+        return RemoteClient(admin)
+    return LocalClient(config)
