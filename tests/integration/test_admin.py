@@ -235,6 +235,9 @@ def test_the_openapi_document_lists_the_endpoints(gateway: GatewayProcess) -> No
         "/api/v1/routes/{name}/resume",
         "/api/v1/routes/{name}/weight",
         "/api/v1/audit",
+        "/api/v1/diffs",
+        "/api/v1/diffs/{route}",
+        "/api/v1/diffs/{route}/reviews",
     }
     jwks_answers = document["paths"]["/.well-known/jwks.json"]["get"]["responses"]
     assert "application/problem+json" in jwks_answers["404"]["content"]

@@ -392,3 +392,38 @@ def test_garbage_from_the_shadow_backend_costs_the_client_nothing(
         assert results["compared"] == 0
     finally:
         bad.stop()
+
+
+def test_the_admin_api_shows_diffs_and_records_reviews_by_the_caller(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=SHADOW_ROUTES)
+    token = orjson.loads(
+        _cli(
+            "token", "create", "--scope", "write", "--name", "reviewer", "--json",
+            "--config", str(gw.config_path),
+        ).stdout
+    )["token"]  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"}
+    for index in range(3):
+        httpx.get(f"{gw.url}/sandbox/diff/{index}", headers={"Cookie": "session=s3cr3t"})
+
+    def compared() -> int:
+        rows = httpx.get(f"{gw.admin_url}/api/v1/diffs", headers=auth).json()
+        return sum(row["compared"] for row in rows if row["route"] == "writes.sandbox")
+
+    wait_until(lambda: compared() == 3, "the results flushed", 10)
+    detail = httpx.get(f"{gw.admin_url}/api/v1/diffs/writes.sandbox", headers=auth)
+    assert detail.status_code == 200
+    body = detail.json()
+    assert [(p["rule_path"], p["count"]) for p in body["paths"]] == [("$.name", 3)]
+    assert body["parity"] == 0.0 and "s3cr3t" not in detail.text
+    assert httpx.get(f"{gw.admin_url}/api/v1/diffs/nope", headers=auth).status_code == 404
+    url = f"{gw.admin_url}/api/v1/diffs/writes.sandbox/reviews"
+    no_reason = httpx.post(url, json={"path": "$.name", "verdict": "accepted"}, headers=auth)
+    assert no_reason.status_code == 400
+    review = {"path": "$.name", "verdict": "accepted", "reason": "renamed on purpose"}
+    assert httpx.post(url, json=review, headers=auth).status_code == 200
+    [path] = httpx.get(f"{gw.admin_url}/api/v1/diffs/writes.sandbox", headers=auth).json()["paths"]
+    assert (path["review"], path["reviewed_by"]) == ("accepted", "token:reviewer")

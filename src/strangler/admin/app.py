@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from strangler import __version__
 from strangler.admin.auth import Authenticator
+from strangler.admin.diffs import diffs_router
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
 from strangler.admin.problems import install_problem_handlers
@@ -51,4 +52,5 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     app.include_router(jwks_router(gateway, jwks_source))
     app.include_router(session_router(gateway, FailedLogins()))
     app.include_router(rollouts_router(gateway))
+    app.include_router(diffs_router())
     return app

@@ -16,6 +16,7 @@ import orjson
 import typer
 
 from strangler.cli.tables import print_table
+from strangler.control.reports import parity_dict
 from strangler.control.snapshot import Snapshot, store_path
 from strangler.control.store import RouteTotals, ShadowStore, is_learned_noise
 from strangler.control.stores import open_store
@@ -96,11 +97,7 @@ def show_routes(snapshot: Snapshot, *, as_json: bool) -> int:
 def _route_dict(name: str, totals: RouteTotals | None, snapshot: Snapshot) -> dict[str, object]:
     out: dict[str, object] = {"route": name, "is_shadowed": name in snapshot.shadow_routes}
     if totals is not None:
-        out.update(dataclasses.asdict(totals))
-        equal = totals.equal + totals.equal_but_noise
-        out["parity"] = equal / totals.compared if totals.compared else None
-        out["parity_interval_95"] = list(wilson_interval(equal, totals.compared))
-        out["strict_parity"] = totals.equal / totals.compared if totals.compared else None
+        out.update(parity_dict(totals))
     return out
 
 

@@ -7,6 +7,7 @@ them as tables or as `--json`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from strangler.config import Config
 from strangler.control.effective import orphaned
 from strangler.control.service import ControlService, UnitState
 from strangler.control.state import Store
+from strangler.control.store import RouteTotals
 from strangler.diff import wilson_interval
 from strangler.routing.model import Stage
 
@@ -36,6 +38,17 @@ def _verdict_brief(store: Store, unit: str) -> dict[str, Any] | None:
         "weight": record.weight_bp / 100,
         "summary": record.verdict.get("summary", ""),
     }
+
+
+def parity_dict(totals: RouteTotals) -> dict[str, Any]:
+    """A route's shadow totals with parity (noise counted as equal), its 95 % Wilson interval,
+    and the strict parity (noise counted as different)."""
+    out: dict[str, Any] = dataclasses.asdict(totals)
+    equal = totals.equal + totals.equal_but_noise
+    out["parity"] = equal / totals.compared if totals.compared else None
+    out["parity_interval_95"] = list(wilson_interval(equal, totals.compared))
+    out["strict_parity"] = totals.equal / totals.compared if totals.compared else None
+    return out
 
 
 def status_report(store: Store, base: Config, *, now: float | None = None) -> dict[str, Any]:
