@@ -194,6 +194,9 @@ class CanaryChecksConfig(_Model):
     # Mann-Whitney U (new slower than legacy): significance and minimum effect P(new > legacy).
     mann_whitney_alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
     mann_whitney_min_effect: Annotated[float, Field(ge=0.5, le=1)] = 0.6
+    # With `canary.shadow: true`: the Wilson 95 % lower bound of the interval's parity (on at
+    # least 100 comparisons) at least this.
+    min_parity: Annotated[float, Field(ge=0, le=1)] = 0.99
 
 
 class CanaryRolloutConfig(_Model):
@@ -247,6 +250,10 @@ class RouteCanaryConfig(_Model):
     # 502/503 answer) is sent to legacy, whose answer the user gets; it still counts as a
     # failure of new. Never for other methods: they may have changed something already.
     retry_on_legacy: bool = False
+    # Keep shadowing during the canary: requests of users on the legacy side are mirrored to
+    # the new side and compared, as in stage shadow (same `shadow:` and `diff:` settings), and
+    # each interval's parity becomes one of the analyzer's checks (`checks.min_parity`).
+    shadow: bool = False
 
     @field_validator("stickiness")
     @classmethod
@@ -727,9 +734,15 @@ class Config(_Model):
         return route.canary.backend or self.new_backend
 
     def shadow_backend_for(self, route: RouteConfig) -> str | None:
+        if route.stage is Stage.CANARY and route.canary.shadow:
+            return route.shadow.backend or self.canary_backend_for(route)
         if route.stage is not Stage.SHADOW:
             return None
         return route.shadow.backend or self.new_backend
+
+    def is_shadowed(self, route: RouteConfig) -> bool:
+        """Stage shadow, or a canary that keeps shadowing its legacy side."""
+        return route.stage is Stage.SHADOW or (route.stage is Stage.CANARY and route.canary.shadow)
 
     def backend_for(self, route: RouteConfig) -> str:
         if route.backend is not None:

@@ -271,3 +271,31 @@ def test_retry_on_legacy_serves_what_new_refused_and_counts_it_against_new(
         store.close()
     assert totals["new"].errors == 3 and totals["new"].statuses == {"5": 3}
     assert totals["legacy"].requests == 2
+
+
+def test_a_canary_that_keeps_shadowing_is_rolled_back_on_parity(
+    upstreams: tuple[EchoUpstream, EchoUpstream], start_gateway: GatewayFactory
+) -> None:
+    """New answers fast and without errors, but not what legacy answers: the legacy side's
+    mirrored requests show it, and the parity check fails the interval."""
+    legacy, new = upstreams
+    new.app.state.chaos = {"status": 200, "delay_ms": 0, "body": "not what legacy says"}
+    routes = """\
+  - name: chaos
+    match: "GET /chaos/*rest"
+    stage: canary
+    shadow: {noise_sample_rate: 0}
+    canary:
+      stickiness: ["header:X-User-Id"]
+      shadow: true
+      plan: {steps: [20, 50, 100], interval_s: 1, min_requests: 10}
+"""
+    gateway = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
+    with _traffic(gateway.url, per_second=200):
+        assert _wait_for(lambda: _stage(gateway) == "legacy", 20), _verdicts(gateway)
+    verdict = _verdicts(gateway)[-1]
+    checks = {c["name"]: c for c in verdict.verdict["checks"]}  # type: ignore[union-attr]
+    assert checks["parity"]["outcome"] == "fail"
+    assert checks["error_rate"]["outcome"] == "pass" and checks["p50"]["outcome"] == "pass"
+    copies = [r for r in new.requests if r["headers"].get("x-strangler-shadow") == "1"]
+    assert len(copies) >= 100

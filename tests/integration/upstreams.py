@@ -108,10 +108,15 @@ async def _chaos(request: Request) -> Response:
     """Answers as the test set `app.state.chaos` ({"status": 200, "delay_ms": 0}) right now:
     a backend that turns slow or failing mid-test."""
     chaos = request.app.state.chaos
+    request.app.state.requests.append(
+        {"method": request.method, "path": request.url.path, "headers": dict(request.headers)}
+    )
     if chaos["delay_ms"]:
         await asyncio.sleep(chaos["delay_ms"] / 1000)
     return Response(
-        b"chaos", status_code=chaos["status"], headers={"X-Upstream": request.app.state.name}
+        chaos.get("body", "chaos"),
+        status_code=chaos["status"],
+        headers={"X-Upstream": request.app.state.name},
     )
 
 

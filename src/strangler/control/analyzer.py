@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 
 from strangler.config import CanaryRolloutConfig, Config
+from strangler.control.effective import unit_of
 from strangler.control.service import ControlService, UnitState
 from strangler.control.state import Proposal, Store, VerdictRecord, WindowTotals
 from strangler.control.store import StoreUnavailable
@@ -37,6 +38,7 @@ from strangler.rollout import (
     Checks,
     LatencyHistogram,
     Outcome,
+    Parity,
     Policy,
     RolloutState,
     RolloutStatus,
@@ -59,7 +61,7 @@ FLUSH_GRACE_S = 2.0
 WINDOW_RETENTION_S = 6 * 3600
 
 
-def checks_of(plan: CanaryRolloutConfig) -> Checks:
+def checks_of(plan: CanaryRolloutConfig, *, is_shadowed: bool = False) -> Checks:
     given = plan.checks
     return Checks(
         min_requests=plan.min_requests,
@@ -71,7 +73,7 @@ def checks_of(plan: CanaryRolloutConfig) -> Checks:
         latency_slack_s=given.latency_slack_ms / 1000,
         mw_alpha=given.mann_whitney_alpha,
         mw_min_effect=given.mann_whitney_min_effect,
-        min_parity=None,
+        min_parity=given.min_parity if is_shadowed else None,
     )
 
 
@@ -118,6 +120,7 @@ class Analyzer:
         service = ControlService(self.store, config, clock=self.clock)
         effective = service.effective()
         plans = effective.canary_groups()
+        shadowed = {unit_of(route) for route in effective.routes if route.canary.shadow}
         records = []
         for state in service.units():
             if state.stage is not Stage.CANARY or state.unit not in plans:
@@ -131,7 +134,7 @@ class Analyzer:
                 continue
             if state.status != RolloutStatus.RUNNING.value:
                 continue
-            record = self._judge(service, state, plan, now)
+            record = self._judge(service, state, plan, now, is_shadowed=state.unit in shadowed)
             if record is not None:
                 records.append(record)
         if now >= self._next_prune:
@@ -159,7 +162,13 @@ class Analyzer:
         )
 
     def _judge(
-        self, service: ControlService, state: UnitState, plan: CanaryRolloutConfig, now: float
+        self,
+        service: ControlService,
+        state: UnitState,
+        plan: CanaryRolloutConfig,
+        now: float,
+        *,
+        is_shadowed: bool = False,
     ) -> VerdictRecord | None:
         assert state.override is not None
         origin = math.ceil(state.override.step_started_at)
@@ -169,12 +178,19 @@ class Analyzer:
             return None
         end = origin + finished * interval
         start = end - interval
-        history = [v for v in self.store.verdicts(state.unit, limit=1000) if v.started_at >= origin]
+        every = self.store.verdicts(state.unit, limit=1000)
+        history = [v for v in every if v.started_at >= origin]
         if history and history[0].ended_at >= end:
             return None  # judged already
         totals = self.store.window_totals(state.routes, start, end)
+        parity, shadow_totals = None, None
+        if is_shadowed:
+            parity, shadow_totals = self._interval_parity(state, every[0] if every else None)
         verdict = judge_interval(
-            side_window(totals.get("legacy")), side_window(totals.get("new")), checks_of(plan)
+            side_window(totals.get("legacy")),
+            side_window(totals.get("new")),
+            checks_of(plan, is_shadowed=is_shadowed),
+            parity,
         )
         policy = policy_of(plan)
         rollout = RolloutState(RolloutStatus.RUNNING, state.weight_bp)
@@ -210,10 +226,33 @@ class Analyzer:
             weight_bp=state.weight_bp,
             outcome=verdict.outcome.value,
             action=taken.value,
-            verdict={**verdict.to_json(), "reason": step.reason},
+            verdict={
+                **verdict.to_json(),
+                "reason": step.reason,
+                **({"shadow_totals": shadow_totals} if shadow_totals is not None else {}),
+            },
         )
         self.store.add_verdict(record)
         return record
+
+    def _interval_parity(
+        self, state: UnitState, previous: VerdictRecord | None
+    ) -> tuple[Parity | None, list[int]]:
+        """The shadow comparisons of the unit's routes since the previous verdict: the store
+        keeps running totals, so each verdict records them and the next takes the difference.
+        None for the first verdict, which has nothing to subtract."""
+        compared = equal = 0
+        for totals in self.store.routes():
+            if totals.route in state.routes:
+                compared += totals.compared
+                equal += totals.equal + totals.equal_but_noise
+        current = [compared, equal]
+        before = previous.verdict.get("shadow_totals") if previous is not None else None
+        if not isinstance(before, list) or len(before) != 2:
+            return None, current
+        delta_compared = max(0, compared - int(before[0]))
+        delta_equal = min(delta_compared, max(0, equal - int(before[1])))
+        return Parity(delta_compared, delta_equal), current
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; store outages are logged once and retried."""

@@ -166,7 +166,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
                     route.shadow, DiffRules.from_config(route.diff), Redactor(route.shadow.redact)
                 )
                 for route in config.routes
-                if route.stage is Stage.SHADOW
+                if config.is_shadowed(route)
             }
         ),
     )

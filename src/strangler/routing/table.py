@@ -102,19 +102,31 @@ class RouteTable:
 def _decision(route: RouteSpec) -> Decision:
     """The Decision for one route; a canary route's also holds one Decision per side."""
     sides = None
+    shadow_backend = route.shadow_backend
     if route.stage is Stage.CANARY and route.canary is not None and route.canary_backend:
+        # A canary that keeps shadowing mirrors its legacy side only: users on new are
+        # answered by new already.
+        legacy = Decision(
+            route.name,
+            Stage.CANARY,
+            route.backend,
+            DecisionReason.CANARY_LEGACY,
+            shadow_backend=shadow_backend,
+            mirrors_unsafe=route.mirrors_unsafe,
+        )
         sides = CanarySides(
             route.canary,
-            legacy=Decision(route.name, Stage.CANARY, route.backend, DecisionReason.CANARY_LEGACY),
+            legacy=legacy,
             new=Decision(route.name, Stage.CANARY, route.canary_backend, DecisionReason.CANARY_NEW),
             retries_on_legacy=route.retries_on_legacy,
         )
+        shadow_backend = None
     return Decision(
         route=route.name,
         stage=route.stage,
         backend=route.backend,
         reason=route.reason,
-        shadow_backend=route.shadow_backend,
+        shadow_backend=shadow_backend,
         mirrors_unsafe=route.mirrors_unsafe,
         canary=sides,
     )
