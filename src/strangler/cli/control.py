@@ -4,7 +4,7 @@ status|weight`: read and steer the control state, locally or through `--admin UR
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -95,37 +95,28 @@ def promote(
     _change(route, "promote", body, config, admin, as_json)
 
 
-def rollback(
-    route: Annotated[str, typer.Argument(help="A route or rollout group.")],
-    reason: ReasonOption,
-    config: ConfigOption = Path("strangler.yaml"),
-    admin: AdminOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Everyone back on legacy, at once (every worker within a second)."""
-    _change(route, "rollback", {"reason": reason}, config, admin, as_json)
+def _simple_change(action: str, help_text: str) -> Callable[..., None]:
+    """A command that changes a unit with nothing but a reason (rollback, pause, resume)."""
+
+    def command(
+        route: Annotated[str, typer.Argument(help="A route or rollout group.")],
+        reason: ReasonOption,
+        config: ConfigOption = Path("strangler.yaml"),
+        admin: AdminOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        _change(route, action, {"reason": reason}, config, admin, as_json)
+
+    command.__name__ = action
+    command.__doc__ = help_text
+    return command
 
 
-def pause(
-    route: Annotated[str, typer.Argument(help="A route or rollout group.")],
-    reason: ReasonOption,
-    config: ConfigOption = Path("strangler.yaml"),
-    admin: AdminOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Stop the analyzer moving a canary; its weight stays."""
-    _change(route, "pause", {"reason": reason}, config, admin, as_json)
-
-
-def resume(
-    route: Annotated[str, typer.Argument(help="A route or rollout group.")],
-    reason: ReasonOption,
-    config: ConfigOption = Path("strangler.yaml"),
-    admin: AdminOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Let the analyzer move a paused canary again (its step starts over)."""
-    _change(route, "resume", {"reason": reason}, config, admin, as_json)
+rollback = _simple_change("rollback", "Everyone back on legacy, at once (every worker within 1 s).")
+pause = _simple_change("pause", "Stop the analyzer moving a canary; its weight stays.")
+resume = _simple_change(
+    "resume", "Let the analyzer move a paused canary again (its step starts over)."
+)
 
 
 @rollout_app.command("weight")
