@@ -621,3 +621,20 @@ def test_unusable_admin_users_are_config_errors(
     text = _config_text(password_hash).split("  users:\n")[0] + f"  users: {users}\n"
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config(text, str(tmp_path / "strangler.yaml"))
+
+
+def test_revoking_a_token_ends_the_sessions_opened_with_it(setup: Setup) -> None:
+    token_id, token = setup.token("write")
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        login = await client.post("/api/v1/session", json={"token": token})
+        assert login.status_code == 200
+        assert (await client.get("/api/v1/session")).status_code == 200  # the cookie
+        store = open_store(setup.view.snapshot.config.store, setup.view.snapshot.source)
+        try:
+            assert store.revoke_token(token_id, 2000.0)
+        finally:
+            store.close()
+        _assert_unauthorized(await client.get("/api/v1/session"))
+
+    setup.run(scenario)

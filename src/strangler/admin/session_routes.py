@@ -16,8 +16,7 @@ Rules:
 - Logout deletes the session that made the request (a bearer caller has none) and expires the
   cookie; like every unsafe call with a session, it needs the CSRF token.
 - Sessions end at `expires_at`; there is no sliding renewal. A user's session follows the
-  config (auth.py); a session begun with a token lives on after the token is revoked, until it
-  expires or logs out.
+  config (auth.py); a session begun with a token ends when the token is revoked.
 """
 
 from __future__ import annotations
@@ -237,7 +236,7 @@ def session_router(gateway: GatewayView, failed_logins: FailedLogins) -> APIRout
         if subject_scope is None:
             raise unauthorized("wrong token, user or password")
         failed_logins.give_back(address, admin.login_attempts_per_minute)
-        subject, scope = subject_scope
+        subject, scope, token_id = subject_scope
         value, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         expires_at = now + admin.session_ttl_s
         store.add_session(
@@ -248,6 +247,7 @@ def session_router(gateway: GatewayView, failed_logins: FailedLogins) -> APIRout
                 csrf_hash=hash_token(csrf_token),
                 created_at=now,
                 expires_at=expires_at,
+                token_id=token_id,
             )
         )
         is_secure = request.url.scheme == "https"
@@ -299,14 +299,16 @@ def _check_login(
     store: Store,
     credentials: TokenLogin | PasswordLogin,
     now: float,
-) -> tuple[str, Scope] | None:
-    """(subject, scope) of good credentials, None otherwise."""
+) -> tuple[str, Scope, str | None] | None:
+    """(subject, scope, token id) of good credentials, None otherwise."""
     if isinstance(credentials, TokenLogin):
         record = authenticator.token_record(store, credentials.token, now)
-        return None if record is None else (f"token:{record.name}", Scope(record.scope))
+        if record is None:
+            return None
+        return f"token:{record.name}", Scope(record.scope), record.id
     user = authenticator.configured_user(credentials.user)
     # Checked before looking at `user`: an unknown name costs the same scrypt as a known one.
     is_match = verify_password(user, credentials.password)
     if user is None or not is_match:
         return None
-    return f"user:{user.name}", Scope(user.scope)
+    return f"user:{user.name}", Scope(user.scope), None

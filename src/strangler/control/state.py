@@ -178,6 +178,8 @@ class SessionRecord:
     csrf_hash: str
     created_at: float
     expires_at: float
+    # The token it was opened with (None for a configured user): revoking it ends the session.
+    token_id: str | None = None
 
 
 Decide = Callable[[Override | None], Proposal | None]
@@ -236,7 +238,10 @@ class ControlStore(Protocol):
 
     def tokens(self) -> list[TokenRecord]: ...
 
-    def revoke_token(self, token_id: str, now: float) -> bool: ...
+    def revoke_token(self, token_id: str, now: float) -> bool:
+        """Revoke the token and end the sessions opened with it; False if it was unknown or
+        revoked already."""
+        ...
 
     def touch_token(self, token_id: str, now: float) -> None: ...
 

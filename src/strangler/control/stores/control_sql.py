@@ -103,6 +103,14 @@ class SqlControlState(ABC):
     @abstractmethod
     def _upsert(self, table: Table) -> Upsert: ...
 
+    def _lock_changes(self, conn: Connection) -> None:
+        """Serialize every `change` against every other, whatever the unit, until commit.
+
+        Needed twice over: the first change of a unit has no row to lock yet, and versions
+        must commit in the order they are numbered, or a reader could see version V+1 before
+        V commits and never look again. SQLite's BEGIN IMMEDIATE already does this."""
+        return None
+
     def _notify(self, conn: Connection, version: int) -> None:
         """Tell other replicas the state moved to `version` (delivered on commit). SQLite has
         no channel: its readers poll `state_version`, which is one indexed lookup."""
@@ -125,6 +133,7 @@ class SqlControlState(ABC):
         self, unit: str, decide: Decide, *, actor: str, reason: str, now: float
     ) -> Change | None:
         def work(conn: Connection) -> Change | None:
+            self._lock_changes(conn)
             row = conn.execute(
                 select(overrides_t).where(overrides_t.c.unit == unit).with_for_update()
             ).first()
@@ -342,6 +351,7 @@ class SqlControlState(ABC):
                 .where(tokens_t.c.id == token_id, tokens_t.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+            conn.execute(delete(sessions_t).where(sessions_t.c.token_id == token_id))
             return bool(result.rowcount)
 
         return self._write(work)
@@ -364,6 +374,7 @@ class SqlControlState(ABC):
                     csrf_hash=session.csrf_hash,
                     created_at=session.created_at,
                     expires_at=session.expires_at,
+                    token_id=session.token_id,
                 )
             )
 
@@ -385,6 +396,7 @@ class SqlControlState(ABC):
                 csrf_hash=row.csrf_hash,
                 created_at=row.created_at,
                 expires_at=row.expires_at,
+                token_id=row.token_id,
             )
 
         return self._read(work)

@@ -35,6 +35,9 @@ from strangler.control.stores.schema import upgrade
 # constant works as long as every version of strangler uses the same one.
 MIGRATION_LOCK_KEY = 0x73_74_72_61_6E_67_6C_65
 
+# pg_advisory_xact_lock key every control-state change holds to commit ("strangle" + 1).
+CHANGE_LOCK_KEY = MIGRATION_LOCK_KEY + 1
+
 # LISTEN/NOTIFY channel on which a state change announces its version.
 NOTIFY_CHANNEL = "strangler_state"
 
@@ -121,6 +124,9 @@ class PostgresShadowStore(SqlShadowStore):
         # The driver's own message, without SQLAlchemy's statement and parameters after it.
         reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())
         return StoreUnavailable(f"shadow store {self._shown}: {reason}")
+
+    def _lock_changes(self, conn: Connection) -> None:
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({CHANGE_LOCK_KEY})"))
 
     def _notify(self, conn: Connection, version: int) -> None:
         # Delivered to every LISTENing replica when this transaction commits, never before.

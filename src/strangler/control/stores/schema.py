@@ -206,6 +206,7 @@ sessions_t = Table(
     Column("subject", StoredText, nullable=False),
     Column("scope", StoredText, nullable=False),
     Column("csrf_hash", StoredText, nullable=False),
+    Column("token_id", StoredText),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
 )

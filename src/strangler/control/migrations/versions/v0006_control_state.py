@@ -95,6 +95,8 @@ def upgrade() -> None:
         sa.Column("subject", sa.Text, nullable=False),
         sa.Column("scope", sa.Text, nullable=False),
         sa.Column("csrf_hash", sa.Text, nullable=False),
+        # The token a session was opened with: revoking it ends the session too.
+        sa.Column("token_id", sa.Text),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("expires_at", sa.Float, nullable=False),
     )
