@@ -4,6 +4,7 @@ restarted when they die, and a port that is taken is reported instead of half-st
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -294,3 +295,15 @@ def test_restart_on_the_same_port_works_at_once(
             assert response.header("connection") == "close"
         finally:
             assert gw.stop() == 0
+
+
+def test_workers_drain_and_exit_when_their_supervisor_is_killed(
+    upstreams: tuple[EchoUpstream, EchoUpstream], start_gateway: GatewayFactory
+) -> None:
+    legacy, _ = upstreams
+    gateway = start_gateway(legacy=legacy.url, workers=2)
+    workers = psutil.Process(gateway.pid).children()
+    assert len(workers) == 2
+    os.kill(gateway.pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == [], "orphaned workers kept running"

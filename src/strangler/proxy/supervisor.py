@@ -97,10 +97,16 @@ async def _serve_one(
     *,
     runs_analyzer: bool = True,
     on_degraded: Callable[[bool], object] | None = None,
+    supervisor_pid: int | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     worker = Worker(
-        snapshot, loop, watch=watch, runs_analyzer=runs_analyzer, on_degraded=on_degraded
+        snapshot,
+        loop,
+        watch=watch,
+        runs_analyzer=runs_analyzer,
+        on_degraded=on_degraded,
+        supervisor_pid=supervisor_pid,
     )
     admin = None
     if admin_sock is not None:
@@ -208,6 +214,7 @@ def _spawn(
 ) -> int:
     """Fork worker number `index`; worker 0 also runs the canary analyzer (one per gateway
     process: threads doing I/O in the supervisor would be copied mid-operation into every fork)."""
+    supervisor_pid = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -228,6 +235,7 @@ def _spawn(
                 lambda: os.write(ready_write, b"r"),
                 runs_analyzer=index == 0,
                 on_degraded=lambda is_degraded: flags.__setitem__(index, int(is_degraded)),
+                supervisor_pid=supervisor_pid,
             )
         )
         code = 0

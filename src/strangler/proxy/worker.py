@@ -74,6 +74,7 @@ class Worker:
         watch: bool = False,
         runs_analyzer: bool = False,
         on_degraded: Callable[[bool], object] | None = None,
+        supervisor_pid: int | None = None,
     ) -> None:
         self.snapshot = snapshot
         # The YAML as loaded; the snapshot in force is it with the store's overrides on top.
@@ -82,6 +83,9 @@ class Worker:
         self.state_version = 0
         self._runs_analyzer = runs_analyzer
         self._on_degraded = on_degraded
+        # A forked worker whose supervisor is gone (killed with SIGKILL, so it could not tell
+        # anyone) drains and exits instead of serving on as an orphan nobody will stop.
+        self._supervisor_pid = supervisor_pid
         self._was_degraded = False
         self.loop = loop
         self.counters = Counters()
@@ -286,6 +290,10 @@ class Worker:
             for pool in self.pools.values():
                 pool.sweep(now)
             self.shadow.sweep(now)
+            if self._supervisor_pid is not None and os.getppid() != self._supervisor_pid:
+                log.error("the supervisor (pid %d) is gone: draining", self._supervisor_pid)
+                self._supervisor_pid = None
+                self.stop()
             is_degraded = self.watcher.degraded is not None
             if is_degraded != self._was_degraded:
                 self._was_degraded = is_degraded
