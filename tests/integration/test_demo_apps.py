@@ -7,20 +7,39 @@ to it with httpx and assert what a browser or API client would see.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV, SESSION_COOKIE
 from strangler.demo.legacy_app import create_legacy_app
-from strangler.demo.new_app import create_new_app
+from strangler.demo.new_app import (
+    CHAOS_DELAY_S,
+    CHAOS_ENV,
+    CHAOS_PATH,
+    ChaosMode,
+    create_new_app,
+)
 from strangler.demo.runner import demo_config, load_demo_config, run_demo
-from strangler.demo.traffic import DEFAULT_MIX, Action, generate_traffic
+from strangler.demo.traffic import (
+    CANARY_ROUTE,
+    DEFAULT_MIX,
+    Action,
+    TrafficStats,
+    generate_traffic,
+)
 from strangler.identity import (
     AnonymousReason,
     KeyDigest,
@@ -56,7 +75,14 @@ def fresh_legacy_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def new_url() -> Iterator[str]:
-    with serve(create_new_app(), "/healthz") as url:
+    with serve(create_new_app(chaos=ChaosMode.OK), "/healthz") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_new_url() -> Iterator[str]:
+    """A new app of its own, for tests that flip its chaos switch."""
+    with serve(create_new_app(chaos=ChaosMode.OK), "/healthz") as url:
         yield url
 
 
@@ -416,6 +442,131 @@ def test_new_app_errors_are_problem_json(new_url: str, method: str, path: str, s
     assert response.headers["x-served-by"] == "new"
 
 
+# ----------------------------------------------------------------------------- chaos switch
+
+
+def _set_chaos(client: httpx.Client, mode: str) -> httpx.Response:
+    return client.post(CHAOS_PATH, json={"mode": mode})
+
+
+@pytest.mark.parametrize("path", ["/api/projects/2", "/api/projects/2.json", "/api/projects/99"])
+def test_chaos_fail_makes_project_detail_answer_503_problem_json(
+    fresh_new_url: str, path: str
+) -> None:
+    with _client(fresh_new_url) as client:
+        flipped = _set_chaos(client, "fail")
+        response = client.get(path)
+    assert (flipped.status_code, flipped.json()["mode"]) == (200, "fail")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-served-by"] == "new"
+    assert response.json()["title"] == "Service Unavailable"
+    assert CHAOS_PATH in response.json()["detail"]
+
+
+def test_chaos_slow_delays_project_detail_and_keeps_its_answer(fresh_new_url: str) -> None:
+    with _client(fresh_new_url) as client:
+        normal = client.get("/api/projects/2.json")
+        _set_chaos(client, "slow")
+        slow = client.get("/api/projects/2.json")
+    assert slow.status_code == normal.status_code == 200
+    assert slow.json()["project"] == normal.json()["project"]
+    # A lower bound only: the app sleeps CHAOS_DELAY_S before it answers, however busy the host.
+    assert slow.elapsed.total_seconds() >= CHAOS_DELAY_S
+
+
+@pytest.mark.parametrize("mode", ["slow", "fail"])
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/projects.json", 200),
+        ("GET", "/api/projects/2/tasks.json", 200),
+        ("GET", "/healthz", 200),
+        ("GET", "/api/me", 401),
+        ("POST", "/api/projects/2", 405),
+    ],
+)
+def test_chaos_leaves_every_other_route_alone(
+    fresh_new_url: str, mode: str, method: str, path: str, status: int
+) -> None:
+    with _client(fresh_new_url) as client:
+        before = client.request(method, path)
+        _set_chaos(client, mode)
+        after = client.request(method, path)
+    assert before.status_code == after.status_code == status
+    assert after.headers["content-type"] == before.headers["content-type"]
+
+
+@pytest.mark.parametrize(
+    ("body", "mode"),
+    [
+        ({"json": {"mode": "slow"}}, "slow"),
+        ({"json": {"mode": " FAIL "}}, "fail"),
+        ({"data": {"mode": "fail"}}, "fail"),
+        ({"files": {"mode": (None, "slow")}}, "slow"),
+    ],
+    ids=["json", "json-any-case", "form", "multipart"],
+)
+def test_chaos_mode_is_set_by_json_or_form_and_read_back(
+    fresh_new_url: str, body: dict[str, Any], mode: str
+) -> None:
+    with _client(fresh_new_url) as client:
+        initial = client.get(CHAOS_PATH).json()
+        flipped = client.post(CHAOS_PATH, **body)
+        read = client.get(CHAOS_PATH).json()
+        healed = _set_chaos(client, "ok").json()
+    assert initial == {
+        "mode": "ok",
+        "modes": ["ok", "slow", "fail"],
+        "affects": "GET /api/projects/:id",
+        "delay_ms": round(CHAOS_DELAY_S * 1000),
+    }
+    assert flipped.status_code == 200
+    assert flipped.json()["mode"] == read["mode"] == mode
+    assert healed["mode"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"json": {"mode": "broken"}},
+        {"json": {"mode": 1}},
+        {"json": ["fail"]},
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        {"data": {"other": "fail"}},
+        {"content": b"fail", "headers": {"content-type": "text/plain"}},
+    ],
+    ids=["unknown-mode", "not-a-string", "not-an-object", "bad-json", "no-field", "plain-text"],
+)
+def test_chaos_refuses_anything_but_a_mode_and_keeps_the_old_one(
+    fresh_new_url: str, body: dict[str, Any]
+) -> None:
+    with _client(fresh_new_url) as client:
+        _set_chaos(client, "slow")
+        refused = client.post(CHAOS_PATH, **body)
+        mode = client.get(CHAOS_PATH).json()["mode"]
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert mode == "slow"
+
+
+@pytest.mark.parametrize(("value", "mode"), [("", "ok"), ("slow", "slow"), ("Fail", "fail")])
+def test_the_new_app_starts_in_the_chaos_mode_of_its_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, mode: str
+) -> None:
+    monkeypatch.setenv(CHAOS_ENV, value)
+    with serve(create_new_app(), "/healthz") as url:
+        assert httpx.get(url + CHAOS_PATH, trust_env=False).json()["mode"] == mode
+
+
+def test_an_unknown_chaos_mode_in_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(CHAOS_ENV, "sometimes")
+    with pytest.raises(ValueError, match="'sometimes' is not one of ok, slow, fail"):
+        create_new_app()
+
+
 # ----------------------------------------------------------------------------- traffic
 
 
@@ -448,6 +599,79 @@ def test_identity_sessions_without_the_gateway_fail_visibly(fresh_legacy_url: st
     assert f"failed x {2 * sessions}" in stats.render()
 
 
+class _CookieIssuer:
+    """An app that gives every cookieless client a cookie of its own, and remembers which
+    cookies came back: what a canary's sticky cookie needs from the traffic."""
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+        self.returned: list[str | None] = []
+        self.lock = threading.Lock()
+        self.app = Starlette(
+            routes=[
+                Route("/up", self.up),
+                Route("/api/projects/{id}.json", self.project),
+            ]
+        )
+
+    async def up(self, request: Request) -> Response:
+        return JSONResponse({})
+
+    async def project(self, request: Request) -> Response:
+        seen = request.cookies.get("visitor")
+        response = JSONResponse({"project": {}}, headers={"x-served-by": "issuer"})
+        with self.lock:
+            self.returned.append(seen)
+            if seen is None:
+                self.issued.append(uuid.uuid4().hex)
+                response.set_cookie("visitor", self.issued[-1])
+        return response
+
+
+def test_traffic_visitors_each_keep_their_own_cookies() -> None:
+    issuer = _CookieIssuer()
+    mix = {Action.API_SHOW: 1.0}
+    with serve(issuer.app, "/up") as url:
+        stats = asyncio.run(generate_traffic(url, 1, 1.0, mix=mix, visitors=3, api_rate_per_s=60))
+    # Every visitor came without cookies and got its own (two, if its first requests overlapped)
+    # rather than borrowing another's; later on, each sends the one it kept: three users.
+    late = issuer.returned[len(issuer.returned) // 2 :]
+    assert len(issuer.issued) >= 3
+    assert None not in late
+    assert len(set(late)) == 3
+    assert stats.responses == len(issuer.returned) > 30
+    assert stats.actions == {"api_show": stats.responses}
+
+
+def test_traffic_tallies_the_canary_route_per_side_since_the_last_line(
+    fresh_legacy_url: str,
+) -> None:
+    mix = {Action.API_SHOW: 1.0, Action.API_MISSING: 1.0, Action.HOME: 1.0}
+    stats = asyncio.run(generate_traffic(fresh_legacy_url, 10, 0.5, mix=mix, api_rate_per_s=20))
+    canary = stats.actions["api_show"] + stats.actions["api_missing"]
+    assert stats.canary == {"legacy": canary}
+    assert stats.canary_5xx == {}
+    assert f"; canary {CANARY_ROUTE}: new 0 % of the last {canary}" in stats.progress_line()
+    assert f"canary {CANARY_ROUTE}: new - of the last 0" in stats.progress_line()
+    assert f"canary:     {CANARY_ROUTE}: legacy x {canary}" in stats.render()
+
+
+def test_traffic_shows_the_canary_sides_and_their_5xx() -> None:
+    stats = TrafficStats()
+    answers = [("new", 503)] * 3 + [("new", 200)] + [("legacy", 200)] * 4
+    for side, status in answers:
+        request = httpx.Request("GET", "http://demo/api/projects/1.json")
+        headers = {"x-served-by": "new"} if side == "new" else {"x-runtime": "0.01"}
+        response = httpx.Response(status, headers=headers, request=request)
+        stats.record(response)
+        stats.record_canary(response)
+    line = stats.progress_line()
+    assert line.endswith(f"canary {CANARY_ROUTE}: new 50 % of the last 8 (5xx: new x 3)"), line
+    assert "0 errors" in line
+    assert stats.errors == {}
+    assert f"{CANARY_ROUTE}: legacy x 4, new x 4 (5xx: new x 3)" in stats.render()
+
+
 def test_traffic_counts_connection_errors_instead_of_raising() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -478,8 +702,21 @@ def test_demo_config_keeps_the_gateway_schema_and_rewrites_ports() -> None:
     assert config["backends"]["legacy"] == {"url": "http://127.0.0.1:9001"}
     assert config["backends"]["new"]["url"] == "http://127.0.0.1:9002"
     assert config["admin"] == {"listen": "127.0.0.1:9003"}
-    assert all(set(route) - {"shadow"} == {"name", "match", "stage"} for route in config["routes"])
-    assert {route["stage"] for route in config["routes"]} == {"legacy", "shadow", "new"}
+    assert all(
+        set(route) - {"shadow", "canary"} == {"name", "match", "stage"}
+        for route in config["routes"]
+    )
+    assert {route["stage"] for route in config["routes"]} == {"legacy", "shadow", "canary", "new"}
+
+
+def test_the_demo_canary_is_the_project_detail_api_with_a_plan() -> None:
+    routes = load_demo_config()["routes"]
+    canaries = [route for route in routes if route["stage"] == "canary"]
+    assert [route["name"] for route in canaries] == [CANARY_ROUTE]
+    assert canaries[0]["match"] == "GET /api/projects/:id(.:format)"
+    assert canaries[0]["canary"] == {
+        "plan": {"steps": [5, 25, 50, 100], "interval_s": 10, "min_requests": 10}
+    }
 
 
 def test_demo_config_reads_the_legacy_apps_session() -> None:
@@ -504,9 +741,9 @@ def test_every_demo_route_exists_on_its_backends(
     legacy_url: str, new_url: str, route: dict[str, str]
 ) -> None:
     method, path = _example_request(route["match"])
-    if route["stage"] in ("legacy", "shadow"):
+    if route["stage"] in ("legacy", "shadow", "canary"):
         assert httpx.request(method, legacy_url + path, trust_env=False).status_code != 404
-    if route["stage"] in ("shadow", "new"):
+    if route["stage"] in ("shadow", "canary", "new"):
         # 401: the route needs the identity token only the gateway gives (test_demo_identity.py).
         response = httpx.request(method, new_url + path, trust_env=False)
         assert response.status_code in (200, 401)
@@ -537,5 +774,66 @@ def test_run_demo_sends_traffic_through_the_real_gateway(
     assert f"http://127.0.0.1:{gateway_port}/api/me" in out
     assert "Ctrl-C to stop" in out
     assert re.search(r"by backend: .*legacy x \d+.*new x \d+", out), out
+    # How to watch the canary and break it, with the runner's own config path and ports.
+    config = re.search(r"gateway config +(\S+/demo\.yaml)$", out, re.MULTILINE)
+    assert config is not None, out
+    assert f"canary: strangler rollout status {CANARY_ROUTE} --config {config[1]}\n" in out
+    assert "5, 25, 50 and 100 % of users, one step per healthy 10 s interval" in out
+    chaos_url = f"http://127.0.0.1:{new_port}{CHAOS_PATH}"
+    assert (
+        f'break it: curl -X POST {chaos_url} -d \'{{"mode":"fail"}}\' '
+        "-H 'content-type: application/json'\n"
+    ) in out
+    assert re.search(rf"canary: +{re.escape(CANARY_ROUTE)}: .*legacy x \d+", out), out
     # Identity sessions are a small share of the mix; when any ran, none of their checks failed.
     assert "failed x" not in out or re.search(r"identity: .* failed x 0$", out, re.MULTILINE), out
+
+
+def test_run_demo_starts_the_new_app_in_the_chaos_mode_asked_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gateway_port, legacy_port, new_port, admin_port = free_ports(4)
+    exit_codes: list[int] = []
+    demo = threading.Thread(
+        target=lambda: exit_codes.append(
+            run_demo(
+                gateway_port, legacy_port, new_port, rate_per_s=5, duration_s=3.0,
+                admin_port=admin_port, api_rate_per_s=0, chaos=ChaosMode.SLOW,
+            )
+        )
+    )  # fmt: skip
+    demo.start()
+    try:
+        mode = _wait_for_json(f"http://127.0.0.1:{new_port}{CHAOS_PATH}")["mode"]
+    finally:
+        demo.join(timeout=60)
+    out = capsys.readouterr().out
+    assert (mode, exit_codes) == ("slow", [0]), out
+    assert "The new app started in chaos mode slow" in out
+    assert "and none extra to the canary" in out
+
+
+def _wait_for_json(url: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    deadline_s = time.monotonic() + timeout_s
+    while time.monotonic() < deadline_s:
+        with contextlib.suppress(httpx.TransportError):
+            response = httpx.get(url, timeout=1.0, trust_env=False)
+            if response.status_code == 200:
+                body: dict[str, Any] = response.json()
+                return body
+        time.sleep(0.05)
+    raise AssertionError(f"no 200 from {url} within {timeout_s} s")
+
+
+def test_run_demo_refuses_an_unknown_chaos_mode_before_starting_anything(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CHAOS_ENV, "sometimes")
+    gateway_port, legacy_port, new_port, admin_port = free_ports(4)
+    exit_code = run_demo(gateway_port, legacy_port, new_port, admin_port=admin_port)
+    captured = capsys.readouterr()
+    assert exit_code == 1
+    assert (
+        f"error: {CHAOS_ENV}: chaos mode 'sometimes' is not one of ok, slow, fail" in captured.err
+    )
+    assert "stopping" not in captured.out

@@ -141,10 +141,23 @@ def demo(
     new_port: Annotated[int, typer.Option(help="The new demo app's port.")] = 8080,
     admin_port: Annotated[int, typer.Option(help="The gateway's admin port (JWKS).")] = 9900,
     rate: Annotated[float, typer.Option(help="Generated requests per second.")] = 5.0,
+    api_rate: Annotated[
+        float, typer.Option(help="Extra reads/s of the canary route, from 500 clients.")
+    ] = 40.0,
+    chaos: Annotated[
+        str | None,
+        typer.Option(
+            help="Start the new app ok, slow or fail (default: $STRANGLER_DEMO_NEW_CHAOS)."
+        ),
+    ] = None,
 ) -> None:
     """Run the bundled legacy and new demo apps behind the gateway, with traffic flowing."""
+    from strangler.demo.new_app import ChaosMode
     from strangler.demo.runner import run_demo
 
+    if chaos is not None and chaos not in ("ok", "slow", "fail"):
+        typer.echo("error: --chaos must be ok, slow or fail", err=True)
+        raise typer.Exit(2)
     raise typer.Exit(
         run_demo(
             gateway_port=port,
@@ -152,6 +165,8 @@ def demo(
             new_port=new_port,
             rate_per_s=rate,
             admin_port=admin_port,
+            api_rate_per_s=api_rate,
+            chaos=None if chaos is None else ChaosMode(chaos),
         )
     )
 

@@ -18,13 +18,21 @@ and `POST /api/projects/:id/star` (a feature built in the new service, called fr
 app's project page). Both need a caller: the gateway's identity token, verified against its JWKS
 (identity_verifier.py); the Rails session cookie never reaches this app.
 
+And a chaos switch, so the demo can show the canary analyzer rolling back a bad release: in
+mode `slow`, `GET /api/projects/:id` answers CHAOS_DELAY_S later; in mode `fail` it answers 503
+problem+json. Every other route is untouched. The mode starts from CHAOS_ENV (`ok` when unset)
+and is read or flipped at runtime with `GET|POST /_demo/chaos` on this app itself, never through
+the gateway (no route sends `/_demo/` there).
+
 Rules: projects and tasks are read-only here; their data is the seed and never changes, so
 writes sent to the legacy app show up here as drift, which is the point. Stars are this app's
-own table (in memory), written only by a verified caller.
+own table (in memory), written only by a verified caller. The chaos mode is per app, in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import os
 import random
 import uuid
@@ -45,6 +53,15 @@ SERVED_BY = "new"
 JWKS_URL_ENV = "STRANGLER_DEMO_JWKS_URL"
 ISSUER_ENV = "STRANGLER_DEMO_IDENTITY_ISSUER"
 DEFAULT_ISSUER = "strangler"
+# The chaos mode the app starts in (`ok`, `slow`, `fail`); the runner passes it on.
+CHAOS_ENV = "STRANGLER_DEMO_NEW_CHAOS"
+CHAOS_PATH = "/_demo/chaos"
+# What the chaos switch breaks: the route the demo's canary moves, and only that one.
+CHAOS_ROUTE = "GET /api/projects/:id"
+# Over 20x the p99 both demo apps show through the gateway (4-7 ms in the demo), so far past the
+# analyzer's latency checks (p50 1.5x and p99 2x legacy's, plus 5 ms of slack), yet short
+# enough that the demo's traffic and pages keep flowing.
+CHAOS_DELAY_S = 0.15
 INTENDED_DIFFERENCES = (
     "updated_at has milliseconds",
     'projects have "archived": false',
@@ -53,6 +70,28 @@ INTENDED_DIFFERENCES = (
     "no X-Runtime, ETag or Rails security headers",
     "errors are application/problem+json",
 )
+
+
+class ChaosMode(enum.StrEnum):
+    """How the new app answers CHAOS_ROUTE: normally, CHAOS_DELAY_S late, or 503."""
+
+    OK = "ok"
+    SLOW = "slow"
+    FAIL = "fail"
+
+    @classmethod
+    def parse(cls, text: str) -> ChaosMode:
+        """`ok`, `slow` or `fail` (any case, spaces around ignored); ValueError names them."""
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            choices = ", ".join(mode.value for mode in cls)
+            raise ValueError(f"chaos mode {text!r} is not one of {choices}") from None
+
+
+def chaos_from_env() -> ChaosMode:
+    """CHAOS_ENV, `ok` when unset or empty; ValueError on anything else."""
+    return ChaosMode.parse(os.environ.get(CHAOS_ENV) or ChaosMode.OK.value)
 
 
 def _time(moment: datetime) -> str:
@@ -145,6 +184,12 @@ async def list_projects(request: Request) -> Response:
 
 
 async def show_project(request: Request) -> Response:
+    mode: ChaosMode = request.app.state.chaos
+    if mode is ChaosMode.FAIL:
+        detail = f"chaos mode {mode.value} (see {CHAOS_PATH} on the new app)"
+        return _problem(request, 503, "Service Unavailable", detail)
+    if mode is ChaosMode.SLOW:
+        await asyncio.sleep(CHAOS_DELAY_S)
     catalog = _catalog(request)
     project_id: int = request.path_params["id"]
     project = catalog.projects.get(project_id)
@@ -198,6 +243,42 @@ async def star_project(request: Request) -> Response:
     return _json(request, body)
 
 
+def _chaos_json(request: Request) -> dict[str, Any]:
+    mode: ChaosMode = request.app.state.chaos
+    return {
+        "mode": mode.value,
+        "modes": [choice.value for choice in ChaosMode],
+        "affects": CHAOS_ROUTE,
+        "delay_ms": round(CHAOS_DELAY_S * 1000),
+    }
+
+
+async def show_chaos(request: Request) -> Response:
+    return _json(request, _chaos_json(request))
+
+
+async def set_chaos(request: Request) -> Response:
+    """`{"mode": "fail"}` as JSON, or `mode=fail` as a form: the mode from now on."""
+    text: object = None
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:  # not JSON, or not UTF-8
+            body = None
+        text = body.get("mode") if isinstance(body, dict) else None
+    elif content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        text = (await request.form()).get("mode")
+    if not isinstance(text, str):
+        detail = 'send {"mode": "ok|slow|fail"} as JSON, or the form field mode'
+        return _problem(request, 422, "Unprocessable Content", detail)
+    try:
+        request.app.state.chaos = ChaosMode.parse(text)
+    except ValueError as exc:
+        return _problem(request, 422, "Unprocessable Content", str(exc))
+    return _json(request, _chaos_json(request))
+
+
 async def healthz(request: Request) -> Response:
     return _json(request, {"status": "ok"})
 
@@ -214,13 +295,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _problem(request, 404, "Not Found", detail)
 
 
-def create_new_app(jwks_url: str | None = None, issuer: str | None = None) -> Starlette:
+def create_new_app(
+    jwks_url: str | None = None, issuer: str | None = None, chaos: ChaosMode | None = None
+) -> Starlette:
     """A fresh new-backend app; no I/O until a server runs it (the JWKS is fetched on first use).
 
     `jwks_url` and `issuer` default to the JWKS_URL_ENV and ISSUER_ENV variables (the runner
     sets them); without a JWKS URL, requests that bring an identity token are answered 503.
+    `chaos` defaults to CHAOS_ENV; a value there that is not a mode raises ValueError.
     """
-    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route(CHAOS_PATH, show_chaos, methods=["GET"]),
+        Route(CHAOS_PATH, set_chaos, methods=["POST"]),
+    ]
     for path, endpoint, method in (
         ("/api/projects", list_projects, "GET"),
         ("/api/projects/{id:int}", show_project, "GET"),
@@ -235,6 +323,7 @@ def create_new_app(jwks_url: str | None = None, issuer: str | None = None) -> St
     app = Starlette(routes=routes, exception_handlers={404: _http_error, 405: _http_error})
     app.state.catalog = _Catalog()
     app.state.stars = {}
+    app.state.chaos = chaos_from_env() if chaos is None else chaos
     app.state.identity = IdentityVerifier(
         jwks_url or os.environ.get(JWKS_URL_ENV) or None,
         issuer=issuer or os.environ.get(ISSUER_ENV) or DEFAULT_ISSUER,

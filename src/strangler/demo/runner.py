@@ -12,6 +12,11 @@ out through the environment: the demo's secret_key_base (SECRET_KEY_BASE_ENV, fo
 app's session cookie and the gateway's `rails:` section) and, for the new app, the admin
 listener's JWKS URL and the identity issuer it must check in tokens.
 
+The canary route of demo.yaml (CANARY_ROUTE) gets its own stream of traffic, `api_rate_per_s`,
+enough for its analyzer to judge every interval; the banner says how to watch the rollout and
+how to break the new app with its chaos switch. `chaos` (else CHAOS_ENV) is the mode the new app
+starts in.
+
 Rules:
 - Ports (gateway, legacy, new, admin) are checked before anything starts; a busy port is an
   error that names it (exit 1).
@@ -51,8 +56,17 @@ import yaml
 
 import strangler
 from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV
-from strangler.demo.new_app import DEFAULT_ISSUER, ISSUER_ENV, JWKS_URL_ENV
-from strangler.demo.traffic import TrafficStats, generate_traffic
+from strangler.demo.new_app import (
+    CHAOS_DELAY_S,
+    CHAOS_ENV,
+    CHAOS_PATH,
+    DEFAULT_ISSUER,
+    ISSUER_ENV,
+    JWKS_URL_ENV,
+    ChaosMode,
+    chaos_from_env,
+)
+from strangler.demo.traffic import CANARY_ROUTE, TrafficStats, generate_traffic
 
 HOST = "127.0.0.1"
 READY_LINE_PREFIX = "strangler listening on http://"
@@ -65,6 +79,9 @@ STOP_TIMEOUT_S = 5.0
 _POLL_INTERVAL_S = 0.05
 _WATCH_INTERVAL_S = 0.5
 PROGRESS_INTERVAL_S = 10.0
+# Reads of CANARY_ROUTE per second on top of the mix: what its plan's min_requests needs at the
+# first step (see the route's comment in demo.yaml).
+DEFAULT_API_RATE_PER_S = 40.0
 
 
 class DemoError(Exception):
@@ -230,7 +247,11 @@ def _stop(children: list[_Child]) -> None:
 
 
 async def _drive_traffic(
-    gateway_url: str, rate_per_s: float, duration_s: float | None, children: list[_Child]
+    gateway_url: str,
+    rate_per_s: float,
+    api_rate_per_s: float,
+    duration_s: float | None,
+    children: list[_Child],
 ) -> tuple[TrafficStats, str | None]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -261,15 +282,49 @@ async def _drive_traffic(
     watcher = asyncio.create_task(watch_children(), name="demo-child-watcher")
     reporter = asyncio.create_task(report_progress(), name="demo-progress")
     try:
-        await generate_traffic(gateway_url, rate_per_s, duration_s, stop, stats=stats)
+        await generate_traffic(
+            gateway_url, rate_per_s, duration_s, stop, stats=stats, api_rate_per_s=api_rate_per_s
+        )
     finally:
         stop.set()
         await asyncio.gather(watcher, reporter)
     return stats, (casualties[0] if casualties else None)
 
 
-def _print_banner(urls: dict[str, str], admin: str, rate_per_s: float, config: Path) -> None:
+def _canary_plan_text(config: dict[str, Any]) -> str:
+    """How CANARY_ROUTE's plan climbs, in words: "5, 25, 50 and 100 % of users, one step per
+    healthy 10 s interval"."""
+    route: dict[str, Any] = next((r for r in config["routes"] if r["name"] == CANARY_ROUTE), {})
+    plan = route.get("canary", {}).get("plan", {})
+    steps = [f"{step:g}" for step in plan.get("steps", [])]
+    if not steps or route.get("stage") != "canary":
+        return "its plan's steps"
+    listed = steps[0] if len(steps) == 1 else ", ".join(steps[:-1]) + f" and {steps[-1]}"
+    return f"{listed} % of users, one step per healthy {plan.get('interval_s', 60):g} s interval"
+
+
+def _print_banner(
+    urls: dict[str, str],
+    admin: str,
+    rate_per_s: float,
+    api_rate_per_s: float,
+    config: Path,
+    plan: str,
+    chaos: ChaosMode,
+) -> None:
     gateway, legacy, new = urls["gateway"], urls["legacy"], urls["new"]
+    chaos_url = new + CHAOS_PATH
+    chaos_delay_ms = round(CHAOS_DELAY_S * 1000)
+    starts_broken = (
+        ""
+        if chaos is ChaosMode.OK
+        else f"The new app started in chaos mode {chaos.value}: expect a rollback at once.\n"
+    )
+    api_traffic = (
+        f"plus {api_rate_per_s:g} reads/s of {CANARY_ROUTE} from many anonymous clients"
+        if api_rate_per_s > 0
+        else "and none extra to the canary"
+    )
     print(
         f"""
 strangler demo is running
@@ -285,8 +340,9 @@ strangler demo is running
   gateway config        {config}
 
 Who answered? The new app says X-Served-By: new; the legacy app sends Rails' X-Runtime:
-  curl -i {gateway}/api/projects/1.json
-  curl -i {gateway}/api/projects/1/tasks.json
+  curl -i {gateway}/api/projects.json          # new
+  curl -i {gateway}/api/projects/1.json        # the canary: new or legacy, sticky per client
+  curl -i {gateway}/api/projects/1/tasks.json  # legacy (and a copy to new, compared)
 
 Logged in on legacy, known to the new app. In a browser, log in at {gateway}/login,
 then open {gateway}/api/me: the new app answers with your user id, which it
@@ -305,8 +361,20 @@ In another terminal, see what differs (and what was learned as noise):
   strangler diffs projects.tasks.api --config {config}
   strangler diffs projects.tasks.api --examples --config {config}
 
-Sending {rate_per_s:g} actions/s of demo traffic (mostly single requests) into the gateway;
-some of it logs in and checks /api/me. Ctrl-C to stop.
+The project detail API ({CANARY_ROUTE}) is a canary: the gateway's analyzer moves it to the new
+app for {plan}, then to stage new. In another terminal, watch its verdicts (with their numbers)
+and every change, or every route at once:
+  canary: strangler rollout status {CANARY_ROUTE} --config {config}
+          strangler status --config {config}
+Break it before it completes: the new app's chaos switch makes that route answer 503 ("fail")
+or {chaos_delay_ms} ms late ("slow"), and the next interval rolls the canary back to legacy.
+  break it: curl -X POST {chaos_url} -d '{{"mode":"fail"}}' -H 'content-type: application/json'
+  the mode: curl {chaos_url}   ("ok" heals it)
+{starts_broken}To start broken, set {CHAOS_ENV}=fail (or slow) before starting the demo. Or act
+yourself: strangler pause|resume|promote|rollback {CANARY_ROUTE} -r "why" --config {config}
+
+Sending {rate_per_s:g} actions/s of demo traffic (mostly single requests) into the gateway
+{api_traffic}; some of it logs in and checks /api/me. Ctrl-C to stop.
 """,
         flush=True,
     )
@@ -323,8 +391,13 @@ def run_demo(
     rate_per_s: float = 5.0,
     duration_s: float | None = None,
     admin_port: int = 9900,
+    api_rate_per_s: float = DEFAULT_API_RATE_PER_S,
+    chaos: ChaosMode | None = None,
 ) -> int:
-    """Run the demo until Ctrl-C, SIGTERM or `duration_s`; 0 on a clean stop, 1 on failure."""
+    """Run the demo until Ctrl-C, SIGTERM or `duration_s`; 0 on a clean stop, 1 on failure.
+
+    `chaos` is the new app's chaos mode at start (None: CHAOS_ENV, else `ok`).
+    """
     is_main_thread = threading.current_thread() is threading.main_thread()
     previous_sigint = signal.getsignal(signal.SIGINT) if is_main_thread else None
     previous_sigterm = signal.getsignal(signal.SIGTERM) if is_main_thread else None
@@ -343,6 +416,11 @@ def run_demo(
              "gateway admin": admin_port}
         )  # fmt: skip
         config = demo_config(gateway_port, legacy_port, new_port, admin_port)
+        if chaos is None:
+            try:
+                chaos = chaos_from_env()
+            except ValueError as exc:
+                raise DemoError(f"{CHAOS_ENV}: {exc}") from exc
         children.append(
             _start_app("legacy app", "strangler.demo.legacy_app:create_legacy_app", legacy_port)
         )
@@ -350,6 +428,7 @@ def run_demo(
         new_env = {
             JWKS_URL_ENV: f"http://{HOST}:{admin_port}{JWKS_PATH}",
             ISSUER_ENV: str(config.get("identity", {}).get("issuer", DEFAULT_ISSUER)),
+            CHAOS_ENV: chaos.value,
         }
         children.append(
             _start_app("new app", "strangler.demo.new_app:create_new_app", new_port, new_env)
@@ -360,9 +439,12 @@ def run_demo(
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         children.append(_start_gateway(config_path, gateway_port))
         admin_url = _wait_gateway_ready(children[2])
-        _print_banner(urls, admin_url, rate_per_s, config_path)
+        _print_banner(
+            urls, admin_url, rate_per_s, api_rate_per_s, config_path,
+            _canary_plan_text(config), chaos,
+        )  # fmt: skip
         stats, casualty = asyncio.run(
-            _drive_traffic(urls["gateway"], rate_per_s, duration_s, children)
+            _drive_traffic(urls["gateway"], rate_per_s, api_rate_per_s, duration_s, children)
         )
         if casualty is not None:
             raise DemoError(f"{casualty}; stopping the demo")
@@ -402,11 +484,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-port", type=int, default=8080)
     parser.add_argument("--admin-port", type=int, default=9900, help="the gateway's admin port")
     parser.add_argument("--rate", type=float, default=5.0, help="requests per second")
+    parser.add_argument(
+        "--api-rate",
+        type=float,
+        default=DEFAULT_API_RATE_PER_S,
+        help=f"extra reads of the canary route {CANARY_ROUTE} per second (0: none)",
+    )
+    parser.add_argument(
+        "--chaos",
+        choices=[mode.value for mode in ChaosMode],
+        default=None,
+        help=f"the new app's chaos mode at start (default: ${CHAOS_ENV}, else ok)",
+    )
     parser.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     args = parser.parse_args(argv)
+    if args.rate <= 0 or args.api_rate < 0:
+        parser.error("--rate must be > 0 and --api-rate >= 0")
     return run_demo(
         args.gateway_port, args.legacy_port, args.new_port, args.rate, args.duration,
-        args.admin_port,
+        args.admin_port, args.api_rate, None if args.chaos is None else ChaosMode(args.chaos),
     )  # fmt: skip
 
 

@@ -1,6 +1,8 @@
 """A traffic generator for the demo: a steady, realistic mix of browsers and API clients.
 
-Most requests are anonymous reads of pages and of the JSON API; a few are "writers" who open
+Most requests are anonymous reads of pages and of the JSON API, sent by a pool of `visitors`
+that each keep their own cookie jar, as browsers do: a canary's sticky cookie then holds each
+visitor to one side, and the canary sees many users rather than one. A few are "writers" who open
 the login form, log in with its authenticity token, read the fresh token from the next page's
 `<meta name="csrf-token">`, and then create, rename and delete a project through the API with
 `X-CSRF-Token` before logging out. Every response is counted by status and by the backend that
@@ -14,14 +16,22 @@ check that passes is counted in `TrafficStats.identity_ok`; one that fails is a 
 (`me_rejected`, `me_wrong_user`, `star_rejected`, `star_wrong_user`). Against the legacy app
 alone these fail, as they should: only the gateway makes the identity token.
 
+The demo's canary route (CANARY_ROUTE, `GET /api/projects/:id`) needs more traffic than the mix
+gives it: the analyzer judges each interval only with enough answers from both sides, and at a
+first step of 5 % new gets one request in twenty. `api_rate_per_s` adds a second stream of that
+read alone, from the same visitors (API clients polling a project, say). Answers to that route
+are tallied per side in `TrafficStats.canary`, 5xx apart: when the demo's chaos switch breaks the
+new app, its 503s show there, and never as generator errors or failed identity checks.
+
 Rules:
-- Open loop at `rate_per_s`: a tick starts one action whether or not earlier ones finished, so a
-  slow backend shows up as latency and errors, not as a politely lower rate. In-flight actions
-  are bounded by `max_in_flight`; a tick that finds no free slot is skipped and counted, never
-  queued.
+- Open loop at `rate_per_s` (and `api_rate_per_s`): a tick starts one action whether or not
+  earlier ones finished, so a slow backend shows up as latency and errors, not as a politely
+  lower rate. In-flight actions are bounded by `max_in_flight` per stream; a tick that finds no
+  free slot is skipped and counted, never queued.
 - Never raises because of what the server does: transport errors, unexpected statuses and broken
   flows are counted in `TrafficStats.errors`. Only bad arguments raise (ValueError).
-- Deterministic for a given `seed`, apart from what the server and the clock do.
+- Deterministic for a given `seed`, apart from what the server and the clock do: each stream
+  draws from its own generator, so the API stream never shifts the mix's choices.
 """
 
 from __future__ import annotations
@@ -30,13 +40,15 @@ import argparse
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import random
 import re
 import signal
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -51,6 +63,9 @@ _FORM_TOKEN = re.compile(r'name="authenticity_token" value="([^"]+)"')
 _META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 _ACCOUNT_USER_ID = re.compile(r"\(user #(\d+)\)")
 _MAX_BACKEND_LABEL_CHARS = 32
+# Enough that at a 5 % canary step about 25 visitors land on new: a share within a point of the
+# weight, where 20 visitors would often give none or two.
+DEFAULT_VISITORS = 500
 # The `flow:` errors of a failed identity check (see the module docstring).
 IDENTITY_FAILURES = ("me_rejected", "me_wrong_user", "star_rejected", "star_wrong_user")
 _log = logging.getLogger(__name__)
@@ -101,6 +116,14 @@ _READS: Mapping[Action, str] = {
 }
 
 
+# The demo's canary route (demo.yaml) and the reads that hit it: their answers are tallied per side.
+CANARY_ROUTE = "projects.show.api"
+_CANARY_ACTIONS = frozenset({Action.API_SHOW, Action.API_MISSING})
+# The shared client's own jar: visitors bring their cookies, and it must keep none of theirs, or
+# a visitor without cookies yet would be sent with another's.
+_NO_COOKIES = DefaultCookiePolicy(allowed_domains=[])
+
+
 def backend_of(response: httpx.Response) -> str:
     """Which backend answered: its `X-Served-By`, else "legacy" for a Rails-style answer.
 
@@ -124,8 +147,15 @@ class TrafficStats:
     # Identity checks that passed: "me" (the new app knew the user), "star" (a CSRF-checked
     # write reached the new app as that user).
     identity_ok: Counter[str] = field(default_factory=Counter)
+    # Answers of CANARY_ROUTE by the side that gave them (`backend_of`), and its 5xx by side.
+    canary: Counter[str] = field(default_factory=Counter)
+    canary_5xx: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     elapsed_s: float = 0.0
+    # `canary` and `canary_5xx` as the previous progress line saw them.
+    _canary_seen: tuple[Counter[str], Counter[str]] = field(
+        default_factory=lambda: (Counter(), Counter()), init=False, repr=False
+    )
 
     @property
     def responses(self) -> int:
@@ -139,6 +169,13 @@ class TrafficStats:
         self.by_status[response.status_code] += 1
         self.by_backend[backend_of(response)] += 1
 
+    def record_canary(self, response: httpx.Response) -> None:
+        """Count one answer of CANARY_ROUTE (already counted by `record`) by side."""
+        side = backend_of(response)
+        self.canary[side] += 1
+        if response.status_code >= 500:
+            self.canary_5xx[side] += 1
+
     def render(self) -> str:
         """A short human summary, one line per dimension."""
         rate = self.responses / self.elapsed_s if self.elapsed_s > 0 else 0.0
@@ -150,6 +187,11 @@ class TrafficStats:
         ]
         if self.has_identity_traffic:
             lines.append("  identity:   " + self.identity_line())
+        if self.canary:
+            lines.append(
+                f"  canary:     {CANARY_ROUTE}: {_tally(sorted(self.canary.items()))}"
+                + _five_xx(self.canary_5xx)
+            )
         if self.errors:
             lines.append("  errors:     " + _tally(sorted(self.errors.items())))
         return "\n".join(lines)
@@ -167,14 +209,26 @@ class TrafficStats:
         )
 
     def progress_line(self) -> str:
-        """One line while traffic runs: responses, by backend, errors, the identity checks."""
+        """One line while traffic runs: responses, by backend, errors, the identity checks, and
+        the canary route's split since the previous progress line (the weight in force now)."""
         line = (
             f"{self.responses} responses ({_tally(sorted(self.by_backend.items()))}), "
             f"{sum(self.errors.values())} errors"
         )
         if self.has_identity_traffic:
             line += "; identity: " + self.identity_line()
+        if self.canary:
+            seen, seen_5xx = self._canary_seen
+            answers, failed = self.canary - seen, self.canary_5xx - seen_5xx
+            self._canary_seen = (self.canary.copy(), self.canary_5xx.copy())
+            total = sum(answers.values())
+            share = f"{answers['new'] / total * 100:.0f} %" if total else "-"
+            line += f"; canary {CANARY_ROUTE}: new {share} of the last {total}" + _five_xx(failed)
         return line
+
+
+def _five_xx(by_side: Counter[str]) -> str:
+    return f" (5xx: {_tally(sorted(by_side.items()))})" if by_side else ""
 
 
 def _tally(items: list[tuple[Any, int]]) -> str:
@@ -182,12 +236,20 @@ def _tally(items: list[tuple[Any, int]]) -> str:
 
 
 class _Session:
-    """One simulated client: an httpx client (and so a cookie jar) plus the shared tally."""
+    """One simulated client: an httpx client plus the shared tally, and the cookie jar: the
+    client's own, or `cookies` (a visitor's) when the client is shared."""
 
-    def __init__(self, client: httpx.AsyncClient, stats: TrafficStats, rng: random.Random) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        stats: TrafficStats,
+        rng: random.Random,
+        cookies: httpx.Cookies | None = None,
+    ) -> None:
         self.client = client
         self.stats = stats
         self.rng = rng
+        self.cookies = cookies
 
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
         # W3C trace context on every request, so the gateway's traces have a browser-side root.
@@ -196,7 +258,13 @@ class _Session:
         )
         headers = {"traceparent": traceparent, **kwargs.pop("headers", {})}
         try:
-            response = await self.client.request(method, url, headers=headers, **kwargs)
+            if self.cookies is None:
+                response = await self.client.request(method, url, headers=headers, **kwargs)
+            else:
+                request = self.client.build_request(method, url, headers=headers, **kwargs)
+                self.cookies.set_cookie_header(request)
+                response = await self.client.send(request)
+                self.cookies.extract_cookies(response)
         except httpx.HTTPError as exc:
             self.stats.errors[type(exc).__name__] += 1
             return None
@@ -210,7 +278,9 @@ class _Session:
 async def _read(session: _Session, action: Action, project_ids: list[int]) -> None:
     path = _READS[action].format(id=session.rng.choice(project_ids))
     accept = "application/json" if path.startswith("/api/") else "text/html,*/*;q=0.8"
-    await session.send("GET", path, headers={"accept": accept})
+    response = await session.send("GET", path, headers={"accept": accept})
+    if response is not None and action in _CANARY_ACTIONS:
+        session.stats.record_canary(response)
 
 
 async def _log_in(session: _Session, email: str) -> httpx.Response | None:
@@ -316,26 +386,32 @@ async def generate_traffic(
     max_in_flight: int = 16,
     seed: int = 0,
     stats: TrafficStats | None = None,
+    visitors: int = DEFAULT_VISITORS,
+    api_rate_per_s: float = 0.0,
 ) -> TrafficStats:
-    """Send the mix to `base_url` at `rate_per_s` until `duration_s` passes or `stop` is set.
+    """Send the mix to `base_url` at `rate_per_s`, and CANARY_ROUTE's read alone at
+    `api_rate_per_s` (0: none), until `duration_s` passes or `stop` is set.
 
     With neither, runs until cancelled. On stop, waits up to DRAIN_TIMEOUT_S for in-flight
     actions, then cancels the rest (they are not counted). Returns the tally: `stats` if given
     (so a caller can watch it fill while traffic runs), else a new one.
     """
     weights = dict(DEFAULT_MIX if mix is None else mix)
-    if rate_per_s <= 0 or max_in_flight < 1:
-        raise ValueError("rate_per_s must be > 0 and max_in_flight >= 1")
+    if rate_per_s <= 0 or max_in_flight < 1 or visitors < 1 or api_rate_per_s < 0:
+        raise ValueError(
+            "rate_per_s must be > 0, api_rate_per_s >= 0, max_in_flight and visitors >= 1"
+        )
     if not weights or any(weight < 0 for weight in weights.values()) or not sum(weights.values()):
         raise ValueError("mix needs at least one action with a positive weight")
     stop = stop if stop is not None else asyncio.Event()
     stats = stats if stats is not None else TrafficStats()
-    rng = random.Random(seed)
     project_ids = [project.id for project in seed_projects()]
+    jars = [httpx.Cookies() for _ in range(visitors)]
     loop = asyncio.get_running_loop()
     started_s = loop.time()
     deadline_s = None if duration_s is None else started_s + duration_s
     in_flight: set[asyncio.Task[None]] = set()
+    serials = itertools.count(1)
     base = base_url.rstrip("/")
     client_options: dict[str, Any] = {
         "base_url": base,
@@ -345,7 +421,9 @@ async def generate_traffic(
         "trust_env": False,
     }
 
-    async def act(action: Action, serial: int, client: httpx.AsyncClient) -> None:
+    async def act(
+        action: Action, serial: int, reader: httpx.AsyncClient, rng: random.Random
+    ) -> None:
         if action is Action.WRITE_SESSION:
             # A writer is its own browser: its own connection pool and cookie jar.
             async with httpx.AsyncClient(**client_options) as own:
@@ -354,7 +432,8 @@ async def generate_traffic(
             async with httpx.AsyncClient(**client_options) as own:
                 await _identity_session(_Session(own, stats, rng), serial, project_ids)
         else:
-            await _read(_Session(client, stats, rng), action, project_ids)
+            visitor = _Session(reader, stats, rng, cookies=rng.choice(jars))
+            await _read(visitor, action, project_ids)
 
     def finished(task: asyncio.Task[None]) -> None:
         in_flight.discard(task)
@@ -365,26 +444,52 @@ async def generate_traffic(
         if stats.errors[name] == 1:
             _log.warning("traffic action failed (further %s are only counted)", name, exc_info=exc)
 
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
-    async with httpx.AsyncClient(limits=limits, **client_options) as reader:
+    async def run_stream(
+        reader: httpx.AsyncClient,
+        rate: float,
+        pick: Callable[[random.Random], Action],
+        rng: random.Random,
+    ) -> None:
+        mine: set[asyncio.Task[None]] = set()  # this stream's part of in_flight
         next_tick_s = started_s
-        serial = 0
-        actions, action_weights = list(weights), list(weights.values())
         while not stop.is_set() and (deadline_s is None or loop.time() < deadline_s):
-            if len(in_flight) >= max_in_flight:
+            if len(mine) >= max_in_flight:
                 stats.skipped += 1
             else:
-                serial += 1
-                action = rng.choices(actions, weights=action_weights)[0]
+                serial = next(serials)
+                action = pick(rng)
                 stats.actions[action.value] += 1
-                task = asyncio.create_task(act(action, serial, reader), name=f"traffic-{serial}")
+                task = asyncio.create_task(
+                    act(action, serial, reader, rng), name=f"traffic-{serial}"
+                )
+                mine.add(task)
                 in_flight.add(task)
+                task.add_done_callback(mine.discard)
                 task.add_done_callback(finished)
             # Fell behind (a stalled loop)? Resume the cadence from now instead of bursting.
-            next_tick_s = max(next_tick_s + 1 / rate_per_s, loop.time())
+            next_tick_s = max(next_tick_s + 1 / rate, loop.time())
             wake_s = next_tick_s if deadline_s is None else min(next_tick_s, deadline_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(wake_s - loop.time(), 0))
+
+    actions, action_weights = list(weights), list(weights.values())
+
+    def pick_from_mix(rng: random.Random) -> Action:
+        return rng.choices(actions, weights=action_weights)[0]
+
+    def pick_api_show(rng: random.Random) -> Action:
+        return Action.API_SHOW
+
+    has_api_stream = api_rate_per_s > 0
+    connections = max_in_flight * (2 if has_api_stream else 1)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    reader_options = {**client_options, "cookies": CookieJar(policy=_NO_COOKIES)}
+    async with httpx.AsyncClient(limits=limits, **reader_options) as reader:
+        streams = [run_stream(reader, rate_per_s, pick_from_mix, random.Random(seed))]
+        if has_api_stream:
+            api_rng = random.Random(seed + 1)
+            streams.append(run_stream(reader, api_rate_per_s, pick_api_show, api_rng))
+        await asyncio.gather(*streams)
         if in_flight:
             _done, pending = await asyncio.wait(set(in_flight), timeout=DRAIN_TIMEOUT_S)
             for task in pending:
@@ -402,7 +507,14 @@ async def _run_until_signalled(args: argparse.Namespace) -> TrafficStats:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     return await generate_traffic(
-        args.url, args.rate, args.duration, stop, max_in_flight=args.max_in_flight, seed=args.seed
+        args.url,
+        args.rate,
+        args.duration,
+        stop,
+        max_in_flight=args.max_in_flight,
+        seed=args.seed,
+        visitors=args.visitors,
+        api_rate_per_s=args.api_rate,
     )
 
 
@@ -416,10 +528,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     parser.add_argument("--max-in-flight", type=int, default=16, help="concurrent actions")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the mix")
+    parser.add_argument(
+        "--visitors", type=int, default=DEFAULT_VISITORS, help="anonymous clients, one jar each"
+    )
+    parser.add_argument(
+        "--api-rate", type=float, default=0.0, help=f"extra reads of {CANARY_ROUTE} per second"
+    )
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.max_in_flight < 1:
-        parser.error("--rate must be > 0 and --max-in-flight >= 1")
-    print(f"sending {args.rate:g} actions/s to {args.url}; Ctrl-C to stop", flush=True)
+    if args.rate <= 0 or args.max_in_flight < 1 or args.visitors < 1 or args.api_rate < 0:
+        parser.error("--rate must be > 0, --api-rate >= 0, --max-in-flight and --visitors >= 1")
+    api = f" and {args.api_rate:g}/s of {CANARY_ROUTE}" if args.api_rate else ""
+    print(f"sending {args.rate:g} actions/s{api} to {args.url}; Ctrl-C to stop", flush=True)
     stats = asyncio.run(_run_until_signalled(args))
     print(stats.render(), flush=True)
     return 0

@@ -1,0 +1,216 @@
+"""The demo's canary end to end: the analyzer promotes a healthy new app and rolls a broken one
+back, as a user of `make demo` sees it.
+
+The stack is the demo's own: demo.yaml with its ports rewritten as the runner does, the real
+gateway (`strangler run`, with its analyzer) in front of the real legacy and new apps, and the
+demo's traffic generator with its stream of project detail reads from many cookie-keeping
+clients. Only the canary's plan is shortened (PLAN), so a rollout moves within seconds. The
+chaos switch is flipped on the new app's own port, as the runner's banner says, and what the
+analyzer did is read the way a user reads it: `strangler rollout status ROUTE --json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import yaml
+
+from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV
+from strangler.demo.legacy_app import create_legacy_app
+from strangler.demo.new_app import CHAOS_PATH, ChaosMode, create_new_app
+from strangler.demo.runner import JWKS_PATH, demo_config
+from strangler.demo.traffic import CANARY_ROUTE, TrafficStats, generate_traffic
+from tests.integration.demo_servers import free_ports, serve
+from tests.integration.gateway_process import GatewayProcess
+
+# 1 s intervals, the shortest a plan allows. At the demo's first step, 5 %, new would see about
+# two of the stream's 40 requests a second; starting at 25 % gives it about ten per interval,
+# twice min_requests, so no interval waits for traffic. The latency checks get 50 ms of slack
+# instead of 5: both apps run on threads of this process, beside the traffic generator, so
+# their tails measure the test host more than the apps. A broken app fails the error checks,
+# which keep the demo's limits.
+PLAN = {
+    "steps": [25, 50, 100],
+    "interval_s": 1,
+    "min_requests": 5,
+    "checks": {"latency_slack_ms": 50},
+}
+# Traffic as the runner sends it, less the mix: the canary's own stream does the work here.
+MIX_RATE_PER_S = 2.0
+API_RATE_PER_S = 40.0
+# An interval is judged 2 s after it ends (the workers' flush grace): a step takes about 3 s.
+ROLLOUT_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryStack:
+    gateway: GatewayProcess
+    new_url: str
+    config_path: Path
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[CanaryStack]:
+    """A fresh demo stack per test: rollout state lives in the gateway's store, next to the
+    config, so every test starts from the YAML's canary."""
+    (admin_port,) = free_ports(1)
+    with contextlib.ExitStack() as running, pytest.MonkeyPatch.context() as env:
+        # Read by the legacy app's factory and by the gateway's `rails.secret_key_base_env`.
+        env.setenv(SECRET_KEY_BASE_ENV, DEMO_SECRET_KEY_BASE)
+        issuer = str(demo_config(0, 0, 0, admin_port)["identity"]["issuer"])
+        legacy_url = running.enter_context(serve(create_legacy_app(), "/up"))
+        jwks_url = f"http://127.0.0.1:{admin_port}{JWKS_PATH}"
+        new_app = create_new_app(jwks_url=jwks_url, issuer=issuer, chaos=ChaosMode.OK)
+        new_url = running.enter_context(serve(new_app, "/healthz"))
+        config = demo_config(0, _port(legacy_url), _port(new_url), admin_port)
+        route = next(r for r in config["routes"] if r["name"] == CANARY_ROUTE)
+        route["canary"]["plan"].update(PLAN)
+        path = tmp_path / "demo.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        gateway = GatewayProcess(path).start()
+        running.callback(gateway.stop)
+        yield CanaryStack(gateway, new_url, path)
+
+
+@contextlib.contextmanager
+def _traffic(url: str) -> Iterator[TrafficStats]:
+    """The demo's traffic into `url` on a thread of its own until the block ends; the tally
+    fills while it runs."""
+    stats = TrafficStats()
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    sending = generate_traffic(
+        url, MIX_RATE_PER_S, None, stop, stats=stats, api_rate_per_s=API_RATE_PER_S
+    )
+    thread = threading.Thread(target=loop.run_until_complete, args=(sending,), name="traffic")
+    thread.start()
+    try:
+        yield stats
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
+
+
+def _rollout(stack: CanaryStack) -> dict[str, Any]:
+    """`strangler rollout status CANARY_ROUTE --json`, run as a user runs it."""
+    command = [sys.executable, "-m", "strangler", "rollout", "status", CANARY_ROUTE]
+    done = subprocess.run(
+        [*command, "--json", "--config", str(stack.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def _wait_for(
+    stack: CanaryStack, what: str, condition: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The first rollout report that meets `condition`; each poll is a CLI run (about 0.5 s)."""
+    deadline_s = time.monotonic() + ROLLOUT_TIMEOUT_S
+    report = _rollout(stack)
+    while not condition(report):
+        if time.monotonic() > deadline_s:
+            raise AssertionError(f"no {what} within {ROLLOUT_TIMEOUT_S:g} s; last report: {report}")
+        report = _rollout(stack)
+    return report
+
+
+def _wait_until(what: str, condition: Callable[[], bool]) -> None:
+    deadline_s = time.monotonic() + ROLLOUT_TIMEOUT_S
+    while not condition():
+        if time.monotonic() > deadline_s:
+            raise AssertionError(f"no {what} within {ROLLOUT_TIMEOUT_S:g} s")
+        time.sleep(0.02)
+
+
+def _by_analyzer(report: dict[str, Any], *actions: str) -> bool:
+    return any(c["actor"] == "analyzer" and c["action"] in actions for c in report["audit"])
+
+
+def test_a_healthy_new_app_is_promoted_step_by_step(stack: CanaryStack) -> None:
+    with _traffic(stack.gateway.url) as stats:
+        report = _wait_for(stack, "promotion", lambda r: _by_analyzer(r, "promote", "complete"))
+    changes = report["audit"]  # newest first
+    assert [(c["actor"], c["action"]) for c in changes[-2:]] == [
+        ("analyzer", "promote"),
+        ("analyzer", "start"),
+    ]
+    assert changes[-1]["after"]["weight_bp"] == 2500
+    assert (changes[-2]["before"]["weight_bp"], changes[-2]["after"]["weight_bp"]) == (2500, 5000)
+    assert {c["action"] for c in changes} <= {"start", "promote", "complete"}
+    passed = [v for v in report["verdicts"] if v["action"] == "promote"]
+    assert passed and passed[-1]["outcome"] == "pass"
+    assert passed[-1]["verdict"]["summary"].startswith("pass: new ")
+    # Sticky users on both sides, and nothing broken: no 5xx, no generator or identity errors.
+    assert stats.canary["new"] > 0 and stats.canary["legacy"] > 0
+    assert stats.canary_5xx == {}
+    assert stats.errors == {}
+
+
+def test_the_analyzer_rolls_back_once_the_chaos_switch_breaks_the_new_app(
+    stack: CanaryStack,
+) -> None:
+    with _traffic(stack.gateway.url) as stats:
+        # The canary is live: some users are answered by new. Its rollout can't complete before
+        # the flip: that takes two judged intervals, and the first ends a second after it began.
+        _wait_until("an answer from new", lambda: stats.canary["new"] > 0)
+        flipped = httpx.post(stack.new_url + CHAOS_PATH, json={"mode": "fail"}, trust_env=False)
+        assert flipped.json()["mode"] == "fail"
+        report = _wait_for(stack, "rollback", lambda r: _by_analyzer(r, "rollback"))
+        # Everyone is on legacy again, though the new app still fails.
+        after = httpx.get(stack.gateway.url + "/api/projects/1.json", trust_env=False)
+    last = report["audit"][0]
+    assert (last["action"], last["actor"]) == ("rollback", "analyzer")
+    assert (last["after"]["stage"], report["stage"], report["status"]) == (
+        "legacy",
+        "legacy",
+        "rolled_back",
+    )
+    failed = report["verdicts"][0]
+    assert (failed["outcome"], failed["action"]) == ("fail", "rollback")
+    # New's errors failed it (the interval of the flip may catch only a few: then the ratio to
+    # legacy's rate fails before the 5 % ceiling does).
+    failing = {c["name"] for c in failed["verdict"]["checks"] if c["outcome"] == "fail"}
+    assert failing & {"error_rate", "error_ratio"}, failed["verdict"]["summary"]
+    assert after.status_code == 200
+    assert "x-runtime" in after.headers and "x-served-by" not in after.headers
+    # The 503s are the canary's, from new only, and none of them is a generator error.
+    assert stats.canary_5xx["new"] > 0 and set(stats.canary_5xx) == {"new"}
+    assert stats.errors == {}
+
+
+def test_the_gateway_never_sends_the_chaos_switch_to_the_new_app(stack: CanaryStack) -> None:
+    with httpx.Client(base_url=stack.gateway.url, trust_env=False) as client:
+        answers = [
+            client.get(CHAOS_PATH),
+            client.post(CHAOS_PATH, json={"mode": "fail"}),
+            client.post(CHAOS_PATH, data={"mode": "fail"}),
+        ]
+    # Legacy answered each (the default backend; Rails' X-Runtime), and none reached new.
+    assert [a.status_code for a in answers] == [404, 404, 404]
+    assert all("x-runtime" in a.headers and "x-served-by" not in a.headers for a in answers)
+    assert httpx.get(stack.new_url + CHAOS_PATH, trust_env=False).json()["mode"] == "ok"
