@@ -99,6 +99,8 @@ def test_a_healthy_canary_is_promoted_step_by_step_to_stage_new(
         ("complete", 10_000),
     ]
     assert all(c.actor == "analyzer" for c in changes)
+    assert [v.action for v in _verdicts(gateway)][-2:] == ["promote", "complete"]
+    assert "complete: stage new" in changes[-1].reason
     # Every promotion carries the verdict that justified it, with its numbers.
     evidence = changes[1].evidence
     assert evidence is not None

@@ -20,6 +20,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -200,6 +201,14 @@ class Analyzer:
                 # An earlier action did not take (a person moved the unit meanwhile).
                 rollout = RolloutState(RolloutStatus.RUNNING, state.weight_bp)
         step = advance(rollout, verdict.outcome, policy)
+        if step.action is Action.PROMOTE and step.state.weight_bp >= FULL_WEIGHT_BP:
+            # At 100 % legacy answers nothing, so nothing could be compared there: the step to
+            # 100 % is the move to stage new.
+            step = dataclasses.replace(
+                step,
+                action=Action.COMPLETE,
+                reason=step.reason.replace("promote to 100 %", "complete: stage new"),
+            )
         action = step.action if plan.auto else Action.NONE
         taken = action
         if action is not Action.NONE:
@@ -275,10 +284,6 @@ class Analyzer:
 
 def _proposal(action: Action, state: RolloutState, verdict: IntervalVerdict) -> Proposal:
     evidence: dict[str, object] = {"verdict": verdict.to_json()}
-    if action is Action.PROMOTE and state.weight_bp >= FULL_WEIGHT_BP:
-        # At 100 % legacy answers nothing, so nothing could be compared there: the step to
-        # 100 % is the move to stage new.
-        action = Action.COMPLETE
     if action is Action.PROMOTE:
         return Proposal(
             "promote", Stage.CANARY.value, state.weight_bp, "running", evidence=evidence
