@@ -302,8 +302,16 @@ class AnalyzerThread:
     """An Analyzer on a daemon thread, opening its own store (and reopening it after a failed
     open, with backoff)."""
 
-    def __init__(self, open_store: Callable[[], Store], base: Callable[[], Config]) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        base: Callable[[], Config],
+        *,
+        closes_store: bool = True,
+    ) -> None:
         self._open_store = open_store
+        # False when the store is shared (SharedStore): its owner closes it.
+        self._closes_store = closes_store
         self._base = base
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="strangler-analyzer", daemon=True)
@@ -328,4 +336,5 @@ class AnalyzerThread:
             try:
                 Analyzer(store, self._base).run(self._stop)
             finally:
-                store.close()
+                if self._closes_store:
+                    store.close()

@@ -18,6 +18,7 @@ Rules every adapter keeps:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -256,3 +257,29 @@ class ControlStore(Protocol):
 
 class Store(ShadowStore, ControlStore, Protocol):
     """Both ports: what `open_store` returns."""
+
+
+class SharedStore:
+    """One store for every thread of a process (the flush, the state watcher, the analyzer):
+    opened once, by whichever needs it first, so the schema check and the connection pool are
+    not paid three times. SQLAlchemy's pool makes one store safe to share between threads.
+
+    A failed open raises and is tried again by the next caller. `close` is the owner's, once
+    every thread that uses the store has stopped."""
+
+    def __init__(self, opener: Callable[[], Store]) -> None:
+        self._opener = opener
+        self._lock = threading.Lock()
+        self._store: Store | None = None
+
+    def get(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = self._opener()
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()

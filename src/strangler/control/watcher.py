@@ -39,10 +39,13 @@ class StateWatcher:
         *,
         listen_url: str | None = None,
         name: str = "strangler-state",
+        closes_store: bool = True,
     ) -> None:
         self._open_store = open_store
         self._on_change = on_change
         self._listen_url = listen_url
+        # False when the store is shared (SharedStore): its owner closes it.
+        self._closes_store = closes_store
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.first_read = threading.Event()  # set after the first attempt, success or not
@@ -120,7 +123,7 @@ class StateWatcher:
 
     def _close(self) -> None:
         self._drop_listener()
-        if self._store is not None:
+        if self._store is not None and self._closes_store:
             try:
                 self._store.close()
             except Exception:

@@ -31,7 +31,7 @@ from strangler.control.snapshot import (
     build_snapshot,
     source_mtime,
 )
-from strangler.control.state import Override, Store
+from strangler.control.state import Override, SharedStore, Store
 from strangler.control.store import TrafficDelta
 from strangler.control.watcher import StateWatcher
 from strangler.errors import ConfigError
@@ -107,14 +107,16 @@ class Worker:
         source = snapshot.source
 
         def open_store() -> Store:
-            # Imported here, on the first flush's thread: SQLAlchemy costs ~25 MiB per worker.
+            # Imported here, on the first opener's thread: SQLAlchemy costs ~25 MiB.
             from strangler.control.stores import open_store as open_configured_store
 
             return open_configured_store(store, source)
 
-        self._open_store = open_store
+        # One store for the flush, the state watcher and the analyzer, closed at the end of
+        # the drain once all three have stopped.
+        self._store = SharedStore(open_store)
         self.publisher = ResultsPublisher(
-            open_store,
+            self._store.get,
             loop,
             self.counters,
             retention_s=store.retention_days * 86_400,
@@ -124,7 +126,9 @@ class Worker:
         self._next_publish = loop.time() + store.flush_interval_s
         self._next_traffic_publish = loop.time() + TRAFFIC_FLUSH_INTERVAL_S
         self._next_window_publish = loop.time() + WINDOW_FLUSH_INTERVAL_S
-        self.watcher = StateWatcher(open_store, self._on_state, listen_url=store.url)
+        self.watcher = StateWatcher(
+            self._store.get, self._on_state, listen_url=store.url, closes_store=False
+        )
         self._analyzer: AnalyzerThread | None = None
         self._apply_pools(snapshot)
         # The Rails bridge (with `rails:`): its key ring file is opened once per path.
@@ -158,7 +162,7 @@ class Worker:
         if self._runs_analyzer:
             from strangler.control.analyzer import AnalyzerThread
 
-            self._analyzer = AnalyzerThread(self._open_store, lambda: self.base)
+            self._analyzer = AnalyzerThread(self._store.get, lambda: self.base, closes_store=False)
             self._analyzer.start()
         on_ready()
         try:
@@ -362,10 +366,13 @@ class Worker:
         windows = self.windows.take_deltas()
         if deltas or traffic or windows:
             self.publisher.publish(deltas, traffic, windows)
-        await self.publisher.close()
+        # The threads that share the store stop before the publisher closes it.
         self.watcher.stop()
         if self._analyzer is not None:
             self._analyzer.stop()
+        await self.publisher.close()
+        # Disposing twice is harmless; this covers a store the publisher never used.
+        self._store.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.tasks.cancel_all()
