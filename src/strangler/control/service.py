@@ -102,31 +102,7 @@ class ControlService:
         )
 
     def units(self) -> list[UnitState]:
-        overrides = self.store.overrides()
-        config = apply_overrides(self.base, overrides)
-        grouped: dict[str, list[tuple[RouteConfig, RouteConfig]]] = {}
-        for yaml_route, route in zip(self.base.routes, config.routes, strict=True):
-            grouped.setdefault(unit_of(route), []).append((yaml_route, route))
-        groups = config.canary_groups()
-        states = []
-        for unit, pairs in grouped.items():
-            yaml_route, route = pairs[0]
-            override = overrides.get(unit)
-            canary = groups.get(unit, route.canary)
-            weight = weight_to_bp(canary.weight) if route.stage is Stage.CANARY else 0
-            states.append(
-                UnitState(
-                    unit=unit,
-                    routes=tuple(r.name for _, r in pairs),
-                    yaml_stage=yaml_route.stage,
-                    stage=route.stage,
-                    weight_bp=weight,
-                    steps_bp=tuple(weight_to_bp(step) for step in canary.plan.steps),
-                    status=_status_of(route.stage, override),
-                    override=override,
-                )
-            )
-        return states
+        return unit_states(self.base, self.store.overrides())
 
     def unit(self, name: str) -> UnitState:
         """The unit named `name`, or the unit of the route named `name`."""
@@ -311,22 +287,38 @@ class ControlService:
         """The unit as it is inside the write transaction (the override may have moved since
         `unit()` read it)."""
         overrides = {} if current is None else {unit: current}
-        config = apply_overrides(self.base, overrides)
-        routes = [route for route in config.routes if unit_of(route) == unit]
-        if not routes:
-            raise UnknownRoute(unit)
-        route = routes[0]
-        canary = config.canary_groups().get(unit, route.canary)
-        return UnitState(
-            unit=unit,
-            routes=tuple(r.name for r in routes),
-            yaml_stage=route.stage,
-            stage=route.stage,
-            weight_bp=weight_to_bp(canary.weight) if route.stage is Stage.CANARY else 0,
-            steps_bp=tuple(weight_to_bp(step) for step in canary.plan.steps),
-            status=_status_of(route.stage, current),
-            override=current,
+        for state in unit_states(self.base, overrides):
+            if state.unit == unit:
+                return state
+        raise UnknownRoute(unit)
+
+
+def unit_states(base: Config, overrides: Mapping[str, Override]) -> list[UnitState]:
+    """Every rollout unit of `base` with `overrides` applied, in the order of their first
+    route."""
+    config = apply_overrides(base, overrides)
+    grouped: dict[str, list[tuple[RouteConfig, RouteConfig]]] = {}
+    for yaml_route, route in zip(base.routes, config.routes, strict=True):
+        grouped.setdefault(unit_of(route), []).append((yaml_route, route))
+    groups = config.canary_groups()
+    states = []
+    for unit, pairs in grouped.items():
+        yaml_route, route = pairs[0]
+        override = overrides.get(unit)
+        canary = groups.get(unit, route.canary)
+        states.append(
+            UnitState(
+                unit=unit,
+                routes=tuple(r.name for _, r in pairs),
+                yaml_stage=yaml_route.stage,
+                stage=route.stage,
+                weight_bp=weight_to_bp(canary.weight) if route.stage is Stage.CANARY else 0,
+                steps_bp=tuple(weight_to_bp(step) for step in canary.plan.steps),
+                status=_status_of(route.stage, override),
+                override=override,
+            )
         )
+    return states
 
 
 def _checked_weight(weight: float, *, allow_zero: bool = False) -> int:

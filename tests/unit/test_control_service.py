@@ -1,0 +1,149 @@
+"""ControlService: every stage change validated and audited once, on a real SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from strangler.config import Config, parse_config
+from strangler.control.service import ChangeRefused, ControlService, UnknownRoute
+from strangler.control.state import Proposal, Store
+from strangler.control.store import RouteDelta
+from strangler.control.stores import SqliteShadowStore
+
+CONFIG = """\
+listen: 127.0.0.1:0
+backends:
+  legacy: {url: "http://127.0.0.1:3000"}
+  new: {url: "http://127.0.0.1:8080"}
+routes:
+  - name: projects.index
+    match: "GET /api/projects"
+    stage: shadow
+  - name: projects.show
+    match: "GET /api/projects/:id"
+    stage: canary
+    canary: {group: projects, weight: 5, plan: {steps: [5, 25, 100]}}
+  - name: projects.tasks
+    match: "GET /api/projects/:id/tasks"
+    stage: canary
+    canary: {group: projects}
+  - name: home
+    match: "GET /"
+"""
+
+
+@pytest.fixture
+def base() -> Config:
+    return parse_config(CONFIG, "strangler.yaml")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = SqliteShadowStore(tmp_path / "s.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def service(store: Store, base: Config) -> ControlService:
+    return ControlService(store, base, clock=lambda: 1000.0)
+
+
+def _compared(store: Store, route: str, compared: int, equal: int) -> None:
+    store.apply([RouteDelta(route, compared, compared, equal, compared - equal, {}, ())], now=1.0)
+
+
+def test_a_group_moves_through_its_steps_to_new_and_every_step_is_audited(
+    service: ControlService, store: Store
+) -> None:
+    first = service.promote("projects.tasks", actor="ana", reason="healthy")
+    assert (first.unit, first.before, first.after["weight_bp"]) == (
+        "projects",
+        {"stage": "canary", "weight_bp": 500, "status": "running"},
+        2500,
+    )
+    last = service.promote("projects", actor="ana", reason="healthy")
+    assert (last.after["stage"], last.after["weight_bp"]) == ("canary", 10_000)
+    done = service.promote("projects", actor="ana", reason="healthy")
+    assert (done.after["stage"], done.after["status"]) == ("new", "complete")
+    # Both routes of the group moved.
+    assert [(s.routes, s.stage.value) for s in service.units() if s.unit == "projects"] == [
+        (("projects.show", "projects.tasks"), "new")
+    ]
+    with pytest.raises(ChangeRefused, match="already served by the new backend"):
+        service.promote("projects", actor="ana", reason="again")
+    assert [c.version for c in store.audit()] == [3, 2, 1]
+
+
+def test_leaving_shadow_needs_the_evidence_gate_or_force(
+    service: ControlService, store: Store
+) -> None:
+    with pytest.raises(ChangeRefused, match="0 of 500 comparisons") as refused:
+        service.promote("projects.index", actor="ana", reason="ready")
+    assert refused.value.status == 409 and refused.value.gate is not None
+    _compared(store, "projects.index", 800, 800)
+    change = service.promote("projects.index", actor="ana", reason="ready")
+    assert change.after == {
+        "stage": "canary",
+        "weight_bp": 100,  # the default plan's first step
+        "status": "running",
+        "passes": 0,
+        "inconclusive": 0,
+        "step_started_at": 1000.0,
+    }
+    assert change.evidence is not None and change.evidence["forced"] is False
+
+
+def test_a_forced_promotion_keeps_the_gate_it_forced(service: ControlService) -> None:
+    change = service.promote("projects.index", actor="ana", reason="QA", force=True, weight=10)
+    assert change.after["weight_bp"] == 1000
+    assert change.evidence is not None and change.evidence["forced"] is True
+    gate = change.evidence["gate"]
+    assert isinstance(gate, dict) and gate["passed"] is False
+
+
+def test_rollback_pause_resume_and_weight(service: ControlService) -> None:
+    paused = service.pause("projects", actor="ana", reason="lunch")
+    assert paused.after["status"] == "paused"
+    with pytest.raises(ChangeRefused, match="already paused"):
+        service.pause("projects", actor="ana", reason="again")
+    assert service.resume("projects", actor="ana", reason="back").after["status"] == "running"
+    assert service.set_weight("projects", 0, actor="ana", reason="hold").after["weight_bp"] == 0
+    with pytest.raises(ChangeRefused, match=r"steps of 0\.01") as bad:
+        service.set_weight("projects", 12.345, actor="ana", reason="x")
+    assert bad.value.status == 400
+    back = service.rollback("projects", actor="ana", reason="errors")
+    assert (back.after["stage"], back.after["status"]) == ("legacy", "rolled_back")
+    with pytest.raises(ChangeRefused, match="already on legacy"):
+        service.rollback("projects", actor="ana", reason="again")
+    with pytest.raises(ChangeRefused, match="not canary"):
+        service.set_weight("projects", 5, actor="ana", reason="x")
+    # From legacy the way back in starts at shadow.
+    assert service.promote("projects", actor="ana", reason="fixed").after["stage"] == "shadow"
+
+
+def test_a_change_needs_a_reason_and_a_known_route(service: ControlService) -> None:
+    with pytest.raises(ChangeRefused, match="reason is required") as empty:
+        service.rollback("projects", actor="ana", reason="  ")
+    assert empty.value.status == 400
+    with pytest.raises(UnknownRoute) as unknown:
+        service.rollback("nope", actor="ana", reason="x")
+    assert unknown.value.status == 404
+
+
+def test_the_analyzer_acts_only_on_the_rollout_it_judged(
+    service: ControlService, store: Store
+) -> None:
+    service.promote("projects", actor="ana", reason="go")  # 5 % -> 25 %
+    step = Proposal("promote", "canary", 10_000, "running")
+    # Judged at 5 %: the unit has moved since, so nothing is written.
+    assert service.apply("projects", 500, step, reason="verdict") is None
+    service.pause("projects", actor="ana", reason="hold")
+    assert service.apply("projects", 2500, step, reason="verdict") is None
+    service.resume("projects", actor="ana", reason="go on")
+    change = service.apply("projects", 2500, step, reason="verdict")
+    assert change is not None and change.actor == "analyzer"
+    assert store.overrides()["projects"].weight_bp == 10_000
