@@ -90,8 +90,6 @@ def test_leaving_shadow_needs_the_evidence_gate_or_force(
         "stage": "canary",
         "weight_bp": 100,  # the default plan's first step
         "status": "running",
-        "passes": 0,
-        "inconclusive": 0,
         "step_started_at": 1000.0,
     }
     assert change.evidence is not None and change.evidence["forced"] is False

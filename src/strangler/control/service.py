@@ -254,7 +254,7 @@ class ControlService:
                 raise ChangeRefused(f"{state.unit} is already {status.value}")
             return Proposal(
                 action, Stage.CANARY.value, now_state.weight_bp, status.value,
-                passes=0, inconclusive=0, keeps_step_start=status is RolloutStatus.PAUSED,
+                keeps_step_start=status is RolloutStatus.PAUSED,
             )  # fmt: skip
 
         return self._change(state.unit, decide, actor=actor, reason=reason)

@@ -36,8 +36,6 @@ class Override:
     stage: str | None
     weight_bp: int | None
     status: str  # a RolloutStatus value, "" before any rollout
-    passes: int = 0
-    inconclusive: int = 0
     # When the current weight took effect: the analyzer's intervals start here.
     step_started_at: float = 0.0
     version: int = 0
@@ -50,8 +48,6 @@ class Override:
             "stage": self.stage,
             "weight_bp": self.weight_bp,
             "status": self.status,
-            "passes": self.passes,
-            "inconclusive": self.inconclusive,
             "step_started_at": self.step_started_at,
         }
 
@@ -64,8 +60,6 @@ class Proposal:
     stage: str | None
     weight_bp: int | None
     status: str
-    passes: int = 0
-    inconclusive: int = 0
     # Keep the current step's start (a pause, a verdict that does not move the weight).
     keeps_step_start: bool = False
     evidence: Mapping[str, object] | None = None

@@ -49,8 +49,6 @@ def _override(row: Row[Any]) -> Override:
         stage=row.stage,
         weight_bp=row.weight_bp,
         status=row.status,
-        passes=row.passes,
-        inconclusive=row.inconclusive,
         step_started_at=row.step_started_at,
         version=row.version,
         updated_at=row.updated_at,
@@ -149,8 +147,6 @@ class SqlControlState(ABC):
                 stage=proposal.stage,
                 weight_bp=proposal.weight_bp,
                 status=proposal.status,
-                passes=proposal.passes,
-                inconclusive=proposal.inconclusive,
                 step_started_at=step_start,
             )
             before = dict(proposal.baseline or {}) if current is None else current.as_dict()
@@ -173,8 +169,6 @@ class SqlControlState(ABC):
                 "stage": after.stage,
                 "weight_bp": after.weight_bp,
                 "status": after.status,
-                "passes": after.passes,
-                "inconclusive": after.inconclusive,
                 "step_started_at": after.step_started_at,
                 "version": version,
                 "updated_at": now,

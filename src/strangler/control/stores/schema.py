@@ -135,8 +135,6 @@ overrides_t = Table(
     Column("stage", StoredText),
     Column("weight_bp", Integer),
     Column("status", StoredText, nullable=False),
-    Column("passes", Integer, nullable=False),
-    Column("inconclusive", Integer, nullable=False),
     Column("step_started_at", Float, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False),

@@ -25,8 +25,6 @@ def upgrade() -> None:
         sa.Column("stage", sa.Text),
         sa.Column("weight_bp", sa.Integer),
         sa.Column("status", sa.Text, nullable=False),
-        sa.Column("passes", sa.Integer, nullable=False),
-        sa.Column("inconclusive", sa.Integer, nullable=False),
         sa.Column("step_started_at", sa.Float, nullable=False),
         sa.Column("version", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
