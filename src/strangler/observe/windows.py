@@ -4,7 +4,9 @@ latency histogram; what the canary analyzer judges, merged across workers by the
 Rules: recording is a dict lookup and a histogram record on the request path, for canary routes
 only; the second comes from the worker's sweeper (`tick`), never from a clock read per request.
 Pending windows are bounded by canary routes x 2 sides x the seconds between two flushes, and
-by MAX_PENDING_SLOTS when the store is away (the oldest go first, counted as dropped).
+by MAX_PENDING_SLOTS while a flush is stuck (the oldest go first, counted in `dropped_slots`,
+which the worker reports as `canary_windows_dropped_total` when it stops). A flush that fails
+loses its windows with the rest of it (`shadow_store_failures_total`).
 """
 
 from __future__ import annotations

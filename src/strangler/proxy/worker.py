@@ -191,9 +191,7 @@ class Worker:
             return
         snapshot: Snapshot | None = None
         try:
-            snapshot = build_snapshot(
-                apply_overrides(base, overrides), source=self.snapshot.source, version=0
-            )
+            snapshot = self._build(base, overrides)
         except ConfigError as exc:
             log.error("state version %d refused, keeping the one in force: %s", version, exc)
         self.loop.call_soon_threadsafe(self._adopt, base, overrides, version, snapshot)
@@ -231,9 +229,7 @@ class Worker:
     def reload_from(self, base: Config) -> bool:
         """Build and swap in the snapshot of `base` with the overrides in force."""
         try:
-            snapshot = build_snapshot(
-                apply_overrides(base, self.overrides), source=self.snapshot.source, version=0
-            )
+            snapshot = self._build(base, self.overrides)
         except ConfigError as exc:
             self.counters.inc("config_reloads_total", "refused")
             log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
@@ -243,6 +239,12 @@ class Worker:
             return False
         self.base = base
         return True
+
+    def _build(self, base: Config, overrides: dict[str, Override]) -> Snapshot:
+        """The snapshot of `base` with `overrides` on top (numbered when it is swapped in)."""
+        return build_snapshot(
+            apply_overrides(base, overrides), source=self.snapshot.source, version=0
+        )
 
     def _swap(self, snapshot: Snapshot, why: str) -> bool:
         """Put `snapshot` in force for new requests (numbered after the one in force)."""
@@ -366,13 +368,14 @@ class Worker:
         windows = self.windows.take_deltas()
         if deltas or traffic or windows:
             self.publisher.publish(deltas, traffic, windows)
-        # The threads that share the store stop before the publisher closes it.
         self.watcher.stop()
         if self._analyzer is not None:
             self._analyzer.stop()
         await self.publisher.close()
-        # Disposing twice is harmless; this covers a store the publisher never used.
-        self._store.close()
+        # Every thread that used the store has stopped.
+        await self.loop.run_in_executor(None, self._store.close)
+        if self.windows.dropped_slots:
+            self.counters.inc("canary_windows_dropped_total", by=self.windows.dropped_slots)
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.tasks.cancel_all()

@@ -104,8 +104,7 @@ class ResultsPublisher:
             await asyncio.wait([self._flushing])
 
     async def close(self) -> None:
-        """Wait for the write in flight, then close the store on its own thread."""
+        """Wait for the write in flight and stop the thread. The store is not closed here: it
+        is shared (SharedStore), and its owner closes it."""
         await self.wait()
-        if self._store is not None:
-            await self._loop.run_in_executor(self._executor, self._store.close)
         self._executor.shutdown(wait=True)
