@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable
 
 from strangler.config import CanaryRolloutConfig, Config
-from strangler.control.effective import unit_of
-from strangler.control.service import ControlService, UnitState
+from strangler.control.effective import apply_overrides, unit_of
+from strangler.control.service import ControlService, UnitState, unit_states
 from strangler.control.state import Proposal, Store, VerdictRecord, WindowTotals
 from strangler.control.store import StoreUnavailable
 from strangler.rollout import (
@@ -114,16 +114,17 @@ class Analyzer:
         """One pass over every running rollout; the verdicts it stored."""
         now = self.clock()
         config = self.base()
-        if not config.canary_groups() and not self._has_canary_overrides():
+        overrides = self.store.overrides()
+        effective = apply_overrides(config, overrides)
+        plans = effective.canary_groups()
+        if not plans:
             return []
         if not self.store.try_lease(LEASE_NAME, self.holder, LEASE_TTL_S, now):
             return []
         service = ControlService(self.store, config, clock=self.clock)
-        effective = service.effective()
-        plans = effective.canary_groups()
         shadowed = {unit_of(route) for route in effective.routes if route.canary.shadow}
         records = []
-        for state in service.units():
+        for state in unit_states(config, overrides):
             if state.stage is not Stage.CANARY or state.unit not in plans:
                 continue
             plan = plans[state.unit].plan
@@ -142,9 +143,6 @@ class Analyzer:
             self._next_prune = now + 600
             self.store.prune_windows(now - WINDOW_RETENTION_S)
         return records
-
-    def _has_canary_overrides(self) -> bool:
-        return any(o.stage == Stage.CANARY.value for o in self.store.overrides().values())
 
     def _start(self, service: ControlService, state: UnitState, plan: CanaryRolloutConfig) -> None:
         """A canary from the YAML with no rollout yet: start one at its weight (or the first
@@ -179,10 +177,11 @@ class Analyzer:
             return None
         end = origin + finished * interval
         start = end - interval
+        latest = self.store.verdicts(state.unit, limit=1)
+        if latest and latest[0].started_at >= origin and latest[0].ended_at >= end:
+            return None  # judged already: the common case, every tick but one per interval
         every = self.store.verdicts(state.unit, limit=1000)
         history = [v for v in every if v.started_at >= origin]
-        if history and history[0].ended_at >= end:
-            return None  # judged already
         totals = self.store.window_totals(state.routes, start, end)
         parity, shadow_totals = None, None
         if is_shadowed:
