@@ -25,7 +25,7 @@ from strangler.admin.diffs import diffs_router
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
 from strangler.admin.problems import install_problem_handlers
-from strangler.admin.rollouts import rollouts_router
+from strangler.admin.rollouts import install_change_refused_handler, rollouts_router
 from strangler.admin.session_routes import FailedLogins, session_router
 from strangler.admin.store_access import install_store_access
 from strangler.admin.view import GatewayView
@@ -45,6 +45,7 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     )
     install_problem_handlers(app)
     install_store_access(app, gateway)
+    install_change_refused_handler(app)
     app.state.authenticator = Authenticator(gateway)
     jwks_source = JwksSource()
     jwks_source.prime(gateway.snapshot.bridge)

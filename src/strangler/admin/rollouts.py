@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from strangler.admin.auth import AUTH_RESPONSES, Principal, require_read, require_write
-from strangler.admin.problems import problem_openapi
+from strangler.admin.problems import problem_openapi, problem_response
 from strangler.admin.store_access import store_dependency
 from strangler.admin.view import GatewayView
 from strangler.control.reports import rollout_report, status_report
@@ -74,15 +74,23 @@ _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def _refused_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ChangeRefused)  # registered for it only
+    return problem_response(exc.status, str(exc))
+
+
+def install_change_refused_handler(app: FastAPI) -> None:
+    """A change the service refuses (or an unknown route) answers with its status as a
+    problem: 404, 409 or 400, whichever operation raised it."""
+    app.add_exception_handler(ChangeRefused, _refused_problem)
+
+
 def rollouts_router(gateway: GatewayView) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["routes"], responses=AUTH_RESPONSES)
     read = [Depends(require_read)]
 
     def service(store: Store) -> ControlService:
         return ControlService(store, gateway.base)
-
-    def refused(exc: ChangeRefused) -> HTTPException:
-        return HTTPException(exc.status, str(exc))
 
     @router.get("/routes", dependencies=read, summary="Every route's stage, weight and figures")
     def list_routes(store: Annotated[Store, Depends(store_dependency)]) -> dict[str, Any]:
@@ -95,10 +103,7 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         responses={404: problem_openapi("No route or rollout group by that name")},
     )
     def get_route(name: str, store: Annotated[Store, Depends(store_dependency)]) -> dict[str, Any]:
-        try:
-            return rollout_report(store, gateway.base, name)
-        except ChangeRefused as exc:
-            raise refused(exc) from exc
+        return rollout_report(store, gateway.base, name)
 
     @router.post("/routes/{name}/promote", responses=_CHANGE_RESPONSES, summary="One step on")
     def promote(
@@ -107,12 +112,9 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         principal: Annotated[Principal, Depends(require_write)],
         store: Annotated[Store, Depends(store_dependency)],
     ) -> ChangeOut:
-        try:
-            change = service(store).promote(
-                name, actor=principal.name, reason=body.reason, weight=body.weight, force=body.force
-            )
-        except ChangeRefused as exc:
-            raise refused(exc) from exc
+        change = service(store).promote(
+            name, actor=principal.name, reason=body.reason, weight=body.weight, force=body.force
+        )
         return _out(change)
 
     def simple(action: str, summary: str) -> None:
@@ -124,10 +126,7 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
             store: Annotated[Store, Depends(store_dependency)],
         ) -> ChangeOut:
             method = getattr(service(store), action)
-            try:
-                return _out(method(name, actor=principal.name, reason=body.reason))
-            except ChangeRefused as exc:
-                raise refused(exc) from exc
+            return _out(method(name, actor=principal.name, reason=body.reason))
 
         change.__name__ = action
 
@@ -142,12 +141,9 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         principal: Annotated[Principal, Depends(require_write)],
         store: Annotated[Store, Depends(store_dependency)],
     ) -> ChangeOut:
-        try:
-            change = service(store).set_weight(
-                name, body.weight, actor=principal.name, reason=body.reason
-            )
-        except ChangeRefused as exc:
-            raise refused(exc) from exc
+        change = service(store).set_weight(
+            name, body.weight, actor=principal.name, reason=body.reason
+        )
         return _out(change)
 
     @router.get("/audit", dependencies=read, summary="Changes, newest first")
