@@ -1,9 +1,9 @@
 """`strangler progress`: where the migration stands, and what each route needs to move on.
 
 Reads the config (stages) and the store (traffic per route and minute, shadow parity). The gate
-for leaving `shadow` is the evidence gate rollouts will enforce: at least MIN_COMPARED
-comparisons and a Wilson 95 % lower bound of the parity at or above PARITY_FLOOR. Nothing here
-changes anything.
+for leaving `shadow` is the one `strangler promote` enforces (rollout.shadow_gate): at least
+MIN_COMPARED comparisons and a Wilson 95 % lower bound of the parity at or above PARITY_FLOOR.
+Nothing here changes anything.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from strangler.control.effective import apply_overrides
 from strangler.control.snapshot import Snapshot, build_snapshot, store_path
 from strangler.control.store import DEFAULT_ROUTE, RouteTotals, TrafficTotals
 from strangler.diff import wilson_interval
+from strangler.rollout.machine import MIN_COMPARED, PARITY_FLOOR, shadow_gate
 from strangler.routing.canary import CanaryPlan
 from strangler.routing.model import Stage
 
-MIN_COMPARED = 500
-PARITY_FLOOR = 0.995
 HOUR_S = 3600
 DAY_S = 86_400
 
@@ -65,10 +64,11 @@ def next_step(
     if stage is Stage.SHADOW:
         compared = totals.compared if totals is not None else 0
         equal = totals.equal + totals.equal_but_noise if totals is not None else 0
-        low, _ = wilson_interval(equal, compared)
+        gate = shadow_gate(compared, equal)
+        low = gate.lower_bound or 0.0
         if compared < MIN_COMPARED:
             return f"gathering evidence: {compared} of {MIN_COMPARED} comparisons"
-        if low < PARITY_FLOOR:
+        if not gate.passed:
             return (
                 f"blocked by parity: lower bound {low:.2%} < {PARITY_FLOOR:.1%} "
                 "(see `strangler diffs ROUTE`)"

@@ -179,8 +179,13 @@ class Gate:
     needed: int
 
 
+# The evidence gate's defaults: comparisons needed, and the Wilson lower bound to reach.
+MIN_COMPARED = 500
+PARITY_FLOOR = 0.995
+
+
 def shadow_gate(
-    compared: int, equal: int, *, min_compared: int = 500, floor: float = 0.995
+    compared: int, equal: int, *, min_compared: int = MIN_COMPARED, floor: float = PARITY_FLOOR
 ) -> Gate:
     """The evidence gate for leaving stage shadow; ValueError on impossible counts."""
     if not 0 <= equal <= compared:
