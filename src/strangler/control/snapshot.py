@@ -10,7 +10,7 @@ import ipaddress
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -33,6 +33,7 @@ from strangler.identity.rails_session import (
     Serializer,
     SessionSecret,
 )
+from strangler.proxy.headers import RESPONSE_SPECIAL
 from strangler.routing import RouteTable
 from strangler.routing.canary import (
     CanaryPlan,
@@ -43,6 +44,7 @@ from strangler.routing.canary import (
     weight_to_bp,
 )
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
+from strangler.shadow.picker import HeaderPicker
 from strangler.shadow.redact import Redactor
 
 
@@ -74,13 +76,19 @@ class ShadowRoute:
     rules: DiffRules
     redactor: Redactor
     # Lowercase names of the answer headers the comparison reads: the compared ones, and the two
-    # that decide how a body is compared. Only these are copied out of each answer.
+    # that decide how a body is compared.
     kept_headers: frozenset[bytes] = frozenset()
+    # Picks those headers out of an answer (it caches per sequence of names: the loop's only).
+    picker: HeaderPicker = field(default_factory=lambda: HeaderPicker(frozenset()), compare=False)
+    # The kept names an upstream connection holds aside for framing (rarely compared).
+    kept_special: frozenset[bytes] = frozenset()
 
     @classmethod
     def build(cls, settings: ShadowConfig, rules: DiffRules, redactor: Redactor) -> ShadowRoute:
         names = {*rules.header_names, "content-type", "content-encoding"}
-        return cls(settings, rules, redactor, frozenset(n.encode("latin-1") for n in names))
+        kept = frozenset(n.lower().encode("latin-1") for n in names)
+        special = kept & frozenset(RESPONSE_SPECIAL)
+        return cls(settings, rules, redactor, kept, HeaderPicker(kept), special)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,7 @@ class ShadowChannel:
         self.is_closed = False
         # The connection the last copy went to: it takes the next ones until _SPREAD_AT.
         self._last: _PipelinedConnection | None = None
+        self._spread_at = min(_SPREAD_AT, max_depth)
 
     def __repr__(self) -> str:
         waiting = sum(len(c.in_line) for c in self.connections)
@@ -83,20 +84,20 @@ class ShadowChannel:
 
     def send(self, mirror: Mirror) -> None:
         """Queue one copy; it is written with the others of this loop iteration."""
-        conn = self._pick()
-        if conn is None:
-            mirror.drop(DropReason.QUEUE_FULL)
-            return
-        conn.queue(mirror)
+        conn = self._last
+        if conn is None or conn.is_lost or len(conn.in_line) >= self._spread_at:
+            conn = self._pick()
+            if conn is None:
+                mirror.drop(DropReason.QUEUE_FULL)
+                return
+        conn.in_line.append(mirror)
+        conn.to_write.append(mirror.wire)
         if not self._is_flush_scheduled:
             self._is_flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _pick(self) -> _PipelinedConnection | None:
-        spread_at = min(_SPREAD_AT, self.max_depth)
-        last = self._last
-        if last is not None and not last.is_lost and len(last.in_line) < spread_at:
-            return last
+        spread_at = self._spread_at
         best: _PipelinedConnection | None = None
         for conn in self.connections:
             if not conn.is_lost and (best is None or len(conn.in_line) < len(best.in_line)):
@@ -187,7 +188,11 @@ class _PipelinedConnection(asyncio.Protocol):
         self.in_line: collections.deque[Mirror] = collections.deque()
         self.to_write: list[bytes] = []
         self.is_lost = False
-        self._headers: list[tuple[bytes, bytes]] = []
+        # The answer being parsed.
+        self._names: list[bytes] = []
+        self._values: list[bytes] = []
+        self._chunks: list[bytes] = []
+        self._size = 0
         self._has_answer_bytes = False
 
     async def connect(self) -> None:
@@ -204,10 +209,6 @@ class _PipelinedConnection(asyncio.Protocol):
                 else DropReason.SHADOW_ERROR
             )
             self._lose(reason, resend_rest=False)
-
-    def queue(self, mirror: Mirror) -> None:
-        self.in_line.append(mirror)
-        self.to_write.append(mirror.wire_bytes)
 
     def flush(self) -> None:
         if self.to_write and self.transport is not None and not self.is_lost:
@@ -285,27 +286,32 @@ class _PipelinedConnection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._headers = []
+        self._names = []
+        self._values = []
+        self._chunks = []
+        self._size = 0
         self._has_answer_bytes = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status >= 200 and self.in_line:
-            self.in_line[0].shadow_head(status, self._headers)
+        self._names.append(name)
+        self._values.append(value)
 
     def on_body(self, body: bytes) -> None:
-        if self.in_line:
-            self.in_line[0].on_response_body(body)
+        self._size += len(body)
+        if self.in_line and self._size > self.in_line[0].setup.settings.max_body_bytes:
+            # Kept in line (its answer must still be read past); bytes are no longer kept.
+            self.in_line[0].drop(DropReason.BODY_TOO_LARGE)
+            self._chunks = []
+        else:
+            self._chunks.append(body)
 
     def on_message_complete(self) -> None:
-        if self.parser.get_status_code() < 200 or not self.in_line:
+        status = self.parser.get_status_code()
+        if status < 200 or not self.in_line:
             return
         mirror = self.in_line.popleft()
         self._has_answer_bytes = False
-        mirror.shadow_complete()
+        mirror.shadow_answer(status, self._names, self._values, self._chunks or None)
         if not self.parser.should_keep_alive():
             # The server closes after this answer; those behind it go again elsewhere.
             self._lose(DropReason.SHADOW_ERROR, resend_rest=True)

@@ -30,7 +30,7 @@ from strangler.proxy.failures import FailureKind
 from strangler.proxy.headers import R_CONNECTION, R_UPGRADE
 from strangler.shadow.channel import ShadowChannel
 from strangler.shadow.drop import DropReason
-from strangler.shadow.results import ShadowResults
+from strangler.shadow.results import RouteShadowStats, ShadowResults
 
 if TYPE_CHECKING:
     from strangler.control.snapshot import ShadowRoute, Snapshot
@@ -44,159 +44,184 @@ log = logging.getLogger("strangler.shadow")
 _MIRRORED_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 # HEAD answers can't be framed in a pipeline (llhttp can't be told an answer is to HEAD).
 _PIPELINED_METHODS = frozenset({b"GET", b"OPTIONS"})
-_SHADOW_HEADER = b"X-Strangler-Shadow: 1\r\n"
+_SHADOW_HEADER_END = b"X-Strangler-Shadow: 1\r\n\r\n"
 _IDENTICAL = Comparison(is_equal=True, differences=(), body_compared=True, kind=BodyKind.IDENTICAL)
 
 
-class _Side:
-    """One message (the request's body, or an answer) being captured, bounded."""
-
-    __slots__ = ("body", "body_bytes", "headers", "is_done", "status")
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.headers: tuple[tuple[str, str], ...] = ()
-        self.body: list[bytes] = []
-        self.body_bytes = 0
-        self.is_done = False
-
-    def sample(self) -> ResponseSample:
-        return ResponseSample(self.status, self.headers, b"".join(self.body), False)
-
-
 class Mirror:
-    """One copied request: its bounded bytes, the shadow exchange, and both answers."""
+    """One copied request: its bounded bytes, the shadow exchange, and both answers.
 
-    __slots__ = (
-        "_conn",
-        "_head",
-        "_is_head",
-        "_is_request_chunked",
-        "_limit",
-        "_primary",
-        "_request",
-        "_shadow",
-        "backend",
-        "dropped",
-        "is_cancelled",
-        "is_finished",
-        "is_noise_probe",
-        "method",
-        "path",
-        "resends",
-        "route",
-        "runner",
-        "setup",
-        "twin",
-        "wait_deadline",
-    )
+    An answer is kept as its status, its header names and values (as received) and its body
+    chunks; the compared headers are picked out only when the two answers are compared. A
+    plain class with class-level defaults, not slots: a copy sets only what differs per
+    request, and most copies never touch the request-body or pool fields.
+    """
+
+    # A noise probe sends the request to the primary's own backend a second time.
+    is_noise_probe = False
+    # The primary exchange feeds one Mirror; it passes everything on to its twin (a probe).
+    twin: Mirror | None = None
+    dropped: DropReason | None = None
+    # Set once the outcome (a comparison or a drop) is counted; later callbacks are no-ops.
+    is_finished = False
+    # Seen by the shadow pool, which skips a copy dropped while it waited for a connection.
+    is_cancelled = False
+    # Handed to the shadow channel or pool.
+    is_sent = False
+    wait_deadline = 0.0
+    # Times this copy went out again after its pipelined connection ended unanswered.
+    resends = 0
+    request_chunks: list[bytes] | None = None
+    request_size = 0
+    primary_status = 0
+    primary_names: list[bytes] = []
+    primary_values: list[bytes] = []
+    primary_chunks: list[bytes] | None = None
+    primary_size = 0
+    is_primary_done = False
+    shadow_status = 0
+    shadow_names: list[bytes] = []
+    shadow_values: list[bytes] = []
+    shadow_chunks: list[bytes] | None = None
+    shadow_size = 0
+    is_shadow_done = False
+    _conn: UpstreamConnection | None = None
 
     def __init__(
         self,
         runner: ShadowRunner,
-        route: str,
+        stats: RouteShadowStats,
         backend: str,
         setup: ShadowRoute,
-        head: bytes,
+        wire: bytes,
         method: bytes,
-        path: bytes,
+        url: bytes,
         *,
-        is_head: bool,
         is_request_chunked: bool,
-        is_noise_probe: bool = False,
     ) -> None:
         self.runner = runner
-        # A noise probe sends the request to the primary's own backend a second time.
-        self.is_noise_probe = is_noise_probe
-        # The primary exchange feeds one Mirror; it passes everything on to its twin (a probe).
-        self.twin: Mirror | None = None
-        self.route = route
+        self.stats = stats
+        self.route = stats.route
         self.backend = backend
         self.setup = setup
+        # The copy's head (its body follows once the client's is in); a pipelined copy keeps
+        # its bytes, since it may go out again on another connection.
+        self.wire = wire
         self.method = method
-        self.path = path
-        self._head = head
-        self._is_head = is_head
-        self._is_request_chunked = is_request_chunked
-        self._limit = setup.settings.max_body_bytes
-        # The request body's side is made when a body arrives: most copies are bodiless GETs.
-        self._request: _Side | None = None
-        self._primary = _Side()
-        self._shadow = _Side()
-        self._conn: UpstreamConnection | None = None
-        self.dropped: DropReason | None = None
-        # Set once the outcome (a comparison or a drop) is counted; later callbacks are no-ops.
-        self.is_finished = False
-        self.is_cancelled = False
-        self.wait_deadline = 0.0
-        # Times this copy went out again after its pipelined connection ended unanswered.
-        self.resends = 0
+        self.url = url
+        self.is_request_chunked = is_request_chunked
+
+    def probe(self, backend: str) -> Mirror:
+        """This copy's twin: the same request, sent to the primary's backend again."""
+        twin = Mirror(
+            self.runner,
+            self.stats,
+            backend,
+            self.setup,
+            self.wire,
+            self.method,
+            self.url,
+            is_request_chunked=self.is_request_chunked,
+        )
+        twin.is_noise_probe = True
+        return twin
 
     @property
     def is_pipelinable(self) -> bool:
         """A copy the shadow channel may pipeline: a GET or OPTIONS without a body."""
-        return self.method in _PIPELINED_METHODS and self._request is None
-
-    @property
-    def wire_bytes(self) -> bytes:
-        """The whole copy as sent; a pipelined copy keeps it, since it may go out again."""
-        return self._head
+        return self.method in _PIPELINED_METHODS and not self.request_size
 
     @property
     def request_line(self) -> str:
         """`METHOD /path` (never the query): what examples and logs show of the request."""
-        return self.method.decode("latin-1") + " " + self.path.decode("latin-1")
+        path = self.url.partition(b"?")[0]
+        return self.method.decode("latin-1") + " " + path.decode("latin-1")
 
     # -- fed by the primary exchange ----------------------------------------------------------
 
     def add_request_body(self, data: bytes) -> None:
         if self.twin is not None:
             self.twin.add_request_body(data)
-        if self._request is None:
-            self._request = _Side()
-        self._capture(self._request, data)
+        if self.dropped is not None:
+            return
+        self.request_size += len(data)
+        if self.request_size > self.setup.settings.max_body_bytes:
+            self.drop(DropReason.BODY_TOO_LARGE)
+        elif self.request_chunks is None:
+            self.request_chunks = [data]
+        else:
+            self.request_chunks.append(data)
 
     def request_complete(self) -> None:
         """The client's request is all here: send the copy."""
         if self.twin is not None:
             self.twin.request_complete()
-        if self.dropped is not None:
+        if self.dropped is not None or self.is_sent:
             return
-        body = b""
-        if self._request is not None:
-            body = b"".join(self._request.body)
-            self._request.body = []
-        head = self._head
-        if self._is_request_chunked:
-            # The copy is sent whole, so it is framed by length.
-            head = head.replace(
-                b"Transfer-Encoding: chunked\r\n", b"Content-Length: %d\r\n" % len(body), 1
+        if self.request_chunks is not None:
+            body = b"".join(self.request_chunks)
+            self.request_chunks = None
+            wire = self.wire
+            if self.is_request_chunked:
+                # The copy is sent whole, so it is framed by length.
+                wire = wire.replace(
+                    b"Transfer-Encoding: chunked\r\n", b"Content-Length: %d\r\n" % len(body), 1
+                )
+            self.wire = wire + body
+        elif self.is_request_chunked:
+            self.wire = self.wire.replace(
+                b"Transfer-Encoding: chunked\r\n", b"Content-Length: 0\r\n", 1
             )
-        self._head = head[:-2] + _SHADOW_HEADER + b"\r\n" + body
+        self.is_sent = True
         self.runner.send(self)
 
     def primary_head(self, status: int, conn: UpstreamConnection) -> None:
         if self.twin is not None:
             self.twin.primary_head(status, conn)
         if self.dropped is None:
-            self._primary.status = status
-            self._primary.headers = response_headers(conn, self.setup.kept_headers)
+            self.primary_status = status
+            self.primary_names, self.primary_values = answer_headers(conn, self.setup)
 
     def primary_body(self, data: bytes) -> None:
         if self.twin is not None:
             self.twin.primary_body(data)
-        self._capture(self._primary, data)
+        if self.dropped is not None:
+            return
+        self.primary_size += len(data)
+        if self.primary_size > self.setup.settings.max_body_bytes:
+            self.drop(DropReason.BODY_TOO_LARGE)
+        elif self.primary_chunks is None:
+            self.primary_chunks = [data]
+        else:
+            self.primary_chunks.append(data)
 
     def primary_complete(self) -> None:
         if self.twin is not None:
             self.twin.primary_complete()
-        self._primary.is_done = True
-        self._maybe_compare()
+        self.is_primary_done = True
+        if self.is_shadow_done and not self.is_finished:
+            # This runs in the callback that finishes the client's answer: compare later.
+            self.is_finished = True
+            self.runner.compare_soon(self)
 
     def primary_failed(self) -> None:
         if self.twin is not None:
             self.twin.primary_failed()
         self.drop(DropReason.PRIMARY_FAILED)
+
+    # -- the shadow channel (pipelined copies) ------------------------------------------------
+
+    def shadow_answer(
+        self, status: int, names: list[bytes], values: list[bytes], chunks: list[bytes] | None
+    ) -> None:
+        """The whole answer, from the shadow channel (which bounds the body)."""
+        if self.is_finished:
+            return
+        self.shadow_status = status
+        self.shadow_names = names
+        self.shadow_values = values
+        self.shadow_chunks = chunks
+        self._shadow_done()
 
     # -- PoolClient (the shadow backend's pool) -----------------------------------------------
 
@@ -205,48 +230,40 @@ class Mirror:
             conn.pool.release(conn, is_reusable=True)
             return
         self._conn = conn
-        conn.start_request(self, is_head_request=self._is_head)
+        conn.start_request(self, is_head_request=self.method == b"HEAD")
         conn.read_timeout_s = self.setup.settings.timeout_s
         conn.deadline = conn.pool.loop.time() + conn.read_timeout_s
         conn.set_reading(is_paused=False)
-        conn.writelines([self._head])
-        self._head = b""
+        conn.writelines([self.wire])
+        self.wire = b""
 
     def fail(self, kind: FailureKind) -> None:
         timeout = kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.POOL_TIMEOUT)
         self.drop(DropReason.SHADOW_TIMEOUT if timeout else DropReason.SHADOW_ERROR)
 
-    # -- ResponseSink (the shadow backend's answer) -------------------------------------------
+    # -- ResponseSink (the shadow backend's answer, through the pool) -------------------------
 
     def on_response_head(self, conn: UpstreamConnection, status: int) -> None:
         if status >= 200 and self.dropped is None:
-            self._shadow.status = status
-            self._shadow.headers = response_headers(conn, self.setup.kept_headers)
-
-    def shadow_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """The shadow channel's answer head (final status only)."""
-        if self.dropped is None:
-            kept = self.setup.kept_headers
-            self._shadow.status = status
-            self._shadow.headers = tuple(
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in headers
-                if name.lower() in kept
-            )
-
-    def shadow_complete(self) -> None:
-        """The shadow channel's answer is all here."""
-        self._shadow.is_done = True
-        self._maybe_compare()
+            self.shadow_status = status
+            self.shadow_names, self.shadow_values = answer_headers(conn, self.setup)
 
     def on_response_body(self, data: bytes) -> None:
-        self._capture(self._shadow, data)
+        if self.dropped is not None:
+            return
+        self.shadow_size += len(data)
+        if self.shadow_size > self.setup.settings.max_body_bytes:
+            self.drop(DropReason.BODY_TOO_LARGE)
+        elif self.shadow_chunks is None:
+            self.shadow_chunks = [data]
+        else:
+            self.shadow_chunks.append(data)
 
     def on_response_complete(self, conn: UpstreamConnection, is_reusable: bool) -> None:
         self._conn = None
         conn.pool.release(conn, is_reusable=is_reusable)
-        self._shadow.is_done = True
-        self._maybe_compare()
+        if not self.is_finished:
+            self._shadow_done()
 
     def on_upgrade(self, conn: UpstreamConnection, tail: bytes) -> None:
         self._conn = None
@@ -256,7 +273,7 @@ class Mirror:
 
     def on_upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
         self._conn = None
-        if self._shadow.is_done:
+        if self.is_shadow_done:
             return
         is_timeout = isinstance(exc, TimeoutError)
         self.drop(DropReason.SHADOW_TIMEOUT if is_timeout else DropReason.SHADOW_ERROR)
@@ -269,15 +286,20 @@ class Mirror:
 
     # -- outcome ------------------------------------------------------------------------------
 
+    def _shadow_done(self) -> None:
+        self.is_shadow_done = True
+        if self.is_primary_done:
+            # Not the client's callback: an identical pair is counted right here.
+            self.is_finished = True
+            self.runner.settle(self)
+
     def drop(self, reason: DropReason) -> None:
         if self.dropped is not None or self.is_finished:
             return
         self.dropped = reason
         self.is_finished = True
         self.is_cancelled = True
-        self._request = None
-        self._primary.body = []
-        self._shadow.body = []
+        self.request_chunks = self.primary_chunks = self.shadow_chunks = None
         conn = self._conn
         if conn is not None:
             self._conn = None
@@ -285,51 +307,53 @@ class Mirror:
             conn.abort()
         self.runner.finish(self, reason)
 
-    def _capture(self, side: _Side, data: bytes) -> None:
-        if self.dropped is not None:
-            return
-        side.body_bytes += len(data)
-        if side.body_bytes > self._limit:
-            self.drop(DropReason.BODY_TOO_LARGE)
-            return
-        side.body.append(data)
-
-    def _maybe_compare(self) -> None:
-        if not self.is_finished and self._primary.is_done and self._shadow.is_done:
-            self.is_finished = True
-            self.runner.compare_soon(self)
+    def is_identical(self) -> bool:
+        """Same status, same compared headers byte for byte, same body bytes: equal under any
+        rules, since rules only ever make more answers equal. Most answers are, so this skips
+        the diff engine."""
+        if self.primary_status != self.shadow_status:
+            return False
+        a, b = self.primary_chunks, self.shadow_chunks
+        if a != b and b"".join(a or ()) != b"".join(b or ()):
+            return False
+        pick = self.setup.picker.pick
+        return pick(self.primary_names, self.primary_values) == pick(
+            self.shadow_names, self.shadow_values
+        )
 
     def samples(self) -> tuple[ResponseSample, ResponseSample]:
-        return self._primary.sample(), self._shadow.sample()
-
-    def are_answers_identical(self) -> bool:
-        """Same status, same kept headers, same body bytes: equal under any rules, since rules
-        only ever make more answers equal. Most answers are, so this skips the diff engine."""
-        a, b = self._primary, self._shadow
+        pairs = self.setup.picker.pairs
         return (
-            a.status == b.status
-            and a.headers == b.headers
-            and (a.body == b.body or b"".join(a.body) == b"".join(b.body))
+            ResponseSample(
+                self.primary_status,
+                _decoded(pairs(self.primary_names, self.primary_values)),
+                b"".join(self.primary_chunks or ()),
+            ),
+            ResponseSample(
+                self.shadow_status,
+                _decoded(pairs(self.shadow_names, self.shadow_values)),
+                b"".join(self.shadow_chunks or ()),
+            ),
         )
 
 
-def response_headers(
-    conn: UpstreamConnection, kept: frozenset[bytes]
-) -> tuple[tuple[str, str], ...]:
-    """The answer's headers named in `kept` (lowercase) as (name, value) text pairs.
+def answer_headers(conn: UpstreamConnection, setup: ShadowRoute) -> tuple[list[bytes], list[bytes]]:
+    """The answer's header names and values, plus any compared header the connection keeps
+    aside for framing (Content-Length, ...), which a route rarely compares.
 
-    Only what the comparison reads is decoded: copying every header of every answer was a
-    measurable share of a copy's cost (bench/proxy_bench.py --shadow)."""
+    Called before the exchange adds its own framing headers to `head_parts`."""
     parts = conn.head_parts
-    pairs = [
-        (parts[i].decode("latin-1"), parts[i + 2].decode("latin-1"))
-        for i in range(1, len(parts), 4)
-        if parts[i].lower() in kept
-    ]
-    for kind, name, value in conn.special_headers:
-        if kind not in (R_CONNECTION, R_UPGRADE) and name.lower() in kept:
-            pairs.append((name.decode("latin-1"), value.decode("latin-1")))
-    return tuple(pairs)
+    names, values = parts[1::4], parts[3::4]
+    if setup.kept_special:
+        for kind, name, value in conn.special_headers:
+            if kind not in (R_CONNECTION, R_UPGRADE) and name.lower() in setup.kept_special:
+                names.append(name)
+                values.append(value)
+    return names, values
+
+
+def _decoded(pairs: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in pairs)
 
 
 class ShadowRunner:
@@ -397,51 +421,39 @@ class ShadowRunner:
         setup = snapshot.shadow_routes.get(route) if route is not None else None
         if route is None or setup is None:
             return None
+        stats = self.results.routes.get(route) or self.results.route(route)
         if method not in _MIRRORED_METHODS and not decision.mirrors_unsafe:
-            self.results.count_drop(route, DropReason.NOT_MIRRORED_UNSAFE)
-            self.counters.inc("shadow_dropped_total", route, DropReason.NOT_MIRRORED_UNSAFE)
+            self._count_drop(stats, DropReason.NOT_MIRRORED_UNSAFE)
             return None
-        if self.in_flight >= snapshot.limits.max_shadow_in_flight:
-            self.results.count_drop(route, DropReason.QUEUE_FULL)
-            self.counters.inc("shadow_dropped_total", route, DropReason.QUEUE_FULL)
+        limit = snapshot.limits.max_shadow_in_flight
+        if self.in_flight >= limit:
+            self._count_drop(stats, DropReason.QUEUE_FULL)
             return None
         self.in_flight += 1
-        self.results.count_mirrored(route)
+        stats.mirrored += 1
         # Same trace, a span of its own: the copy shows up beside the primary in a trace view.
         span = b"%016x" % random.getrandbits(64)
         shadow_traceparent = traceparent[:36] + span + traceparent[52:]
-        head = head.replace(traceparent, shadow_traceparent, 1)
-        path = url.partition(b"?")[0]
+        wire = head[:-2].replace(traceparent, shadow_traceparent, 1) + _SHADOW_HEADER_END
         assert decision.shadow_backend is not None  # set for every route in shadow_routes
         mirror = Mirror(
             self,
-            route,
+            stats,
             decision.shadow_backend,
             setup,
-            head,
+            wire,
             method,
-            path,
-            is_head=method == b"HEAD",
+            url,
             is_request_chunked=is_request_chunked,
         )
         if (
-            method in _MIRRORED_METHODS
+            setup.settings.noise_sample_rate
+            and method in _MIRRORED_METHODS
+            and self.in_flight < limit
             and random.random() < setup.settings.noise_sample_rate
-            and self.in_flight < snapshot.limits.max_shadow_in_flight
         ):
             self.in_flight += 1
-            mirror.twin = Mirror(
-                self,
-                route,
-                decision.backend,
-                setup,
-                head,
-                method,
-                path,
-                is_head=method == b"HEAD",
-                is_request_chunked=is_request_chunked,
-                is_noise_probe=True,
-            )
+            mirror.twin = mirror.probe(decision.backend)
         return mirror
 
     def send(self, mirror: Mirror) -> None:
@@ -456,11 +468,31 @@ class ShadowRunner:
         pool.acquire(mirror)
 
     def finish(self, mirror: Mirror, reason: DropReason | None) -> None:
-        """Called exactly once per Mirror that `begin` made (copies and noise probes)."""
+        """Called exactly once per Mirror that `begin` made (copies and noise probes) that
+        ends without a comparison."""
         self.in_flight -= 1
         if reason is not None and not mirror.is_noise_probe:
-            self.results.count_drop(mirror.route, reason)
-            self.counters.inc("shadow_dropped_total", mirror.route, reason)
+            self._count_drop(mirror.stats, reason)
+
+    def _count_drop(self, stats: RouteShadowStats, reason: DropReason) -> None:
+        stats.dropped[reason] += 1
+        self.counters.inc("shadow_dropped_total", stats.route, reason)
+
+    def settle(self, mirror: Mirror) -> None:
+        """Both answers are in: an identical pair is counted now, others are diffed soon."""
+        if mirror.is_identical():
+            self._count_identical(mirror)
+        else:
+            self.compare_soon(mirror)
+
+    def _count_identical(self, mirror: Mirror) -> None:
+        self.in_flight -= 1
+        if mirror.is_noise_probe:
+            self.results.record_noise(mirror.route, _IDENTICAL)
+        else:
+            stats = mirror.stats
+            stats.compared += 1
+            stats.equal += 1
 
     def compare_soon(self, mirror: Mirror) -> None:
         # One loop callback compares every pair that completed in this loop iteration.
@@ -478,31 +510,25 @@ class ShadowRunner:
                 log.exception("shadow %s: comparison failed", mirror.route)
 
     def _compare(self, mirror: Mirror) -> None:
+        if mirror.is_identical():
+            self._count_identical(mirror)
+            return
         self.in_flight -= 1
-        if mirror.are_answers_identical():
-            comparison = _IDENTICAL
-        else:
-            primary, shadow = mirror.samples()
-            comparison = compare_responses(
-                primary,
-                shadow,
-                mirror.setup.rules,
-                max_decoded_bytes=mirror.setup.settings.max_body_bytes,
-            )
-            if not comparison.body_compared:
-                # Only an inflated body past the bound gets here (captures are never truncated).
-                if not mirror.is_noise_probe:
-                    self.results.count_drop(mirror.route, DropReason.BODY_TOO_LARGE)
-                    self.counters.inc(
-                        "shadow_dropped_total", mirror.route, DropReason.BODY_TOO_LARGE
-                    )
-                return
+        primary, shadow = mirror.samples()
+        comparison = compare_responses(
+            primary,
+            shadow,
+            mirror.setup.rules,
+            max_decoded_bytes=mirror.setup.settings.max_body_bytes,
+        )
+        if not comparison.body_compared:
+            # Only an inflated body past the bound gets here (captures are never truncated).
+            if not mirror.is_noise_probe:
+                self._count_drop(mirror.stats, DropReason.BODY_TOO_LARGE)
+            return
         if mirror.is_noise_probe:
             for path in self.results.record_noise(mirror.route, comparison):
                 log.info("shadow %s: legacy differs from itself at %s", mirror.route, path)
-            return
-        if comparison.is_equal:
-            self.results.count_equal(mirror.route)
             return
         if comparison.differences:
             redactor = mirror.setup.redactor

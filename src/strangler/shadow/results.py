@@ -26,6 +26,11 @@ from strangler.diff import Comparison, wilson_interval
 
 # Distinct signatures one route keeps between two flushes; more are counted, not kept.
 MAX_SIGNATURES_PER_FLUSH = 1000
+# What a route that has never been flushed counts as: nothing (never mutated).
+_NOTHING_REPORTED: tuple[tuple[int, ...], collections.Counter[str]] = (
+    (0, 0, 0, 0, 0),
+    collections.Counter(),
+)
 
 
 @dataclass(slots=True)
@@ -107,7 +112,12 @@ class RouteShadowStats:
 
 class ShadowResults:
     """All routes' shadow results in one worker: running totals for the log, and the deltas
-    since the last `take_deltas()` for the store (which adds up every worker's deltas)."""
+    since the last `take_deltas()` for the store (which adds up every worker's deltas).
+
+    Counters live in the totals only, and a flush reports how far they moved since the last
+    one: counting a copy is then one increment on one object, which matters on the hot path
+    (bench/proxy_bench.py --shadow). What can't be diffed (paths, examples, signatures, noise
+    paths) is also kept per flush in `_pending`."""
 
     def __init__(
         self, clock: Callable[[], float], *, max_paths: int = 200, max_examples: int = 5
@@ -118,56 +128,74 @@ class ShadowResults:
         self._max_signatures = MAX_SIGNATURES_PER_FLUSH
         self.routes: dict[str, RouteShadowStats] = {}
         self._pending: dict[str, RouteShadowStats] = {}
+        # The counters as of the last flush, by route: (mirrored, compared, equal, different,
+        # noise_samples) and the drops by reason.
+        self._reported: dict[str, tuple[tuple[int, ...], collections.Counter[str]]] = {}
         # Paths a person reviewed (accepted or noise), read back from the store.
         self.reviewed: dict[str, frozenset[str]] = {}
 
-    def _both(self, name: str) -> tuple[RouteShadowStats, RouteShadowStats]:
+    def _pending_for(self, name: str) -> RouteShadowStats:
         pending = self._pending.get(name)
         if pending is None:
             pending = self._pending[name] = RouteShadowStats(name)
-        return self.route(name), pending
+        return pending
 
     def count_mirrored(self, route: str) -> None:
-        for stats in self._both(route):
-            stats.mirrored += 1
+        self.route(route).mirrored += 1
 
     def count_drop(self, route: str, reason: str) -> None:
-        for stats in self._both(route):
-            stats.dropped[reason] += 1
+        self.route(route).dropped[reason] += 1
 
     def take_deltas(self) -> tuple[RouteDelta, ...]:
         """What changed since the last call, as store deltas; called from the event loop."""
         pending, self._pending = self._pending, {}
-        return tuple(
-            RouteDelta(
-                route=stats.route,
-                mirrored=stats.mirrored,
-                compared=stats.compared,
-                equal=stats.equal,
-                different=stats.different,
-                dropped={str(reason): count for reason, count in stats.dropped.items()},
-                paths=tuple(
-                    PathDelta(
-                        rule_path=p.rule_path,
-                        kind=p.kind,
-                        count=p.count,
-                        first_seen=p.first_seen,
-                        last_seen=p.last_seen,
-                        examples=tuple(p.examples),
-                    )
-                    for p in stats.paths.values()
-                ),
-                noise_samples=stats.noise_samples,
-                signatures=tuple(
-                    SignatureDelta(paths, count) for paths, count in stats.signatures.items()
-                ),
-                noise=tuple(
-                    NoiseDelta(rule_path=path, count=count)
-                    for path, count in stats.noise_paths.items()
-                ),
+        deltas: list[RouteDelta] = []
+        for name, totals in self.routes.items():
+            counters = (
+                totals.mirrored,
+                totals.compared,
+                totals.equal,
+                totals.different,
+                totals.noise_samples,
             )
-            for stats in pending.values()
-        )
+            last_counters, last_dropped = self._reported.get(name, _NOTHING_REPORTED)
+            maps = pending.get(name)
+            if counters == last_counters and totals.dropped == last_dropped and maps is None:
+                continue
+            self._reported[name] = (counters, collections.Counter(totals.dropped))
+            moved = [now - then for now, then in zip(counters, last_counters, strict=True)]
+            dropped = totals.dropped - last_dropped
+            maps = maps or RouteShadowStats(name)
+            deltas.append(
+                RouteDelta(
+                    route=name,
+                    mirrored=moved[0],
+                    compared=moved[1],
+                    equal=moved[2],
+                    different=moved[3],
+                    dropped={str(reason): count for reason, count in dropped.items() if count},
+                    paths=tuple(
+                        PathDelta(
+                            rule_path=p.rule_path,
+                            kind=p.kind,
+                            count=p.count,
+                            first_seen=p.first_seen,
+                            last_seen=p.last_seen,
+                            examples=tuple(p.examples),
+                        )
+                        for p in maps.paths.values()
+                    ),
+                    noise_samples=moved[4],
+                    signatures=tuple(
+                        SignatureDelta(paths, count) for paths, count in maps.signatures.items()
+                    ),
+                    noise=tuple(
+                        NoiseDelta(rule_path=path, count=count)
+                        for path, count in maps.noise_paths.items()
+                    ),
+                )
+            )
+        return tuple(deltas)
 
     def route(self, name: str) -> RouteShadowStats:
         stats = self.routes.get(name)
@@ -177,61 +205,55 @@ class ShadowResults:
 
     def record_noise(self, route: str, comparison: Comparison) -> list[str]:
         """Count one legacy-vs-legacy comparison; returns paths that differed for the first time."""
+        totals, pending = self.route(route), self._pending_for(route)
+        totals.noise_samples += 1
         new_paths: list[str] = []
-        for stats in self._both(route):
-            is_total = stats is self.routes[route]
-            stats.noise_samples += 1
-            for rule_path in {d.rule_path for d in comparison.differences}:
+        for rule_path in {d.rule_path for d in comparison.differences}:
+            for stats in (totals, pending):
                 if rule_path not in stats.noise_paths:
                     if len(stats.noise_paths) >= self._max_paths:
                         continue
-                    if is_total:
+                    if stats is totals:
                         new_paths.append(rule_path)
                 stats.noise_paths[rule_path] = stats.noise_paths.get(rule_path, 0) + 1
         return new_paths
 
     def count_equal(self, route: str) -> None:
         """Count one comparison that found no difference (the common case, kept cheap)."""
-        for stats in self._both(route):
-            stats.compared += 1
-            stats.equal += 1
+        stats = self.route(route)
+        stats.compared += 1
+        stats.equal += 1
 
     def record(self, route: str, request_line: str, comparison: Comparison) -> list[str]:
         """Count one comparison; returns the difference paths seen here for the first time."""
-        totals, pending = self._both(route)
+        totals = self.route(route)
+        totals.compared += 1
+        if comparison.is_equal:
+            totals.equal += 1
+            return []
+        totals.different += 1
         # Noise is judged on the worker's running totals, which the pending deltas can't know.
         reviewed = self.reviewed.get(route, frozenset())
-        is_noise_only = not comparison.is_equal and all(
+        if all(
             d.rule_path in reviewed or totals.is_noise(d.rule_path) for d in comparison.differences
-        )
-        new_paths = self._add(totals, request_line, comparison, is_noise_only)
-        self._add(pending, request_line, comparison, is_noise_only)
-        if not comparison.is_equal:
-            paths = {d.rule_path for d in comparison.differences}
-            if comparison.is_truncated:
-                paths.add(UNSEEN_DIFFERENCES)
-            signature = tuple(sorted(paths))
-            if signature in pending.signatures or len(pending.signatures) < self._max_signatures:
-                pending.signatures[signature] += 1
-            else:
-                pending.signatures_not_kept += 1
-                totals.signatures_not_kept += 1
+        ):
+            totals.equal_but_noise += 1
+        pending = self._pending_for(route)
+        new_paths = self._add(totals, request_line, comparison)
+        self._add(pending, request_line, comparison)
+        paths = {d.rule_path for d in comparison.differences}
+        if comparison.is_truncated:
+            paths.add(UNSEEN_DIFFERENCES)
+        signature = tuple(sorted(paths))
+        if signature in pending.signatures or len(pending.signatures) < self._max_signatures:
+            pending.signatures[signature] += 1
+        else:
+            pending.signatures_not_kept += 1
+            totals.signatures_not_kept += 1
         return new_paths
 
-    def _add(
-        self,
-        stats: RouteShadowStats,
-        request_line: str,
-        comparison: Comparison,
-        is_noise_only: bool,
-    ) -> list[str]:
-        stats.compared += 1
-        if comparison.is_equal:
-            stats.equal += 1
-            return []
-        stats.different += 1
-        if is_noise_only:
-            stats.equal_but_noise += 1
+    def _add(self, stats: RouteShadowStats, request_line: str, comparison: Comparison) -> list[str]:
+        """Add a different comparison's paths and examples to `stats`; returns new paths."""
         now = self._clock()
         new_paths: list[str] = []
         for difference in comparison.differences:
