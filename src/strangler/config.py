@@ -111,6 +111,10 @@ class ShadowConfig(_Model):
     # Noise learning (Diffy's idea): this share of safe requests is also sent to the legacy
     # backend a second time; paths where legacy differs from itself are noise, not regressions.
     noise_sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    # ...but at most this many a second per route and worker: each probe is one more request to
+    # the legacy backend, and a busy route must not load it 5 % more for what a few hundred
+    # samples already show.
+    noise_max_per_s: Annotated[float, Field(gt=0.0)] = 20.0
     # Keys whose values never reach the store (substring match, like Rails filter_parameters).
     redact: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT))
 

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -262,6 +263,29 @@ def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
     # leave the parity figure.
     assert stats["equal_but_noise"] >= 15
     assert stats["parity"] == (stats["equal"] + stats["equal_but_noise"]) / 20
+
+
+def test_noise_probes_are_capped_per_second(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    legacy, new = upstreams
+    routes = """\
+  - name: nonce
+    match: "GET /nonce/:id"
+    stage: shadow
+    shadow: {noise_sample_rate: 1.0, noise_max_per_s: 2}
+"""
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
+    started = time.monotonic()
+    with httpx.Client() as client:
+        for index in range(40):
+            assert client.get(f"{gw.url}/nonce/{index}").status_code == 200
+    elapsed = time.monotonic() - started
+    stats = _results(gw)["nonce"]
+    # A burst of 2, then 2 a second: every request was sampled, few became probes.
+    assert 2 <= stats["noise_samples"] <= 2 + 2 * elapsed + 1
+    assert stats["noise_samples"] < 40
+    assert stats["compared"] == 40
 
 
 _cli = run_cli

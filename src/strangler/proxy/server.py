@@ -558,7 +558,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _trace_ids(self) -> tuple[bytes, bytes]:
         """(request id, traceparent to send upstream): passed through when valid, else made."""
-        span = b"%016x" % _getrandbits(64)
+        # One draw for both: a 32-digit trace (and request) id, then a 16-digit span id.
+        ids = b"%048x" % _getrandbits(192)
+        new_id, span = ids[:32], ids[32:]
         incoming = self._traceparent
         match = _TRACEPARENT.fullmatch(incoming) if incoming is not None else None
         if (
@@ -568,10 +570,8 @@ class ClientConnection(asyncio.Protocol):
             and match[3] != _ZERO_SPAN
         ):
             traceparent = b"00-" + match[2] + b"-" + span + b"-" + match[4]
-            new_id = b"%032x" % _getrandbits(128)
         else:
             # A new trace: its id doubles as the request id, so logs and traces join up.
-            new_id = b"%032x" % _getrandbits(128)
             traceparent = b"00-" + new_id + b"-" + span + b"-01"
         request_id = self._request_id
         if request_id is None or _REQUEST_ID.fullmatch(request_id) is None:

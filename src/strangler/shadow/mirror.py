@@ -66,8 +66,6 @@ class Mirror:
     is_finished = False
     # Seen by the shadow pool, which skips a copy dropped while it waited for a connection.
     is_cancelled = False
-    # Handed to the shadow channel or pool.
-    is_sent = False
     wait_deadline = 0.0
     # Times this copy went out again after its pipelined connection ended unanswered.
     resends = 0
@@ -127,11 +125,6 @@ class Mirror:
         return twin
 
     @property
-    def is_pipelinable(self) -> bool:
-        """A copy the shadow channel may pipeline: a GET or OPTIONS without a body."""
-        return self.method in _PIPELINED_METHODS and not self.request_size
-
-    @property
     def request_line(self) -> str:
         """`METHOD /path` (never the query): what examples and logs show of the request."""
         path = self.url.partition(b"?")[0]
@@ -156,7 +149,7 @@ class Mirror:
         """The client's request is all here: send the copy."""
         if self.twin is not None:
             self.twin.request_complete()
-        if self.dropped is not None or self.is_sent:
+        if self.dropped is not None:
             return
         if self.request_chunks is not None:
             body = b"".join(self.request_chunks)
@@ -172,7 +165,6 @@ class Mirror:
             self.wire = self.wire.replace(
                 b"Transfer-Encoding: chunked\r\n", b"Content-Length: 0\r\n", 1
             )
-        self.is_sent = True
         self.runner.send(self)
 
     def primary_head(self, status: int, conn: UpstreamConnection) -> None:
@@ -365,6 +357,8 @@ class ShadowRunner:
         self.in_flight = 0
         self.results = ShadowResults(clock=time.time)
         self._to_compare: list[Mirror] = []
+        # Noise probes' token buckets by route: (tokens, when last counted).
+        self._probe_budget: dict[str, tuple[float, float]] = {}
         # Set by the worker for each snapshot (proxy.upstream_pool.reconcile_pools).
         self.pools: dict[str, UpstreamPool] = {}
         # Pipelined connections for GET/OPTIONS copies, per backend (see channel.py).
@@ -446,19 +440,35 @@ class ShadowRunner:
             url,
             is_request_chunked=is_request_chunked,
         )
+        settings = setup.settings
         if (
-            setup.settings.noise_sample_rate
+            settings.noise_sample_rate
             and method in _MIRRORED_METHODS
             and self.in_flight < limit
-            and random.random() < setup.settings.noise_sample_rate
+            and random.random() < settings.noise_sample_rate
+            and self._may_probe(route, settings.noise_max_per_s)
         ):
             self.in_flight += 1
             mirror.twin = mirror.probe(decision.backend)
         return mirror
 
+    def _may_probe(self, route: str, per_s: float) -> bool:
+        """A token bucket per route: at most `per_s` noise probes a second, in bursts of as
+        many (at least one)."""
+        now = self.loop.time()
+        capacity = max(per_s, 1.0)
+        tokens, then = self._probe_budget.get(route, (capacity, now))
+        tokens = min(capacity, tokens + (now - then) * per_s)
+        if tokens < 1.0:
+            self._probe_budget[route] = (tokens, now)
+            return False
+        self._probe_budget[route] = (tokens - 1.0, now)
+        return True
+
     def send(self, mirror: Mirror) -> None:
         channel = self.channels.get(mirror.backend)
-        if channel is not None and mirror.is_pipelinable:
+        # A GET or OPTIONS without a body may be pipelined (see channel.py).
+        if channel is not None and mirror.method in _PIPELINED_METHODS and not mirror.request_size:
             channel.send(mirror)
             return
         pool = self.pools.get(mirror.backend)
@@ -480,10 +490,16 @@ class ShadowRunner:
 
     def settle(self, mirror: Mirror) -> None:
         """Both answers are in: an identical pair is counted now, others are diffed soon."""
-        if mirror.is_identical():
+        if not mirror.is_identical():
+            self.compare_soon(mirror)
+        elif mirror.is_noise_probe:
             self._count_identical(mirror)
         else:
-            self.compare_soon(mirror)
+            # The common case, inline: most copies end here.
+            self.in_flight -= 1
+            stats = mirror.stats
+            stats.compared += 1
+            stats.equal += 1
 
     def _count_identical(self, mirror: Mirror) -> None:
         self.in_flight -= 1
