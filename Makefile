@@ -52,7 +52,9 @@ bench-deps:
 
 bench: setup bench-deps
 	$(PY) bench/bench_routing.py
+	$(PY) bench/bench_diff.py
 	$(PY) bench/proxy_bench.py
+	$(PY) bench/proxy_bench.py --shadow
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
