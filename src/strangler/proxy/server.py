@@ -467,9 +467,12 @@ class ClientConnection(asyncio.Protocol):
             request_id=request_id,
             response_tail=set_cookie + _response_tail(request_id, snapshot.via),
         )
-        exchange.body_gate = body_gate
-        exchange.started_at = started_at
-        exchange.fallback = fallback
+        if body_gate is not None:
+            exchange.body_gate = body_gate
+        if started_at:
+            exchange.started_at = started_at
+        if fallback is not None:
+            exchange.fallback = fallback
         if body_gate is not None and self._expects_continue and self.current is None:
             # The body must be read before anything is forwarded: say "go on" ourselves.
             self.write(_CONTINUE)
