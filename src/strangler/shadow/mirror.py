@@ -138,12 +138,7 @@ class Mirror:
         if self.dropped is not None:
             return
         self.request_size += len(data)
-        if self.request_size > self.setup.settings.max_body_bytes:
-            self.drop(DropReason.BODY_TOO_LARGE)
-        elif self.request_chunks is None:
-            self.request_chunks = [data]
-        else:
-            self.request_chunks.append(data)
+        self.request_chunks = self._kept(self.request_chunks, self.request_size, data)
 
     def request_complete(self) -> None:
         """The client's request is all here: send the copy."""
@@ -180,12 +175,7 @@ class Mirror:
         if self.dropped is not None:
             return
         self.primary_size += len(data)
-        if self.primary_size > self.setup.settings.max_body_bytes:
-            self.drop(DropReason.BODY_TOO_LARGE)
-        elif self.primary_chunks is None:
-            self.primary_chunks = [data]
-        else:
-            self.primary_chunks.append(data)
+        self.primary_chunks = self._kept(self.primary_chunks, self.primary_size, data)
 
     def primary_complete(self) -> None:
         if self.twin is not None:
@@ -244,12 +234,7 @@ class Mirror:
         if self.dropped is not None:
             return
         self.shadow_size += len(data)
-        if self.shadow_size > self.setup.settings.max_body_bytes:
-            self.drop(DropReason.BODY_TOO_LARGE)
-        elif self.shadow_chunks is None:
-            self.shadow_chunks = [data]
-        else:
-            self.shadow_chunks.append(data)
+        self.shadow_chunks = self._kept(self.shadow_chunks, self.shadow_size, data)
 
     def on_response_complete(self, conn: UpstreamConnection, is_reusable: bool) -> None:
         self._conn = None
@@ -277,6 +262,16 @@ class Mirror:
         """There is no client on the shadow side."""
 
     # -- outcome ------------------------------------------------------------------------------
+
+    def _kept(self, chunks: list[bytes] | None, size: int, data: bytes) -> list[bytes] | None:
+        """`chunks` with `data` added, or None once `size` passed the bound (the copy dropped)."""
+        if size > self.setup.settings.max_body_bytes:
+            self.drop(DropReason.BODY_TOO_LARGE)
+            return None
+        if chunks is None:
+            return [data]
+        chunks.append(data)
+        return chunks
 
     def _shadow_done(self) -> None:
         self.is_shadow_done = True
