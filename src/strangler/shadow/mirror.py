@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import orjson
@@ -72,14 +73,14 @@ class Mirror:
     request_chunks: list[bytes] | None = None
     request_size = 0
     primary_status = 0
-    primary_names: list[bytes] = []
-    primary_values: list[bytes] = []
+    primary_names: Sequence[bytes] = ()
+    primary_values: Sequence[bytes] = ()
     primary_chunks: list[bytes] | None = None
     primary_size = 0
     is_primary_done = False
     shadow_status = 0
-    shadow_names: list[bytes] = []
-    shadow_values: list[bytes] = []
+    shadow_names: Sequence[bytes] = ()
+    shadow_values: Sequence[bytes] = ()
     shadow_chunks: list[bytes] | None = None
     shadow_size = 0
     is_shadow_done = False

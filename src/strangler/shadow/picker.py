@@ -10,13 +10,13 @@ past that they are worked out each time, so odd backends cost time, not memory.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 # A picked answer: the compared names (lowercase, in order) and their values.
 Picked = tuple[tuple[bytes, ...], object]
 
 
-def _nothing(values: list[bytes]) -> tuple[()]:
+def _nothing(values: Sequence[bytes]) -> tuple[()]:
     return ()
 
 
@@ -28,7 +28,7 @@ class HeaderPicker:
         self._max_shapes = max_shapes
         self._shapes: dict[tuple[bytes, ...], tuple[tuple[bytes, ...], Callable[..., object]]] = {}
 
-    def pick(self, names: list[bytes], values: list[bytes]) -> Picked:
+    def pick(self, names: Sequence[bytes], values: Sequence[bytes]) -> Picked:
         """A value that is equal for two answers exactly when their compared headers are: the
         same names in the same order (case folded) with the same values, byte for byte."""
         key = tuple(names)
@@ -38,7 +38,7 @@ class HeaderPicker:
         picked_names, get = shape
         return picked_names, get(values)
 
-    def pairs(self, names: list[bytes], values: list[bytes]) -> list[tuple[bytes, bytes]]:
+    def pairs(self, names: Sequence[bytes], values: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
         """The compared headers as (name as received, value): for the diff engine."""
         kept = self.kept
         pairs = zip(names, values, strict=True)
