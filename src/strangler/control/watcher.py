@@ -25,6 +25,8 @@ log = logging.getLogger("strangler.watcher")
 POLL_S = 0.25
 LISTEN_POLL_S = 1.0
 MAX_BACKOFF_S = 5.0
+# Why a watcher is degraded before the store first answered (compared by identity).
+NOT_READ_YET = "the control store has not answered yet"
 
 OnChange = Callable[[dict[str, Override], int], None]
 
@@ -50,7 +52,8 @@ class StateWatcher:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.first_read = threading.Event()  # set after the first attempt, success or not
         self.version = -1
-        self.degraded: str | None = None
+        # Degraded until the store first answers: until then the YAML alone is in force.
+        self.degraded: str | None = NOT_READ_YET
         self._store: Store | None = None
         self._listener: Any = None
 
@@ -88,12 +91,13 @@ class StateWatcher:
             self._on_change(overrides, version)
             self.version = version
         if self.degraded is not None:
-            log.warning("control store reachable again at version %d", version)
+            if self.degraded is not NOT_READ_YET:
+                log.warning("control store reachable again at version %d", version)
             self.degraded = None
 
     def _fail(self, exc: Exception) -> None:
         reason = f"control store unavailable: {exc}"
-        if self.degraded is None:
+        if self.degraded is None or self.degraded is NOT_READ_YET:
             log.error("%s; serving the last-known state (version %d)", reason, self.version)
         self.degraded = reason
         self._drop_listener()

@@ -157,6 +157,9 @@ class Worker:
         # first request; a store that does not answer leaves the YAML in force, said once.
         await self.loop.run_in_executor(None, self.watcher.first_read.wait, FIRST_STATE_WAIT_S)
         await asyncio.sleep(0)
+        # Said before the log line and readiness, not at the next sweep: /readyz must not
+        # answer ready while this worker serves the YAML alone.
+        self._report_degraded()
         if self.watcher.version < 0:
             log.warning("starting from the YAML file alone: %s", self.watcher.degraded)
         if self._runs_analyzer:
@@ -181,6 +184,13 @@ class Worker:
     def degraded(self) -> str | None:
         """Why this worker serves a state that may be stale, or None."""
         return self.watcher.degraded
+
+    def _report_degraded(self) -> None:
+        is_degraded = self.watcher.degraded is not None
+        if is_degraded != self._was_degraded:
+            self._was_degraded = is_degraded
+            if self._on_degraded is not None:
+                self._on_degraded(is_degraded)
 
     def _on_state(self, overrides: dict[str, Override], version: int) -> None:
         """Watcher thread: a new state version. The snapshot is built here, off the loop."""
@@ -300,11 +310,7 @@ class Worker:
                 log.error("the supervisor (pid %d) is gone: draining", self._supervisor_pid)
                 self._supervisor_pid = None
                 self.stop()
-            is_degraded = self.watcher.degraded is not None
-            if is_degraded != self._was_degraded:
-                self._was_degraded = is_degraded
-                if self._on_degraded is not None:
-                    self._on_degraded(is_degraded)
+            self._report_degraded()
             wall = time.time()
             self.traffic.tick(wall)
             self.windows.tick(wall)
