@@ -144,6 +144,23 @@ MULTISET = {"unordered": {"$.tags": None}}
             {"projects": [{"id": 1}]},
             [("$.projects[?(@.id==true)]", MISSING), ("$.projects[?(@.id==1)]", EXTRA)],
         ),
+        # Duplicate keys pair up in order of appearance; the unpaired rest is extra or missing.
+        (
+            KEYED,
+            {"projects": [{"id": 1, "n": 1}, {"id": 1, "n": 2}]},
+            {"projects": [{"id": 1, "n": 1}, {"id": 2}, {"id": 1, "n": 3}, {"id": 1, "n": 4}]},
+            [
+                ("$.projects[?(@.id==1)].n", CHANGED),
+                ("$.projects[?(@.id==2)]", EXTRA),
+                ("$.projects[?(@.id==1)]", EXTRA),
+            ],
+        ),
+        (
+            KEYED,
+            {"projects": [{"id": 1, "n": 1}, {"id": 1, "n": 2}, {"id": 1, "n": 3}]},
+            {"projects": [{"id": 1, "n": 1}, {"id": 1, "n": 2}]},
+            [("$.projects[?(@.id==1)]", MISSING)],
+        ),
         # Elements without the key field are matched as a multiset among themselves.
         (KEYED, {"projects": [{"x": 1}, {"id": 1}]}, {"projects": [{"id": 1}, {"x": 1}]}, []),
         (MULTISET, {"tags": ["a", "b", "c"]}, {"tags": ["c", "a", "b"]}, []),

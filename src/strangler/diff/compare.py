@@ -69,10 +69,12 @@ def compare_responses(
     limit = rules.max_differences
     is_truncated = len(found) > limit
     del found[limit:]
+    heads_a = _first_values(primary.headers)
+    heads_b = _first_values(shadow.headers)
     if not primary.is_truncated and not shadow.is_truncated:
         try:
-            primary = _without_content_coding(primary, max_decoded_bytes)
-            shadow = _without_content_coding(shadow, max_decoded_bytes)
+            primary = _without_content_coding(primary, heads_a, max_decoded_bytes)
+            shadow = _without_content_coding(shadow, heads_b, max_decoded_bytes)
         except _TooLarge:
             primary = dataclasses.replace(primary, is_truncated=True)
     if primary.is_truncated or shadow.is_truncated:
@@ -83,7 +85,9 @@ def compare_responses(
             kind=BodyKind.SKIPPED,
             is_truncated=is_truncated,
         )
-    kind, body_found, is_body_truncated = _compare_body(primary, shadow, rules, limit - len(found))
+    kind, body_found, is_body_truncated = _compare_body(
+        primary, shadow, heads_a, heads_b, rules, limit - len(found)
+    )
     found.extend(body_found)
     is_truncated = is_truncated or is_body_truncated
     return Comparison(
@@ -96,12 +100,17 @@ def compare_responses(
 
 
 def _compare_body(
-    primary: ResponseSample, shadow: ResponseSample, rules: DiffRules, budget: int
+    primary: ResponseSample,
+    shadow: ResponseSample,
+    heads_a: dict[str, str],
+    heads_b: dict[str, str],
+    rules: DiffRules,
+    budget: int,
 ) -> tuple[BodyKind, list[Difference], bool]:
-    if _is_encoded(primary.headers) or _is_encoded(shadow.headers):
+    if _is_encoded(heads_a) or _is_encoded(heads_b):
         return BodyKind.BINARY, _binary(primary.body, shadow.body), False
-    type_a = _header(primary.headers, "content-type")
-    type_b = _header(shadow.headers, "content-type")
+    type_a = heads_a.get("content-type", "").lower()
+    type_b = heads_b.get("content-type", "").lower()
     is_json = (
         "json" in type_a
         or "json" in type_b
@@ -142,19 +151,26 @@ def _compare_body(
     return kind, found, False
 
 
-def _header(headers: Sequence[tuple[str, str]], name: str) -> str:
-    """The first value of a header, lowercased; '' if absent."""
-    return next((value.lower() for key, value in headers if key.lower() == name), "")
+def _first_values(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Each header's first value by lowercased name (one pass, read by every lookup after)."""
+    return {key.lower(): value for key, value in reversed(headers)}
 
 
-def _is_encoded(headers: Sequence[tuple[str, str]]) -> bool:
-    return _header(headers, "content-encoding").strip() not in ("", "identity")
+def _coding(heads: dict[str, str]) -> str:
+    return heads.get("content-encoding", "").strip().lower()
 
 
-def _without_content_coding(sample: ResponseSample, max_bytes: int) -> ResponseSample:
-    """The sample with a gzip/deflate body inflated and Content-Encoding dropped; unchanged when
-    it has no coding, or one we do not inflate, or a corrupt stream (then bytes compare)."""
-    coding = _header(sample.headers, "content-encoding").strip()
+def _is_encoded(heads: dict[str, str]) -> bool:
+    return _coding(heads) not in ("", "identity")
+
+
+def _without_content_coding(
+    sample: ResponseSample, heads: dict[str, str], max_bytes: int
+) -> ResponseSample:
+    """The sample with a gzip/deflate body inflated and Content-Encoding dropped (from `heads`
+    too); unchanged when it has no coding, or one we do not inflate, or a corrupt stream (then
+    bytes compare)."""
+    coding = _coding(heads)
     if coding in ("gzip", "x-gzip"):
         attempts: tuple[int, ...] = (_GZIP_WBITS,)
     elif coding == "deflate":
@@ -173,6 +189,7 @@ def _without_content_coding(sample: ResponseSample, max_bytes: int) -> ResponseS
         if not inflater.eof:
             continue
         headers = tuple(pair for pair in sample.headers if pair[0].lower() != "content-encoding")
+        del heads["content-encoding"]
         return dataclasses.replace(sample, headers=headers, body=body)
     return sample
 

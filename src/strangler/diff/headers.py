@@ -1,6 +1,6 @@
 """Comparison of the response headers a route's rules name.
 
-Pure.
+Pure: the only state is a bounded memo of canonical values, invisible to callers.
 
 Rules:
 - Only the configured names are compared (default: Content-Type, Location, Cache-Control,
@@ -28,6 +28,10 @@ from strangler.diff.values import shorten
 _SPACE_AROUND_SEPARATORS = re.compile(r"\s*([;,])\s*")
 _WHITESPACE = re.compile(r"\s+")
 _CASE_INSENSITIVE = frozenset({"content-type", "cache-control"})
+# Canonical forms by (name, joined value). A backend sends the same few header values on every
+# answer, so after warm-up canonicalizing costs one dict lookup; bounded, cleared when full.
+_CANONICAL_CACHE_MAX = 4096
+_canonical_cache: dict[tuple[str, str], str] = {}
 
 
 def compare_headers(
@@ -76,26 +80,36 @@ def _difference(
 def _compare_values(
     name: str, values_a: list[str], values_b: list[str], normalizers: Sequence[Normalizer]
 ) -> Difference | None:
-    joined_a = shorten(", ".join(values_a))
-    joined_b = shorten(", ".join(values_b))
+    joined_a = ", ".join(values_a)
+    joined_b = ", ".join(values_b)
     if not values_b:
-        return _difference(name, DifferenceKind.MISSING, joined_a, None)
+        return _difference(name, DifferenceKind.MISSING, shorten(joined_a), None)
     if not values_a:
-        return _difference(name, DifferenceKind.EXTRA, None, joined_b)
-    if values_a == values_b:
+        return _difference(name, DifferenceKind.EXTRA, None, shorten(joined_b))
+    if joined_a == joined_b:
         return None
-    canonical_a = _canonical(name, values_a)
-    canonical_b = _canonical(name, values_b)
+    canonical_a = _canonical(name, joined_a)
+    canonical_b = _canonical(name, joined_b)
     # Normalizers only make more values equal, so they run only on values still different.
     if canonical_a == canonical_b or (
         normalizers and normalize(canonical_a, normalizers) == normalize(canonical_b, normalizers)
     ):
         return None
-    return _difference(name, DifferenceKind.CHANGED, joined_a, joined_b)
+    return _difference(name, DifferenceKind.CHANGED, shorten(joined_a), shorten(joined_b))
 
 
-def _canonical(name: str, values: list[str]) -> str:
-    text = _WHITESPACE.sub(" ", ", ".join(values)).strip()
+def _canonical(name: str, joined: str) -> str:
+    key = (name, joined)
+    text = _canonical_cache.get(key)
+    if text is None:
+        if len(_canonical_cache) >= _CANONICAL_CACHE_MAX:
+            _canonical_cache.clear()
+        text = _canonical_cache[key] = _canonicalize(name, joined)
+    return text
+
+
+def _canonicalize(name: str, joined: str) -> str:
+    text = _WHITESPACE.sub(" ", joined).strip()
     # Split keeps the separators (the pattern captures them) and drops the spaces around them;
     # cheaper than sub() with a group reference, which expands a template in Python per match.
     text = "".join(_SPACE_AROUND_SEPARATORS.split(text))

@@ -40,7 +40,7 @@ from strangler.diff.automaton import PathState
 from strangler.diff.equality import deep_equal, is_same_tree
 from strangler.diff.model import Difference, DifferenceKind
 from strangler.diff.normalize import Normalizer, normalize
-from strangler.diff.paths import KeyMatch, PathElement, format_path, format_rule_path
+from strangler.diff.paths import PathElement, format_path, format_rule_path
 from strangler.diff.values import shorten
 
 MAX_PAIR_PROBES = 256
@@ -224,7 +224,10 @@ class _Walk:
         by_index = state.by_index
         other = state.other_index
         path = self._path
-        waiting: dict[object, list[int]] = {}
+        # Key value -> the first unpaired shadow element with it; duplicates queue in `later`
+        # (rare, so the usual unique ids cost no list per element).
+        waiting: dict[object, int] = {}
+        later: dict[object, list[int]] = {}
         loose_b: list[int] = []
         for j, vb in enumerate(b):
             if type(vb) is dict and field in vb:
@@ -232,10 +235,14 @@ class _Walk:
                 # Inline for the usual int and str ids; _hashable handles the rest.
                 if type(key) is not int and type(key) is not str:
                     key = _hashable(key)
-                waiting.setdefault(key, []).append(j)
+                if key in waiting:
+                    later.setdefault(key, []).append(j)
+                else:
+                    waiting[key] = j
             else:
                 loose_b.append(j)
         loose_a: list[int] = []
+        is_deep = depth >= self._max_depth
         for i, va in enumerate(a):
             if type(va) is not dict or field not in va:
                 loose_a.append(i)
@@ -244,20 +251,28 @@ class _Walk:
             key = va[field]
             if type(key) is not int and type(key) is not str:
                 key = _hashable(key)
-            candidates = waiting.get(key)
-            if not candidates:
+            j = waiting.pop(key, -1)
+            if j < 0:
                 if not child.is_ignored:
-                    self._only(KeyMatch(field, va[field]), _MISSING, va)
+                    self._only((field, va[field]), _MISSING, va)
                 continue
-            vb = b[candidates.pop(0)]
-            if not child.is_ignored and not is_same_tree(va, vb):
-                path.append(KeyMatch(field, va[field]))
-                self.node(va, vb, child, depth)
+            if later:
+                queued = later.get(key)
+                if queued:
+                    waiting[key] = queued.pop(0)
+            vb = b[j]
+            # `==` first: most paired elements differ, and then is_same_tree is not called.
+            if not child.is_ignored and not (va == vb and is_same_tree(va, vb)):
+                path.append((field, va[field]))
+                if is_deep:
+                    self.node(va, vb, child, depth)
+                else:  # both are objects: what node() would do, without its dispatch
+                    self._object(va, vb, child, depth + 1)
                 path.pop()
-        extra = sorted(j for left in waiting.values() for j in left)
+        extra = sorted([*waiting.values(), *(j for left in later.values() for j in left)])
         for j in extra:
             if not (by_index.get(j, other) if by_index else other).is_ignored:
-                self._only(KeyMatch(field, b[j][field]), _EXTRA, b[j])
+                self._only((field, b[j][field]), _EXTRA, b[j])
         if loose_a or loose_b:
             self._multiset(a, loose_a, b, loose_b, state, depth)
 

@@ -11,8 +11,8 @@ Grammar of a rule path: `$` followed by any number of steps, each one of
   the selector at any depth below, one level down or more (as in JSONPath, `$..id` does not
   match the root itself).
 
-A walked path is a tuple of object keys (str), array indices (int) and KeyMatch (an element of
-an `unordered` array, found by its key field). `format_path` writes `$.projects[3].name` (keys
+A walked path is a tuple of object keys (str), array indices (int) and KeyMatch pairs (field,
+value), each an element of an `unordered` array found by its key field. `format_path` writes `$.projects[3].name` (keys
 that are not identifiers in brackets, matched elements as `[?(@.id==42)]`); `format_rule_path`
 writes every index and match as `[*]`, which parses back into a rule covering every element.
 """
@@ -49,14 +49,10 @@ class Step:
     is_descent: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class KeyMatch:
-    """An element of an `unordered` array, named by its key field's value (`[?(@.id==42)]`)."""
-
-    field: str
-    value: object
-
-
+# An element of an `unordered` array, named by its key field and that field's value
+# (`[?(@.id==42)]`): a plain (field, value) tuple, because the walk makes one for every element
+# it descends into and a class instance costs ten times as much to build.
+KeyMatch = tuple[str, object]
 PathElement = str | int | KeyMatch
 
 
@@ -135,24 +131,25 @@ def _member(name: str) -> str:
 
 
 def _match_step(match: KeyMatch) -> str:
+    field, found = match
     try:
-        value = orjson.dumps(match.value).decode()
+        value = orjson.dumps(found).decode()
     except orjson.JSONEncodeError:
         value = "…"
     if len(value) > _MAX_MATCH_VALUE_CHARS:
         value = value[:_MAX_MATCH_VALUE_CHARS] + "…"
-    return f"[?(@{_member(match.field)}=={value})]"
+    return f"[?(@{_member(field)}=={value})]"
 
 
 def format_path(path: tuple[PathElement, ...]) -> str:
     """`$.projects[3].name`: the exact node, for people reading one difference."""
     parts = ["$"]
     for element in path:
-        if type(element) is str:
+        if isinstance(element, str):
             parts.append(_member(element))
-        elif type(element) is int:
+        elif isinstance(element, int):
             parts.append(f"[{element}]")
-        elif isinstance(element, KeyMatch):
+        else:
             parts.append(_match_step(element))
     return "".join(parts)
 
