@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import re
 import socket
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,7 +34,13 @@ from strangler.demo.new_app import (
     ChaosMode,
     create_new_app,
 )
-from strangler.demo.runner import demo_config, load_demo_config, run_demo
+from strangler.demo.runner import (
+    SECRET_KEY_BASE_FILE,
+    demo_config,
+    load_demo_config,
+    run_demo,
+    write_demo_config,
+)
 from strangler.demo.traffic import (
     CANARY_ROUTE,
     DEFAULT_MIX,
@@ -49,6 +57,7 @@ from strangler.identity import (
     SessionSecret,
 )
 from tests.integration.demo_servers import free_ports, serve
+from tests.integration.gateway_process import run_cli
 
 _META_TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 _FORM_TOKEN = re.compile(r'name="authenticity_token" value="([^"]+)"')
@@ -837,3 +846,22 @@ def test_run_demo_refuses_an_unknown_chaos_mode_before_starting_anything(
         f"error: {CHAOS_ENV}: chaos mode 'sometimes' is not one of ok, slow, fail" in captured.err
     )
     assert "stopping" not in captured.out
+
+
+def test_the_written_demo_config_works_from_a_shell_without_the_demo_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The banner's commands run in another terminal, where the runner's variable is not set.
+    monkeypatch.delenv(SECRET_KEY_BASE_ENV, raising=False)
+    path = write_demo_config(tmp_path, demo_config(*free_ports(4)))
+    secret = tmp_path / SECRET_KEY_BASE_FILE
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert secret.read_text(encoding="utf-8").strip() == DEMO_SECRET_KEY_BASE
+    assert DEMO_SECRET_KEY_BASE not in path.read_text(encoding="utf-8")
+    for command in (["diffs"], ["status"], ["rollout", "status", CANARY_ROUTE]):
+        done = run_cli(*command, "--config", str(path))
+        assert done.returncode == 0, (command, done.stderr)
+    # A secret the user exported is the one both the legacy app and the gateway use.
+    monkeypatch.setenv(SECRET_KEY_BASE_ENV, "a" * 128)
+    write_demo_config(tmp_path, demo_config(*free_ports(4)))
+    assert secret.read_text(encoding="utf-8").strip() == "a" * 128

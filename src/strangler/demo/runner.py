@@ -7,10 +7,11 @@ gateway's own readiness and admin lines, then sends generated traffic into the g
 Ctrl-C, SIGTERM or `duration_s`, printing a progress line every PROGRESS_INTERVAL_S and a
 summary at the end.
 
-The Rails bridge needs the apps and the gateway to agree on two things, which the runner hands
-out through the environment: the demo's secret_key_base (SECRET_KEY_BASE_ENV, for the legacy
-app's session cookie and the gateway's `rails:` section) and, for the new app, the admin
-listener's JWKS URL and the identity issuer it must check in tokens.
+The Rails bridge needs the apps and the gateway to agree on two things: the demo's
+secret_key_base (SECRET_KEY_BASE_ENV in the legacy app's environment, for its session cookie;
+a file beside the written demo.yaml for the gateway's `rails:` section, so the CLI commands the
+banner prints work from any shell) and, for the new app, the admin listener's JWKS URL and the
+identity issuer it must check in tokens (in its environment).
 
 The canary route of demo.yaml (CANARY_ROUTE) gets its own stream of traffic, `api_rate_per_s`,
 enough for its analyzer to judge every interval; the banner says how to watch the rollout and
@@ -76,6 +77,8 @@ JWKS_PATH = "/.well-known/jwks.json"
 APP_READY_TIMEOUT_S = 20.0
 GATEWAY_READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
+# The Rails secret's file beside the written demo.yaml (see write_demo_config).
+SECRET_KEY_BASE_FILE = "rails-secret-key-base"
 _POLL_INTERVAL_S = 0.05
 _WATCH_INTERVAL_S = 0.5
 PROGRESS_INTERVAL_S = 10.0
@@ -105,6 +108,28 @@ def demo_config(
     config["backends"]["new"]["url"] = f"http://{HOST}:{new_port}"
     config["admin"]["listen"] = f"{HOST}:{admin_port}"
     return config
+
+
+def write_demo_config(config_dir: Path, config: dict[str, Any]) -> Path:
+    """Write `config` as `demo.yaml` in `config_dir`, its Rails secret read from a file beside it.
+
+    The demo's gateway gets the secret through the environment like the legacy app, but the
+    commands the banner suggests run in another terminal, where that variable is not set: with
+    the secret in a file next to the config (mode 0600, as a deployment would keep it), every
+    `strangler ... --config demo.yaml` works from any shell.
+    """
+    rails = config.get("rails")
+    if rails is not None and rails.get("secret_key_base_env") == SECRET_KEY_BASE_ENV:
+        secret_path = config_dir / SECRET_KEY_BASE_FILE
+        secret = os.environ.get(SECRET_KEY_BASE_ENV) or DEMO_SECRET_KEY_BASE
+        descriptor = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(secret + "\n")
+        del rails["secret_key_base_env"]
+        rails["secret_key_base_file"] = SECRET_KEY_BASE_FILE
+    config_path = config_dir / "demo.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return config_path
 
 
 @dataclass(slots=True)
@@ -435,8 +460,7 @@ def run_demo(
         )
         _wait_healthy(children[0], f"{urls['legacy']}/up")
         _wait_healthy(children[1], f"{urls['new']}/healthz")
-        config_path = config_dir / "demo.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        config_path = write_demo_config(config_dir, config)
         children.append(_start_gateway(config_path, gateway_port))
         admin_url = _wait_gateway_ready(children[2])
         _print_banner(
