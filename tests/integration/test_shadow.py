@@ -238,17 +238,24 @@ def test_compressed_answers_are_inflated_and_compared_bounded(
     assert stats["dropped"] == {"body_too_large": 1}
 
 
-def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
-    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
-) -> None:
+def _nonce_gateway(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream], shadow: str
+) -> GatewayProcess:
+    """A gateway shadowing `GET /nonce/:id` (whose `$.nonce` differs on every answer)."""
     legacy, new = upstreams
-    routes = """\
+    routes = f"""\
   - name: nonce
     match: "GET /nonce/:id"
     stage: shadow
-    shadow: {noise_sample_rate: 1.0}
+    shadow: {{{shadow}}}
 """
-    gw = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
+    return start_gateway(legacy=legacy.url, new=new.url, routes=routes)
+
+
+def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
+) -> None:
+    gw = _nonce_gateway(start_gateway, upstreams, "noise_sample_rate: 1.0")
     with httpx.Client() as client:
         for index in range(20):
             assert client.get(f"{gw.url}/nonce/{index}").status_code == 200
@@ -268,14 +275,7 @@ def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
 def test_noise_probes_are_capped_per_second(
     start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream]
 ) -> None:
-    legacy, new = upstreams
-    routes = """\
-  - name: nonce
-    match: "GET /nonce/:id"
-    stage: shadow
-    shadow: {noise_sample_rate: 1.0, noise_max_per_s: 2}
-"""
-    gw = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
+    gw = _nonce_gateway(start_gateway, upstreams, "noise_sample_rate: 1.0, noise_max_per_s: 2")
     started = time.monotonic()
     with httpx.Client() as client:
         for index in range(40):
