@@ -12,9 +12,10 @@ Grammar of a rule path: `$` followed by any number of steps, each one of
   match the root itself).
 
 A walked path is a tuple of object keys (str), array indices (int) and KeyMatch pairs (field,
-value), each an element of an `unordered` array found by its key field. `format_path` writes `$.projects[3].name` (keys
-that are not identifiers in brackets, matched elements as `[?(@.id==42)]`); `format_rule_path`
-writes every index and match as `[*]`, which parses back into a rule covering every element.
+value), each an element of an `unordered` array found by its key field. `format_path` writes
+`$.projects[3].name` (keys that are not identifiers in brackets, matched elements as
+`[?(@.id==42)]`); `format_rule_path` writes every index and match as `[*]`, which parses back
+into a rule covering every element.
 """
 
 from __future__ import annotations
