@@ -397,6 +397,8 @@ def test_api_project_lifecycle(fresh_legacy_url: str) -> None:
 def _without_intended_differences(body: dict[str, Any]) -> dict[str, Any]:
     def normalize(record: dict[str, Any]) -> dict[str, Any]:
         record = {key: value for key, value in record.items() if key != "archived"}
+        if "completed" in record:
+            record["done"] = record.pop("completed")
         record["updated_at"] = record["updated_at"].replace(".000Z", "Z")
         return record
 

@@ -1,5 +1,5 @@
 """The demo's canary end to end: the analyzer promotes a healthy new app and rolls a broken one
-back, as a user of `make demo` sees it.
+back, as a user of `make demo` sees it; and its shadowed route shows what the demo promises.
 
 The stack is the demo's own: demo.yaml with its ports rewritten as the runner does, the real
 gateway (`strangler run`, with its analyzer) in front of the real legacy and new apps, and the
@@ -34,7 +34,7 @@ from strangler.demo.new_app import CHAOS_PATH, ChaosMode, create_new_app
 from strangler.demo.runner import JWKS_PATH, demo_config
 from strangler.demo.traffic import CANARY_ROUTE, TrafficStats, generate_traffic
 from tests.integration.demo_servers import free_ports, serve
-from tests.integration.gateway_process import GatewayProcess
+from tests.integration.gateway_process import GatewayProcess, run_cli
 
 # 1 s intervals, the shortest a plan allows. At the demo's first step, 5 %, new would see about
 # two of the stream's 40 requests a second; starting at 25 % gives it about ten per interval,
@@ -214,3 +214,29 @@ def test_the_gateway_never_sends_the_chaos_switch_to_the_new_app(stack: CanarySt
     assert [a.status_code for a in answers] == [404, 404, 404]
     assert all("x-runtime" in a.headers and "x-served-by" not in a.headers for a in answers)
     assert httpx.get(stack.new_url + CHAOS_PATH, trust_env=False).json()["mode"] == "ok"
+
+
+def test_the_shadowed_tasks_route_shows_the_real_differences_and_learns_the_noise(
+    stack: CanaryStack,
+) -> None:
+    with httpx.Client(trust_env=False) as client:
+        for index in range(30):
+            url = f"{stack.gateway.url}/api/projects/{index % 5 + 1}/tasks.json"
+            assert client.get(url).headers["x-runtime"]  # the client's answer is legacy's
+    assert stack.gateway.stop() == 0  # the worker flushes its results as it stops
+    config = str(stack.config_path)
+    (route,) = json.loads(run_cli("diffs", "--json", "--config", config).stdout)
+    assert (route["route"], route["compared"]) == ("projects.tasks.api", 30)
+    done = run_cli("diffs", "projects.tasks.api", "--json", "--config", config)
+    assert done.returncode == 0, done.stderr
+    paths = {p["rule_path"]: p for p in json.loads(done.stdout)}
+    # The deliberate differences: a renamed field and a timestamp format, never seen as noise.
+    assert paths["$.tasks[*].done"]["kind"] == "missing"
+    assert paths["$.tasks[*].completed"]["kind"] == "extra"
+    assert paths["$.tasks[*].updated_at"]["kind"] == "changed"
+    for path in ("$.tasks[*].done", "$.tasks[*].completed", "$.tasks[*].updated_at"):
+        assert paths[path]["noise_count"] == 0
+    # The natural noise: legacy differs from itself there on every probe, so it is learned.
+    samples = route["noise_samples"]
+    assert samples >= 2
+    assert paths["$.meta.db_runtime_ms"]["noise_count"] == samples

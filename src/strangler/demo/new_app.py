@@ -8,6 +8,7 @@ they, and only they, differ):
 
 - `updated_at` carries milliseconds ("...:58.000Z"); `created_at` is still printed Rails' way;
 - every project has an extra `"archived": false`;
+- a task's `done` is called `completed` (a renamed field; the shadowed tasks route shows it);
 - responses say `X-Served-By: new`, use `Content-Type: application/json` without a charset, and
   carry none of Rails' X-Runtime, ETag or security headers;
 - errors are RFC 9457 problem+json: 404 for unknown paths and ids, 405 (with Allow) for a known
@@ -65,6 +66,7 @@ CHAOS_DELAY_S = 0.15
 INTENDED_DIFFERENCES = (
     "updated_at has milliseconds",
     'projects have "archived": false',
+    'tasks say "completed", not "done"',
     "X-Served-By: new header",
     "Content-Type has no charset",
     "no X-Runtime, ETag or Rails security headers",
@@ -119,7 +121,7 @@ def _task_json(task: Task) -> dict[str, Any]:
         "id": task.id,
         "project_id": task.project_id,
         "title": task.title,
-        "done": task.is_done,
+        "completed": task.is_done,
         "due_on": task.due_on.isoformat() if task.due_on else None,
         "created_at": _time(task.created_at),
         "updated_at": _time_ms(task.updated_at),
