@@ -46,6 +46,7 @@ class RssMonitor:
         self.peak = 0
         self.samples = 0
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="rss-monitor", daemon=True)
 
     def __repr__(self) -> str:
@@ -72,13 +73,15 @@ class RssMonitor:
                 continue
         return total
 
-    def _record(self) -> None:
-        self.peak = max(self.peak, self.sample())
-        self.samples += 1
+    def record(self) -> None:
+        """Take one sample now (the thread takes them every interval_s)."""
+        with self._lock:
+            self.peak = max(self.peak, self.sample())
+            self.samples += 1
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._record()
+            self.record()
 
     def __enter__(self) -> RssMonitor:
         self.baseline = self.sample()
@@ -94,7 +97,7 @@ class RssMonitor:
     ) -> None:
         self._stop.set()
         self._thread.join()
-        self._record()
+        self.record()
 
 
 def wait_for_log_count(
@@ -284,7 +287,17 @@ class CountingResponse:
             self.read_some(len(self._buffer))
         return self
 
-    def read_to_end(self) -> CountingResponse:
+    def read_to_end(
+        self, on_progress: Callable[[], object] | None = None, every_bytes: int = 16 * MIB
+    ) -> CountingResponse:
+        """Read the rest; `on_progress` is called after each `every_bytes` read, so a probe
+        (an RssMonitor) looks at the server during the transfer, however the threads are
+        scheduled."""
+        next_call = every_bytes
+        read = 0
         while not self.is_complete and not self.is_closed:
-            self.read_some(len(self._buffer))
+            read += self.read_some(len(self._buffer))
+            if on_progress is not None and read >= next_call:
+                next_call += every_bytes
+                on_progress()
         return self

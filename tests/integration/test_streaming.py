@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import orjson
@@ -29,11 +29,16 @@ RSS_BOUND = 64 * MIB
 _BASE_PIECE = bytes(range(256)) * 4096  # 1 MiB
 
 
-def _pieces(count: int, digest: hashlib._Hash) -> Iterator[bytes]:
-    """`count` different 1 MiB pieces (each starts with its index), hashed as they are sent."""
+def _pieces(
+    count: int, digest: hashlib._Hash, on_progress: Callable[[], object] | None = None
+) -> Iterator[bytes]:
+    """`count` different 1 MiB pieces (each starts with its index), hashed as they are sent;
+    `on_progress` is called every 16 pieces (a probe looking at the gateway mid-transfer)."""
     for index in range(count):
         piece = index.to_bytes(8, "big") + _BASE_PIECE[8:]
         digest.update(piece)
+        if on_progress is not None and index % 16 == 15:
+            on_progress()
         yield piece
 
 
@@ -55,7 +60,10 @@ def test_upload_arrives_whole_while_gateway_memory_stays_flat(
     headers = {"Content-Length": str(mib * MIB)} if framing == "content-length" else {}
     with RssMonitor(gateway.pid, interval_s=0.01) as rss:
         response = httpx.post(
-            gateway.url + "/upload", content=_pieces(mib, digest), headers=headers, timeout=60
+            gateway.url + "/upload",
+            content=_pieces(mib, digest, rss.record),
+            headers=headers,
+            timeout=60,
         )
     assert response.status_code == 200
     body = response.json()
@@ -86,7 +94,7 @@ def test_download_passes_through_while_gateway_memory_stays_flat(
     with sock:
         with RssMonitor(gateway.pid, interval_s=0.01) as rss:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
-            response = CountingResponse(sock).read_to_end()
+            response = CountingResponse(sock).read_to_end(on_progress=rss.record)
         # The connection is still in step: the next request on it gets its own answer.
         sock.sendall(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
         (after,), _ = read_responses(sock)
@@ -110,7 +118,7 @@ def test_http10_client_gets_a_large_chunked_answer_delimited_by_the_close(
     sock = connect(gateway.port, timeout_s=30)
     with sock, RssMonitor(gateway.pid, interval_s=0.01) as rss:
         sock.sendall(f"GET /bytes/{size} HTTP/1.0\r\n\r\n".encode())
-        response = CountingResponse(sock).read_to_end()
+        response = CountingResponse(sock).read_to_end(on_progress=rss.record)
     # An HTTP/1.0 client can't read chunked: the gateway de-chunks and the close ends the body.
     assert response.is_closed
     assert response.status == 200
