@@ -110,6 +110,12 @@ def demo_config(
     return config
 
 
+def demo_secret_key_base() -> str:
+    """The one secret the legacy app and the gateway share: the user's exported one, else the
+    demo's public one."""
+    return os.environ.get(SECRET_KEY_BASE_ENV) or DEMO_SECRET_KEY_BASE
+
+
 def write_demo_config(config_dir: Path, config: dict[str, Any]) -> Path:
     """Write `config` as `demo.yaml` in `config_dir`, its Rails secret read from a file beside it.
 
@@ -121,7 +127,7 @@ def write_demo_config(config_dir: Path, config: dict[str, Any]) -> Path:
     rails = config.get("rails")
     if rails is not None and rails.get("secret_key_base_env") == SECRET_KEY_BASE_ENV:
         secret_path = config_dir / SECRET_KEY_BASE_FILE
-        secret = os.environ.get(SECRET_KEY_BASE_ENV) or DEMO_SECRET_KEY_BASE
+        secret = demo_secret_key_base()
         descriptor = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(secret + "\n")
@@ -159,7 +165,7 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     # One secret for the legacy app's cookies and the gateway that reads them. A secret the user
     # exported is kept (both children still share it); otherwise the demo's public one.
-    env.setdefault(SECRET_KEY_BASE_ENV, DEMO_SECRET_KEY_BASE)
+    env[SECRET_KEY_BASE_ENV] = demo_secret_key_base()
     # The new app fetches the JWKS with urllib, which follows HTTP_PROXY unless told otherwise.
     for name in ("NO_PROXY", "no_proxy"):
         env[name] = ",".join(p for p in (env.get(name), HOST) if p)
