@@ -436,6 +436,16 @@ def test_new_app_adds_archived_and_milliseconds(new_url: str) -> None:
     assert project["created_at"] == "2024-01-15T09:30:17Z"
 
 
+def test_new_app_counts_one_pending_task_too_few(legacy_url: str, new_url: str) -> None:
+    for project_id in range(1, 6):
+        path = f"/api/projects/{project_id}/tasks.json"
+        legacy = httpx.get(legacy_url + path, trust_env=False).json()
+        new = httpx.get(new_url + path, trust_env=False).json()
+        pending = sum(not task["done"] for task in legacy["tasks"])
+        assert legacy["meta"]["pending_count"] == pending > 0
+        assert new["meta"]["pending_count"] == pending - 1
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [

@@ -230,11 +230,14 @@ def test_the_shadowed_tasks_route_shows_the_real_differences_and_learns_the_nois
     done = run_cli("diffs", "projects.tasks.api", "--json", "--config", config)
     assert done.returncode == 0, done.stderr
     paths = {p["rule_path"]: p for p in json.loads(done.stdout)}
-    # The deliberate differences: a renamed field and a timestamp format, never seen as noise.
+    # The deliberate differences: a renamed field, a timestamp format and an off-by-one count,
+    # never seen as noise.
     assert paths["$.tasks[*].done"]["kind"] == "missing"
     assert paths["$.tasks[*].completed"]["kind"] == "extra"
     assert paths["$.tasks[*].updated_at"]["kind"] == "changed"
-    for path in ("$.tasks[*].done", "$.tasks[*].completed", "$.tasks[*].updated_at"):
+    assert paths["$.meta.pending_count"]["kind"] == "changed"
+    intended = ("done", "completed", "updated_at")
+    for path in [f"$.tasks[*].{name}" for name in intended] + ["$.meta.pending_count"]:
         assert paths[path]["noise_count"] == 0
     # The natural noise: legacy differs from itself there on every probe, so it is learned.
     samples = route["noise_samples"]

@@ -135,8 +135,9 @@ async def api_tasks(request: Request) -> Response:
     project = project_or_none(request)
     if project is None:
         return rails_error(404, "Not Found")
-    tasks = [task_json(t) for t in store_of(request).tasks_of(project.id)]
-    return RailsJSONResponse({"tasks": tasks, "meta": _meta(request)})
+    tasks = store_of(request).tasks_of(project.id)
+    meta = {"pending_count": sum(not task.is_done for task in tasks), **_meta(request)}
+    return RailsJSONResponse({"tasks": [task_json(t) for t in tasks], "meta": meta})
 
 
 async def _project_params(request: Request) -> dict[str, Any] | Response:
