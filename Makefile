@@ -5,16 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The hot path compiled with mypyc (src/strangler/native.py lists the modules). Rebuilt when any
+# source changes: compiled modules inline what they import, and a stale build would run old code.
+NATIVE_STAMP := build/native/.built
+NATIVE_INPUTS := $(shell find src/strangler -name '*.py') tools/build_native.py
 
-.PHONY: help setup demo test test-fast postgres bench bench-deps lint format clean
+.PHONY: help setup native native-deps demo test test-fast postgres bench bench-deps lint format clean
 
 help:
 	@echo "make demo   - run the gateway in front of the bundled legacy and new demo apps"
 	@echo "make test   - run the whole test suite"
 	@echo "make bench  - proxy throughput/latency vs nginx and direct; routing decision time"
 	@echo "make lint   - ruff and mypy"
+	@echo "make native - compile the hot path with mypyc (every target above does it when needed)"
 
-setup: $(STAMP)
+setup: $(STAMP) $(NATIVE_STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -27,11 +32,25 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+native: $(NATIVE_STAMP)
+
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_INPUTS)
+	@$(MAKE) -s native-deps
+	$(PY) tools/build_native.py
+	@touch $@
+
+native-deps:
+	@command -v gcc >/dev/null 2>&1 && \
+	  [ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || \
+		{ echo "installing gcc and the Python headers (Debian packages) to compile the hot path"; \
+		  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc python3-dev; }
+
 demo: setup
 	$(VENV)/bin/strangler demo
 
+# The suite runs against the compiled hot path, and checks that it does.
 test: setup postgres
-	$(PY) -m pytest -q
+	STRANGLER_REQUIRE_NATIVE=1 $(PY) -m pytest -q
 
 # The PostgreSQL store's tests want a server on 127.0.0.1:5432: start the local cluster if it is
 # installed but stopped. Without one they skip, saying so (STRANGLER_REQUIRE_POSTGRES=1 fails).
@@ -57,13 +76,14 @@ bench: setup bench-deps
 	$(PY) bench/proxy_bench.py --shadow
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff format --check src tests bench tools
 	$(VENV)/bin/mypy
 
 format: setup
-	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench tools
+	$(VENV)/bin/ruff check --fix src tests bench tools
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find src -name '*.so' -delete

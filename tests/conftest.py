@@ -8,7 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from strangler import native
 from tests.postgres import PrivatePostgres, create_database, drop_database, require_server
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A compiled hot path older than its sources would test yesterday's code.
+    if stale := native.stale_sources():
+        names = ", ".join(str(path) for path in stale)
+        pytest.exit(f"the compiled hot path is older than {names}: run `make native`", 2)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from strangler import native
 from strangler.config import Config, load_config
 from strangler.control.effective import apply_overrides
 from strangler.control.snapshot import (
@@ -162,6 +163,10 @@ class Worker:
         self._report_degraded()
         if self.watcher.version < 0:
             log.warning("starting from the YAML file alone: %s", self.watcher.degraded)
+        log.info("%s", native.describe())
+        if stale := native.stale_sources():
+            names = ", ".join(path.name for path in stale)
+            log.warning("the compiled hot path is older than %s: `make native` rebuilds it", names)
         if self._runs_analyzer:
             from strangler.control.analyzer import AnalyzerThread
 

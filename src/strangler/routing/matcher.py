@@ -201,7 +201,7 @@ class RouteMatcher:
         for index, pattern in enumerate(self._patterns):
             if pattern.verbs is None:
                 # ANY joins every trie except HEAD's explicit phase (requires_matching_verb?).
-                targets = [other, *(trie for m, trie in tries.items() if m != "HEAD")]
+                targets = [other, *[trie for m, trie in tries.items() if m != "HEAD"]]
             else:
                 targets = [tries[verb] for verb in pattern.verbs]
             for trie in targets:

@@ -1,0 +1,85 @@
+"""The gateway's hot path, compiled: which modules mypyc turns into C extensions, and whether the
+build in use is current.
+
+`make native` (run by `make setup`, so by `make test`, `make demo` and `make bench`) compiles
+the modules below with mypyc, the compiler that ships with mypy, into C extensions placed
+beside their sources; an extension wins the import over its `.py`. The sources stay the truth:
+without a build they run unchanged as pure Python, and every test runs against whichever is in
+use. Compiled modules of one group call each other directly, not through their module
+attributes, so a single edited source makes the whole build stale.
+
+These modules run for every request: parsing, forwarding, routing and the shadow copy. mypyc
+needs them fully typed (they are: mypy --strict) and turns their classes into native classes,
+which reject attributes that their class does not declare.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+from pathlib import Path
+from typing import Final
+
+COMPILED_MODULES: Final = (
+    "strangler.proxy.server",
+    "strangler.proxy.exchange",
+    "strangler.proxy.upstream_pool",
+    "strangler.routing.matcher",
+    "strangler.routing.table",
+    "strangler.shadow.mirror",
+    "strangler.shadow.channel",
+    "strangler.shadow.picker",
+)
+
+# The shared library that holds the group's code; each module's own extension is a small shim.
+GROUP: Final = "strangler._native"
+
+_SRC: Final = Path(__file__).resolve().parent.parent
+
+
+def source_path(module: str, src: Path = _SRC) -> Path:
+    """The `.py` file of `module` under the source root `src`."""
+    return src.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def built_extensions(src: Path = _SRC) -> list[Path]:
+    """The extension files of the last build under `src`: the group library and the shims."""
+    found = []
+    for module in (*COMPILED_MODULES, GROUP + "__mypyc"):
+        stem = src.joinpath(*module.split("."))
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            candidate = stem.with_name(stem.name + suffix)
+            if candidate.exists():
+                found.append(candidate)
+    return found
+
+
+def stale_sources(src: Path = _SRC) -> list[Path]:
+    """The compiled modules' sources edited after the build under `src` (none without one)."""
+    built = built_extensions(src)
+    if not built:
+        return []
+    oldest = min(path.stat().st_mtime for path in built)
+    sources = [source_path(module, src) for module in COMPILED_MODULES]
+    return [path for path in sources if path.stat().st_mtime > oldest]
+
+
+def loaded_compiled() -> list[str]:
+    """The compiled modules that this process imported from an extension, not from source."""
+    compiled = []
+    for name in COMPILED_MODULES:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None) or ""
+        if origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            compiled.append(name)
+    return compiled
+
+
+def describe() -> str:
+    """One line for the startup log: how the hot path runs in this process."""
+    compiled = loaded_compiled()
+    if len(compiled) == len(COMPILED_MODULES):
+        return f"hot path compiled with mypyc ({len(compiled)} modules)"
+    if compiled:
+        return f"hot path partly compiled ({len(compiled)} of {len(COMPILED_MODULES)} modules)"
+    return "hot path in pure Python (`make native` compiles it)"
