@@ -471,4 +471,14 @@ def launch_gateway(
         server.stop()
         stdout = "\n".join(watcher.tail)
         raise BenchError(f"{exc}\nstdout:\n{stdout}\nstderr:\n{server.log_tail()}") from exc
+    # Compiled or pure Python: the same sources, a different cost per request.
+    print(f"{name}: {hot_path_of(server)}")
     return server
+
+
+def hot_path_of(server: Server) -> str:
+    """What the gateway logged at startup about its hot path (compiled or pure Python)."""
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if "hot path" in line:
+            return line[line.index("hot path") :]
+    return "hot path not logged"

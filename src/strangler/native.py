@@ -8,7 +8,8 @@ without a build they run unchanged as pure Python, and every test runs against w
 use. Compiled modules of one group call each other directly, not through their module
 attributes, so a single edited source makes the whole build stale.
 
-These modules run for every request: parsing, forwarding, routing and the shadow copy. mypyc
+These modules run for every request: parsing, forwarding, routing and the shadow copy, and the
+objects they read. mypyc
 needs them fully typed (they are: mypy --strict) and turns their classes into native classes,
 which reject attributes that their class does not declare.
 """
@@ -24,11 +25,18 @@ COMPILED_MODULES: Final = (
     "strangler.proxy.server",
     "strangler.proxy.exchange",
     "strangler.proxy.upstream_pool",
+    "strangler.proxy.headers",
     "strangler.routing.matcher",
     "strangler.routing.table",
     "strangler.shadow.mirror",
     "strangler.shadow.channel",
     "strangler.shadow.picker",
+    # What the modules above read on every request: compiled code reads a native object's
+    # attributes directly, and a Python object's through a dictionary lookup.
+    "strangler.routing.model",
+    "strangler.control.snapshot",
+    "strangler.shadow.results",
+    "strangler.observe.counters",
 )
 
 # The shared library that holds the group's code; each module's own extension is a small shim.
