@@ -18,9 +18,11 @@ Rules:
 - A copy's answer must start and finish within its route's `shadow.timeout_s`; the oldest copy
   of a connection past its deadline is dropped (`shadow_timeout`) and the connection aborted.
 - When a connection ends (closed, reset, garbage), the copy being answered is dropped
-  (`shadow_error`); copies behind it, which got no byte of answer, are sent again once on
-  another connection (servers close keep-alive connections after N requests; that must not
-  count against the new backend).
+  (`shadow_error`); copies behind it, which got no byte of answer, are sent again on another
+  connection, at most MAX_RESENDS times. A close the server announced (`Connection: close` on a
+  complete answer) does not count toward that bound: servers close keep-alive connections
+  after N requests, each such close comes with an answer, and that must not count against the
+  new backend.
 - Nothing here touches the client's exchange: only Mirrors.
 """
 
@@ -121,17 +123,20 @@ class ShadowChannel:
         if conn in self.connections:
             self.connections.remove(conn)
 
-    def resend(self, mirrors: list[Mirror]) -> None:
+    def resend(self, mirrors: list[Mirror], *, is_announced: bool = False) -> None:
+        """Send again copies that got no byte of answer on a connection that ended; an
+        announced close (an answer said `Connection: close`) made progress, so it is free."""
         for mirror in mirrors:
             if mirror.is_finished:
                 continue
             if mirror.wait_deadline and mirror.wait_deadline <= self.loop.time():
                 mirror.drop(DropReason.SHADOW_TIMEOUT)
                 continue
-            if mirror.resends >= MAX_RESENDS or self.is_closed:
+            if self.is_closed or (not is_announced and mirror.resends >= MAX_RESENDS):
                 mirror.drop(DropReason.SHADOW_ERROR)
                 continue
-            mirror.resends += 1
+            if not is_announced:
+                mirror.resends += 1
             self.send(mirror)
 
     def sweep(self, now: float) -> None:
@@ -237,7 +242,7 @@ class _PipelinedConnection(asyncio.Protocol):
         else:
             self._lose(DropReason.SHADOW_ERROR, resend_rest=False)
 
-    def _lose(self, reason: DropReason, *, resend_rest: bool) -> None:
+    def _lose(self, reason: DropReason, *, resend_rest: bool, is_announced: bool = False) -> None:
         """The connection is done for: the copy being answered is dropped; the rest go again."""
         if self.is_lost:
             return
@@ -254,7 +259,7 @@ class _PipelinedConnection(asyncio.Protocol):
         else:
             rest.insert(0, first)
         if resend_rest:
-            self.channel.resend(rest)
+            self.channel.resend(rest, is_announced=is_announced)
         else:
             for mirror in rest:
                 mirror.drop(reason)
@@ -314,6 +319,6 @@ class _PipelinedConnection(asyncio.Protocol):
         mirror.shadow_answer(status, self._names, self._values, self._chunks or None)
         if not self.parser.should_keep_alive():
             # The server closes after this answer; those behind it go again elsewhere.
-            self._lose(DropReason.SHADOW_ERROR, resend_rest=True)
+            self._lose(DropReason.SHADOW_ERROR, resend_rest=True, is_announced=True)
             if self.transport is not None:
                 self.transport.close()
