@@ -6,7 +6,9 @@ the modules below with mypyc, the compiler that ships with mypy, into C extensio
 beside their sources; an extension wins the import over its `.py`. The sources stay the truth:
 without a build they run unchanged as pure Python, and every test runs against whichever is in
 use. Compiled modules of one group call each other directly, not through their module
-attributes, so a single edited source makes the whole build stale.
+attributes, so a single edited source makes the whole build stale; the package then imports
+every compiled module from its source (`prefer_sources`), so what runs is always what the
+sources say, slower until `make native` runs again.
 
 These modules run for every request: parsing, forwarding, routing and the shadow copy, and the
 objects they read. mypyc
@@ -16,9 +18,13 @@ which reject attributes that their class does not declare.
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Final
 
 COMPILED_MODULES: Final = (
@@ -72,6 +78,23 @@ def stale_sources(src: Path = _SRC) -> list[Path]:
     return [path for path in sources if path.stat().st_mtime > oldest]
 
 
+class _SourcesFirst(importlib.abc.MetaPathFinder):
+    """Finds the compiled modules' `.py` files ahead of their extensions."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in COMPILED_MODULES:
+            return None
+        return importlib.util.spec_from_file_location(fullname, source_path(fullname))
+
+
+def prefer_sources() -> None:
+    """Import the compiled modules from their sources from now on (a stale build)."""
+    if not any(isinstance(finder, _SourcesFirst) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SourcesFirst())
+
+
 def loaded_compiled() -> list[str]:
     """The compiled modules that this process imported from an extension, not from source."""
     compiled = []
@@ -90,4 +113,7 @@ def describe() -> str:
         return f"hot path compiled with mypyc ({len(compiled)} modules)"
     if compiled:
         return f"hot path partly compiled ({len(compiled)} of {len(COMPILED_MODULES)} modules)"
+    if stale := stale_sources():
+        names = ", ".join(path.name for path in stale)
+        return f"hot path in pure Python: its compiled build is older than {names} (`make native`)"
     return "hot path in pure Python (`make native` compiles it)"

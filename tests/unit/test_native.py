@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,19 @@ def test_make_test_runs_the_compiled_hot_path() -> None:
         == f"hot path compiled with mypyc ({len(native.COMPILED_MODULES)} modules)"
     )
     assert native.stale_sources() == []
+
+
+def test_a_stale_build_runs_the_sources_instead() -> None:
+    # What the package does at import when its build is stale, in a process of its own.
+    script = (
+        "import strangler.native as n; n.prefer_sources(); "
+        "import strangler.proxy.server as s, strangler.routing.model as m; "
+        "print(s.__file__, m.__file__, n.loaded_compiled())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    server_file, model_file, compiled = done.stdout.split(" ", 2)
+    assert server_file == str(native.source_path("strangler.proxy.server"))
+    assert model_file == str(native.source_path("strangler.routing.model"))
+    assert compiled.strip() == "[]"

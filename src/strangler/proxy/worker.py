@@ -163,10 +163,7 @@ class Worker:
         self._report_degraded()
         if self.watcher.version < 0:
             log.warning("starting from the YAML file alone: %s", self.watcher.degraded)
-        log.info("%s", native.describe())
-        if stale := native.stale_sources():
-            names = ", ".join(path.name for path in stale)
-            log.warning("the compiled hot path is older than %s: `make native` rebuilds it", names)
+        log.log(logging.WARNING if native.stale_sources() else logging.INFO, native.describe())
         if self._runs_analyzer:
             from strangler.control.analyzer import AnalyzerThread
 
