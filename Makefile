@@ -50,7 +50,7 @@ demo: setup
 
 # The suite runs against the compiled hot path, and checks that it does.
 test: setup postgres
-	STRANGLER_REQUIRE_NATIVE=1 $(PY) -m pytest -q
+	STRANGLER_REQUIRE_NATIVE=1 $(PY) -m pytest -q --durations=10
 
 # The PostgreSQL store's tests want a server on 127.0.0.1:5432: start the local cluster if it is
 # installed but stopped. Without one they skip, saying so (STRANGLER_REQUIRE_POSTGRES=1 fails).
