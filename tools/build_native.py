@@ -30,7 +30,7 @@ def main() -> int:
     for path in built_extensions(SRC):
         path.unlink()
     os.chdir(SRC)  # build_ext --inplace puts each extension beside its module under cwd
-    sources = [str(source_path(module, Path()).as_posix()) for module in COMPILED_MODULES]
+    sources = [source_path(module, Path()).as_posix() for module in COMPILED_MODULES]
     extensions = mypycify(
         ["--config-file", str(ROOT / "pyproject.toml"), *sources],
         opt_level="3",

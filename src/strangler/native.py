@@ -11,9 +11,8 @@ every compiled module from its source (`prefer_sources`), so what runs is always
 sources say, slower until `make native` runs again.
 
 These modules run for every request: parsing, forwarding, routing and the shadow copy, and the
-objects they read. mypyc
-needs them fully typed (they are: mypy --strict) and turns their classes into native classes,
-which reject attributes that their class does not declare.
+objects they read. mypyc needs them fully typed (they are: mypy --strict) and turns their
+classes into native classes, which reject attributes that their class does not declare.
 """
 
 from __future__ import annotations
