@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from strangler.shadow.channel import MAX_RESENDS
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess
 from tests.integration.upstreams import EchoUpstream, RawUpstream
@@ -132,6 +133,27 @@ def test_copies_behind_a_closing_connection_are_sent_again(
         backend.upstream.stop()
     # Every connection closes after 4 answers; nothing is lost to that.
     assert (stats["compared"], stats["equal"], stats["dropped"]) == (60, 60, {})
+
+
+async def _close_unanswered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # Reads a request, then closes without a byte of answer: no announced close, no progress.
+    await reader.read(65536)
+
+
+def test_closes_without_an_answer_are_retried_a_bounded_number_of_times(
+    start_gateway: GatewayFactory, legacy: RawUpstream
+) -> None:
+    backend = RawUpstream(_close_unanswered).start()
+    try:
+        gw = start_gateway(legacy=legacy.url, new=backend.url, routes=ROUTES)
+        responses = asyncio.run(_burst(gw.url, 10))
+        assert all(r.status_code == 200 for r in responses)  # the client never waits
+        stats = _results(gw)
+    finally:
+        backend.stop()
+    assert (stats["compared"], stats["dropped"]) == (0, {"shadow_error": 10})
+    # Each copy went at most 1 + MAX_RESENDS times, several on a connection: never a loop.
+    assert 1 <= backend.connections <= 10 * (1 + MAX_RESENDS)
 
 
 def test_a_stalled_answer_times_out_and_the_copies_behind_it_still_count(
