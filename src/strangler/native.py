@@ -88,9 +88,14 @@ class _SourcesFirst(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, source_path(fullname))
 
 
+def prefers_sources() -> bool:
+    """Whether this process imports the compiled modules from their sources (a stale build)."""
+    return any(isinstance(finder, _SourcesFirst) for finder in sys.meta_path)
+
+
 def prefer_sources() -> None:
     """Import the compiled modules from their sources from now on (a stale build)."""
-    if not any(isinstance(finder, _SourcesFirst) for finder in sys.meta_path):
+    if not prefers_sources():
         sys.meta_path.insert(0, _SourcesFirst())
 
 

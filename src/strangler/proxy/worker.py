@@ -163,7 +163,8 @@ class Worker:
         self._report_degraded()
         if self.watcher.version < 0:
             log.warning("starting from the YAML file alone: %s", self.watcher.degraded)
-        log.log(logging.WARNING if native.stale_sources() else logging.INFO, native.describe())
+        # The package checked its build's date at import; no second look at the files.
+        log.log(logging.WARNING if native.prefers_sources() else logging.INFO, native.describe())
         if self._runs_analyzer:
             from strangler.control.analyzer import AnalyzerThread
 
