@@ -11,7 +11,8 @@ every compiled module from its source (`prefer_sources`), so what runs is always
 sources say, slower until `make native` runs again.
 
 These modules run for every request: parsing, forwarding, routing and the shadow copy, and the
-objects they read. mypyc needs them fully typed (they are: mypy --strict) and turns their
+objects they read; and the diff engine, for every shadow answer that is not byte-identical to
+its primary. mypyc needs them fully typed (they are: mypy --strict) and turns their
 classes into native classes, which reject attributes that their class does not declare.
 """
 
@@ -42,6 +43,19 @@ COMPILED_MODULES: Final = (
     "strangler.control.snapshot",
     "strangler.shadow.results",
     "strangler.observe.counters",
+    # The diff engine: the worker compares every pair of answers that are not byte-identical.
+    "strangler.diff.compare",
+    "strangler.diff.json_walk",
+    "strangler.diff.equality",
+    "strangler.diff.automaton",
+    "strangler.diff.paths",
+    "strangler.diff.values",
+    "strangler.diff.normalize",
+    "strangler.diff.tolerance",
+    "strangler.diff.headers",
+    "strangler.diff.text",
+    "strangler.diff.rules",
+    "strangler.diff.model",
 )
 
 # The shared library that holds the group's code; each module's own extension is a small shim.

@@ -19,6 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+from typing import TypeAlias
+
+# A JSON-able value, already shortened. An alias, not `object` in the fields: mypyc compiles this
+# module, and a compiled dataclass looks its field types up in the module's globals, where the
+# builtin `object` is not (KeyError: 'object' at import).
+Shortened: TypeAlias = object
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +64,8 @@ class Difference:
 
     path: str
     kind: DifferenceKind
-    primary: object
-    shadow: object
+    primary: Shortened
+    shadow: Shortened
     rule_path: str
     detail: str = ""
 
