@@ -308,14 +308,21 @@ def test_a_canary_that_keeps_shadowing_is_rolled_back_on_parity(
     canary:
       stickiness: ["header:X-User-Id"]
       shadow: true
-      plan: {steps: [20, 50, 100], interval_s: 1, min_requests: 10}
+      plan:
+        steps: [20, 50, 100]
+        interval_s: 1
+        min_requests: 10
+        # Only parity is under test: on a loaded machine (the suite runs in parallel) new's
+        # answers in one interval can be slower than legacy's, and a latency check would then
+        # roll back before parity had a verdict to fail.
+        checks: {latency_slack_ms: 1000}
 """
     gateway = start_gateway(legacy=legacy.url, new=new.url, routes=routes)
     with _traffic(gateway.url, per_second=200):
         assert _wait_for(lambda: _stage(gateway) == "legacy", 20), _verdicts(gateway)
     verdict = _verdicts(gateway)[-1]
     checks = {c["name"]: c for c in verdict.verdict["checks"]}  # type: ignore[union-attr]
-    assert checks["parity"]["outcome"] == "fail"
+    assert checks.get("parity", {}).get("outcome") == "fail", verdict.verdict
     assert checks["error_rate"]["outcome"] == "pass" and checks["p50"]["outcome"] == "pass"
     copies = [r for r in new.requests if r["headers"].get("x-strangler-shadow") == "1"]
     assert len(copies) >= 100
