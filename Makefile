@@ -65,7 +65,7 @@ postgres:
 	  echo "no local PostgreSQL: the PostgreSQL store tests will be skipped"; }
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 bench-deps:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && command -v wrk >/dev/null 2>&1 || \
