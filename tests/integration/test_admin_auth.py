@@ -137,3 +137,36 @@ def test_hash_password_prints_a_hash_the_config_accepts(tmp_path: Path) -> None:
     )
     checked = _strangler("check-config", str(config))
     assert checked.returncode == 0, checked.stderr
+
+
+# --- trailing slashes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/routes/"),
+        ("GET", "/api/v1/routes/checkout/"),
+        ("POST", "/api/v1/routes/checkout/promote/"),
+        ("GET", "/healthz/"),
+    ],
+)
+def test_a_trailing_slash_is_a_404_problem_that_never_names_the_hosts_header(
+    gateway: GatewayProcess, method: str, path: str
+) -> None:
+    assert gateway.admin_url is not None
+    response = httpx.request(
+        method,
+        gateway.admin_url + path,
+        headers={"Host": "evil.example"},
+        timeout=10,
+        trust_env=False,
+        follow_redirects=False,
+    )
+    assert "evil.example" not in response.headers.get("location", "")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == (
+        f"no admin endpoint at {path}; without the trailing slash, {path.rstrip('/')} is one. "
+        "The endpoints are in /openapi.json"
+    )

@@ -3,6 +3,11 @@
 Rules:
 - The app holds no gateway state; it reads the `GatewayView` per request (see view.py).
 - Every error is a problem+json answer (problems.py); nothing ever answers with a traceback.
+- One URL per endpoint: no trailing-slash redirect (`redirect_slashes=False`). Starlette's
+  redirect builds an absolute Location from the request's Host header, so a forged Host would
+  send an admin's client (and, on a 307, its request body and credentials) to another host;
+  and API clients mostly don't follow a redirect of a POST anyway. `/api/v1/routes/` is a 404
+  problem whose detail names `/api/v1/routes` (problems.py).
 - The OpenAPI document is served at /openapi.json. No /docs or /redoc: they load their
   JavaScript from a CDN, which an admin port on a private network should not depend on.
 - Public, on purpose: /healthz and /readyz (probes), /.well-known/jwks.json (public keys only),
@@ -42,6 +47,7 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,
     )
     install_problem_handlers(app)
     install_store_access(app, gateway)

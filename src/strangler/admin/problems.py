@@ -1,8 +1,10 @@
 """Errors as RFC 9457 problem details (`application/problem+json`), for every admin response.
 
 Rules: one function, `problem_response`, renders them. Unknown paths, wrong methods and bad
-parameters get their 4xx as a problem; an unexpected exception gets a 500 problem that says
-nothing about the exception (the traceback goes to the log, once, never to the client).
+parameters get their 4xx as a problem; a path with a trailing slash too (the app never
+redirects), whose 404 names the endpoint without the slash when there is one. An unexpected
+exception gets a 500 problem that says nothing about the exception (the traceback goes to the
+log, once, never to the client).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -54,8 +57,22 @@ async def _http_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # registered for HTTPException only
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
     if exc.status_code == HTTPStatus.NOT_FOUND and detail is None:
-        detail = f"no admin endpoint at {request.url.path}; the endpoints are in /openapi.json"
+        detail = _not_found_detail(request)
     return problem_response(exc.status_code, detail, headers=exc.headers)
+
+
+def _not_found_detail(request: Request) -> str:
+    path: str = request.scope["path"]
+    stripped = path.rstrip("/")
+    if stripped and stripped != path:
+        scope = {**request.scope, "path": stripped}
+        routes: list[BaseRoute] = request.app.router.routes
+        if any(route.matches(scope)[0] is not Match.NONE for route in routes):
+            return (
+                f"no admin endpoint at {path}; without the trailing slash, {stripped} is one. "
+                "The endpoints are in /openapi.json"
+            )
+    return f"no admin endpoint at {path}; the endpoints are in /openapi.json"
 
 
 async def _validation_problem(request: Request, exc: Exception) -> Response:
