@@ -1,7 +1,9 @@
 """The admin API's authentication on a real gateway process, with tokens made by the real
-`strangler token` commands: what an operator does, over real sockets.
+`strangler token` commands: what an operator does, over real sockets. Also the login throttle
+(backoff per user and client, X-Forwarded-For from a trusted proxy) and the trailing-slash
+answer, as a client on the network sees them.
 
-The in-process cases (scopes, CSRF, sessions, the login limit) are in
+The in-process cases (scopes, CSRF, sessions, the throttle's rules on a fake clock) are in
 tests/unit/test_admin_auth.py.
 """
 
@@ -15,9 +17,15 @@ import httpx
 import orjson
 import pytest
 
+from strangler.admin.auth import hash_password
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess
+from tests.integration.probes import wait_until
 from tests.integration.upstreams import EchoUpstream
+
+PASSWORD = "correct horse battery staple"
+# How much later than its Retry-After the server may let an attempt through (a loaded machine).
+RETRY_SLACK_S = 5.0
 
 
 def _strangler(*args: str) -> subprocess.CompletedProcess[str]:
@@ -170,3 +178,132 @@ def test_a_trailing_slash_is_a_404_problem_that_never_names_the_hosts_header(
         f"no admin endpoint at {path}; without the trailing slash, {path.rstrip('/')} is one. "
         "The endpoints are in /openapi.json"
     )
+
+
+# --- the login throttle ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def _users_admin(password_hash: str, *, attempts: int, trusted: str | None = None) -> str:
+    """An `admin:` section with users ana and bo (same password), and `forwarding:` if trusted."""
+    text = (
+        "admin:\n"
+        '  listen: "127.0.0.1:0"\n'
+        f"  login_attempts_per_minute: {attempts}\n"
+        "  users:\n"
+        f'    - {{name: ana, password_hash: "{password_hash}"}}\n'
+        f'    - {{name: bo, password_hash: "{password_hash}"}}\n'
+    )
+    if trusted is not None:
+        text += f"forwarding:\n  trusted_proxies: [{trusted}]\n"
+    return text
+
+
+def _login(
+    gw: GatewayProcess, user: str, password: str, forwarded_for: str | None = None
+) -> httpx.Response:
+    assert gw.admin_url is not None
+    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+    return httpx.post(
+        gw.admin_url + "/api/v1/session",
+        json={"user": user, "password": password},
+        headers=headers,
+        timeout=10,
+        trust_env=False,
+    )
+
+
+def _refused_for(response: httpx.Response) -> int:
+    """The Retry-After of a 429 login answer, in seconds."""
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    return int(response.headers["retry-after"])
+
+
+def _login_once_let_through(
+    gw: GatewayProcess, refused: httpx.Response, user: str, password: str
+) -> httpx.Response:
+    """Try the login until the throttle judges it (not 429); it must within `refused`'s
+    Retry-After (plus slack). Each try while refused is itself refused, unjudged."""
+    answers: list[httpx.Response] = []
+
+    def is_judged() -> bool:
+        answers.append(_login(gw, user, password))
+        return answers[-1].status_code != 429
+
+    wait_until(
+        is_judged,
+        f"a login of {user} to be judged after Retry-After {refused.headers['retry-after']}",
+        timeout_s=_refused_for(refused) + RETRY_SLACK_S,
+    )
+    return answers[-1]
+
+
+def test_the_right_password_waits_out_the_backoff_then_logs_in(
+    start_gateway: GatewayFactory, legacy_upstream: EchoUpstream, password_hash: str
+) -> None:
+    gw = start_gateway(legacy=legacy_upstream.url, extra=_users_admin(password_hash, attempts=10))
+
+    assert _login(gw, "ana", "wrong").status_code == 401
+    during = _login(gw, "ana", PASSWORD)
+    assert _refused_for(during) == 1  # 1 s after the first failure
+    assert during.json()["detail"].startswith("too many failed logins for this user from")
+    assert "set-cookie" not in during.headers
+    # A guess during the backoff is refused unjudged: it is not a second failure.
+    _refused_for(_login(gw, "ana", "wrong again"))
+    second = _login_once_let_through(gw, during, "ana", "wrong again")
+    assert second.status_code == 401
+    line = gw.wait_for_log("admin login failed for user 'ana' from 127.0.0.1: 2 in a row")
+    assert "next attempt in 2 s" in line
+
+    during = _login(gw, "ana", PASSWORD)
+    assert 1 <= _refused_for(during) <= 2  # doubled: 2 s from the failure (the log says so)
+    after = _login_once_let_through(gw, during, "ana", PASSWORD)
+    assert after.status_code == 200, after.text
+    assert after.json()["subject"] == "user:ana"
+    # The success cleared ana's failures: one more typo waits 1 s again, not 4.
+    assert _login(gw, "ana", "typo").status_code == 401
+    assert _refused_for(_login(gw, "ana", PASSWORD)) == 1
+
+
+def test_another_user_from_the_same_address_is_not_held_back(
+    start_gateway: GatewayFactory, legacy_upstream: EchoUpstream, password_hash: str
+) -> None:
+    # One failure a minute: before, the first failure emptied the address's one bucket.
+    gw = start_gateway(legacy=legacy_upstream.url, extra=_users_admin(password_hash, attempts=1))
+
+    assert _login(gw, "ana", "wrong").status_code == 401
+    _refused_for(_login(gw, "ana", PASSWORD))
+    bo = _login(gw, "bo", PASSWORD)
+    assert bo.status_code == 200, bo.text
+    assert bo.json()["subject"] == "user:bo"
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_backoff(
+    start_gateway: GatewayFactory, legacy_upstream: EchoUpstream, password_hash: str
+) -> None:
+    behind_proxy = start_gateway(
+        legacy=legacy_upstream.url,
+        extra=_users_admin(password_hash, attempts=1, trusted="127.0.0.1/32"),
+    )
+    attacker, colleague = "203.0.113.7", "198.51.100.20"
+    assert _login(behind_proxy, "ana", "wrong", forwarded_for=attacker).status_code == 401
+    _refused_for(_login(behind_proxy, "ana", PASSWORD, forwarded_for=attacker))
+    # The right-most entry a trusted proxy added is the client; the left one is a claim.
+    _refused_for(_login(behind_proxy, "ana", PASSWORD, forwarded_for=f"{colleague}, {attacker}"))
+    elsewhere = _login(behind_proxy, "ana", PASSWORD, forwarded_for=colleague)
+    assert elsewhere.status_code == 200, elsewhere.text
+    behind_proxy.wait_for_log(f"admin login failed for user 'ana' from {attacker}: 1 in a row")
+
+    # Same traffic from a peer that is not a trusted proxy: its X-Forwarded-For is ignored,
+    # so both "clients" are the peer, 127.0.0.1, and share its backoff.
+    direct = start_gateway(
+        legacy=legacy_upstream.url, extra=_users_admin(password_hash, attempts=1)
+    )
+    assert _login(direct, "ana", "wrong", forwarded_for=attacker).status_code == 401
+    _refused_for(_login(direct, "ana", PASSWORD, forwarded_for=colleague))
+    direct.wait_for_log("admin login failed for user 'ana' from 127.0.0.1: 1 in a row")

@@ -1,5 +1,5 @@
 """Admin API authentication, driven in-process over ASGI against a real SQLite store: tokens,
-sessions, CSRF, scopes, configured users and the failed-login limit.
+sessions, CSRF, scopes, configured users, and the login throttle (on a fake clock).
 
 What a real socket adds (a token made by the `strangler token create` command, used against a
 running gateway) is in tests/integration/test_admin_auth.py.
@@ -17,6 +17,7 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
+from starlette.requests import Request
 
 from strangler.admin import create_admin_app
 from strangler.admin.auth import (
@@ -29,7 +30,16 @@ from strangler.admin.auth import (
     require_write,
     verify_password,
 )
-from strangler.admin.session_routes import FailedLogins
+from strangler.admin.login_throttle import (
+    FORGET_AFTER_S,
+    Failure,
+    LoginKey,
+    LoginThrottle,
+    Refusal,
+    Refused,
+    backoff_s,
+)
+from strangler.admin.session_routes import login_key
 from strangler.cli.tokens import create_token
 from strangler.config import AdminUserConfig, Config, parse_config
 from strangler.control.snapshot import Snapshot, build_snapshot
@@ -449,38 +459,71 @@ def test_login_takes_json_only(setup: Setup) -> None:
     setup.run(scenario)
 
 
-# --- failed logins ------------------------------------------------------------------------------
+# --- the login throttle -------------------------------------------------------------------------
 
 
-def test_failed_logins_are_limited_per_address_with_retry_after(
-    tmp_path: Path, password_hash: str
+def test_failed_logins_hold_back_that_user_from_that_address_only(
+    tmp_path: Path, password_hash: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     setup = Setup(tmp_path, password_hash, attempts=3)
     _, token = setup.token("write")
 
     async def scenario(client: httpx.AsyncClient) -> None:
         for _ in range(5):  # successes are free
-            assert (await _login(client, token=token)).status_code == 200
-        for _ in range(3):
-            _assert_unauthorized(await _login(client, user="ana", password="guess"))
-        limited = await _login(client, user="ana", password="guess")
+            assert (await _login(client, user="ana", password=PASSWORD)).status_code == 200
+        _assert_unauthorized(await _login(client, user="ana", password="guess"))
+        limited = await _login(client, user="ana", password=PASSWORD)
         body = _assert_problem(limited, 429)
-        assert body["detail"] == "too many failed logins from this address; try again later"
-        assert 1 <= int(limited.headers["retry-after"]) <= 20  # one attempt per 20 s
-        # Over the limit, even the right credentials wait: a guess can't be confirmed.
-        _assert_problem(await _login(client, token=token), 429)
+        assert body["detail"] == (
+            "too many failed logins for this user from this address; "
+            "try again in Retry-After seconds"
+        )
+        assert limited.headers["retry-after"] == "1"
+        # Neither another user nor a token login from this address is held back.
+        assert (await _login(client, user="bo", password=PASSWORD)).status_code == 200
+        assert (await _login(client, token=token)).status_code == 200
+        _assert_unauthorized(await _login(client, token="stk_" + "A" * 43))
+        refused_token = _assert_problem(await _login(client, token=token), 429)
+        assert refused_token["detail"] == (
+            "too many failed token logins from this address; try again in Retry-After seconds"
+        )
 
     setup.run(scenario)
-
-    async def elsewhere(client: httpx.AsyncClient) -> None:
-        assert (await _login(client, token=token)).status_code == 200
+    (line,) = [r.getMessage() for r in caplog.records if "user 'ana'" in r.getMessage()]
+    assert line == (
+        "admin login failed for user 'ana' from 127.0.0.1: 1 in a row "
+        "(0 refused during backoff); next attempt in 1 s"
+    )
 
     async def other_address() -> None:
         transport = httpx.ASGITransport(app=setup.app, client=("192.0.2.7", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
-            await elsewhere(client)
+            assert (await _login(client, user="ana", password=PASSWORD)).status_code == 200
 
     asyncio.run(other_address())
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "client"),
+    [
+        ("192.0.2.7", ["203.0.113.7"], "192.0.2.7"),  # not a trusted proxy: header ignored
+        ("10.0.0.1", [], "10.0.0.1"),
+        ("10.0.0.1", ["203.0.113.7"], "203.0.113.7"),
+        ("10.0.0.1", ["198.51.100.2, 203.0.113.7"], "203.0.113.7"),  # the left one is a claim
+        ("10.0.0.1", ["198.51.100.2", "203.0.113.7"], "203.0.113.7"),  # two header lines
+        ("10.0.0.1", ["203.0.113.7, 10.0.0.9"], "203.0.113.7"),  # a chain of trusted proxies
+        ("10.0.0.1", ["not an address"], "10.0.0.1"),
+    ],
+)
+def test_the_client_of_a_login_is_the_forwarded_one_only_behind_a_trusted_proxy(
+    tmp_path: Path, password_hash: str, peer: str, forwarded_for: list[str], client: str
+) -> None:
+    config_path = tmp_path / "strangler.yaml"
+    text = _config_text(password_hash) + "forwarding:\n  trusted_proxies: [10.0.0.0/8]\n"
+    view = View(_snapshot(config_path, text))
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded_for]
+    request = Request({"type": "http", "headers": headers, "client": (peer, 40000)})
+    assert login_key(request, view, "ana") == LoginKey("ana", client)
 
 
 class FakeClock:
@@ -491,26 +534,143 @@ class FakeClock:
         return self.now
 
 
-def test_the_failed_login_bucket_refills_and_successes_give_back() -> None:
-    clock = FakeClock()
-    limiter = FailedLogins(clock=clock)
-    assert [limiter.take("a", 2) for _ in range(3)] == [0.0, 0.0, 30.0]
-    clock.now += 15  # half an attempt back at 2 a minute
-    assert limiter.take("a", 2) == 15.0
-    clock.now += 15
-    assert limiter.take("a", 2) == 0.0
-    limiter.give_back("a", 2)  # that one succeeded
-    assert limiter.take("a", 2) == 0.0
+@pytest.mark.parametrize(
+    ("failures", "per_minute", "wait_s"),
+    [
+        (1, 10, 1.0),
+        (2, 10, 2.0),
+        (3, 10, 4.0),
+        (4, 10, 6.0),  # capped at 60 / 10 s: 10 failed attempts a minute at most
+        (50, 10, 6.0),
+        (6, 1, 32.0),
+        (7, 1, 60.0),
+        (10_000, 1, 60.0),
+        (1, 120, 0.5),  # over 60 a minute the cap is under the base
+    ],
+)
+def test_the_backoff_doubles_from_one_second_up_to_the_cap(
+    failures: int, per_minute: int, wait_s: float
+) -> None:
+    assert backoff_s(failures, per_minute) == wait_s
 
 
-def test_the_failed_login_memory_is_bounded() -> None:
+ANA_HERE = LoginKey("ana", "192.0.2.1")
+
+
+def _fail(throttle: LoginThrottle, key: LoginKey, per_minute: int = 10) -> Failure:
+    assert throttle.admit(key) is None
+    return throttle.failed(key, per_minute)
+
+
+def test_during_the_backoff_attempts_are_refused_unjudged_and_after_it_one_is_let_through() -> None:
     clock = FakeClock()
-    limiter = FailedLogins(max_addresses=2, clock=clock)
-    for address in ("a", "b", "c"):
-        assert limiter.take(address, 1) == 0.0
-    assert repr(limiter) == "<FailedLogins 2 addresses>"
-    assert limiter.take("a", 1) == 0.0  # the oldest was forgotten: a fresh bucket
-    assert limiter.take("c", 1) == 60.0
+    throttle = LoginThrottle(clock=clock)
+    assert _fail(throttle, ANA_HERE) == Failure(1, 1.0, 0, is_user_held=False)
+    assert throttle.admit(ANA_HERE) == Refused(Refusal.BACKOFF, 1.0)
+    clock.now += 0.75
+    assert throttle.admit(ANA_HERE) == Refused(Refusal.BACKOFF, 0.25)  # not lengthened
+    clock.now += 0.25
+    assert _fail(throttle, ANA_HERE) == Failure(2, 2.0, 2, is_user_held=False)
+    clock.now += 2.0
+    assert _fail(throttle, ANA_HERE) == Failure(3, 4.0, 2, is_user_held=False)
+    clock.now += 4.0
+    assert throttle.admit(ANA_HERE) is None
+    throttle.succeeded(ANA_HERE)  # forgets every failure of the key
+    assert repr(throttle) == "<LoginThrottle 0 keys, 0 users (0 held), 2 refused>"
+    assert _fail(throttle, ANA_HERE).wait_s == 1.0
+    assert throttle.refusals(Refusal.BACKOFF) == 2
+
+
+def test_one_attempt_per_key_is_judged_at_a_time_and_an_unjudged_one_counts_for_nothing() -> None:
+    throttle = LoginThrottle(clock=FakeClock())
+    assert throttle.admit(ANA_HERE) is None
+    assert throttle.admit(ANA_HERE) == Refused(Refusal.BUSY, 1.0)
+    assert throttle.admit(LoginKey("ana", "192.0.2.2")) is None  # another client is not busy
+    throttle.unjudged(ANA_HERE)  # the store was down
+    assert repr(throttle) == "<LoginThrottle 1 keys, 0 users (0 held), 1 refused>"
+    assert _fail(throttle, ANA_HERE).in_a_row == 1
+    assert throttle.refusals(Refusal.BUSY) == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        LoginKey("bo", "192.0.2.1"),  # another user, same address
+        LoginKey("ana", "192.0.2.2"),  # same user, another address
+        LoginKey(None, "192.0.2.1"),  # a token login from the same address
+    ],
+)
+def test_one_keys_failures_do_not_hold_back_another(other: LoginKey) -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(clock=clock)
+    for _ in range(20):  # far past the cap, and past SPREAD_CLIENTS failures
+        clock.now += _fail(throttle, ANA_HERE).wait_s
+    assert throttle.admit(ANA_HERE) is None
+    throttle.failed(ANA_HERE, 10)
+    assert throttle.admit(ANA_HERE) == Refused(Refusal.BACKOFF, 6.0)
+    assert throttle.admit(other) is None
+
+
+def test_a_user_failing_from_many_addresses_is_held_everywhere_at_the_flat_cap() -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(clock=clock)
+    for client in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
+        assert _fail(throttle, LoginKey("ana", client)).is_user_held is False
+    legit = LoginKey("ana", "192.0.2.99")
+    assert throttle.admit(legit) is None  # three failing clients: not held yet
+    throttle.unjudged(legit)
+    assert _fail(throttle, LoginKey("ana", "203.0.113.4")) == Failure(1, 6.0, 0, is_user_held=True)
+    assert repr(throttle) == "<LoginThrottle 4 keys, 1 users (1 held), 0 refused>"
+    # Held: 60 / 10 s after each failure from anywhere, without doubling.
+    assert throttle.admit(legit) == Refused(Refusal.USER_HELD, 6.0)
+    assert throttle.admit(LoginKey("bo", "203.0.113.1")) is None  # other users are not held
+    throttle.unjudged(LoginKey("bo", "203.0.113.1"))
+    clock.now += 6.0
+    fifth = LoginKey("ana", "203.0.113.5")
+    assert throttle.admit(fifth) is None
+    assert throttle.admit(legit) == Refused(Refusal.BUSY, 1.0)  # one judged at a time
+    assert throttle.failed(fifth, 10).wait_s == 6.0
+    clock.now += 6.0
+    assert throttle.admit(legit) is None
+    throttle.succeeded(legit)
+    # A client that logged in as ana stops counting; attackers' clients keep ana held.
+    assert throttle.admit(LoginKey("ana", "203.0.113.1")) is None
+    throttle.succeeded(LoginKey("ana", "203.0.113.1"))
+    assert repr(throttle) == "<LoginThrottle 4 keys, 1 users (0 held), 2 refused>"
+    assert (throttle.refusals(Refusal.USER_HELD), throttle.refusals(Refusal.BUSY)) == (1, 1)
+
+
+def test_token_logins_from_many_addresses_never_hold_token_logins_as_a_whole() -> None:
+    throttle = LoginThrottle(clock=FakeClock())
+    for n in range(10):
+        assert _fail(throttle, LoginKey(None, f"203.0.113.{n}")).is_user_held is False
+    assert throttle.admit(LoginKey(None, "192.0.2.1")) is None
+
+
+def test_failures_are_forgotten_after_a_quiet_while() -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(clock=clock)
+    for client in ("203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"):
+        _fail(throttle, LoginKey("ana", client))
+    for in_a_row in (1, 2):
+        clock.now += 8.0
+        assert _fail(throttle, ANA_HERE) == Failure(in_a_row, 6.0, 0, is_user_held=True)
+    clock.now += FORGET_AFTER_S - 8.0  # the first four clients have been quiet that long
+    assert _fail(throttle, LoginKey("bo", "192.0.2.1")).in_a_row == 1
+    # Their keys are gone; ana is still held: it failed 15 min ago, not longer.
+    assert repr(throttle) == "<LoginThrottle 2 keys, 2 users (1 held), 0 refused>"
+    clock.now += 8.0
+    assert _fail(throttle, ANA_HERE) == Failure(1, 1.0, 0, is_user_held=False)
+
+
+def test_the_throttles_memory_is_bounded() -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(max_keys=2, max_users=2, clock=clock)
+    for user in ("ana", "bo", "cy"):
+        _fail(throttle, LoginKey(user, "192.0.2.1"))
+    assert repr(throttle) == "<LoginThrottle 2 keys, 2 users (0 held), 0 refused>"
+    assert throttle.admit(LoginKey("ana", "192.0.2.1")) is None  # the oldest was forgotten
+    assert throttle.admit(LoginKey("cy", "192.0.2.1")) == Refused(Refusal.BACKOFF, 1.0)
 
 
 # --- store and config ---------------------------------------------------------------------------

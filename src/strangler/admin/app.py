@@ -29,9 +29,10 @@ from strangler.admin.auth import Authenticator
 from strangler.admin.diffs import diffs_router
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
+from strangler.admin.login_throttle import LoginThrottle
 from strangler.admin.problems import install_problem_handlers
 from strangler.admin.rollouts import install_change_refused_handler, rollouts_router
-from strangler.admin.session_routes import FailedLogins, session_router
+from strangler.admin.session_routes import session_router
 from strangler.admin.store_access import install_store_access
 from strangler.admin.view import GatewayView
 
@@ -57,7 +58,7 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     jwks_source.prime(gateway.snapshot.bridge)
     app.include_router(health_router(gateway))
     app.include_router(jwks_router(gateway, jwks_source))
-    app.include_router(session_router(gateway, FailedLogins()))
+    app.include_router(session_router(gateway, LoginThrottle()))
     app.include_router(rollouts_router(gateway))
     app.include_router(diffs_router())
     return app

@@ -8,11 +8,12 @@ Rules:
 - Login takes JSON only (`application/json`; FastAPI leaves any other body unparsed, a 422):
   a cross-site HTML form can't send it, and a cross-site script can't without a CORS preflight
   this API never grants. So another site can't log a browser in as someone else.
-- Failed logins are rate-limited per client address: a token bucket of
-  `admin.login_attempts_per_minute`, in memory, per process. Every attempt takes a token before
-  the credentials are checked; a successful one gives it back, and so does one the store
-  could not judge (503), so only failures count and concurrent guesses can't overdraw. Over the
-  limit: 429 problem with Retry-After, whatever the credentials.
+- Failed logins are throttled per (user name, client address) with exponential backoff
+  (login_throttle.py): during a backoff an attempt is a 429 problem with Retry-After, refused
+  before the credentials are looked at; after it, the right credentials log in. The client
+  address is the socket peer, or, when the peer is in `forwarding.trusted_proxies`, the client
+  its X-Forwarded-For names, by the rule the proxy applies (`routing.canary.client_address`).
+  Every judged failure is logged (user name, client, failures in a row, refusals, the wait).
 - Logout deletes the session that made the request (a bearer caller has none) and expires the
   cookie; like every unsafe call with a session, it needs the CSRF token.
 - Sessions end at `expires_at`; there is no sliding renewal. A user's session follows the
@@ -21,13 +22,11 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, assert_never
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi import Response as FastAPIResponse
@@ -48,72 +47,23 @@ from strangler.admin.auth import (
     unauthorized,
     verify_password,
 )
+from strangler.admin.login_throttle import (
+    Failure,
+    LoginKey,
+    LoginThrottle,
+    Refusal,
+    Refused,
+)
 from strangler.admin.problems import problem_openapi
 from strangler.admin.store_access import STORE_UNAVAILABLE_RESPONSE, store_dependency
 from strangler.admin.view import GatewayView
 from strangler.control.state import SessionRecord, Store
+from strangler.routing.canary import client_address
+
+log = logging.getLogger("strangler.admin")
 
 SESSION_PATH = "/api/v1/session"
-# Client addresses whose failures are remembered; past it the least recently failed is forgotten.
-MAX_TRACKED_ADDRESSES = 10_000
 _NO_STORE = "no-store"
-
-
-class FailedLogins:
-    """Token buckets of login attempts by client address. Thread-safe, bounded.
-
-    Each address has `per_minute` attempts, refilled continuously at per_minute/60 a second.
-    A full bucket is not kept (it is what an unknown address gets), so the map holds only
-    addresses that failed recently, at most MAX_TRACKED_ADDRESSES of them.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_addresses: int = MAX_TRACKED_ADDRESSES,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._max_addresses = max_addresses
-        self._clock = clock
-        self._lock = threading.Lock()
-        # address -> (attempts left, when that was computed), least recently updated first.
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def __repr__(self) -> str:
-        return f"<FailedLogins {len(self._buckets)} addresses>"
-
-    def take(self, address: str, per_minute: int) -> float:
-        """Take one attempt for `address`: 0.0 when taken, else the seconds until one is left."""
-        with self._lock:
-            now = self._clock()
-            left = self._left(address, per_minute, now)
-            if left < 1.0:
-                return (1.0 - left) * 60.0 / per_minute
-            self._put(address, left - 1.0, now)
-            return 0.0
-
-    def give_back(self, address: str, per_minute: int) -> None:
-        """Return the attempt a successful login took."""
-        with self._lock:
-            now = self._clock()
-            left = self._left(address, per_minute, now) + 1.0
-            if left >= per_minute:
-                self._buckets.pop(address, None)
-            else:
-                self._put(address, left, now)
-
-    def _left(self, address: str, per_minute: int, now: float) -> float:
-        entry = self._buckets.get(address)
-        if entry is None:
-            return float(per_minute)
-        left, then = entry
-        return min(float(per_minute), left + (now - then) * per_minute / 60.0)
-
-    def _put(self, address: str, left: float, now: float) -> None:
-        self._buckets[address] = (left, now)
-        self._buckets.move_to_end(address)
-        while len(self._buckets) > self._max_addresses:
-            self._buckets.popitem(last=False)
 
 
 class TokenLogin(BaseModel):
@@ -156,13 +106,59 @@ def session_cookie(value: str, max_age_s: int, *, is_secure: bool) -> str:
     return cookie + "; Secure" if is_secure else cookie
 
 
-def _client_address(request: Request) -> str:
-    # The socket peer: the admin server believes no X-Forwarded-For (uvicorn proxy_headers off).
-    return request.client.host if request.client is not None else "unknown"
+def login_key(request: Request, gateway: GatewayView, user: str | None) -> LoginKey:
+    """Whose failures this login counts towards: `user` (None for a token) and the client.
+
+    uvicorn's proxy_headers stay off: X-Forwarded-For is believed here, and only from a peer
+    in `forwarding.trusted_proxies`, by the same rule as the proxy's.
+    """
+    peer = request.client.host if request.client is not None else "unknown"
+    forwarded = request.headers.getlist("x-forwarded-for")
+    client = client_address(
+        peer, ", ".join(forwarded) if forwarded else None, gateway.snapshot.trusted_networks
+    )
+    return LoginKey(user, client)
+
+
+def too_many(key: LoginKey, refused: Refused) -> HTTPException:
+    """The 429 of an attempt the throttle refused. Its detail never echoes the user name."""
+    logins = "logins for this user" if key.user is not None else "token logins"
+    match refused.reason:
+        case Refusal.BACKOFF:
+            detail = f"too many failed {logins} from this address"
+        case Refusal.USER_HELD:
+            detail = f"too many failed {logins} from several addresses"
+        case Refusal.BUSY:
+            detail = "another login attempt like this one is being checked"
+        case unreachable:
+            assert_never(unreachable)
+    return HTTPException(
+        429,
+        f"{detail}; try again in Retry-After seconds",
+        headers={"Retry-After": str(max(1, math.ceil(refused.wait_s)))},
+    )
+
+
+def log_failure(key: LoginKey, failure: Failure) -> None:
+    who = "a token" if key.user is None else f"user {key.user!r}"
+    held = "; the user is held: failures from several addresses" if failure.is_user_held else ""
+    log.warning(
+        "admin login failed for %s from %s: %d in a row (%d refused during backoff); "
+        "next attempt in %d s%s",
+        who,
+        key.client,
+        failure.in_a_row,
+        failure.refused,
+        max(1, math.ceil(failure.wait_s)),
+        held,
+    )
 
 
 _TOO_MANY = {
-    **problem_openapi("Too many failed logins from this address; wait Retry-After seconds"),
+    **problem_openapi(
+        "Failed logins of this user from this client (or from several clients) hold its next "
+        "attempt back; wait Retry-After seconds"
+    ),
     "headers": {
         "Retry-After": {
             "description": "Seconds until the next attempt is allowed",
@@ -173,7 +169,7 @@ _TOO_MANY = {
 }
 
 
-def session_router(gateway: GatewayView, failed_logins: FailedLogins) -> APIRouter:
+def session_router(gateway: GatewayView, throttle: LoginThrottle) -> APIRouter:
     router = APIRouter(prefix=SESSION_PATH, tags=["session"])
 
     @router.post(
@@ -216,14 +212,11 @@ def session_router(gateway: GatewayView, failed_logins: FailedLogins) -> APIRout
         credentials: Annotated[TokenLogin | PasswordLogin, Body()],
     ) -> SessionCreated:
         admin = gateway.snapshot.config.admin
-        address = _client_address(request)
-        wait_s = failed_logins.take(address, admin.login_attempts_per_minute)
-        if wait_s:
-            raise HTTPException(
-                429,
-                "too many failed logins from this address; try again later",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
-            )
+        user = credentials.user if isinstance(credentials, PasswordLogin) else None
+        key = login_key(request, gateway, user)
+        refused = throttle.admit(key)
+        if refused is not None:
+            raise too_many(key, refused)
         authenticator: Authenticator = request.app.state.authenticator
         now = time.time()
         try:
@@ -231,11 +224,12 @@ def session_router(gateway: GatewayView, failed_logins: FailedLogins) -> APIRout
             subject_scope = _check_login(authenticator, store, credentials, now)
         except BaseException:
             # Not a failed login: the store was down (503), and the attempt was never judged.
-            failed_logins.give_back(address, admin.login_attempts_per_minute)
+            throttle.unjudged(key)
             raise
         if subject_scope is None:
+            log_failure(key, throttle.failed(key, admin.login_attempts_per_minute))
             raise unauthorized("wrong token, user or password")
-        failed_logins.give_back(address, admin.login_attempts_per_minute)
+        throttle.succeeded(key)
         subject, scope, token_id = subject_scope
         value, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         expires_at = now + admin.session_ttl_s
