@@ -128,6 +128,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
     """Compile a validated Config into a Snapshot (route patterns were checked by the config);
     ConfigError names the field when a secret it names is unset."""
     canaries = build_canary_plans(config, source)
+    rails_cookie = config.rails.cookie if config.rails is not None else None
     specs = [
         RouteSpec(
             name=route.name,
@@ -171,7 +172,9 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         shadow_routes=MappingProxyType(
             {
                 route.name: ShadowRoute.build(
-                    route.shadow, DiffRules.from_config(route.diff), Redactor(route.shadow.redact)
+                    route.shadow,
+                    DiffRules.from_config(route.diff),
+                    Redactor(route.shadow.redact, cookie=rails_cookie),
                 )
                 for route in config.routes
                 if config.is_shadowed(route)
