@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -270,7 +271,7 @@ def _segment(segment: CanarySegmentConfig) -> Segment:
 
 def build_bridge(config: Config, source: str) -> BridgeSetup | None:
     """Read the Rails secrets (environment or files, never the YAML) and derive the keys once;
-    ConfigError names the field when a secret is missing."""
+    ConfigError names the field when a secret is missing, or in a file others can read."""
     rails = config.rails
     if rails is None:
         return None
@@ -295,7 +296,16 @@ def build_bridge(config: Config, source: str) -> BridgeSetup | None:
     for loc, kind, name, digest in sources:
         if name is None:
             continue
-        secret = _read_secret(kind, name, folder)
+        secret, mode = _read_secret(kind, name, folder)
+        # Like ssh with its private keys (and the identity key ring): a secret that other users
+        # can read is refused, not silently used.
+        if mode & 0o077:
+            raise config_error(
+                source,
+                loc,
+                f"file {name} is readable by other users (mode {mode:o}); it holds the Rails "
+                f"secret_key_base: run chmod 600 {_secret_path(name, folder)}",
+            )
         if not secret:
             what = f"environment variable {name}" if kind == "env" else f"file {name}"
             raise config_error(
@@ -325,14 +335,20 @@ def identity_keys_path(config: Config, source: str) -> Path:
     return path if path.is_absolute() else Path(source).parent / path
 
 
-def _read_secret(kind: str, name: str, folder: Path) -> bytes:
+def _secret_path(name: str, folder: Path) -> Path:
+    return Path(name) if Path(name).is_absolute() else folder / name
+
+
+def _read_secret(kind: str, name: str, folder: Path) -> tuple[bytes, int]:
+    """The secret, and the permission bits of the file it was read from (0 for a variable)."""
     if kind == "env":
-        return os.environ.get(name, "").strip().encode("utf-8")
-    path = Path(name) if Path(name).is_absolute() else folder / name
+        return os.environ.get(name, "").strip().encode("utf-8"), 0
     try:
-        return path.read_bytes().strip()
+        with _secret_path(name, folder).open("rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            return handle.read().strip(), mode
     except OSError:
-        return b""
+        return b"", 0
 
 
 def load_snapshot(path: str | Path, *, version: int = 1) -> Snapshot:

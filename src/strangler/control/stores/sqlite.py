@@ -11,11 +11,18 @@ Rules:
 - Writes are additive UPSERTs, so concurrent flushes from several workers merge exactly.
 - The schema is created or upgraded on open with the Alembic migrations shipped in
   `strangler/control/migrations`, inside one BEGIN IMMEDIATE transaction.
+- The file and its `-wal` and `-shm` files are mode 0600: they hold difference examples and
+  admin token hashes. The file is created so before SQLite opens it, whatever the umask, and
+  SQLite gives the other two the database's mode when it creates them; files an older version
+  left readable by others are tightened on open (when this user owns them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,9 @@ from strangler.control.stores.schema import upgrade
 BUSY_TIMEOUT_MS = 5000
 
 _BEGIN_OPTION = "strangler_sqlite_begin"
+FILE_MODE = 0o600
+# SQLite's write-ahead log and its shared-memory index, beside the database file.
+COMPANION_SUFFIXES = ("-wal", "-shm")
 
 
 def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -56,12 +66,38 @@ def _on_begin(connection: Connection) -> None:
     connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _make_private(path: Path) -> None:
+    """Create the database file mode 0600 if it is missing (an empty file is a new database to
+    SQLite); tighten it and its companions when others could read them."""
+    try:
+        # O_RDONLY: a user who may only read the store (`strangler diffs`) can still open it.
+        _restrict(os.open(path, os.O_RDONLY | os.O_CREAT, FILE_MODE))
+    except OSError as exc:
+        raise StoreUnavailable(f"shadow store {path}: {exc}") from exc
+    for suffix in COMPANION_SUFFIXES:
+        # A missing one is created by SQLite, with the database's mode.
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            _restrict(os.open(f"{path}{suffix}", os.O_RDONLY))
+
+
+def _restrict(descriptor: int) -> None:
+    """Take the group's and others' permissions away if this user owns the file; closes it."""
+    try:
+        info = os.fstat(descriptor)
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077 and info.st_uid == os.geteuid():
+            os.fchmod(descriptor, mode & 0o700)
+    finally:
+        os.close(descriptor)
+
+
 class SqliteShadowStore(SqlShadowStore):
     """ShadowStore on one SQLite file, safe for many processes writing at once."""
 
     def __init__(self, path: str | Path, *, max_examples_per_path: int = 5) -> None:
         super().__init__(max_examples_per_path=max_examples_per_path)
         self.path = Path(path)
+        _make_private(self.path)
         self._engine: Engine = create_engine(f"sqlite:///{self.path}")
         event.listen(self._engine, "connect", _on_connect)
         event.listen(self._engine, "begin", _on_begin)
