@@ -370,7 +370,8 @@ class ShadowRunner:
             channel.sweep(now)
 
     def report(self, *, as_json: bool = False) -> None:
-        """Log each shadowed route's figures (periodically, and as JSON when the worker stops)."""
+        """Log each shadowed route's figures (periodically, and as JSON when the worker stops):
+        counts and paths, never examples (they hold response values; the store keeps them)."""
         for stats in self.results.routes.values():
             if as_json:
                 log.info("shadow results %s", orjson.dumps(stats.as_dict()).decode())
@@ -542,12 +543,14 @@ class ShadowRunner:
             for path in self.results.record_noise(mirror.route, comparison):
                 log.info("shadow %s: legacy differs from itself at %s", mirror.route, path)
             return
-        if comparison.differences:
+        # What is kept of a difference, and the request line beside it, is redacted first: the
+        # results go to the store, the admin API and the log.
+        request_line = ""
+        if not comparison.is_equal:
             redactor = mirror.setup.redactor
             comparison = dataclasses.replace(
                 comparison, differences=tuple(map(redactor.difference, comparison.differences))
             )
-        for path in self.results.record(mirror.route, mirror.request_line, comparison):
-            log.info(
-                "shadow %s: new difference at %s (%s)", mirror.route, path, mirror.request_line
-            )
+            request_line = redactor.request_line(mirror.request_line)
+        for path in self.results.record(mirror.route, request_line, comparison):
+            log.info("shadow %s: new difference at %s (%s)", mirror.route, path, request_line)

@@ -76,6 +76,8 @@ class RouteShadowStats:
         return ratio, wilson_interval(equal, self.compared)
 
     def as_dict(self) -> dict[str, Any]:
+        """The figures as the worker logs them: counts and paths, without examples (response
+        values, redacted but still the application's data: they go to the store only)."""
         ratio, (low, high) = self.parity()
         return {
             "route": self.route,
@@ -101,7 +103,6 @@ class RouteShadowStats:
                     "is_noise": self.is_noise(p.rule_path),
                     "first_seen": p.first_seen,
                     "last_seen": p.last_seen,
-                    "examples": list(p.examples),
                 }
                 for p in sorted(self.paths.values(), key=lambda p: -p.count)
             ],
