@@ -1,7 +1,8 @@
 """Real upstream servers on 127.0.0.1 for integration tests, each in its own thread and loop.
 
 - `EchoUpstream`: a Starlette app under uvicorn that reports what it received (headers, body
-  length and digest), streams large bodies, answers slowly on request and echoes WebSockets.
+  length and digest), streams large bodies, answers slowly on request and echoes WebSockets;
+  `/reflect/...` repeats every header, query parameter and body field it was sent.
 - `RawUpstream`: a bare asyncio server driven by a test's own coroutine, for upstreams that
   misbehave (reset mid-answer, never answer, send garbage).
 """
@@ -55,6 +56,41 @@ async def _echo(request: Request) -> Response:
             "http_version": request.scope.get("http_version"),
         },
         headers={"X-Upstream": request.app.state.name},
+    )
+
+
+async def _reflect(request: Request) -> Response:
+    """What a careless debug page does: repeat every header, query parameter and body field the
+    request carried, each value prefixed with the upstream's name so that every one of them
+    differs between legacy and new (and so reaches a stored difference unless it is redacted).
+
+    Headers appear twice: by name, and as numbered notes whose keys say nothing about them."""
+    name = request.app.state.name
+    body = await request.body()
+    request.app.state.requests.append(
+        {"method": request.method, "path": request.url.path, "headers": dict(request.headers)}
+    )
+    try:
+        fields = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        fields = {}
+    return JSONResponse(
+        {
+            "name": name,
+            "headers": {key: f"{name} {value}" for key, value in request.headers.items()},
+            "notes": {
+                f"note{index}": f"{name} saw {value}"
+                for index, value in enumerate(request.headers.values())
+            },
+            "query": {key: f"{name} {value}" for key, value in request.query_params.items()},
+            "query_text": f"{name} {request.url.query}",
+            "fields": {
+                key: f"{name} {value}"
+                for key, value in (fields.items() if isinstance(fields, dict) else ())
+            },
+            "body_text": f"{name} {body.decode('utf-8', 'replace')}",
+        },
+        headers={"X-Upstream": name},
     )
 
 
@@ -144,6 +180,7 @@ def echo_app(name: str) -> Starlette:
             Route("/nonce/{n:int}", _nonce),
             Route("/status/{code:int}", _status, methods=["GET", "HEAD", "POST"]),
             Route("/chaos/{rest:path}", _chaos, methods=["GET", "HEAD", "POST"]),
+            Route("/reflect/{rest:path}", _reflect, methods=["GET", "POST"]),
             WebSocketRoute("/ws", _ws),
             Route(
                 "/{path:path}",
