@@ -6,6 +6,8 @@ Rules:
 - Status first (unless `status: false`), then the configured headers, then the body; the
   differences keep that order and share one budget of `max_differences`.
 - A truncated body (on either side) is never compared: kind SKIPPED, body_compared False.
+- A JSON walk that would visit more than the rules' `max_nodes` stops: kind OVER_BUDGET,
+  body_compared False, and none of the body's differences (the status and headers' stay).
 - Identical body bytes are equal without parsing.
 - A body in `gzip`, `x-gzip` or `deflate` Content-Encoding (RFC 9110 §8.4.1) is inflated first,
   to at most `max_decoded_bytes`: past that the body is not compared (kind SKIPPED, like a
@@ -85,7 +87,7 @@ def compare_responses(
             kind=BodyKind.SKIPPED,
             is_truncated=is_truncated,
         )
-    kind, body_found, is_body_truncated = _compare_body(
+    kind, body_found, is_body_truncated, nodes_visited = _compare_body(
         primary, shadow, heads_a, heads_b, rules, limit - len(found)
     )
     found.extend(body_found)
@@ -93,9 +95,10 @@ def compare_responses(
     return Comparison(
         is_equal=not found and not is_truncated,
         differences=tuple(found),
-        body_compared=True,
+        body_compared=kind is not BodyKind.OVER_BUDGET,
         kind=kind,
         is_truncated=is_truncated,
+        nodes_visited=nodes_visited,
     )
 
 
@@ -106,9 +109,11 @@ def _compare_body(
     heads_b: dict[str, str],
     rules: DiffRules,
     budget: int,
-) -> tuple[BodyKind, list[Difference], bool]:
+) -> tuple[BodyKind, list[Difference], bool, int]:
+    """How the bodies compared, their differences (at most `budget`), whether more exist, and
+    the JSON nodes visited."""
     if _is_encoded(heads_a) or _is_encoded(heads_b):
-        return BodyKind.BINARY, _binary(primary.body, shadow.body), False
+        return BodyKind.BINARY, _binary(primary.body, shadow.body), False, 0
     type_a = heads_a.get("content-type", "").lower()
     type_b = heads_b.get("content-type", "").lower()
     is_json = (
@@ -118,9 +123,9 @@ def _compare_body(
     )
     if primary.body == shadow.body:
         if is_json:
-            return BodyKind.JSON, [], False
+            return BodyKind.JSON, [], False, 0
         is_text = _decode(primary.body, type_a) is not None
-        return (BodyKind.TEXT if is_text else BodyKind.BINARY), [], False
+        return (BodyKind.TEXT if is_text else BodyKind.BINARY), [], False, 0
     if is_json:
         try:
             document_a = orjson.loads(primary.body)
@@ -128,15 +133,17 @@ def _compare_body(
         except orjson.JSONDecodeError:
             pass
         else:
-            found, is_truncated = compare_json(
+            walked = compare_json(
                 document_a,
                 document_b,
                 rules.paths,
                 rules.normalize,
                 max_differences=budget,
                 max_depth=rules.max_depth,
+                max_nodes=rules.max_nodes,
             )
-            return BodyKind.JSON, found, is_truncated
+            kind = BodyKind.OVER_BUDGET if walked.is_over_budget else BodyKind.JSON
+            return kind, walked.differences, walked.is_truncated, walked.nodes_visited
     text_a = _decode(primary.body, type_a)
     text_b = _decode(shadow.body, type_b)
     if text_a is None or text_b is None:
@@ -147,8 +154,8 @@ def _compare_body(
         found = [] if difference is None else [difference]
         kind = BodyKind.TEXT
     if len(found) > budget:
-        return kind, [], True
-    return kind, found, False
+        return kind, [], True, 0
+    return kind, found, False, 0
 
 
 def _first_values(headers: Sequence[tuple[str, str]]) -> dict[str, str]:

@@ -21,6 +21,15 @@ Rules:
   At max_depth levels a differing subtree is reported as one CHANGED node, compared exactly and
   without rules (equality.deep_equal). An unordered multiset pairs by rules at most
   MAX_PAIR_PROBES times per array; beyond that, leftovers are reported as they are.
+- Work: entering an object or array counts its members on both sides as visited (len(a) +
+  len(b) nodes); a multiset counts again the elements a keyed match left to it, and probes and
+  deep_equal count what they visit. Before the count would pass `max_nodes` the walk stops, with `is_over_budget` set and nodes_visited
+  <= max_nodes: the differences found so far are not the answer, since the rest was not seen.
+  Without the bound, 0.7 MB pairs shaped against the walk took up to 350 ms of CPU each in the
+  compiled build, 256 multiset probes down deep elements the worst (bench_diff_adversarial.py).
+  The strict-equality checks below run in C and are not counted: one may scan a subtree once
+  per level above it, so their cost is bounded by the body's size times max_depth, not by
+  max_nodes (~60 ms for a 0.7 MB pair of 63 nested levels; large pairs run off the loop).
 
 Fast path: subtrees that are strictly equal (equality.is_same_tree) are equal under any rules,
 because every rule only ever makes more values equal; the walk skips them without looking up a
@@ -31,8 +40,8 @@ compares ~21,000 pairs of ~2.3 KB documents per second on one core, both orjson 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -57,6 +66,21 @@ class _LimitReached(Exception):
     """The difference list is full: unwinds the whole walk in one step."""
 
 
+class _BudgetSpent(Exception):
+    """The walk would pass max_nodes: unwinds the whole walk (probes included) in one step."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonDiff:
+    """What compare_json found: at most max_differences differences, whether more exist, and
+    the work it took. When `is_over_budget`, the walk stopped early and found nothing final."""
+
+    differences: list[Difference]
+    is_truncated: bool
+    is_over_budget: bool
+    nodes_visited: int
+
+
 def compare_json(
     primary: object,
     shadow: object,
@@ -65,14 +89,18 @@ def compare_json(
     *,
     max_differences: int,
     max_depth: int,
-) -> tuple[list[Difference], bool]:
-    """The differences between two documents (at most max_differences), and whether more exist."""
-    walk = _Walk(max_differences, max_depth, normalizers)
+    max_nodes: int,
+) -> JsonDiff:
+    """The differences between two documents, visiting at most max_nodes nodes."""
+    walk = _Walk(max_differences, max_depth, normalizers, max_nodes)
     if not paths.is_ignored and not _is_same(primary, shadow):
-        # The walk stopped at its budget; what it found so far is the answer.
-        with contextlib.suppress(_LimitReached):
+        try:
             walk.node(primary, shadow, paths, 0)
-    return walk.differences, walk.is_truncated
+        except _LimitReached:
+            pass  # the difference list is full; what it holds is the answer
+        except _BudgetSpent:
+            return JsonDiff([], False, True, walk.nodes_visited)
+    return JsonDiff(walk.differences, walk.is_truncated, False, walk.nodes_visited)
 
 
 def _is_same(a: object, b: object) -> bool:
@@ -100,15 +128,35 @@ def _hashable(value: object) -> object:
 class _Walk:
     """One comparison in progress: the current path, the differences found, the budget."""
 
-    __slots__ = ("_limit", "_max_depth", "_normalizers", "_path", "differences", "is_truncated")
+    __slots__ = (
+        "_limit",
+        "_max_depth",
+        "_max_nodes",
+        "_normalizers",
+        "_path",
+        "differences",
+        "is_truncated",
+        "nodes_visited",
+    )
 
-    def __init__(self, limit: int, max_depth: int, normalizers: Sequence[Normalizer]) -> None:
+    def __init__(
+        self, limit: int, max_depth: int, normalizers: Sequence[Normalizer], max_nodes: int
+    ) -> None:
         self._limit = limit
         self._max_depth = max_depth
         self._normalizers = normalizers
+        self._max_nodes = max_nodes
         self._path: list[PathElement] = []
         self.differences: list[Difference] = []
         self.is_truncated = False
+        self.nodes_visited = 0
+
+    def visit(self, count: int) -> None:
+        """Count `count` nodes about to be visited, or stop the walk if they pass the budget."""
+        visited = self.nodes_visited + count
+        if visited > self._max_nodes:
+            raise _BudgetSpent
+        self.nodes_visited = visited
 
     def add(self, kind: DifferenceKind, primary: object, shadow: object, detail: str = "") -> None:
         if len(self.differences) >= self._limit:
@@ -134,7 +182,11 @@ class _Walk:
             if tb is not ta:
                 self.add(_TYPE_CHANGED, a, b)
             elif depth >= self._max_depth:
-                if not deep_equal(a, b):
+                is_equal, visited = deep_equal(a, b, self._max_nodes - self.nodes_visited)
+                self.visit(visited)
+                if is_equal is None:
+                    raise _BudgetSpent
+                if not is_equal:
                     self.add(_CHANGED, a, b, _DEPTH_DETAIL.format(depth))
             elif ta is dict:
                 self._object(a, b, state, depth + 1)
@@ -171,6 +223,7 @@ class _Walk:
         self._path.pop()
 
     def _object(self, a: dict[str, Any], b: dict[str, Any], state: PathState, depth: int) -> None:
+        self.visit(len(a) + len(b))
         by_key = state.by_key
         other = state.other_key
         path = self._path
@@ -200,6 +253,7 @@ class _Walk:
                     self._only(key, _EXTRA, vb)
 
     def _by_index(self, a: list[Any], b: list[Any], state: PathState, depth: int) -> None:
+        self.visit(len(a) + len(b))
         by_index = state.by_index
         other = state.other_index
         path = self._path
@@ -222,6 +276,7 @@ class _Walk:
                 self._only(i, _EXTRA, b[i])
 
     def _by_key(self, a: list[Any], b: list[Any], field: str, state: PathState, depth: int) -> None:
+        self.visit(len(a) + len(b))
         by_index = state.by_index
         other = state.other_index
         path = self._path
@@ -289,6 +344,7 @@ class _Walk:
         def rules_at(i: int) -> PathState:
             return state.by_index.get(i, state.other_index)
 
+        self.visit(len(a_indices) + len(b_indices))
         waiting: dict[object, list[int]] = {}
         for j in b_indices:
             if not rules_at(j).is_ignored:
@@ -319,9 +375,13 @@ class _Walk:
             self._only(j, _EXTRA, b[j])
 
     def _is_equal_under_rules(self, a: Any, b: Any, state: PathState, depth: int) -> bool:
-        probe = _Walk(0, self._max_depth, self._normalizers)
+        # A probe spends this walk's budget: 256 probes of deep elements, each nesting probes
+        # of its own arrays, are what would otherwise multiply the work.
+        probe = _Walk(0, self._max_depth, self._normalizers, self._max_nodes - self.nodes_visited)
         try:
             probe.node(a, b, state, depth)
         except _LimitReached:
             return False
+        finally:
+            self.nodes_visited += probe.nodes_visited
         return True

@@ -49,13 +49,15 @@ class DifferenceKind(Enum):
 
 class BodyKind(StrEnum):
     """How the bodies were compared; SKIPPED when either body was truncated at capture,
-    IDENTICAL when the whole answers were byte-identical and nothing was parsed."""
+    IDENTICAL when the whole answers were byte-identical and nothing was parsed, OVER_BUDGET
+    when the JSON walk stopped at the rules' `max_nodes` (the body's differences are unknown)."""
 
     JSON = "json"
     TEXT = "text"
     BINARY = "binary"
     SKIPPED = "skipped"
     IDENTICAL = "identical"
+    OVER_BUDGET = "over_budget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,8 @@ class Comparison:
 
     `is_equal` covers what was compared: status and headers always (as the rules say), the body
     only when `body_compared`. `is_truncated` means more differences existed than the rules'
-    `max_differences`; those kept are the first found, in walk order.
+    `max_differences`; those kept are the first found, in walk order. `nodes_visited` is the
+    JSON walk's work (json_walk.py counts it), at most the rules' `max_nodes`.
     """
 
     is_equal: bool
@@ -95,3 +98,4 @@ class Comparison:
     body_compared: bool
     kind: BodyKind
     is_truncated: bool = False
+    nodes_visited: int = 0

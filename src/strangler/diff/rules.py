@@ -13,6 +13,7 @@ Config (every key optional; `None` or `{}` gives the defaults):
     status: true                                     # compare status codes
     max_differences: 50                              # stop and mark the result truncated after
     max_depth: 64                                    # nesting compared node by node (<= 200)
+    max_nodes: 200000                                # JSON nodes a pair may visit (json_walk)
 
 Paths use the JSONPath subset in paths.py. Unknown keys are errors: a typo in a noise rule
 would otherwise silently keep its noise.
@@ -32,6 +33,10 @@ from strangler.diff.tolerance import Tolerance
 DEFAULT_HEADERS = ("Content-Type", "Location", "Cache-Control", "Set-Cookie")
 DEFAULT_MAX_DIFFERENCES = 50
 DEFAULT_MAX_DEPTH = 64
+# 200,000 nodes are 20-120 ms of one core in the compiled build, by what they hold (a regex
+# normalizer costs most). bench_diff.py's documents, walked whole, visit 42 nodes per KiB of
+# the pair: two 1 MiB answers (shadow.max_body_bytes) ~86,000. Dense or hostile pairs pass it.
+DEFAULT_MAX_NODES = 200_000
 # The walk recurses about two frames per level; 200 levels stay far from Python's 1000.
 MAX_DEPTH_LIMIT = 200
 _KNOWN_KEYS = (
@@ -43,6 +48,7 @@ _KNOWN_KEYS = (
     "status",
     "max_differences",
     "max_depth",
+    "max_nodes",
 )
 # RFC 9110 §5.1: a field name is a token.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -60,6 +66,7 @@ class DiffRules:
     should_compare_status: bool = True
     max_differences: int = DEFAULT_MAX_DIFFERENCES
     max_depth: int = DEFAULT_MAX_DEPTH
+    max_nodes: int = DEFAULT_MAX_NODES
     paths: PathState = field(init=False, repr=False, compare=False)
     header_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -80,6 +87,7 @@ class DiffRules:
                 raise ValueError(f"diff.headers[{i}]: {name!r} is not a header name")
         _check_int("diff.max_differences", self.max_differences, 0, None)
         _check_int("diff.max_depth", self.max_depth, 1, MAX_DEPTH_LIMIT)
+        _check_int("diff.max_nodes", self.max_nodes, 1, None)
         # Frozen dataclass: the derived fields are set once, here, and never again.
         object.__setattr__(self, "paths", compile_rules(rules))
         lowered = tuple(dict.fromkeys(name.lower() for name in self.headers))
@@ -118,6 +126,7 @@ class DiffRules:
             should_compare_status=status,
             max_differences=_int(config, "max_differences", DEFAULT_MAX_DIFFERENCES),
             max_depth=_int(config, "max_depth", DEFAULT_MAX_DEPTH),
+            max_nodes=_int(config, "max_nodes", DEFAULT_MAX_NODES),
         )
 
 
