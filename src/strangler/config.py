@@ -31,6 +31,7 @@ from pydantic import (
 
 from strangler.diff import DiffRules
 from strangler.errors import ConfigError
+from strangler.proxy.request_target import PathPolicy
 from strangler.routing.canary import (
     TOKEN,
     StickinessKind,
@@ -95,8 +96,15 @@ class BackendConfig(_Model):
         return urlsplit(self.url).netloc
 
 
-# Rails 7's generated config/initializers/filter_parameter_logging.rb, as the default.
-DEFAULT_REDACT = ("passw", "secret", "token", "_key", "crypt", "salt", "certificate", "otp", "ssn")
+# Rails 7.1's generated config/initializers/filter_parameter_logging.rb (without :email, which is
+# no credential and whose differences are worth seeing), plus what a gateway sees that Rails
+# params never hold: Cookie and Authorization headers, session ids, API keys, JWTs. "^code$" is
+# the whole key only: an OAuth authorization code, where a substring would also filter
+# status_code, postcode and error_code.
+DEFAULT_REDACT = (
+    *("passw", "secret", "token", "_key", "crypt", "salt", "certificate", "otp", "ssn"),
+    *("cvv", "cvc", "cookie", "session", "authorization", "apikey", "jwt", "bearer", "^code$"),
+)
 
 
 class ShadowConfig(_Model):
@@ -106,6 +114,10 @@ class ShadowConfig(_Model):
     # non-idempotent requests copied. Dual writes are how migrations corrupt data.
     writes: Literal["none", "sandbox"] = "none"
     max_body_bytes: Annotated[int, Field(ge=0, le=64 << 20)] = 1 << 20
+    # Pairs whose bodies together pass this many bytes (a compressed body counts as
+    # max_body_bytes) are compared in the worker's helper process, never on its event loop;
+    # null compares every pair on the loop.
+    diff_off_loop_bytes: Annotated[int, Field(ge=0)] | None = 64 << 10
     timeout_s: PositiveSeconds = 5.0
     backend: str | None = None
     # Noise learning (Diffy's idea): this share of safe requests is also sent to the legacy
@@ -115,7 +127,9 @@ class ShadowConfig(_Model):
     # the legacy backend, and a busy route must not load it 5 % more for what a few hundred
     # samples already show.
     noise_max_per_s: Annotated[float, Field(gt=0.0)] = 20.0
-    # Keys whose values never reach the store (substring match, like Rails filter_parameters).
+    # Keys whose values never reach the store: substring match, like Rails filter_parameters,
+    # or the whole key for "^name$"; `-` and `_` are the same. JWTs, Bearer and Basic
+    # credentials and the Rails session cookie are filtered whatever their key.
     redact: list[str] = Field(default_factory=lambda: list(DEFAULT_REDACT))
 
 
@@ -308,6 +322,16 @@ class RouteConfig(_Model):
     # The Rails session cookie is removed from requests to the new backend unless this is set.
     pass_session_cookie: bool = False
 
+    @model_validator(mode="after")
+    def _check_exempt_cookie(self) -> RouteConfig:
+        if not self.csrf and self.pass_session_cookie:
+            raise _RefError(
+                ("pass_session_cookie",),
+                "cannot be true on a route with `csrf: false`: a cross-site form could reach the "
+                "new backend with the user's session cookie and no forgery check",
+            )
+        return self
+
     @field_validator("diff")
     @classmethod
     def _check_diff(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -347,6 +371,15 @@ class LimitsConfig(_Model):
     body_timeout_s: PositiveSeconds = 60.0
     idle_timeout_s: PositiveSeconds = 75.0
     max_connections: Annotated[int, Field(ge=1)] = 10_000
+    # Connections one client address may hold at once (a peer in forwarding.trusted_proxies is
+    # not capped: its connections carry many clients' requests). More are answered 503.
+    max_connections_per_client: Annotated[int, Field(ge=1)] = 512
+    # A request body at most this large is read whole before the request takes an upstream
+    # connection, so a client trickling a small body holds no connection of the backend's pool.
+    buffer_body_bytes: Annotated[int, Field(ge=0, le=16 << 20)] = 64 * 1024
+    # The whole body must have arrived this many seconds after the head (body_timeout_s bounds
+    # each pause between reads; this bounds a body trickled one byte at a time).
+    body_deadline_s: PositiveSeconds = 300.0
     # Shadow copies in flight per worker; more are dropped and counted (queue_full).
     max_shadow_in_flight: Annotated[int, Field(ge=0, le=100_000)] = 256
     drain_timeout_s: PositiveSeconds = 30.0
@@ -461,6 +494,11 @@ class RailsConfig(_Model):
     # Rails' per_form_csrf_tokens and forgery_protection_origin_check (both on since 5.0).
     per_form_csrf_tokens: bool = True
     origin_check: bool = True
+    # Action Cable's allowed_request_origins: besides the app's own origin, the origins whose
+    # pages may open a WebSocket (any Upgrade) that carries the session to the new backend.
+    allowed_request_origins: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]] = (
+        Field(default_factory=list)
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RailsConfig:
@@ -546,7 +584,10 @@ class AdminConfig(_Model):
     users: list[AdminUserConfig] = Field(default_factory=list)
     # How long a browser session lasts after login (8 h); there is no sliding renewal.
     session_ttl_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 8 * 3600
-    # Failed logins per client address per minute (a token bucket); successful ones are free.
+    # Failed logins a minute one (user, client address) may make once its backoff is at its cap:
+    # after the n-th failure in a row the next attempt waits min(2**(n-1), 60 / this) s
+    # (1, 2, 4, 6, 6 ... s at 10). A user failing from 4+ clients waits 60 / this s after each
+    # failure from anywhere. Successful logins are free. See admin/login_throttle.py.
     login_attempts_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 10
 
     @field_validator("listen")
@@ -623,6 +664,9 @@ class Config(_Model):
 
     listen: str = "127.0.0.1:8000"
     backends: dict[str, BackendConfig]
+    # A request path some backend could read as another path (`//`, `/./`, `%2F`, `%73`, `;`):
+    # `strict` answers 400, `normalize` rewrites it and forwards the rewritten path.
+    path_policy: PathPolicy = PathPolicy.STRICT
     default: str = "legacy"
     # Which backend a route in stage `legacy` / `new` is sent to.
     legacy_backend: str = "legacy"
@@ -803,7 +847,8 @@ def parse_config(text: str, path: str) -> Config:
         message = error["msg"].removeprefix("Value error, ")
         context = error.get("ctx", {}).get("error")
         if isinstance(context, _RefError):
-            loc, message = context.loc, str(context)
+            # A nested model's validator names its field from where it stands.
+            loc, message = loc + context.loc, str(context)
         elif error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against the config reference)"
         elif error["type"] == "missing":

@@ -190,7 +190,7 @@ def test_a_star_from_the_page_needs_its_csrf_token(stack: DemoStack) -> None:
 
 def _sign(private_key: Ed25519PrivateKey, kid: str, **claims: object) -> str:
     now = int(time.time())
-    payload = {"iss": "strangler", "sub": "7", "iat": now, "exp": now + 60, **claims}
+    payload = {"iss": "strangler", "sub": "7", "aud": "new", "iat": now, "exp": now + 60, **claims}
     return jwt.encode(payload, private_key, algorithm="EdDSA", headers={"kid": kid})
 
 
@@ -201,6 +201,7 @@ def _sign(private_key: Ed25519PrivateKey, kid: str, **claims: object) -> str:
         ("foreign_key", 401),
         ("foreign_key_known_kid", 401),
         ("wrong_issuer", 401),
+        ("for_another_backend", 401),
         ("expired", 401),
         ("not_a_jwt", 401),
     ],
@@ -216,6 +217,7 @@ def test_the_new_app_accepts_only_tokens_the_gateways_keys_signed(
         "foreign_key": lambda: _sign(foreign, "unknown-kid"),
         "foreign_key_known_kid": lambda: _sign(foreign, key.kid),
         "wrong_issuer": lambda: _sign(key.private_key, key.kid, iss="someone-else"),
+        "for_another_backend": lambda: _sign(key.private_key, key.kid, aud="billing"),
         "expired": lambda: _sign(key.private_key, key.kid, iat=past, exp=past + 60),
         "not_a_jwt": lambda: "not-a-jwt",
     }

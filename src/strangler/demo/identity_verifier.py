@@ -1,10 +1,11 @@
 """How the demo's new app knows who is calling: the gateway's identity token, verified.
 
 For a request that carries a logged-in Rails session, the gateway sends the new backend a short
-lived JWT (EdDSA, claims iss, sub, iat, exp, jti, sid, route) in `Authorization: Bearer ...`, or
+lived JWT (EdDSA, claims iss, sub, aud, iat, exp, jti, sid, route) in `Authorization: Bearer ...`, or
 in `X-Strangler-Identity` when the client sent an Authorization header of its own. The new app
 verifies it as any real service would: with PyJWT, against the gateway's JWKS (`GET
-/.well-known/jwks.json` on the admin listener), the issuer checked and EdDSA the only algorithm.
+/.well-known/jwks.json` on the admin listener), the issuer and audience checked and EdDSA the
+only algorithm.
 
 Rules:
 - No token is 401; a token that does not verify (signature, unknown key, issuer, expiry, missing
@@ -41,7 +42,7 @@ FALLBACK_HEADER: Final = "x-strangler-identity"
 JWKS_CACHE_S: Final = 30.0
 JWKS_FETCH_TIMEOUT_S: Final = 2.0
 _LEEWAY_S: Final = 5
-_REQUIRED_CLAIMS: Final = ["iss", "sub", "iat", "exp"]
+_REQUIRED_CLAIMS: Final = ["iss", "sub", "aud", "iat", "exp"]
 _BEARER_CHALLENGE: Final = 'Bearer realm="strangler-demo"'
 
 
@@ -87,9 +88,12 @@ class IdentityRefusal:
 class IdentityVerifier:
     """Verifies the gateway's identity tokens; one per app, shared by its requests."""
 
-    def __init__(self, jwks_url: str | None, *, issuer: str) -> None:
+    def __init__(self, jwks_url: str | None, *, issuer: str, audience: str) -> None:
         self.jwks_url = jwks_url
         self.issuer = issuer
+        # The gateway's tokens name the backend they are for (`aud`, by default the backend's
+        # name in its config): a token minted for another backend is refused here.
+        self.audience = audience
         self._client = (
             jwt.PyJWKClient(jwks_url, lifespan=JWKS_CACHE_S, timeout=JWKS_FETCH_TIMEOUT_S)
             if jwks_url
@@ -123,6 +127,7 @@ class IdentityVerifier:
                 signing_key.key,
                 algorithms=["EdDSA"],
                 issuer=self.issuer,
+                audience=self.audience,
                 leeway=_LEEWAY_S,
                 options={"require": _REQUIRED_CLAIMS},
             )

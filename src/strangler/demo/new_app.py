@@ -55,6 +55,9 @@ SERVED_BY = "new"
 JWKS_URL_ENV = "STRANGLER_DEMO_JWKS_URL"
 ISSUER_ENV = "STRANGLER_DEMO_IDENTITY_ISSUER"
 DEFAULT_ISSUER = "strangler"
+AUDIENCE_ENV = "STRANGLER_DEMO_IDENTITY_AUDIENCE"
+# The demo config's name for this backend, which the gateway puts in each token's `aud`.
+DEFAULT_AUDIENCE = "new"
 # The chaos mode the app starts in (`ok`, `slow`, `fail`); the runner passes it on.
 CHAOS_ENV = "STRANGLER_DEMO_NEW_CHAOS"
 CHAOS_PATH = "/_demo/chaos"
@@ -334,5 +337,6 @@ def create_new_app(
     app.state.identity = IdentityVerifier(
         jwks_url or os.environ.get(JWKS_URL_ENV) or None,
         issuer=issuer or os.environ.get(ISSUER_ENV) or DEFAULT_ISSUER,
+        audience=os.environ.get(AUDIENCE_ENV) or DEFAULT_AUDIENCE,
     )
     return app

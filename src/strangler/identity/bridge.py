@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,6 +66,8 @@ class CsrfRefusal(enum.StrEnum):
     UNMASKED_TOKEN = "unmasked_token"
     NO_SESSION_TOKEN = "no_session_token"
     FORM_TOO_LARGE = "form_too_large"
+    # A WebSocket (or other Upgrade) with the session cookie, from a page of another origin.
+    UPGRADE_ORIGIN = "upgrade_origin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +93,11 @@ class IdentityBridge:
     def from_setup(cls, setup: BridgeSetup, key_ring: KeyRingFile) -> IdentityBridge:
         """The bridge for one snapshot; `key_ring` is the worker's (it outlives snapshots)."""
         identity = setup.identity
+        # A token is for one audience: by default the new backend's name, so a token minted for
+        # one backend is refused by another that checks `aud`.
+        audience = identity.audience if identity.audience is not None else setup.new_backend
         minter = IdentityMinter(
-            key_ring, issuer=identity.issuer, ttl_s=identity.ttl_s, audience=identity.audience
+            key_ring, issuer=identity.issuer, ttl_s=identity.ttl_s, audience=audience
         )
         bridge = cls(
             setup.decoder,
@@ -103,6 +108,7 @@ class IdentityBridge:
             fallback_header=identity.fallback_header,
             per_form_csrf_tokens=setup.rails.per_form_csrf_tokens,
             origin_check=setup.rails.origin_check,
+            allowed_request_origins=setup.rails.allowed_request_origins,
         )
         bridge.new_backend = setup.new_backend
         bridge.csrf_exempt = setup.csrf_exempt
@@ -120,6 +126,7 @@ class IdentityBridge:
         fallback_header: str,
         per_form_csrf_tokens: bool,
         origin_check: bool,
+        allowed_request_origins: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.decoder = decoder
@@ -132,6 +139,7 @@ class IdentityBridge:
         self._fallback_header = fallback_header.encode("latin-1")
         self.per_form_csrf_tokens = per_form_csrf_tokens
         self.origin_check = origin_check
+        self.allowed_request_origins = frozenset(allowed_request_origins)
         stripped = {fallback_header.lower()}
         if header.lower() != "authorization":
             stripped.add(header.lower())
@@ -226,6 +234,23 @@ class IdentityBridge:
             is_tls=is_tls,
         )
         return None if verify_origin(_text(facts.origin), base_url) else CsrfRefusal.BAD_ORIGIN
+
+    def check_upgrade_origin(self, facts: RequestFacts, *, is_tls: bool) -> CsrfRefusal | None:
+        """Action Cable's allow_request_origin?: an Upgrade request's Origin must be one of
+        `allowed_request_origins` or the app's own; a missing Origin is refused too (browsers
+        always send one on a WebSocket, so its absence is not a browser of this app)."""
+        origin = _text(facts.origin)
+        if origin is not None and origin in self.allowed_request_origins:
+            return None
+        base_url = request_base_url(
+            host=_text(facts.host),
+            forwarded_host=_text(facts.forwarded_host),
+            forwarded_proto=_text(facts.forwarded_proto),
+            is_tls=is_tls,
+        )
+        if origin is None or origin == "null" or base_url is None or origin != base_url:
+            return CsrfRefusal.UPGRADE_ORIGIN
+        return None
 
     def check_token(
         self, facts: RequestFacts, outcome: SessionOutcome, form_body: bytes | None

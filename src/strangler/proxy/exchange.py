@@ -76,6 +76,8 @@ class Exchange:
     # A check the whole body must pass before the request is forwarded (the Rails bridge's
     # authenticity token in a form): returns a refusal reason, or None to go ahead.
     body_gate: Callable[[bytes], str | None] | None = None
+    # A small body read whole before the exchange takes an upstream connection.
+    is_body_held = False
     # The answer's final status (or the gateway's error status), for the traffic counts.
     status = 0
     # Canary routes only: the loop time its head was read, for the analyzer's latencies.

@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import random
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -31,6 +32,7 @@ from strangler.identity.bridge import MAX_FORM_BYTES
 from strangler.proxy.exchange import IDEMPOTENT_METHODS, Exchange
 from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
+from strangler.proxy.request_target import canonical_path
 from strangler.proxy.steering import (
     bridge_shadow_copy,
     bridge_to_new,
@@ -38,6 +40,12 @@ from strangler.proxy.steering import (
     legacy_fallback,
 )
 from strangler.proxy.upstream_pool import UpstreamConnection
+from strangler.routing.method_override import (
+    form_override,
+    is_form_body,
+    override_matters,
+    override_method,
+)
 from strangler.routing.model import DecisionReason
 
 if TYPE_CHECKING:
@@ -77,12 +85,14 @@ _BUFFER_HIGH_WATER = 256 * 1024
     _H_PASS,
     _H_OVERRIDE,
     _H_SIGNATURE,
+    _H_METHOD_OVERRIDE,
+    _H_PEER_ONLY,
     _H_COOKIE,
     _H_AUTHORIZATION,
     _H_CSRF_TOKEN,
     _H_ORIGIN,
     _H_CONTENT_TYPE,
-) = range(22)
+) = range(24)
 _REQUEST_SPECIAL: dict[bytes, int] = {
     b"connection": _H_CONNECTION,
     b"keep-alive": _H_DROP,
@@ -107,6 +117,18 @@ _REQUEST_SPECIAL: dict[bytes, int] = {
     # A tester's canary override: read on canary routes, never forwarded to any backend.
     b"x-strangler-backend": _H_OVERRIDE,
     b"x-strangler-signature": _H_SIGNATURE,
+    # Rack::MethodOverride reads it on a POST: copied through, and read to route as Rails will.
+    b"x-http-method-override": _H_METHOD_OVERRIDE,
+    # Headers Rack, Rails or a framework behind us believe about the client or the URL: only a
+    # trusted proxy may send them, like Forwarded.
+    b"x-forwarded-ssl": _H_PEER_ONLY,
+    b"x-forwarded-scheme": _H_PEER_ONLY,
+    b"x-forwarded-port": _H_PEER_ONLY,
+    b"x-real-ip": _H_PEER_ONLY,
+    b"client-ip": _H_PEER_ONLY,
+    b"true-client-ip": _H_PEER_ONLY,
+    b"x-original-url": _H_PEER_ONLY,
+    b"x-rewrite-url": _H_PEER_ONLY,
     # Copied through, and read by the Rails bridge (identity and CSRF for the new backend).
     b"cookie": _H_COOKIE,
     b"authorization": _H_AUTHORIZATION,
@@ -126,6 +148,12 @@ _METHOD_NAMES: dict[bytes, str] = {
 }
 
 _getrandbits = random.getrandbits
+_TOO_MANY_CONNECTIONS = render_problem(
+    503,
+    "Service Unavailable",
+    "this client address has too many open connections (limits.max_connections_per_client)",
+    reason="max_connections_per_client",
+)
 _NO_OVERRIDE: tuple[bytes | None, bytes | None] = (None, None)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -143,6 +171,7 @@ class ClientConnection(asyncio.Protocol):
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.peer = b"-"
         self.is_trusted_peer = False
+        self.is_counted_per_peer = False
         self.current: Exchange | None = None
         self.pipeline: collections.deque[Exchange] = collections.deque()
         self.parsing: Exchange | None = None
@@ -151,6 +180,7 @@ class ClientConnection(asyncio.Protocol):
         self.is_feeding = False
         self.is_closed = False
         self.has_eof = False
+        self._body_deadline = 0.0
         self._messages_completed = 0
         self._head_raw_bytes = 0
         self.deadline = 0.0
@@ -193,6 +223,11 @@ class ClientConnection(asyncio.Protocol):
         # X-Strangler-Backend and X-Strangler-Signature, as sent (one attribute: every request
         # resets it, and only canary routes read it).
         self._override = _NO_OVERRIDE
+        self._method_override: bytes | None = None
+        # A POST form whose `_method` decides its route: the head waits here, and its body in
+        # _held_body, until the body is complete (see routing.method_override).
+        self._held: _HeldHead | None = None
+        self._held_body: list[bytes] = []
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -207,10 +242,24 @@ class ClientConnection(asyncio.Protocol):
             if snapshot.trusted_networks:
                 address = ipaddress.ip_address(peername[0])
                 self.is_trusted_peer = any(address in net for net in snapshot.trusted_networks)
-        if len(worker.connections) >= worker.snapshot.limits.max_connections:
+        limits = worker.snapshot.limits
+        if len(worker.connections) >= limits.max_connections:
             self.counters.inc("client_connections_refused_total", "max_connections")
             self.transport.abort()
             return
+        if not self.is_trusted_peer:
+            # One address may not take every connection (slow uploads, slowloris); a trusted
+            # proxy's connections carry many clients, so it is not capped here.
+            by_peer = worker.connections_by_peer
+            held = by_peer.get(self.peer, 0)
+            if held >= limits.max_connections_per_client:
+                self.counters.inc("client_connections_refused_total", "max_connections_per_client")
+                self.is_closed = True
+                self.transport.write(_TOO_MANY_CONNECTIONS)
+                self.transport.close()
+                return
+            by_peer[self.peer] = held + 1
+            self.is_counted_per_peer = True
         worker.connections.add(self)
         self.deadline = worker.loop.time() + worker.snapshot.limits.header_timeout_s
 
@@ -273,6 +322,14 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_closed = True
         self.worker.connections.discard(self)
+        if self.is_counted_per_peer:
+            self.is_counted_per_peer = False
+            by_peer = self.worker.connections_by_peer
+            left = by_peer.get(self.peer, 1) - 1
+            if left > 0:
+                by_peer[self.peer] = left
+            else:
+                by_peer.pop(self.peer, None)
         if self.tunnel is not None:
             self.tunnel.close()
             self.tunnel = None
@@ -329,7 +386,12 @@ class ClientConnection(asyncio.Protocol):
         lowered = name.lower()
         kind = _REQUEST_SPECIAL.get(lowered)
         if kind is None:
-            if lowered not in self._stripped:
+            if b"_" in name:
+                # nginx's `underscores_in_headers off`: Rack reads X_Strangler_Identity as
+                # X-Strangler-Identity (CGI variables), so a name with `_` could smuggle a header
+                # the gateway strips. Dropped, counted.
+                self.counters.inc("client_headers_dropped_total", "underscore")
+            elif lowered not in self._stripped:
                 self._out += (name, b": ", value, b"\r\n")
         elif kind >= _H_COOKIE:
             self._read_bridge_header(kind, name, value)
@@ -356,7 +418,7 @@ class ClientConnection(asyncio.Protocol):
             self._xfp = value
         elif kind == _H_XFH:
             self._xfh = value
-        elif kind == _H_FORWARDED:
+        elif kind in (_H_FORWARDED, _H_PEER_ONLY):
             if self.is_trusted_peer:
                 self._out += (name, b": ", value, b"\r\n")
         elif kind == _H_CONNECTION:
@@ -372,6 +434,9 @@ class ClientConnection(asyncio.Protocol):
             self._override = (value, self._override[1])
         elif kind == _H_SIGNATURE:
             self._override = (self._override[0], value)
+        elif kind == _H_METHOD_OVERRIDE:
+            self._method_override = value
+            self._out += (name, b": ", value, b"\r\n")
 
     def _read_bridge_header(self, kind: int, name: bytes, value: bytes) -> None:
         if kind == _H_COOKIE:
@@ -418,9 +483,60 @@ class ClientConnection(asyncio.Protocol):
             self._fail_head(400, "the asterisk-form target is only for OPTIONS (RFC 9112 §3.2.4)")
         if self._content_length > snapshot.limits.max_body_bytes:
             self._fail_head(413, "the request body is larger than the limit")
-        method_name = _METHOD_NAMES.get(method) or method.decode("latin-1")
         question = url.find(b"?")
         path = url if question < 0 else url[:question]
+        if url != b"*":
+            canonical = self._canonical_path(path, snapshot)
+            if canonical is not path:
+                path = canonical
+                url = path if question < 0 else path + url[question:]
+        upgrade = self._upgrade
+        if upgrade is not None and b"h2c" in upgrade.lower():
+            # h2c smuggling: a backend that takes the upgrade would read the next bytes as an
+            # HTTP/2 connection the gateway never routes. Cleartext HTTP/2 is never forwarded.
+            self._fail_head(400, "Upgrade: h2c is not forwarded")
+        has_body = self._is_chunked or self._content_length > 0
+        head = _HeadFacts(
+            method=method,
+            url=url,
+            path=path,
+            is_http10=is_http10,
+            keep_alive=parser.should_keep_alive() and not self.is_draining,
+            is_upgrade=upgrade is not None and parser.should_upgrade(),
+            has_body=has_body,
+        )
+        route_method = method
+        if method == b"POST":
+            header_method = override_method(self._method_override)
+            if (
+                has_body
+                and is_form_body(self._content_type)
+                and override_matters(snapshot.table, path.decode("latin-1"))
+            ):
+                # Rails routes this form by its `_method` field: read it before routing.
+                self._held = _HeldHead(head, header_method)
+                if self._expects_continue and self.current is None:
+                    self.write(_CONTINUE)
+                self._await_body(snapshot.limits)
+                return
+            if header_method is not None:
+                route_method = header_method
+        self._dispatch(snapshot, head, route_method)
+
+    def _canonical_path(self, path: bytes, snapshot: Snapshot) -> bytes:
+        try:
+            return canonical_path(path, snapshot.config.path_policy)
+        except ClientProtocolError as exc:
+            self.counters.inc("client_requests_refused_total", "path")
+            self._error = exc
+            raise
+
+    def _dispatch(self, snapshot: Snapshot, head: _HeadFacts, route_method: bytes) -> None:
+        """Route the request whose head was parsed (`route_method`: the method Rails will act
+        on), build what goes upstream and start or queue its exchange."""
+        method, url, path = head.method, head.url, head.path
+        is_upgrade = head.is_upgrade
+        method_name = _METHOD_NAMES.get(route_method) or route_method.decode("latin-1")
         decision = snapshot.table.decide(method_name, path.decode("latin-1"))
         set_cookie, session = b"", None
         started_at = 0.0
@@ -429,8 +545,6 @@ class ClientConnection(asyncio.Protocol):
             started_at = self.loop.time()
             decision, set_cookie, session = choose_canary_side(self, snapshot, sides, url, path)
         pool = self.worker.pools.get(decision.backend)
-        keep_alive = parser.should_keep_alive() and not self.is_draining
-        is_upgrade = self._upgrade is not None and parser.should_upgrade()
         request_id, traceparent = self._trace_ids()
         fallback = None
         if (
@@ -438,48 +552,67 @@ class ClientConnection(asyncio.Protocol):
             and sides.retries_on_legacy
             and decision is sides.new
             and method in IDEMPOTENT_METHODS
-            and not (is_upgrade or self._is_chunked or self._content_length > 0)
+            and not (is_upgrade or head.has_body)
         ):
             fallback = legacy_fallback(
                 self, snapshot, sides.legacy, method, url, request_id, traceparent
             )
         bridge = self.worker.bridge
         identity, body_gate = b"", None
-        if bridge is not None and decision.backend == bridge.new_backend:
+        # Bridged by the side that answers, never by the backend's name: a route's own backend,
+        # a canary's `backend:` and `default: new` are all the new side.
+        if bridge is not None and (decision.is_new_side or decision.backend == bridge.new_backend):
             identity, body_gate = bridge_to_new(
-                self, bridge, decision.route or "", method, path, session
+                self,
+                bridge,
+                decision.route or "",
+                route_method,
+                path,
+                session,
+                is_upgrade=is_upgrade,
             )
-        head = self._build_head(
+        request_head = self._build_head(
             snapshot, method, url, pool, request_id, traceparent, is_upgrade, identity
         )
         exchange = Exchange(
             self,
             decision,
             pool,
-            head,
+            request_head,
             method,
-            keep_alive=keep_alive,
-            is_http10=is_http10,
+            keep_alive=head.keep_alive,
+            is_http10=head.is_http10,
             is_upgrade=is_upgrade,
             is_request_chunked=self._is_chunked,
-            has_body=self._is_chunked or self._content_length > 0,
+            has_body=head.has_body,
             expects_continue=self._expects_continue,
             request_id=request_id,
             response_tail=set_cookie + _response_tail(request_id, snapshot.via),
         )
         if body_gate is not None:
             exchange.body_gate = body_gate
+        elif head.has_body and (
+            self._is_chunked or self._content_length <= snapshot.limits.buffer_body_bytes
+        ):
+            # A small body is read whole before the exchange takes an upstream connection: a
+            # client trickling it holds none of the backend's pool.
+            exchange.is_body_held = True
         if started_at:
             exchange.started_at = started_at
         if fallback is not None:
             exchange.fallback = fallback
-        if body_gate is not None and self._expects_continue and self.current is None:
+        if (
+            (body_gate is not None or exchange.is_body_held)
+            and self._expects_continue
+            and self.current is None
+        ):
             # The body must be read before anything is forwarded: say "go on" ourselves.
             self.write(_CONTINUE)
         if decision.shadow_backend is not None and not is_upgrade:
-            copy_head = head
-            if bridge is not None and decision.shadow_backend == bridge.new_backend:
-                copy_head = bridge_shadow_copy(self, bridge, decision.route or "", head)
+            copy_head = request_head
+            if bridge is not None:
+                # A shadow copy always goes to the new side.
+                copy_head = bridge_shadow_copy(self, bridge, decision.route or "", request_head)
             exchange.mirror = self.worker.shadow.begin(
                 snapshot,
                 decision,
@@ -489,14 +622,17 @@ class ClientConnection(asyncio.Protocol):
                 traceparent,
                 is_request_chunked=self._is_chunked,
             )
-        # A body still to come must keep arriving: at most body_timeout_s between two reads
-        # (and before the first). Read before _reset_message clears the framing.
-        has_body = self._is_chunked or self._content_length > 0
+        is_held = self._held is not None
         self._reset_message()
-        self.parsing = exchange
-        self.deadline = (
-            self.worker.loop.time() + snapshot.limits.body_timeout_s if has_body else 0.0
-        )
+        if is_held:
+            # Its body is complete already (on_message_complete dispatched it).
+            self.parsing = exchange
+        elif head.has_body:
+            self.parsing = exchange
+            self._await_body(snapshot.limits)
+        else:
+            self.parsing = exchange
+            self.deadline = 0.0
         if self.current is None:
             self.current = exchange
             self._start(exchange)
@@ -504,26 +640,58 @@ class ClientConnection(asyncio.Protocol):
             self.pipeline.append(exchange)
             self._set_paused(_PAUSE_PIPELINE, on=True)
 
+    def _await_body(self, limits: LimitsConfig) -> None:
+        """A body is due: each read within body_timeout_s of the last, all of it within
+        body_deadline_s."""
+        now = self.loop.time()
+        self._body_deadline = now + limits.body_deadline_s
+        self.deadline = min(now + limits.body_timeout_s, self._body_deadline)
+
     def on_body(self, body: bytes) -> None:
+        limits = self.limits
+        now = self.loop.time()
+        self.deadline = min(now + limits.body_timeout_s, self._body_deadline)
+        self._body_bytes += len(body)
+        if self._held is not None:
+            # Read whole for its `_method`, within the bound a checked form has.
+            if self._body_bytes > MAX_FORM_BYTES:
+                self.counters.inc("client_requests_refused_total", "form_too_large")
+                self._fail_head(413, "a form whose _method decides its route is larger than 1 MiB")
+            self._held_body.append(body)
+            return
         exchange = self.parsing
         if exchange is None:
             return
-        self._body_bytes += len(body)
-        if self._body_bytes > self.limits.max_body_bytes:
+        if self._body_bytes > limits.max_body_bytes:
             self._error = ClientProtocolError(413, "the request body is larger than the limit")
             raise self._error
         exchange.send_body(body)
-        self.deadline = self.loop.time() + self.limits.body_timeout_s
         if exchange.body_gate is not None:
             # Read whole before it is forwarded (a form whose token must be checked): bounded.
             if exchange.body_buffered_bytes > MAX_FORM_BYTES:
                 self.counters.inc("identity_csrf_refused_total", "form_too_large")
                 self._fail_head(413, "a form checked for its authenticity token is too large")
+        elif exchange.is_body_held:
+            if exchange.body_buffered_bytes > limits.buffer_body_bytes:
+                # A chunked body that outgrew the bound: it streams from here on.
+                exchange.is_body_held = False
+                if exchange is self.current:
+                    self._start(exchange)
         elif exchange.body_buffered_bytes > _BUFFER_HIGH_WATER:
             self._set_paused(_PAUSE_BUFFER, on=True)
 
     def on_message_complete(self) -> None:
         self._messages_completed += 1
+        self._body_deadline = 0.0
+        held = self._held
+        if held is not None:
+            body = b"".join(self._held_body)
+            self._held_body = []
+            # Rack: the form's `_method` field first, else the header.
+            route_method = form_override(body, self._content_type) or held.header_method
+            self._dispatch(self.worker.snapshot, held.head, route_method or b"POST")
+            if self.parsing is not None and body:
+                self.parsing.send_body(body)
         exchange = self.parsing
         gate = exchange.body_gate if exchange is not None else None
         if gate is not None and exchange is not None:
@@ -537,8 +705,10 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not None:
             if self.current is not None:
                 self.deadline = 0.0
+            is_waiting = gate is not None or exchange.is_body_held
+            exchange.is_body_held = False
             exchange.end_body()
-            if gate is not None and exchange is self.current:
+            if is_waiting and exchange is self.current:
                 self._start(exchange)
 
     # -- building the upstream request head ---------------------------------------------------
@@ -548,12 +718,25 @@ class ClientConnection(asyncio.Protocol):
         raise self._error
 
     def _origin_form(self, url: bytes) -> bytes:
-        """Absolute-form targets (RFC 9112 §3.2.2) become origin-form; `*` only for OPTIONS."""
+        """An absolute-form target (RFC 9112 §3.2.2) is taken only when it names the authority
+        the request is for (its Host), and then its path and query are used as they are; `*`
+        only for OPTIONS."""
         lowered = url[:8].lower()
         if lowered.startswith((b"http://", b"https://")):
             rest = url.split(b"://", 1)[1]
-            slash = rest.find(b"/")
-            return b"/" if slash < 0 else rest[slash:]
+            end = len(rest)
+            for mark in (b"/", b"?", b"#"):
+                at = rest.find(mark)
+                if 0 <= at < end:
+                    end = at
+            authority, target = rest[:end], rest[end:]
+            host = self._host
+            if host is None or authority.lower() != host.strip().lower():
+                self._fail_head(
+                    400, "an absolute-form request target must name the Host the request is for"
+                )
+            # `http://host?next=/x` is the path "/" with its query, never the path "/x".
+            return target if target[:1] == b"/" else b"/" + target
         if url == b"*":
             return url
         self._fail_head(400, "the request target is not a path")
@@ -632,8 +815,9 @@ class ClientConnection(asyncio.Protocol):
     # -- exchanges ----------------------------------------------------------------------------
 
     def _start(self, exchange: Exchange) -> None:
-        if exchange.body_gate is not None:
-            # Its body is still being read for the check; on_message_complete starts it.
+        if exchange.body_gate is not None or exchange.is_body_held:
+            # Its body is still being read (for the check, or whole because it is small);
+            # on_message_complete or on_body starts it.
             return
         if exchange.error_response is not None:
             self.write(exchange.error_response)
@@ -648,7 +832,7 @@ class ClientConnection(asyncio.Protocol):
         """Called once when `exchange`'s answer is complete (or its error was written)."""
         decision = exchange.decision
         worker = self.worker
-        is_new = decision.backend == worker.new_backend
+        is_new = decision.is_new_side or decision.backend == worker.new_backend
         worker.traffic.count(decision.route, is_new, exchange.status)
         if exchange.started_at:
             # The side the canary chose, whatever backend the route names for it.
@@ -800,10 +984,16 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         if self.tunnel is not None:
             return
-        if self.parsing is not None:
+        if self.parsing is not None or self._held is not None:
             if self._paused:
                 # We stopped reading (backpressure), so the client is not the one stalling.
                 self.deadline = now + self.worker.snapshot.limits.body_timeout_s
+                return
+            if self._body_deadline and now >= self._body_deadline:
+                self.counters.inc("client_timeouts_total", "body_deadline")
+                self._reject(
+                    ClientProtocolError(408, "the request body took longer than its deadline")
+                )
                 return
             self.counters.inc("client_timeouts_total", "body")
             self._reject(ClientProtocolError(408, "the request body stopped arriving"))
@@ -823,7 +1013,12 @@ class ClientConnection(asyncio.Protocol):
     def begin_drain(self) -> None:
         """Stop taking requests: idle connections close now, busy ones after their answer."""
         self.is_draining = True
-        if self.current is None and self.tunnel is None and self.parsing is None:
+        if (
+            self.current is None
+            and self.tunnel is None
+            and self.parsing is None
+            and self._held is None
+        ):
             self.close()
 
 
@@ -846,3 +1041,25 @@ def _response_tail(request_id: bytes, via: bytes) -> bytes:
 def _parser_reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return f"malformed request: {text}"
+
+
+@dataclass(frozen=True, slots=True)
+class _HeadFacts:
+    """What routing a parsed request head needs, kept while a form body decides its method."""
+
+    method: bytes
+    url: bytes
+    path: bytes
+    is_http10: bool
+    keep_alive: bool
+    is_upgrade: bool
+    has_body: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldHead:
+    """A POST form routed once its `_method` is known; `header_method` is what
+    X-HTTP-Method-Override names (Rack's fallback)."""
+
+    head: _HeadFacts
+    header_method: bytes | None

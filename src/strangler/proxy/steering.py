@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strangler.identity.bridge import IdentityBridge, RequestFacts
-from strangler.identity.rails_session import SessionOutcome, session_user_id
+from strangler.identity.rails_session import AnonymousReason, SessionOutcome, session_user_id
 from strangler.proxy.exchange import Fallback
 from strangler.routing.canary import (
     EMPTY,
@@ -117,60 +117,94 @@ def bridge_to_new(
     method: bytes,
     path: bytes,
     session: SessionOutcome | None = None,
+    *,
+    is_upgrade: bool = False,
 ) -> tuple[bytes, Callable[[bytes], str | None] | None]:
-    """A request to the new backend: (the identity header line, a check its form body must
-    pass first or None). Refuses a forged state change with 403; drops the Rails cookie.
-    `session` is the Rails session when the canary already decoded it."""
+    """A request to the new side: (the identity header line, a check its form body must pass
+    first or None). Refuses a forged state change, or an Upgrade from another origin, with 403;
+    drops the Rails cookie. `session` is the Rails session when the canary already decoded it.
+
+    A `csrf: false` route gets no identity from the cookie: it is exempt because its callers are
+    not the user's browser (webhooks, API clients with credentials of their own), and a
+    cross-site form posted to it must not act as the user."""
     at = conn._cookie_at
     out = conn._out
     cookie = out[at] if at >= 0 else None
+    is_exempt = route in bridge.csrf_exempt
+    if is_exempt:
+        if cookie is not None:
+            _drop_session_cookie(bridge, out, at, cookie)
+        return b"", None
     outcome = bridge.session(cookie) if session is None else session
     gate: Callable[[bytes], str | None] | None = None
-    if route not in bridge.csrf_exempt and bridge.needs_csrf_check(method, outcome):
-        trusted = conn.is_trusted_peer
-        facts = RequestFacts(
-            method=method,
-            path=path,
-            cookie=cookie,
-            has_authorization=conn._has_authorization,
-            csrf_token=conn._csrf_token,
-            origin=conn._origin,
-            host=conn._host,
-            forwarded_host=conn._xfh if trusted else None,
-            forwarded_proto=conn._xfp if trusted else None,
-            content_type=conn._content_type,
-        )
-        refusal = bridge.check_origin(facts, is_tls=False)
-        if refusal is None and bridge.wants_form_body(facts):
-            gate = functools.partial(bridge.check_token, facts, outcome)
-        elif refusal is None:
-            refusal = bridge.check_token(facts, outcome, None)
+    if is_upgrade or bridge.needs_csrf_check(method, outcome):
+        facts = _request_facts(conn, method, path, cookie)
+        if is_upgrade:
+            # Cross-site WebSocket hijacking: the handshake is a GET, so CSRF tokens never
+            # apply; the Origin is the defence (Action Cable's allow_request_origin?).
+            refusal = (
+                bridge.check_upgrade_origin(facts, is_tls=False)
+                if outcome.anonymous_reason is not AnonymousReason.MISSING
+                else None
+            )
+        else:
+            refusal = bridge.check_origin(facts, is_tls=False)
+            if refusal is None and bridge.wants_form_body(facts):
+                gate = functools.partial(bridge.check_token, facts, outcome)
+            elif refusal is None:
+                refusal = bridge.check_token(facts, outcome, None)
         if refusal is not None:
             conn.counters.inc("identity_csrf_refused_total", refusal)
             conn._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
     if cookie is not None and route not in bridge.passes_session_cookie:
-        kept = bridge.without_session_cookie(cookie)
-        if kept is None:
-            out[at - 2 : at + 2] = (b"", b"", b"", b"")
-        else:
-            out[at] = kept
+        _drop_session_cookie(bridge, out, at, cookie)
     return bridge.identity_header(outcome, route, has_authorization=conn._has_authorization), gate
+
+
+def _drop_session_cookie(bridge: IdentityBridge, out: list[bytes], at: int, cookie: bytes) -> None:
+    kept = bridge.without_session_cookie(cookie)
+    if kept is None:
+        out[at - 2 : at + 2] = (b"", b"", b"", b"")
+    else:
+        out[at] = kept
+
+
+def _request_facts(
+    conn: ClientConnection, method: bytes, path: bytes, cookie: bytes | None
+) -> RequestFacts:
+    trusted = conn.is_trusted_peer
+    return RequestFacts(
+        method=method,
+        path=path,
+        cookie=cookie,
+        has_authorization=conn._has_authorization,
+        csrf_token=conn._csrf_token,
+        origin=conn._origin,
+        host=conn._host,
+        forwarded_host=conn._xfh if trusted else None,
+        forwarded_proto=conn._xfp if trusted else None,
+        content_type=conn._content_type,
+    )
 
 
 def bridge_shadow_copy(
     conn: ClientConnection, bridge: IdentityBridge, route: str, head: bytes
 ) -> bytes:
-    """The head of a shadow copy bound for the new backend: identity added, Rails cookie
-    dropped, like a request routed there (no CSRF check: the primary went to legacy)."""
+    """The head of a shadow copy bound for the new side: identity added (none on a `csrf: false`
+    route), Rails cookie dropped, like a request routed there (no CSRF check: the primary went
+    to legacy, and only safe methods are copied unless the target is a sandbox)."""
     at = conn._cookie_at
     cookie = conn._out[at] if at >= 0 else None
-    outcome = bridge.session(cookie)
     if cookie is not None and route not in bridge.passes_session_cookie:
         name = conn._out[at - 2]
         kept = bridge.without_session_cookie(cookie)
         line = name + b": " + cookie + b"\r\n"
         head = head.replace(line, b"" if kept is None else name + b": " + kept + b"\r\n", 1)
-    identity = bridge.identity_header(outcome, route, has_authorization=conn._has_authorization)
+    if route in bridge.csrf_exempt:
+        return head
+    identity = bridge.identity_header(
+        bridge.session(cookie), route, has_authorization=conn._has_authorization
+    )
     return head[:-2] + identity + b"\r\n" if identity else head
 
 

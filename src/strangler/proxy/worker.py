@@ -92,6 +92,9 @@ class Worker:
         self.counters = Counters()
         self.tasks = TaskSet(loop)
         self.connections: set[ClientConnection] = set()
+        # Open connections by client address, for limits.max_connections_per_client (untrusted
+        # peers only).
+        self.connections_by_peer: dict[bytes, int] = {}
         self.pools: dict[str, UpstreamPool] = {}
         self.is_draining = False
         self._watch = watch
@@ -135,6 +138,7 @@ class Worker:
         # The Rails bridge (with `rails:`): its key ring file is opened once per path.
         self._key_rings: dict[Path, KeyRingFile] = {}
         self.bridge: IdentityBridge | None = None
+        self.bridge_outcomes: dict[str, int] = {}
         self.stripped_headers: frozenset[bytes] = frozenset()
         self._apply_bridge(snapshot)
 
@@ -288,6 +292,9 @@ class Worker:
             bridge = IdentityBridge.from_setup(setup, ring)
         except ValueError as exc:
             raise KeyRingError(f"{setup.keys_path}: {exc}") from exc
+        # Session outcomes (forged, tampered, expired cookies) count for the worker's life: a
+        # new snapshot must not wipe the evidence of a forgery attempt.
+        bridge.outcomes = self.bridge_outcomes
         self.bridge, self.stripped_headers = bridge, bridge.stripped_headers
 
     def _apply_pools(self, snapshot: Snapshot) -> None:

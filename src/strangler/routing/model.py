@@ -83,6 +83,9 @@ class Decision:
     # Stage `canary`: what `canary.choose` reads and the Decision for each side. Only a canary
     # route's Decision has one, so every other request pays one `is None` check for canaries.
     canary: CanarySides | None = None
+    # The new side of the migration answers (stage new, or a canary's new side), whatever the
+    # backend is called: the Rails bridge applies to it. Shadow copies always go to the new side.
+    is_new_side: bool = False
 
 
 @dataclass(frozen=True, slots=True)

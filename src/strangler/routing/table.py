@@ -117,7 +117,13 @@ def _decision(route: RouteSpec) -> Decision:
         sides = CanarySides(
             route.canary,
             legacy=legacy,
-            new=Decision(route.name, Stage.CANARY, route.canary_backend, DecisionReason.CANARY_NEW),
+            new=Decision(
+                route.name,
+                Stage.CANARY,
+                route.canary_backend,
+                DecisionReason.CANARY_NEW,
+                is_new_side=True,
+            ),
             retries_on_legacy=route.retries_on_legacy,
         )
         shadow_backend = None
@@ -129,4 +135,8 @@ def _decision(route: RouteSpec) -> Decision:
         shadow_backend=shadow_backend,
         mirrors_unsafe=route.mirrors_unsafe,
         canary=sides,
+        is_new_side=route.stage in _NEW_SIDE_STAGES,
     )
+
+
+_NEW_SIDE_STAGES = frozenset({Stage.NEW, Stage.RETIRED})
