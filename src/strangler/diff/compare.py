@@ -58,8 +58,10 @@ def compare_responses(
     rules: DiffRules,
     *,
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    max_nodes: int | None = None,
 ) -> Comparison:
-    """Compare a primary (legacy) response with its shadow (new) under `rules`."""
+    """Compare a primary (legacy) response with its shadow (new) under `rules`; `max_nodes`,
+    when given, replaces the rules' budget of JSON nodes."""
     found: list[Difference] = []
     if rules.should_compare_status and primary.status != shadow.status:
         found.append(
@@ -88,7 +90,13 @@ def compare_responses(
             is_truncated=is_truncated,
         )
     kind, body_found, is_body_truncated, nodes_visited = _compare_body(
-        primary, shadow, heads_a, heads_b, rules, limit - len(found)
+        primary,
+        shadow,
+        heads_a,
+        heads_b,
+        rules,
+        limit - len(found),
+        rules.max_nodes if max_nodes is None else max_nodes,
     )
     found.extend(body_found)
     is_truncated = is_truncated or is_body_truncated
@@ -109,6 +117,7 @@ def _compare_body(
     heads_b: dict[str, str],
     rules: DiffRules,
     budget: int,
+    max_nodes: int,
 ) -> tuple[BodyKind, list[Difference], bool, int]:
     """How the bodies compared, their differences (at most `budget`), whether more exist, and
     the JSON nodes visited."""
@@ -140,7 +149,7 @@ def _compare_body(
                 rules.normalize,
                 max_differences=budget,
                 max_depth=rules.max_depth,
-                max_nodes=rules.max_nodes,
+                max_nodes=max_nodes,
             )
             kind = BodyKind.OVER_BUDGET if walked.is_over_budget else BodyKind.JSON
             return kind, walked.differences, walked.is_truncated, walked.nodes_visited

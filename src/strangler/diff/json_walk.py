@@ -23,8 +23,9 @@ Rules:
   MAX_PAIR_PROBES times per array; beyond that, leftovers are reported as they are.
 - Work: entering an object or array counts its members on both sides as visited (len(a) +
   len(b) nodes); a multiset counts again the elements a keyed match left to it, and probes and
-  deep_equal count what they visit. Before the count would pass `max_nodes` the walk stops, with `is_over_budget` set and nodes_visited
-  <= max_nodes: the differences found so far are not the answer, since the rest was not seen.
+  deep_equal count what they visit. Before the count would pass `max_nodes` the walk stops,
+  with `is_over_budget` set and nodes_visited <= max_nodes: the differences found so far are
+  not the answer, since the rest was not seen.
   Without the bound, 0.7 MB pairs shaped against the walk took up to 350 ms of CPU each in the
   compiled build, 256 multiset probes down deep elements the worst (bench_diff_adversarial.py).
   The strict-equality checks below run in C and are not counted: one may scan a subtree once
