@@ -14,3 +14,9 @@ class DropReason(enum.StrEnum):
     SHADOW_ERROR = "shadow_error"
     NOT_MIRRORED_UNSAFE = "not_mirrored_unsafe"
     PRIMARY_FAILED = "primary_failed"
+    # The JSON walk would have visited more than the route's `diff.max_nodes`.
+    DIFF_BUDGET = "diff_budget"
+    # The pairs waiting for the worker's diff helper already hold its bound of bytes.
+    DIFF_BACKLOG = "diff_backlog"
+    # The diff helper could not start, died, or failed the comparison.
+    DIFF_FAILED = "diff_failed"

@@ -11,7 +11,12 @@ Rules:
   are counted as `not_mirrored_unsafe` and go to the primary only.
 - The copy carries `X-Strangler-Shadow: 1` and the primary's trace id with its own span id.
 - Comparison runs after both answers are complete, scheduled with call_soon, never inside the
-  callback that finishes the client's answer.
+  callback that finishes the client's answer. A pair whose bodies together pass the route's
+  `shadow.diff_off_loop_bytes` (a compressed body counts as `max_body_bytes`, what it may
+  inflate to) is compared in the worker's helper process (offload.py), never on the loop; so
+  is a smaller one whose JSON walk passes MAX_NODES_ON_LOOP nodes (compared again there).
+  A copy stays in flight until its comparison is back.
+- A comparison that stops at the route's `diff.max_nodes` counts as dropped (`diff_budget`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from strangler.proxy.failures import FailureKind
 from strangler.proxy.headers import R_CONNECTION, R_UPGRADE
 from strangler.shadow.channel import ShadowChannel
 from strangler.shadow.drop import DropReason
+from strangler.shadow.offload import DiffHelper
 from strangler.shadow.results import RouteShadowStats, ShadowResults
 
 if TYPE_CHECKING:
@@ -46,6 +52,10 @@ _MIRRORED_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 # HEAD answers can't be framed in a pipeline (llhttp can't be told an answer is to HEAD).
 _PIPELINED_METHODS = frozenset({b"GET", b"OPTIONS"})
 _SHADOW_HEADER_END = b"X-Strangler-Shadow: 1\r\n\r\n"
+# A 64 KiB pair like bench_diff.py's documents visits ~2,700 nodes; 10,000 are 1-6 ms of the
+# loop in the compiled build. A small pair built against the walk (256 multiset probes) would
+# otherwise hold the loop for a whole `diff.max_nodes` (~25 ms, bench_diff_adversarial.py).
+MAX_NODES_ON_LOOP = 10_000
 _IDENTICAL = Comparison(is_equal=True, differences=(), body_compared=True, kind=BodyKind.IDENTICAL)
 
 
@@ -344,6 +354,14 @@ def _decoded(pairs: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
     return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in pairs)
 
 
+def _compared_size(sample: ResponseSample, max_body_bytes: int) -> int:
+    """What comparing the body may cost, in bytes: a compressed body is inflated first."""
+    for name, value in sample.headers:
+        if name.lower() == "content-encoding" and value.strip().lower() not in ("", "identity"):
+            return max_body_bytes
+    return len(sample.body)
+
+
 class ShadowRunner:
     """One worker's shadowing: its pools, its in-flight bound, its results."""
 
@@ -359,6 +377,8 @@ class ShadowRunner:
         self.pools: dict[str, UpstreamPool] = {}
         # Pipelined connections for GET/OPTIONS copies, per backend (see channel.py).
         self.channels: dict[str, ShadowChannel] = {}
+        # Compares the large pairs; its process starts with the first of them.
+        self.helper = DiffHelper(loop)
 
     def __repr__(self) -> str:
         return f"<ShadowRunner {self.in_flight} in flight, {len(self.pools)} pools>"
@@ -395,6 +415,7 @@ class ShadowRunner:
             pool.close_idle()
         for channel in self.channels.values():
             channel.close()
+        self.helper.close()
 
     def begin(
         self,
@@ -526,18 +547,65 @@ class ShadowRunner:
         if mirror.is_identical():
             self._count_identical(mirror)
             return
-        self.in_flight -= 1
         primary, shadow = mirror.samples()
-        comparison = compare_responses(
+        setup = mirror.setup
+        max_body_bytes = setup.settings.max_body_bytes
+        off_loop_bytes = setup.settings.diff_off_loop_bytes
+        if off_loop_bytes is None:
+            self.in_flight -= 1
+            self._record(
+                mirror,
+                compare_responses(primary, shadow, setup.rules, max_decoded_bytes=max_body_bytes),
+            )
+            return
+        size = _compared_size(primary, max_body_bytes) + _compared_size(shadow, max_body_bytes)
+        if size <= off_loop_bytes:
+            max_nodes = setup.rules.max_nodes
+            comparison = compare_responses(
+                primary,
+                shadow,
+                setup.rules,
+                max_decoded_bytes=max_body_bytes,
+                max_nodes=min(max_nodes, MAX_NODES_ON_LOOP),
+            )
+            if comparison.kind is not BodyKind.OVER_BUDGET or max_nodes <= MAX_NODES_ON_LOOP:
+                self.in_flight -= 1
+                self._record(mirror, comparison)
+                return
+        refused = self.helper.submit(
             primary,
             shadow,
-            mirror.setup.rules,
-            max_decoded_bytes=mirror.setup.settings.max_body_bytes,
+            setup.rules,
+            max_body_bytes,
+            lambda comparison: self._compared_off_loop(mirror, comparison),
         )
-        if not comparison.body_compared:
-            # Only an inflated body past the bound gets here (captures are never truncated).
+        if refused is not None:
+            self.in_flight -= 1
             if not mirror.is_noise_probe:
-                self._count_drop(mirror.stats, DropReason.BODY_TOO_LARGE)
+                self._count_drop(mirror.stats, refused)
+        else:
+            self.counters.inc("shadow_diffs_off_loop_total", mirror.route)
+
+    def _compared_off_loop(self, mirror: Mirror, comparison: Comparison | None) -> None:
+        """Called once per pair the helper accepted: with its comparison, or None if it failed."""
+        self.in_flight -= 1
+        if comparison is None:
+            if not mirror.is_noise_probe:
+                self._count_drop(mirror.stats, DropReason.DIFF_FAILED)
+            return
+        self._record(mirror, comparison)
+
+    def _record(self, mirror: Mirror, comparison: Comparison) -> None:
+        if not comparison.body_compared:
+            # Captures are never truncated: only an inflated body past the bound, or a walk
+            # past its budget, gets here.
+            if not mirror.is_noise_probe:
+                reason = (
+                    DropReason.DIFF_BUDGET
+                    if comparison.kind is BodyKind.OVER_BUDGET
+                    else DropReason.BODY_TOO_LARGE
+                )
+                self._count_drop(mirror.stats, reason)
             return
         if mirror.is_noise_probe:
             for path in self.results.record_noise(mirror.route, comparison):
