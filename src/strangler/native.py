@@ -32,6 +32,7 @@ COMPILED_MODULES: Final = (
     "strangler.proxy.exchange",
     "strangler.proxy.upstream_pool",
     "strangler.proxy.headers",
+    "strangler.proxy.wire_guard",
     "strangler.routing.matcher",
     "strangler.routing.table",
     "strangler.shadow.mirror",

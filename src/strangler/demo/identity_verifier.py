@@ -1,9 +1,9 @@
 """How the demo's new app knows who is calling: the gateway's identity token, verified.
 
 For a request that carries a logged-in Rails session, the gateway sends the new backend a short
-lived JWT (EdDSA, claims iss, sub, aud, iat, exp, jti, sid, route) in `Authorization: Bearer ...`, or
-in `X-Strangler-Identity` when the client sent an Authorization header of its own. The new app
-verifies it as any real service would: with PyJWT, against the gateway's JWKS (`GET
+lived JWT (EdDSA, claims iss, sub, aud, iat, exp, jti, sid, route) in `Authorization: Bearer
+...`, or in `X-Strangler-Identity` when the client sent an Authorization header of its own. The
+new app verifies it as any real service would: with PyJWT, against the gateway's JWKS (`GET
 /.well-known/jwks.json` on the admin listener), the issuer and audience checked and EdDSA the
 only algorithm.
 

@@ -40,6 +40,7 @@ from strangler.proxy.steering import (
     legacy_fallback,
 )
 from strangler.proxy.upstream_pool import UpstreamConnection
+from strangler.proxy.wire_guard import WireGuard
 from strangler.routing.method_override import (
     form_override,
     is_form_body,
@@ -172,6 +173,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer = b"-"
         self.is_trusted_peer = False
         self.is_counted_per_peer = False
+        self.guard = WireGuard()
         self.current: Exchange | None = None
         self.pipeline: collections.deque[Exchange] = collections.deque()
         self.parsing: Exchange | None = None
@@ -275,8 +277,18 @@ class ClientConnection(asyncio.Protocol):
             return
         completed = self._messages_completed
         self.is_feeding = True
+        size = len(data)
+        start = end = 0
         try:
-            parser.feed_data(data)
+            guard = self.guard
+            # Fed one head at a time: the parser reads each head's framing before the guard
+            # looks at what follows it (see wire_guard.py).
+            while start < size:
+                end = guard.segment_end(data, start)
+                parser.feed_data(
+                    data if start == 0 and end == size else memoryview(data)[start:end]
+                )
+                start = end
             if self._is_head_pending and self._messages_completed == completed:
                 # httptools buffers a header line until it ends, so count the raw bytes of an
                 # unfinished head ourselves: a header that never ends must not grow unbounded.
@@ -288,10 +300,13 @@ class ClientConnection(asyncio.Protocol):
                     self._reject(self._error)
         except httptools.HttpParserUpgrade as exc:
             self.parser = None
-            offset = exc.args[0] if exc.args else len(data)
-            if offset < len(data):
+            offset = start + (exc.args[0] if exc.args else end - start)
+            if offset < size:
                 self._upgrade_buffer.append(data[offset:])
             self._set_paused(_PAUSE_UPGRADE, on=True)
+        except ClientProtocolError as exc:
+            self.counters.inc("client_requests_refused_total", "framing")
+            self._reject(exc)
         except httptools.HttpParserError as exc:
             error = self._error
             if error is None:
@@ -458,6 +473,12 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         assert parser is not None
+        upgrade = self._upgrade
+        self.guard.expect_body(
+            content_length=self._content_length,
+            is_chunked=self._is_chunked,
+            is_upgrade=upgrade is not None and parser.should_upgrade(),
+        )
         snapshot = self.worker.snapshot
         version = parser.get_http_version()
         if version == "1.1":
@@ -490,7 +511,6 @@ class ClientConnection(asyncio.Protocol):
             if canonical is not path:
                 path = canonical
                 url = path if question < 0 else path + url[question:]
-        upgrade = self._upgrade
         if upgrade is not None and b"h2c" in upgrade.lower():
             # h2c smuggling: a backend that takes the upgrade would read the next bytes as an
             # HTTP/2 connection the gateway never routes. Cleartext HTTP/2 is never forwarded.
