@@ -972,6 +972,7 @@ class ClientConnection(asyncio.Protocol):
     def _reject(self, error: ClientProtocolError) -> None:
         """A request we refuse: answer it in order, then close."""
         self.parser = None
+        self._held = None
         self._set_paused(_PAUSE_ERROR, on=True)
         self.counters.inc("client_requests_rejected_total", str(error.status))
         response = render_problem(
