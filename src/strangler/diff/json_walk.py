@@ -30,7 +30,7 @@ Rules:
   compiled build, 256 multiset probes down deep elements the worst (bench_diff_adversarial.py).
   The strict-equality checks below run in C and are not counted: one may scan a subtree once
   per level above it, so their cost is bounded by the body's size times max_depth, not by
-  max_nodes (~60 ms for a 0.7 MB pair of 63 nested levels; large pairs run off the loop).
+  max_nodes (~70 ms for a 0.7 MB pair of 63 nested levels; large pairs run off the loop).
 
 Fast path: subtrees that are strictly equal (equality.is_same_tree) are equal under any rules,
 because every rule only ever makes more values equal; the walk skips them without looking up a

@@ -54,7 +54,8 @@ _PIPELINED_METHODS = frozenset({b"GET", b"OPTIONS"})
 _SHADOW_HEADER_END = b"X-Strangler-Shadow: 1\r\n\r\n"
 # A 64 KiB pair like bench_diff.py's documents visits ~2,700 nodes; 10,000 are 1-6 ms of the
 # loop in the compiled build. A small pair built against the walk (256 multiset probes) would
-# otherwise hold the loop for a whole `diff.max_nodes` (~25 ms, bench_diff_adversarial.py).
+# otherwise hold the loop for a whole `diff.max_nodes`: 18 ms, 3 ms with this bound
+# (bench_diff_adversarial.py, `probes 64 KiB`).
 MAX_NODES_ON_LOOP = 10_000
 _IDENTICAL = Comparison(is_equal=True, differences=(), body_compared=True, kind=BodyKind.IDENTICAL)
 
