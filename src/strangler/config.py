@@ -322,16 +322,6 @@ class RouteConfig(_Model):
     # The Rails session cookie is removed from requests to the new backend unless this is set.
     pass_session_cookie: bool = False
 
-    @model_validator(mode="after")
-    def _check_exempt_cookie(self) -> RouteConfig:
-        if not self.csrf and self.pass_session_cookie:
-            raise _RefError(
-                ("pass_session_cookie",),
-                "cannot be true on a route with `csrf: false`: a cross-site form could reach the "
-                "new backend with the user's session cookie and no forgery check",
-            )
-        return self
-
     @field_validator("diff")
     @classmethod
     def _check_diff(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -708,6 +698,12 @@ class Config(_Model):
                         f"names backend {target!r}, which is not in backends "
                         f"({', '.join(sorted(names))})",
                     )
+            if not route.csrf and route.pass_session_cookie:
+                raise _RefError(
+                    ("routes", index, "pass_session_cookie"),
+                    "cannot be true on a route with `csrf: false`: a cross-site form could reach "
+                    "the new backend with the user's session cookie and no forgery check",
+                )
             if route.name in seen:
                 raise _RefError(
                     ("routes", index, "name"),
@@ -847,8 +843,7 @@ def parse_config(text: str, path: str) -> Config:
         message = error["msg"].removeprefix("Value error, ")
         context = error.get("ctx", {}).get("error")
         if isinstance(context, _RefError):
-            # A nested model's validator names its field from where it stands.
-            loc, message = loc + context.loc, str(context)
+            loc, message = context.loc, str(context)
         elif error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against the config reference)"
         elif error["type"] == "missing":

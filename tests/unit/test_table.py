@@ -67,7 +67,7 @@ def test_decide_picks_the_first_matching_route(method: str, path: str, route: st
         (
             "GET",
             "/projects/7",
-            Decision("projects_show", Stage.NEW, "new", DecisionReason.STAGE_NEW),
+            Decision("projects_show", Stage.NEW, "new", DecisionReason.STAGE_NEW, is_new_side=True),
         ),
         (
             "GET",
