@@ -227,12 +227,7 @@ class IdentityBridge:
     def check_origin(self, facts: RequestFacts, *, is_tls: bool) -> CsrfRefusal | None:
         if not self.origin_check or facts.origin is None:
             return None
-        base_url = request_base_url(
-            host=_text(facts.host),
-            forwarded_host=_text(facts.forwarded_host),
-            forwarded_proto=_text(facts.forwarded_proto),
-            is_tls=is_tls,
-        )
+        base_url = _base_url(facts, is_tls=is_tls)
         return None if verify_origin(_text(facts.origin), base_url) else CsrfRefusal.BAD_ORIGIN
 
     def check_upgrade_origin(self, facts: RequestFacts, *, is_tls: bool) -> CsrfRefusal | None:
@@ -242,12 +237,7 @@ class IdentityBridge:
         origin = _text(facts.origin)
         if origin is not None and origin in self.allowed_request_origins:
             return None
-        base_url = request_base_url(
-            host=_text(facts.host),
-            forwarded_host=_text(facts.forwarded_host),
-            forwarded_proto=_text(facts.forwarded_proto),
-            is_tls=is_tls,
-        )
+        base_url = _base_url(facts, is_tls=is_tls)
         if origin is None or origin == "null" or base_url is None or origin != base_url:
             return CsrfRefusal.UPGRADE_ORIGIN
         return None
@@ -277,6 +267,15 @@ class IdentityBridge:
             return False
         media_type = facts.content_type.split(b";", 1)[0].strip().lower()
         return media_type in (b"application/x-www-form-urlencoded", b"multipart/form-data")
+
+
+def _base_url(facts: RequestFacts, *, is_tls: bool) -> str | None:
+    return request_base_url(
+        host=_text(facts.host),
+        forwarded_host=_text(facts.forwarded_host),
+        forwarded_proto=_text(facts.forwarded_proto),
+        is_tls=is_tls,
+    )
 
 
 def _text(value: bytes | None) -> str | None:
