@@ -1,7 +1,8 @@
 """Real upstream servers on 127.0.0.1 for integration tests, each in its own thread and loop.
 
 - `EchoUpstream`: a Starlette app under uvicorn that reports what it received (headers, body
-  length and digest), streams large bodies, answers slowly on request and echoes WebSockets;
+  length and digest), streams large bodies, answers slowly on request and echoes WebSockets
+  (recording each handshake);
   `/reflect/...` repeats every header, query parameter and body field it was sent.
 - `RawUpstream`: a bare asyncio server driven by a test's own coroutine, for upstreams that
   misbehave (reset mid-answer, never answer, send garbage).
@@ -157,6 +158,9 @@ async def _chaos(request: Request) -> Response:
 
 
 async def _ws(websocket: WebSocket) -> None:
+    websocket.app.state.upgrades.append(
+        {"path": websocket.url.path, "headers": dict(websocket.headers)}
+    )
     await websocket.accept()
     try:
         while True:
@@ -193,6 +197,7 @@ def echo_app(name: str) -> Starlette:
     app.state.hits = []
     app.state.chaos = {"status": 200, "delay_ms": 0}
     app.state.requests = []
+    app.state.upgrades = []
     return app
 
 
@@ -226,6 +231,11 @@ class EchoUpstream:
     def requests(self) -> list[dict[str, Any]]:
         """What each request to the echo route carried: method, path, headers, body digest."""
         return list(self.app.state.requests)
+
+    @property
+    def upgrades(self) -> list[dict[str, Any]]:
+        """The WebSocket handshakes `/ws` received (path and headers), accepted or not."""
+        return list(self.app.state.upgrades)
 
     def start(self) -> EchoUpstream:
         self.thread.start()
