@@ -12,9 +12,6 @@ Most tests share three module gateways with the Rails bridge on (`strict` path p
 same routes under `path_policy: normalize`, and one with Action Cable's allowed origins and an
 identity audience configured) in front of three echo backends: legacy, new and new2. Tests of
 limits, reloads and shutdown counters start their own gateway.
-
-A test marked `BUG` (xfail, strict) shows a case the fixes missed: it asserts what the gateway
-should do and fails until that is fixed.
 """
 
 from __future__ import annotations
@@ -477,7 +474,7 @@ def test_a_post_form_with_method_patch_is_routed_and_csrf_checked_as_patch(
     assert response.headers["content-type"] == "application/problem+json"
 
 
-@pytest.mark.parametrize("kind", ["urlencoded", "multipart"])
+@pytest.mark.parametrize("kind", FORM_KINDS)
 def test_a_post_form_with_method_patch_and_a_valid_token_reaches_new_intact(
     bridge_gateway: GatewayProcess, new_upstream: EchoUpstream, kind: str
 ) -> None:
@@ -512,11 +509,6 @@ def test_the_method_override_header_on_a_json_post_is_routed_as_patch(
     assert httpx.post(url, headers={**headers, **token}, content=b"{}").status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: while a _method form is read before routing, the connection still counts its "
-    "head as pending, so body bytes count against limits.max_header_bytes (32 KiB): 431",
-)
 def test_a_form_over_a_mebibyte_whose_method_decides_the_route_is_413(
     bridge_gateway: GatewayProcess, backends: dict[str, EchoUpstream]
 ) -> None:
@@ -527,12 +519,7 @@ def test_a_form_over_a_mebibyte_whose_method_decides_the_route_is_413(
     assert problem(response)["status"] == 413
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a _method form larger than limits.max_header_bytes (32 KiB) is answered 431 "
-    "(header section too large) instead of being routed by its _method",
-)
-def test_bug_a_method_patch_upload_over_the_header_limit_reaches_new(
+def test_a_method_patch_upload_over_the_header_limit_reaches_new(
     bridge_gateway: GatewayProcess,
 ) -> None:
     # Rails' `form_with model: @project, multipart: true` for an update: POST, _method=patch and
@@ -563,12 +550,6 @@ def test_a_form_no_override_can_reroute_streams_to_legacy_as_sent(
     assert _seen(echoed)["cookie"] == cookie
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a POST whose _method (or X-HTTP-Method-Override) names a safe method is routed "
-    "as that method and never CSRF-checked, yet it is forwarded as a POST with the user's "
-    "identity, and a backend that is not Rack acts on the POST",
-)
 @pytest.mark.parametrize(
     ("path", "body", "headers"),
     [
@@ -578,7 +559,7 @@ def test_a_form_no_override_can_reroute_streams_to_legacy_as_sent(
     ],
     ids=["form-get", "form-head", "header-get"],
 )
-def test_bug_a_post_overridden_to_a_safe_method_is_still_csrf_checked(
+def test_a_post_overridden_to_a_safe_method_is_still_csrf_checked(
     bridge_gateway: GatewayProcess,
     new_upstream: EchoUpstream,
     path: str,
@@ -671,7 +652,7 @@ def test_the_new_side_is_bridged_whatever_its_backend_is_called(
     assert response.json()["name"] == "new2"
     seen = _seen(response.json())
     assert seen["cookie"] == "theme=dark"
-    assert _claims(bridge_gateway, _bearer(seen))["sub"] == "7"
+    assert _claims(bridge_gateway, _bearer(seen), audience="new2")["sub"] == "7"
     # A state change without a token is refused before it reaches new2.
     with _unreached(new2_upstream):
         refused = httpx.post(bridge_gateway.url + path, headers={"Cookie": cookie}, content=b"x")
@@ -695,15 +676,10 @@ def test_a_shadow_copy_to_another_new_backend_carries_identity_not_the_cookie(
     seen = copy()
     assert seen is not None
     assert seen["cookie"] == "theme=dark"
-    assert _claims(bridge_gateway, _bearer(seen))["route"] == "shadow.new2"
+    assert _claims(bridge_gateway, _bearer(seen), audience="new2")["route"] == "shadow.new2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a token minted for new2 carries aud 'new' (the config's new_backend), so new "
-    "accepts a token that new2 received; aud should name the backend the token is sent to",
-)
-def test_bug_a_token_for_another_new_backend_names_that_backend_as_audience(
+def test_a_token_for_another_new_backend_names_that_backend_as_audience(
     bridge_gateway: GatewayProcess,
 ) -> None:
     cookie, _ = _session_cookie(7)

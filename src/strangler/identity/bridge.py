@@ -74,7 +74,9 @@ class CsrfRefusal(enum.StrEnum):
 class RequestFacts:
     """What the bridge needs from one request head (raw header values, None when absent)."""
 
+    # The method Rails acts on (after a `_method` override), and the one on the wire.
     method: bytes
+    wire_method: bytes
     path: bytes
     cookie: bytes | None
     has_authorization: bool
@@ -93,11 +95,10 @@ class IdentityBridge:
     def from_setup(cls, setup: BridgeSetup, key_ring: KeyRingFile) -> IdentityBridge:
         """The bridge for one snapshot; `key_ring` is the worker's (it outlives snapshots)."""
         identity = setup.identity
-        # A token is for one audience: by default the new backend's name, so a token minted for
-        # one backend is refused by another that checks `aud`.
-        audience = identity.audience if identity.audience is not None else setup.new_backend
+        # Without a configured audience, each token names the backend it is sent to (see
+        # identity_header), so a token minted for one backend is refused by another.
         minter = IdentityMinter(
-            key_ring, issuer=identity.issuer, ttl_s=identity.ttl_s, audience=audience
+            key_ring, issuer=identity.issuer, ttl_s=identity.ttl_s, audience=identity.audience
         )
         bridge = cls(
             setup.decoder,
@@ -197,16 +198,19 @@ class IdentityBridge:
     # -- identity -------------------------------------------------------------------------------
 
     def identity_header(
-        self, outcome: SessionOutcome, route: str, *, has_authorization: bool
+        self, outcome: SessionOutcome, route: str, *, backend: str, has_authorization: bool
     ) -> bytes:
-        """The header line carrying the identity token, or b"" for an anonymous request."""
+        """The header line carrying the identity token for a request to `backend` (its `aud`,
+        unless identity.audience is set), or b"" for an anonymous request."""
         session = outcome.session
         if session is None:
             return b""
         user_id = session_user_id(session, self.user_id_key)
         if user_id is None:
             return b""
-        token = self.minter.mint(sub=user_id, session_id_hash=session_id_hash(session), route=route)
+        token = self.minter.mint(
+            sub=user_id, session_id_hash=session_id_hash(session), route=route, audience=backend
+        )
         if self._header.lower() == b"authorization":
             if has_authorization:
                 # The client's own credentials pass untouched; the identity goes beside them.
@@ -248,7 +252,7 @@ class IdentityBridge:
         """None when the request's authenticity token is valid for its session."""
         token = _text(facts.csrf_token)
         if token is None and form_body is not None:
-            token = form_authenticity_token(form_body, _text(facts.content_type))
+            token = form_authenticity_token(form_body, _form_type(facts))
         session: Mapping[str, object] = outcome.session or {}
         verdict = verify_authenticity_token(
             session,
@@ -263,8 +267,11 @@ class IdentityBridge:
 
     def wants_form_body(self, facts: RequestFacts) -> bool:
         """Whether the token can only be in the body: no header token, and a form body."""
-        if facts.csrf_token is not None or facts.content_type is None:
+        if facts.csrf_token is not None:
             return False
+        if facts.content_type is None:
+            # Rack reads a POST body without Content-Type as a form (Request#form_data?).
+            return facts.wire_method == b"POST"
         media_type = facts.content_type.split(b";", 1)[0].strip().lower()
         return media_type in (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
@@ -276,6 +283,12 @@ def _base_url(facts: RequestFacts, *, is_tls: bool) -> str | None:
         forwarded_proto=_text(facts.forwarded_proto),
         is_tls=is_tls,
     )
+
+
+def _form_type(facts: RequestFacts) -> str | None:
+    if facts.content_type is None and facts.wire_method == b"POST":
+        return "application/x-www-form-urlencoded"
+    return _text(facts.content_type)
 
 
 def _text(value: bytes | None) -> str | None:

@@ -544,7 +544,7 @@ class IdentityMinter:
     Claims: iss, sub, aud (if configured), iat, exp = iat + ttl, jti (128 random bits), sid (the
     hash of the Rails session id, when there is one) and route (the gateway's route name).
 
-    Minting is on the proxy's hot path, so tokens are cached per (sub, sid, route) in a bounded
+    Minting is on the proxy's hot path, so tokens are cached per (sub, sid, route, aud) in a bounded
     LRU and reused while more than half their ttl is left and their key still signs. `jti` is
     therefore per token, not per request: the token is a bearer credential for a short window,
     not a nonce, and the new backend must not use jti for replay detection (a request replayed
@@ -574,14 +574,21 @@ class IdentityMinter:
         self.audience = audience
         self._clock = clock
         self.cache_max_entries = cache_max_entries
-        self._cache: OrderedDict[tuple[str, str | None, str], _CachedToken] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str | None, str, str | None], _CachedToken] = (
+            OrderedDict()
+        )
         self.cache_hits = 0
         self.cache_misses = 0
 
-    def mint(self, *, sub: str, session_id_hash: str | None, route: str) -> str:
+    def mint(
+        self, *, sub: str, session_id_hash: str | None, route: str, audience: str | None = None
+    ) -> str:
+        """A token for `sub` on `route`; `audience` (the backend it is for) is used when the
+        minter has no audience of its own."""
         now = self._clock()
         key = self._source.current().signing_key(now)
-        cache_key = (sub, session_id_hash, route)
+        audience = self.audience if self.audience is not None else audience
+        cache_key = (sub, session_id_hash, route, audience)
         cached = self._cache.get(cache_key)
         # A clock that went back (now < iat) would hand out a token from the future: re-mint.
         if cached is not None and cached.kid == key.kid and cached.iat <= now < cached.reuse_until:
@@ -593,8 +600,8 @@ class IdentityMinter:
         # Whole seconds: RFC 7519 allows fractions, but integer NumericDates are what every
         # verifier accepts.
         claims: dict[str, Any] = {"iss": self.issuer, "sub": sub}
-        if self.audience is not None:
-            claims["aud"] = self.audience
+        if audience is not None:
+            claims["aud"] = audience
         claims["iat"] = iat
         claims["exp"] = iat + int(self.ttl_s)
         claims["jti"] = secrets.token_urlsafe(16)

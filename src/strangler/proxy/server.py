@@ -533,8 +533,10 @@ class ClientConnection(asyncio.Protocol):
                 and is_form_body(self._content_type)
                 and override_matters(snapshot.table, path.decode("latin-1"))
             ):
-                # Rails routes this form by its `_method` field: read it before routing.
+                # Rails routes this form by its `_method` field: read it before routing. The
+                # head is complete: what arrives now is body, not head bytes.
                 self._held = _HeldHead(head, header_method)
+                self._is_head_pending = False
                 if self._expects_continue and self.current is None:
                     self.write(_CONTINUE)
                 self._await_body(snapshot.limits)
@@ -585,8 +587,9 @@ class ClientConnection(asyncio.Protocol):
             identity, body_gate = bridge_to_new(
                 self,
                 bridge,
-                decision.route or "",
+                decision,
                 route_method,
+                method,
                 path,
                 session,
                 is_upgrade=is_upgrade,
@@ -632,7 +635,7 @@ class ClientConnection(asyncio.Protocol):
             copy_head = request_head
             if bridge is not None:
                 # A shadow copy always goes to the new side.
-                copy_head = bridge_shadow_copy(self, bridge, decision.route or "", request_head)
+                copy_head = bridge_shadow_copy(self, bridge, decision, request_head)
             exchange.mirror = self.worker.shadow.begin(
                 snapshot,
                 decision,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from strangler.identity.bridge import IdentityBridge, RequestFacts
+from strangler.identity.bridge import SAFE_METHODS, IdentityBridge, RequestFacts
 from strangler.identity.rails_session import AnonymousReason, SessionOutcome, session_user_id
 from strangler.proxy.exchange import Fallback
 from strangler.routing.canary import (
@@ -113,8 +113,9 @@ def choose_canary_side(
 def bridge_to_new(
     conn: ClientConnection,
     bridge: IdentityBridge,
-    route: str,
+    decision: Decision,
     method: bytes,
+    wire_method: bytes,
     path: bytes,
     session: SessionOutcome | None = None,
     *,
@@ -122,7 +123,11 @@ def bridge_to_new(
 ) -> tuple[bytes, Callable[[bytes], str | None] | None]:
     """A request to the new side: (the identity header line, a check its form body must pass
     first or None). Refuses a forged state change, or an Upgrade from another origin, with 403;
-    drops the Rails cookie. `session` is the Rails session when the canary already decoded it.
+    drops the Rails cookie. `method` is the one Rails acts on (after `_method`), `wire_method`
+    the one sent; `session` is the Rails session when the canary already decoded it.
+
+    A state change by either method is checked: Rails skips the check for a POST overridden to
+    GET, but a backend that is not Rack acts on the POST it receives.
 
     A `csrf: false` route gets no identity from the cookie: it is exempt because its callers are
     not the user's browser (webhooks, API clients with credentials of their own), and a
@@ -130,6 +135,7 @@ def bridge_to_new(
     at = conn._cookie_at
     out = conn._out
     cookie = out[at] if at >= 0 else None
+    route = decision.route or ""
     is_exempt = route in bridge.csrf_exempt
     if is_exempt:
         if cookie is not None:
@@ -137,8 +143,11 @@ def bridge_to_new(
         return b"", None
     outcome = bridge.session(cookie) if session is None else session
     gate: Callable[[bytes], str | None] | None = None
+    if method in SAFE_METHODS:
+        # The per-form token (if any) is for the method the form was made with.
+        method = wire_method
     if is_upgrade or bridge.needs_csrf_check(method, outcome):
-        facts = _request_facts(conn, method, path, cookie)
+        facts = _request_facts(conn, method, wire_method, path, cookie)
         if is_upgrade:
             # Cross-site WebSocket hijacking: the handshake is a GET, so CSRF tokens never
             # apply; the Origin is the defence (Action Cable's allow_request_origin?).
@@ -158,7 +167,10 @@ def bridge_to_new(
             conn._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
     if cookie is not None and route not in bridge.passes_session_cookie:
         _drop_session_cookie(bridge, out, at, cookie)
-    return bridge.identity_header(outcome, route, has_authorization=conn._has_authorization), gate
+    identity = bridge.identity_header(
+        outcome, route, backend=decision.backend, has_authorization=conn._has_authorization
+    )
+    return identity, gate
 
 
 def _drop_session_cookie(bridge: IdentityBridge, out: list[bytes], at: int, cookie: bytes) -> None:
@@ -170,11 +182,12 @@ def _drop_session_cookie(bridge: IdentityBridge, out: list[bytes], at: int, cook
 
 
 def _request_facts(
-    conn: ClientConnection, method: bytes, path: bytes, cookie: bytes | None
+    conn: ClientConnection, method: bytes, wire_method: bytes, path: bytes, cookie: bytes | None
 ) -> RequestFacts:
     trusted = conn.is_trusted_peer
     return RequestFacts(
         method=method,
+        wire_method=wire_method,
         path=path,
         cookie=cookie,
         has_authorization=conn._has_authorization,
@@ -188,13 +201,14 @@ def _request_facts(
 
 
 def bridge_shadow_copy(
-    conn: ClientConnection, bridge: IdentityBridge, route: str, head: bytes
+    conn: ClientConnection, bridge: IdentityBridge, decision: Decision, head: bytes
 ) -> bytes:
     """The head of a shadow copy bound for the new side: identity added (none on a `csrf: false`
     route), Rails cookie dropped, like a request routed there (no CSRF check: the primary went
     to legacy, and only safe methods are copied unless the target is a sandbox)."""
     at = conn._cookie_at
     cookie = conn._out[at] if at >= 0 else None
+    route = decision.route or ""
     if cookie is not None and route not in bridge.passes_session_cookie:
         name = conn._out[at - 2]
         kept = bridge.without_session_cookie(cookie)
@@ -203,7 +217,10 @@ def bridge_shadow_copy(
     if route in bridge.csrf_exempt:
         return head
     identity = bridge.identity_header(
-        bridge.session(cookie), route, has_authorization=conn._has_authorization
+        bridge.session(cookie),
+        route,
+        backend=decision.shadow_backend or "",
+        has_authorization=conn._has_authorization,
     )
     return head[:-2] + identity + b"\r\n" if identity else head
 
