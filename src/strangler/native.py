@@ -33,6 +33,7 @@ COMPILED_MODULES: Final = (
     "strangler.proxy.upstream_pool",
     "strangler.proxy.headers",
     "strangler.proxy.wire_guard",
+    "strangler.proxy.request_target",
     "strangler.routing.matcher",
     "strangler.routing.table",
     "strangler.shadow.mirror",

@@ -13,7 +13,7 @@ Rules:
   percent escape. Refused under `strict`, rewritten under `normalize`: an empty segment (`//`,
   more than one trailing slash), a dot segment (`.` or `..`, RFC 3986 §5.2.4), a percent-encoded
   unreserved character (RFC 3986 §2.3: `%41` is `A`, §6.2.2.2 says decode it).
-- Ordinary paths pay one regex search.
+- Ordinary paths pay one loop over their bytes (see _is_plain).
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ class PathPolicy(enum.StrEnum):
     NORMALIZE = "normalize"
 
 
-# Anything that could make one path mean two: escapes, dots after a slash, empty segments, and
-# the characters refused outright.
-_SUSPECT = re.compile(rb"[%;\\#]|/\.|//")
 _ESCAPE = re.compile(rb"%(..)?")
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 # RFC 3986 §2.3.
@@ -43,7 +40,7 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 def canonical_path(path: bytes, policy: PathPolicy) -> bytes:
     """`path` (origin-form, without the query) in canonical form; ClientProtocolError(400) when
     it has none, or when `strict` and it is not canonical already."""
-    if _SUSPECT.search(path) is None:
+    if _is_plain(path):
         return path
     if b"#" in path:
         _refuse("a fragment (#)")
@@ -74,6 +71,28 @@ def canonical_path(path: bytes, policy: PathPolicy) -> bytes:
     last = inner[-1] if inner else b""
     is_folder = kept and (not last or last in (b".", b".."))
     return b"/" + b"/".join(kept) + (b"/" if is_folder else b"")
+
+
+def _is_plain(path: bytes) -> bool:
+    """No escape, no `;`, `\\` or `#`, and no slash followed by a slash or a dot.
+
+    A loop over the bytes, compiled, is the cheapest test measured (callgrind, per request): a
+    regex search cost ~5,300 instructions, six bytes.find ~5,400 (each parses its arguments
+    with PyArg_ParseTuple), and six `in` tests ~21,000 (bytes.__contains__ first tries a bytes
+    argument as an integer and raises, then clears, a formatted TypeError)."""
+    previous = 0
+    # Indexed, not `for byte in path`: compiled, path[i] reads the byte in place, while the
+    # iterator makes a Python int of each.
+    for index in range(len(path)):
+        byte = path[index]
+        # % ; \\ #  (compared one by one: compiled, they are machine-int tests; a set would box)
+        if byte == 0x25 or byte == 0x3B or byte == 0x5C or byte == 0x23:  # noqa: PLR1714
+            return False
+        # // and /.
+        if previous == 0x2F and (byte == 0x2F or byte == 0x2E):  # noqa: PLR1714
+            return False
+        previous = byte
+    return True
 
 
 def _escapes(path: bytes, *, is_strict: bool) -> bytes:

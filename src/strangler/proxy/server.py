@@ -22,7 +22,6 @@ import ipaddress
 import logging
 import random
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -401,7 +400,7 @@ class ClientConnection(asyncio.Protocol):
         lowered = name.lower()
         kind = _REQUEST_SPECIAL.get(lowered)
         if kind is None:
-            if b"_" in name:
+            if _has_underscore(name):
                 # nginx's `underscores_in_headers off`: Rack reads X_Strangler_Identity as
                 # X-Strangler-Identity (CGI variables), so a name with `_` could smuggle a header
                 # the gateway strips. Dropped, counted.
@@ -517,13 +516,13 @@ class ClientConnection(asyncio.Protocol):
             self._fail_head(400, "Upgrade: h2c is not forwarded")
         has_body = self._is_chunked or self._content_length > 0
         head = _HeadFacts(
-            method=method,
-            url=url,
-            path=path,
-            is_http10=is_http10,
-            keep_alive=parser.should_keep_alive() and not self.is_draining,
-            is_upgrade=upgrade is not None and parser.should_upgrade(),
-            has_body=has_body,
+            method,
+            url,
+            path,
+            is_http10,
+            parser.should_keep_alive() and not self.is_draining,
+            upgrade is not None and parser.should_upgrade(),
+            has_body,
         )
         route_method = method
         if method == b"POST":
@@ -1057,6 +1056,16 @@ _REJECT_TITLES = {
 }
 
 
+def _has_underscore(name: bytes) -> bool:
+    # A compiled loop: `b"_" in name` raises and clears a TypeError inside CPython, and
+    # find() parses its arguments the slow way; this runs for every header (request_target.py).
+    # Indexed (see request_target._is_plain).
+    for index in range(len(name)):  # noqa: SIM110
+        if name[index] == 0x5F:
+            return True
+    return False
+
+
 def _response_tail(request_id: bytes, via: bytes) -> bytes:
     """The headers every answer gets, and the blank line that ends the head."""
     return b"X-Request-Id: " + request_id + b"\r\nVia: " + via + b"\r\n\r\n"
@@ -1067,23 +1076,35 @@ def _parser_reason(exc: Exception) -> str:
     return f"malformed request: {text}"
 
 
-@dataclass(frozen=True, slots=True)
+# Plain classes, not frozen dataclasses: one is made per request, and a compiled frozen
+# dataclass is built by the interpreted __init__ that dataclasses writes (object.__setattr__ per
+# field), which cost about 2 µs a request in bench/proxy_bench.py.
 class _HeadFacts:
     """What routing a parsed request head needs, kept while a form body decides its method."""
 
-    method: bytes
-    url: bytes
-    path: bytes
-    is_http10: bool
-    keep_alive: bool
-    is_upgrade: bool
-    has_body: bool
+    def __init__(
+        self,
+        method: bytes,
+        url: bytes,
+        path: bytes,
+        is_http10: bool,
+        keep_alive: bool,
+        is_upgrade: bool,
+        has_body: bool,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.path = path
+        self.is_http10 = is_http10
+        self.keep_alive = keep_alive
+        self.is_upgrade = is_upgrade
+        self.has_body = has_body
 
 
-@dataclass(frozen=True, slots=True)
 class _HeldHead:
     """A POST form routed once its `_method` is known; `header_method` is what
     X-HTTP-Method-Override names (Rack's fallback)."""
 
-    head: _HeadFacts
-    header_method: bytes | None
+    def __init__(self, head: _HeadFacts, header_method: bytes | None) -> None:
+        self.head = head
+        self.header_method = header_method
