@@ -96,6 +96,32 @@ MALFORMED: list[tuple[str, bytes, int]] = [
         405,
     ),
     ("connect-path", b"CONNECT /trap/x HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+    # RFC 9112 §3: exactly one SP between method, target and version.
+    ("two-spaces-before-target", b"GET  /trap/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("two-spaces-before-version", b"GET /trap/x  HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    # A chunk-size line with hundreds of KiB of extensions (the bound is 4 KiB).
+    (
+        "long-chunk-extension",
+        POST
+        + b"Transfer-Encoding: chunked\r\n\r\n5;x="
+        + b"a" * (300 << 10)
+        + b"\r\nhello\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "absolute-form-other-host",
+        b"GET http://evil.example/trap/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        400,
+    ),
+    ("path-empty-segment", b"GET /trap//x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("path-encoded-slash", b"GET /trap/a%2Fx HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (
+        "upgrade-h2c",
+        GET
+        + b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        + b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        400,
+    ),
 ]
 
 
