@@ -473,10 +473,11 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         assert parser is not None
         upgrade = self._upgrade
+        is_upgrade = upgrade is not None and parser.should_upgrade()
         self.guard.expect_body(
             content_length=self._content_length,
             is_chunked=self._is_chunked,
-            is_upgrade=upgrade is not None and parser.should_upgrade(),
+            is_upgrade=is_upgrade,
         )
         snapshot = self.worker.snapshot
         version = parser.get_http_version()
@@ -521,7 +522,7 @@ class ClientConnection(asyncio.Protocol):
             path,
             is_http10,
             parser.should_keep_alive() and not self.is_draining,
-            upgrade is not None and parser.should_upgrade(),
+            is_upgrade,
             has_body,
         )
         route_method = method
@@ -646,15 +647,12 @@ class ClientConnection(asyncio.Protocol):
             )
         is_held = self._held is not None
         self._reset_message()
-        if is_held:
-            # Its body is complete already (on_message_complete dispatched it).
-            self.parsing = exchange
-        elif head.has_body:
-            self.parsing = exchange
-            self._await_body(snapshot.limits)
-        else:
-            self.parsing = exchange
+        self.parsing = exchange
+        if not head.has_body:
             self.deadline = 0.0
+        elif not is_held:
+            # (A held form's body is complete already: on_message_complete dispatched it.)
+            self._await_body(snapshot.limits)
         if self.current is None:
             self.current = exchange
             self._start(exchange)
