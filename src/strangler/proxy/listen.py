@@ -15,18 +15,32 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def probe_port(host: str, port: int) -> int:
-    """Check `host:port` is free (without SO_REUSEPORT, so a running gateway is noticed) and
-    return the port, resolving 0 to a free one."""
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` (0: a free port) that holds the port for the workers.
+
+    An explicit port is first checked free without SO_REUSEPORT, so a gateway already running
+    there is noticed rather than joined. The reservation itself has SO_REUSEPORT, so workers
+    can bind beside it; it never listens, so it takes no connections. Close it when the
+    workers are gone."""
+    family = _family(host)
+    if port:
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        finally:
+            probe.close()
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        return int(sock.getsockname()[1])
     except OSError as exc:
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    finally:
         sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
 
 
 def listen_socket(host: str, port: int, *, reuse_port: bool, backlog: int = 2048) -> socket.socket:

@@ -31,7 +31,7 @@ import uvloop
 from strangler.config import Config, split_listen
 from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime
 from strangler.errors import ConfigError
-from strangler.proxy.listen import listen_socket, probe_port
+from strangler.proxy.listen import listen_socket, reserve_port
 from strangler.proxy.worker import Worker
 
 log = logging.getLogger("strangler.supervisor")
@@ -51,16 +51,22 @@ def run(config_path: str, *, workers: int, watch: bool) -> int:
     """Serve until told to stop; returns the process exit code."""
     snapshot = load_snapshot(config_path)
     host, port = split_listen(snapshot.config.listen)
-    port = probe_port(host, port)
-    admin_sock = _bind_admin(snapshot)
+    # Port 0 is resolved by a socket that stays bound: a port found free and released would be
+    # free for any other process too until the workers bind it (the admin listener's imports
+    # alone take ~0.5 s), and parallel test runs did take it.
+    one = workers <= 1
+    held = listen_socket(host, port, reuse_port=False) if one else reserve_port(host, port)
+    port = int(held.getsockname()[1])
+    admin_sock = None
     try:
+        admin_sock = _bind_admin(snapshot)
         if workers <= 1:
-            sock = listen_socket(host, port, reuse_port=False)
             lines = _ready_lines(ready_line(host, port, 1, snapshot), admin_sock)
-            uvloop.run(_serve_one(snapshot, sock, admin_sock, watch, lambda: _announce(lines)))
+            uvloop.run(_serve_one(snapshot, held, admin_sock, watch, lambda: _announce(lines)))
             return 0
         return _supervise(snapshot, host, port, workers, watch, admin_sock)
     finally:
+        held.close()
         if admin_sock is not None:
             admin_sock.close()
 
