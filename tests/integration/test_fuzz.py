@@ -98,7 +98,8 @@ class Request:
 @st.composite
 def requests(draw: st.DrawFn) -> Request:
     method = draw(st.sampled_from(METHODS))
-    path = "/f/" + draw(st.text(PATH_CHARS, max_size=16))
+    # A valid request's path is canonical: a last segment of "." or ".." is refused (400).
+    path = "/f/" + draw(st.text(PATH_CHARS, max_size=16).filter(lambda s: s not in (".", "..")))
     version = draw(st.sampled_from(["1.1", "1.1", "1.0"]))
     names = st.text(TOKEN_CHARS, min_size=1, max_size=16).filter(
         lambda n: n.lower() not in RESERVED
