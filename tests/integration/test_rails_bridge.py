@@ -5,12 +5,10 @@ state changes to the new backend need a valid authenticity token, as Rails would
 from __future__ import annotations
 
 import base64
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 
 from strangler.identity import (
@@ -20,9 +18,9 @@ from strangler.identity import (
     mint_masked_token,
     new_session_token,
 )
-from strangler.identity.tokens import KeyRingFile
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess
+from tests.integration.identity_tokens import verified_claims
 from tests.integration.probes import wait_until
 from tests.integration.upstreams import EchoUpstream
 
@@ -74,13 +72,7 @@ def _headers(response: httpx.Response) -> dict[str, str]:
 
 
 def _verify(token: str, tmp_path: Path) -> dict[str, Any]:
-    jwks = KeyRingFile(tmp_path / "keys.json").current().jwks(time.time())
-    keys = {key.key_id: key for key in jwt.PyJWKSet.from_dict(jwks).keys}
-    kid = jwt.get_unverified_header(token)["kid"]
-    claims: dict[str, Any] = jwt.decode(
-        token, keys[kid], algorithms=["EdDSA"], issuer="strangler-test", audience="new"
-    )
-    return claims
+    return verified_claims(tmp_path / "keys.json", token, issuer="strangler-test", audience="new")
 
 
 @pytest.fixture

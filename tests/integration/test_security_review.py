@@ -23,7 +23,6 @@ import signal
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,10 @@ import orjson
 import pytest
 
 from strangler.identity import KeyDigest, RailsSessionEncoder, SessionSecret, mint_masked_token
-from strangler.identity.tokens import KeyRingFile
 from tests.integration.abuse import Reply, problem, read_until_closed, send_raw, trickle
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess, run_cli, write_config
+from tests.integration.identity_tokens import verified_claims
 from tests.integration.probes import wait_for_log_count, wait_until
 from tests.integration.rawhttp import RawResponse, connect, read_responses
 from tests.integration.test_rails_bridge import COOKIE, SECRET, _session
@@ -232,19 +231,8 @@ def _seen(body: Mapping[str, Any]) -> dict[str, str]:
 def _claims(gw: GatewayProcess, token: str, *, audience: str | None = "new") -> dict[str, Any]:
     """The verified claims of an identity token minted by `gw`: signature, issuer, and `aud`
     unless `audience` is None."""
-    ring = KeyRingFile(gw.config_path.parent / "keys.json")
-    jwks = ring.current().jwks(time.time())
-    keys = {key.key_id: key for key in jwt.PyJWKSet.from_dict(jwks).keys}
-    kid = jwt.get_unverified_header(token)["kid"]
-    claims: dict[str, Any] = jwt.decode(
-        token,
-        keys[kid],
-        algorithms=["EdDSA"],
-        issuer="strangler-test",
-        audience=audience,
-        options={"verify_aud": audience is not None},
-    )
-    return claims
+    keys_path = gw.config_path.parent / "keys.json"
+    return verified_claims(keys_path, token, issuer="strangler-test", audience=audience)
 
 
 def _bearer(seen: Mapping[str, str]) -> str:
