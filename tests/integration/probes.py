@@ -117,6 +117,17 @@ def wait_for_log_count(
         time.sleep(0.02)
 
 
+def shadow_results(gw: GatewayProcess) -> dict[str, dict[str, object]]:
+    """Stop the gateway and read the per-route results its worker logs when it stops."""
+    assert gw.stop() == 0
+    out: dict[str, dict[str, object]] = {}
+    for line in gw.stderr_lines:
+        if "shadow results " in line:
+            stats = orjson.loads(line.split("shadow results ", 1)[1])
+            out[stats["route"]] = stats
+    return out
+
+
 def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
     """Block until `predicate()` holds (a state observed from outside), or fail naming `what`."""
     deadline = time.monotonic() + timeout_s

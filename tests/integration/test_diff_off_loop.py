@@ -13,7 +13,7 @@ import psutil
 
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess
-from tests.integration.probes import wait_until
+from tests.integration.probes import shadow_results, wait_until
 from tests.integration.upstreams import EchoUpstream
 
 # Both upstreams answer /chaos/... with the body a test sets; the paths pick the route.
@@ -41,17 +41,6 @@ HOSTILE_NEW = orjson.dumps([*([0] * 349_999), 1])
 
 def _serve(upstream: EchoUpstream, body: bytes) -> None:
     upstream.app.state.chaos = {"status": 200, "delay_ms": 0, "body": body}
-
-
-def _results(gw: GatewayProcess) -> dict[str, dict[str, object]]:
-    """Stop the gateway; the per-route results and the counters its worker logs as it stops."""
-    assert gw.stop() == 0
-    out: dict[str, dict[str, object]] = {}
-    for line in gw.stderr_lines:
-        if "shadow results " in line:
-            stats = orjson.loads(line.split("shadow results ", 1)[1])
-            out[stats["route"]] = stats
-    return out
 
 
 def _diff_helpers(gw: GatewayProcess) -> list[psutil.Process]:
@@ -84,7 +73,7 @@ def test_a_hostile_pair_is_counted_over_budget_and_the_gateway_keeps_answering(
     assert [e.json()["path"] for e in echoes] == [f"/echo/meanwhile/{i}" for i in range(20)]
     assert all(e.json()["name"] == "legacy" for e in echoes)
     wait_until(lambda: len(new.requests) == 6 + 20, "every copy to reach the new backend")
-    results = _results(gw)
+    results = shadow_results(gw)
     for route in ("big.off", "big.on"):
         stats = results[route]
         assert (stats["mirrored"], stats["compared"], stats["dropped"]) == (
@@ -118,7 +107,7 @@ def test_a_large_pair_compared_off_the_loop_is_recorded_as_on_the_loop(
         assert httpx.get(f"{gw.url}/chaos/on/{i}").status_code == 200
     wait_until(lambda: len(new.requests) == 8, "the copies")
     (helper,) = _diff_helpers(gw)
-    results = _results(gw)
+    results = shadow_results(gw)
     assert not helper.is_running()  # the worker stops its helper as it stops
     off, on = results["big.off"], results["big.on"]
     for stats in (off, on):
@@ -157,7 +146,7 @@ def test_a_small_pair_whose_walk_needs_more_than_the_loop_allows_goes_to_the_hel
         assert httpx.get(f"{gw.url}/chaos/off/{i}").status_code == 200
         assert httpx.get(f"{gw.url}/chaos/on/{i}").status_code == 200
     wait_until(lambda: len(new.requests) == 4, "the copies")
-    results = _results(gw)
+    results = shadow_results(gw)
     for route in ("big.off", "big.on"):
         stats = results[route]
         assert (stats["compared"], stats["different"], stats["dropped"]) == (2, 2, {}), route

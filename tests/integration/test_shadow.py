@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess, run_cli
-from tests.integration.probes import wait_until
+from tests.integration.probes import shadow_results, wait_until
 from tests.integration.upstreams import EchoUpstream, RawUpstream
 
 # The echo bodies name their upstream and repeat the request's headers, which differ on the copy
@@ -35,17 +35,6 @@ SHADOW_ROUTES = """\
     diff:
       ignore: ["$.headers"]
 """
-
-
-def _results(gw: GatewayProcess) -> dict[str, dict[str, object]]:
-    """Stop the gateway and read the per-route results its worker logs when it stops."""
-    assert gw.stop() == 0
-    out: dict[str, dict[str, object]] = {}
-    for line in gw.stderr_lines:
-        if "shadow results " in line:
-            stats = orjson.loads(line.split("shadow results ", 1)[1])
-            out[stats["route"]] = stats
-    return out
 
 
 def test_client_gets_legacy_answer_and_new_backend_gets_a_marked_copy(
@@ -89,7 +78,7 @@ def test_unsafe_methods_are_not_mirrored_by_default(
     httpx.get(gw.url + "/echo/after")
     wait_until(lambda: new.requests, "the GET's copy")
     assert [r["path"] for r in new.requests] == ["/echo/after"]
-    stats = _results(gw)["echo.shadow"]
+    stats = shadow_results(gw)["echo.shadow"]
     assert stats["dropped"] == {"not_mirrored_unsafe": 1}
     assert stats["mirrored"] == 1
 
@@ -121,7 +110,7 @@ def test_answers_are_compared_and_counted(
     for index in range(3):
         httpx.get(f"{gw.url}/sandbox/diff/{index}")
     wait_until(lambda: len(new.requests) == 8, "all copies")
-    results = _results(gw)
+    results = shadow_results(gw)
     same = results["echo.shadow"]
     assert (same["mirrored"], same["compared"], same["equal"], same["different"]) == (5, 5, 5, 0)
     diff = results["writes.sandbox"]
@@ -158,7 +147,7 @@ def test_slow_or_dead_shadow_costs_the_client_nothing(
                 assert response.json()["name"] == "legacy"
         # timeout_s is 0.5 s: the copies give up on their own; stopping waits for them.
         wait_until(lambda: hanging.connections >= 1, "copies to reach the hanging backend")
-        results = _results(gw)["echo.shadow"]
+        results = shadow_results(gw)["echo.shadow"]
         assert results["compared"] == 0
         assert results["dropped"] == {"shadow_timeout": 5}
     finally:
@@ -176,7 +165,7 @@ def test_refused_shadow_backend_is_counted_as_a_shadow_error(
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     gw = start_gateway(legacy=legacy.url, new=dead, routes=SHADOW_ROUTES)
     assert httpx.get(gw.url + "/echo/dead").json()["name"] == "legacy"
-    results = _results(gw)["echo.shadow"]
+    results = shadow_results(gw)["echo.shadow"]
     assert results["dropped"] == {"shadow_error": 1}
 
 
@@ -195,7 +184,7 @@ def test_copies_over_the_in_flight_bound_are_dropped_as_queue_full(
         with httpx.Client() as client:
             for index in range(4):
                 assert client.get(f"{gw.url}/echo/q/{index}").json()["name"] == "legacy"
-        results = _results(gw)["echo.shadow"]
+        results = shadow_results(gw)["echo.shadow"]
         assert results["mirrored"] == 1
         assert results["dropped"] == {"queue_full": 3, "shadow_timeout": 1}
     finally:
@@ -211,7 +200,7 @@ def test_bodies_over_the_capture_limit_drop_the_comparison(
     response = httpx.post(gw.url + "/sandbox/big", content=b"z" * 5000)
     assert response.json()["body_bytes"] == 5000  # the client's request is untouched
     assert httpx.get(gw.url + "/sandbox/bytes").status_code == 200
-    results = _results(gw)["writes.sandbox"]
+    results = shadow_results(gw)["writes.sandbox"]
     assert results["dropped"] == {"body_too_large": 1}
     assert results["compared"] == 1
 
@@ -236,7 +225,7 @@ def test_compressed_answers_are_inflated_and_compared_bounded(
         big = client.get(f"{gw.url}/document/2000", headers={"Accept-Encoding": "gzip"})
         assert int(big.headers["content-length"]) < 20_000
     wait_until(lambda: len(new.hits) == 4, "all copies")
-    stats = _results(gw)["documents"]
+    stats = shadow_results(gw)["documents"]
     assert (stats["compared"], stats["equal"], stats["different"]) == (3, 3, 0)
     assert stats["dropped"] == {"body_too_large": 1}
 
@@ -262,7 +251,7 @@ def test_noise_learning_finds_a_random_field_and_not_a_stable_one(
     with httpx.Client() as client:
         for index in range(20):
             assert client.get(f"{gw.url}/nonce/{index}").status_code == 200
-    stats = _results(gw)["nonce"]
+    stats = shadow_results(gw)["nonce"]
     assert stats["noise_samples"] == 20
     assert stats["noise"] == [{"path": "$.nonce", "differed": 20, "learned": True}]
     # Every answer differs from the new backend's at $.nonce, and only there: shown, not hidden.
@@ -284,7 +273,7 @@ def test_noise_probes_are_capped_per_second(
         for index in range(40):
             assert client.get(f"{gw.url}/nonce/{index}").status_code == 200
     elapsed = time.monotonic() - started
-    stats = _results(gw)["nonce"]
+    stats = shadow_results(gw)["nonce"]
     # A burst of 2, then 2 a second: every request was sampled, few became probes.
     assert 2 <= stats["noise_samples"] <= 2 + 2 * elapsed + 1
     assert stats["noise_samples"] < 40
@@ -414,7 +403,7 @@ def test_garbage_from_the_shadow_backend_costs_the_client_nothing(
             for index in range(3):
                 response = client.get(f"{gw.url}/echo/garbage/{index}")
                 assert (response.status_code, response.json()["name"]) == (200, "legacy")
-        results = _results(gw)["echo.shadow"]
+        results = shadow_results(gw)["echo.shadow"]
         assert results["dropped"] == {"shadow_error": 3}
         assert results["compared"] == 0
     finally:
