@@ -5,12 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from strangler.routing.method_override import (
-    form_override,
-    is_form_body,
-    override_matters,
-    override_method,
-)
+from strangler.identity.csrf import is_form_body
+from strangler.routing.method_override import form_override, override_matters, override_method
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
 from strangler.routing.table import RouteTable
 
@@ -31,7 +27,9 @@ def test_only_racks_methods_override(value: bytes | str | None, method: bytes | 
      (b"text/plain", False)],
 )  # fmt: skip
 def test_form_bodies(content_type: bytes | None, is_form: bool) -> None:
-    assert is_form_body(content_type) is is_form
+    assert is_form_body(b"POST", content_type) is is_form
+    # Without a Content-Type, only a POST's body is a form.
+    assert is_form_body(b"PUT", None) is False
 
 
 def test_the_last_method_field_counts_in_urlencoded_and_multipart_forms() -> None:

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 from strangler.identity.csrf import (
     CsrfVerdict,
     form_authenticity_token,
+    is_form_body,
+    rack_form_type,
     request_base_url,
     verify_authenticity_token,
     verify_origin,
@@ -252,7 +254,9 @@ class IdentityBridge:
         """None when the request's authenticity token is valid for its session."""
         token = _text(facts.csrf_token)
         if token is None and form_body is not None:
-            token = form_authenticity_token(form_body, _form_type(facts))
+            token = form_authenticity_token(
+                form_body, rack_form_type(facts.wire_method, facts.content_type)
+            )
         session: Mapping[str, object] = outcome.session or {}
         verdict = verify_authenticity_token(
             session,
@@ -267,13 +271,7 @@ class IdentityBridge:
 
     def wants_form_body(self, facts: RequestFacts) -> bool:
         """Whether the token can only be in the body: no header token, and a form body."""
-        if facts.csrf_token is not None:
-            return False
-        if facts.content_type is None:
-            # Rack reads a POST body without Content-Type as a form (Request#form_data?).
-            return facts.wire_method == b"POST"
-        media_type = facts.content_type.split(b";", 1)[0].strip().lower()
-        return media_type in (b"application/x-www-form-urlencoded", b"multipart/form-data")
+        return facts.csrf_token is None and is_form_body(facts.wire_method, facts.content_type)
 
 
 def _base_url(facts: RequestFacts, *, is_tls: bool) -> str | None:
@@ -283,12 +281,6 @@ def _base_url(facts: RequestFacts, *, is_tls: bool) -> str | None:
         forwarded_proto=_text(facts.forwarded_proto),
         is_tls=is_tls,
     )
-
-
-def _form_type(facts: RequestFacts) -> str | None:
-    if facts.content_type is None and facts.wire_method == b"POST":
-        return "application/x-www-form-urlencoded"
-    return _text(facts.content_type)
 
 
 def _text(value: bytes | None) -> str | None:

@@ -51,6 +51,7 @@ __all__ = [
     "ForwardedProtoRule",
     "form_authenticity_token",
     "form_field",
+    "is_form_body",
     "mint_masked_token",
     "new_session_token",
     "request_base_url",
@@ -210,6 +211,25 @@ def form_field(body: bytes, content_type: str | None, name: str) -> str | None:
         boundary = _param(params, "boundary")
         return _multipart_field(body, boundary.encode("latin-1"), name) if boundary else None
     return None
+
+
+_FORM_MEDIA_TYPES: Final = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
+
+
+def is_form_body(method: bytes, content_type: bytes | None) -> bool:
+    """Whether Rack reads this request's body as form fields (Rack::Request#form_data?): a
+    urlencoded or multipart/form-data body, or a POST's body without Content-Type."""
+    if content_type is None:
+        return method == b"POST"
+    return content_type.split(b";", 1)[0].strip().lower() in _FORM_MEDIA_TYPES
+
+
+def rack_form_type(method: bytes, content_type: bytes | None) -> str | None:
+    """The Content-Type `form_field` should read the body as: a POST without one is a
+    urlencoded form to Rack."""
+    if content_type is None:
+        return "application/x-www-form-urlencoded" if method == b"POST" else None
+    return content_type.decode("latin-1")
 
 
 def _urlencoded_field(body: bytes, name: bytes) -> str | None:

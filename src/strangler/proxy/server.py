@@ -28,6 +28,7 @@ import httptools
 
 from strangler.errors import ClientProtocolError
 from strangler.identity.bridge import MAX_FORM_BYTES
+from strangler.identity.csrf import is_form_body
 from strangler.proxy.exchange import IDEMPOTENT_METHODS, Exchange
 from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
@@ -40,12 +41,7 @@ from strangler.proxy.steering import (
 )
 from strangler.proxy.upstream_pool import UpstreamConnection
 from strangler.proxy.wire_guard import WireGuard
-from strangler.routing.method_override import (
-    form_override,
-    is_form_body,
-    override_matters,
-    override_method,
-)
+from strangler.routing.method_override import form_override, override_matters, override_method
 from strangler.routing.model import DecisionReason
 
 if TYPE_CHECKING:
@@ -530,7 +526,7 @@ class ClientConnection(asyncio.Protocol):
             header_method = override_method(self._method_override)
             if (
                 has_body
-                and is_form_body(self._content_type)
+                and is_form_body(method, self._content_type)
                 and override_matters(snapshot.table, path.decode("latin-1"))
             ):
                 # Rails routes this form by its `_method` field: read it before routing. The

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from strangler.identity.csrf import form_field
+from strangler.identity.csrf import form_field, rack_form_type
 
 if TYPE_CHECKING:
     from strangler.routing.model import Decision
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 _OVERRIDABLE = frozenset(
     {b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS", b"PATCH", b"LINK", b"UNLINK"}
 )
-_FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
 
 
 def override_method(value: bytes | str | None) -> bytes | None:
@@ -36,19 +35,10 @@ def override_method(value: bytes | str | None) -> bytes | None:
     return method if method in _OVERRIDABLE else None
 
 
-def is_form_body(content_type: bytes | None) -> bool:
-    """Whether Rack reads a POST body with this Content-Type as form fields."""
-    if content_type is None:
-        return True
-    return content_type.split(b";", 1)[0].strip().lower() in _FORM_TYPES
-
-
 def form_override(body: bytes, content_type: bytes | None) -> bytes | None:
-    """The method a form body's `_method` field names (the last one, as Rack keeps), or None."""
-    text_type = "application/x-www-form-urlencoded" if content_type is None else None
-    if content_type is not None:
-        text_type = content_type.decode("latin-1")
-    return override_method(form_field(body, text_type, "_method"))
+    """The method a POST form body's `_method` field names (the last one, as Rack keeps), or
+    None."""
+    return override_method(form_field(body, rack_form_type(b"POST", content_type), "_method"))
 
 
 def override_matters(table: RouteTable, path: str) -> bool:
@@ -72,4 +62,4 @@ def _handling(decision: Decision) -> tuple[object, ...]:
     )
 
 
-__all__ = ["form_override", "is_form_body", "override_matters", "override_method"]
+__all__ = ["form_override", "override_matters", "override_method"]
