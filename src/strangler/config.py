@@ -10,6 +10,7 @@ import base64
 import binascii
 import ipaddress
 import itertools
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -579,6 +580,9 @@ class AdminConfig(_Model):
     # (1, 2, 4, 6, 6 ... s at 10). A user failing from 4+ clients waits 60 / this s after each
     # failure from anywhere. Successful logins are free. See admin/login_throttle.py.
     login_attempts_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 10
+    # `/metrics` without a token. Unset: public while the admin listener is on loopback only
+    # (`is_metrics_public`), so a listener opened to the network never shows it by default.
+    metrics_public: bool | None = None
 
     @field_validator("listen")
     @classmethod
@@ -586,6 +590,20 @@ class AdminConfig(_Model):
         if value is not None:
             split_listen(value)
         return value
+
+    @property
+    def is_metrics_public(self) -> bool:
+        if self.metrics_public is not None:
+            return self.metrics_public
+        if self.listen is None:
+            return False
+        host = split_listen(self.listen)[0]
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @field_validator("users")
     @classmethod
@@ -649,6 +667,48 @@ class CanaryConfig(_Model):
     sticky_cookie: CanaryStickyCookieConfig = Field(default_factory=CanaryStickyCookieConfig)
 
 
+class MetricsConfig(_Model):
+    """Prometheus metrics (served at the admin listener's `/metrics`)."""
+
+    enabled: bool = True
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class TracingConfig(_Model):
+    """OpenTelemetry traces, exported as OTLP/HTTP protobuf."""
+
+    # Spans are POSTed to <endpoint>/v1/traces; null: tracing off.
+    otlp_endpoint: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    # Head sampling of requests that come without a sampled traceparent (parent-based: a
+    # sampled incoming traceparent is always followed, an unsampled one never).
+    sample_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    service_name: Annotated[str, Field(min_length=1, max_length=200)] = "strangler"
+    # Extra export headers (an API key); values may name environment variables as ${NAME}.
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    def resolved_headers(self) -> dict[str, str]:
+        """The headers with ${NAME} replaced by the environment's value (empty when unset)."""
+        return {
+            name: _ENV_REFERENCE.sub(lambda m: os.environ.get(m[1], ""), value)
+            for name, value in self.headers.items()
+        }
+
+
+class AccessLogConfig(_Model):
+    """One line per answered request."""
+
+    # `stdout` or a file path; null: no access log.
+    path: Annotated[str, Field(min_length=1)] | None = None
+    format: Literal["json", "combined"] = "json"
+    # Every answer with status >= min_status, or slower than min_duration_ms, is logged; the
+    # rest are logged with probability `sample` (0 for either filter: it is off).
+    min_status: Annotated[int, Field(ge=0, le=599)] = 0
+    min_duration_ms: Annotated[float, Field(ge=0)] = 0.0
+    sample: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+
 class Config(_Model):
     """The whole file."""
 
@@ -669,6 +729,9 @@ class Config(_Model):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
 
     @field_validator("listen")
     @classmethod

@@ -45,6 +45,7 @@ COMPILED_MODULES: Final = (
     "strangler.control.snapshot",
     "strangler.shadow.results",
     "strangler.observe.counters",
+    "strangler.observe.metrics",
     # The diff engine: the worker compares every pair of answers that are not byte-identical.
     "strangler.diff.compare",
     "strangler.diff.json_walk",
@@ -124,6 +125,12 @@ def loaded_compiled() -> list[str]:
         if origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
             compiled.append(name)
     return compiled
+
+
+def is_compiled() -> bool:
+    """True when this process runs the compiled hot path (the proxy's server module stands for
+    the build: the group is loaded whole or not at all)."""
+    return "strangler.proxy.server" in loaded_compiled()
 
 
 def describe() -> str:

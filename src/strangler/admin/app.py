@@ -30,6 +30,7 @@ from strangler.admin.diffs import diffs_router
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
 from strangler.admin.login_throttle import LoginThrottle
+from strangler.admin.metrics_route import metrics_router
 from strangler.admin.problems import install_problem_handlers
 from strangler.admin.rollouts import install_change_refused_handler, rollouts_router
 from strangler.admin.session_routes import session_router
@@ -61,4 +62,5 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     app.include_router(session_router(gateway, LoginThrottle()))
     app.include_router(rollouts_router(gateway))
     app.include_router(diffs_router())
+    app.include_router(metrics_router(gateway))
     return app

@@ -8,10 +8,13 @@ supervisor's admin thread as well as on a worker's own loop.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from strangler.config import Config
 from strangler.control.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from strangler.observe.exposition import MetricsHub
 
 
 class GatewayView(Protocol):
@@ -32,4 +35,14 @@ class GatewayView(Protocol):
     @property
     def degraded(self) -> str | None:
         """Why the state in force may be stale (the control store is unreachable), or None."""
+        ...
+
+    @property
+    def metrics_hub(self) -> MetricsHub | None:
+        """What /metrics renders (None: metrics are off)."""
+        ...
+
+    def refresh_metrics(self) -> None:
+        """Bring the hub up to date before a scrape (a lone worker hands over its counts; the
+        supervisor's workers send theirs on their own)."""
         ...

@@ -262,12 +262,20 @@ class Analyzer:
         delta_equal = min(delta_compared, max(0, equal - int(before[1])))
         return Parity(delta_compared, delta_equal), current
 
-    def run(self, stop: threading.Event) -> None:
-        """Loop until `stop` is set; store outages are logged once and retried."""
+    def run(
+        self,
+        stop: threading.Event,
+        on_verdict: Callable[[VerdictRecord], None] | None = None,
+    ) -> None:
+        """Loop until `stop` is set; store outages are logged once and retried. `on_verdict`
+        hears of each verdict stored (the worker counts them for /metrics)."""
         failing = False
         while not stop.wait(TICK_S):
             try:
-                self.run_once()
+                records = self.run_once()
+                if on_verdict is not None:
+                    for record in records:
+                        on_verdict(record)
             except StoreUnavailable as exc:
                 if not failing:
                     log.warning("analyzer paused, store unavailable: %s", exc)
@@ -307,8 +315,10 @@ class AnalyzerThread:
         base: Callable[[], Config],
         *,
         closes_store: bool = True,
+        on_verdict: Callable[[VerdictRecord], None] | None = None,
     ) -> None:
         self._open_store = open_store
+        self._on_verdict = on_verdict
         # False when the store is shared (SharedStore): its owner closes it.
         self._closes_store = closes_store
         self._base = base
@@ -333,7 +343,7 @@ class AnalyzerThread:
                 backoff = min(backoff * 2, 10.0)
                 continue
             try:
-                Analyzer(store, self._base).run(self._stop)
+                Analyzer(store, self._base).run(self._stop, self._on_verdict)
             finally:
                 if self._closes_store:
                     store.close()

@@ -52,6 +52,8 @@ class StateWatcher:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.first_read = threading.Event()  # set after the first attempt, success or not
         self.version = -1
+        # Reads of the state that failed (strangler_store_failures_total{what="watch"}).
+        self.failures = 0
         # Degraded until the store first answers: until then the YAML alone is in force.
         self.degraded: str | None = NOT_READ_YET
         self._store: Store | None = None
@@ -71,6 +73,7 @@ class StateWatcher:
                 try:
                     self._check()
                 except Exception as exc:
+                    self.failures += 1
                     backoff = min(MAX_BACKOFF_S, backoff * 2 or 0.25)
                     self._fail(exc)
                     self.first_read.set()

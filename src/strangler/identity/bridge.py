@@ -149,6 +149,7 @@ class IdentityBridge:
         self.stripped_headers = frozenset(name.encode("latin-1") for name in stripped)
         self._sessions: OrderedDict[str, SessionOutcome] = OrderedDict()
         self.outcomes: dict[str, int] = {}
+        self.tokens_issued = 0
         # Set from the snapshot (from_setup): whose requests are bridged, and route exceptions.
         self.new_backend = ""
         self.csrf_exempt: frozenset[str] = frozenset()
@@ -213,6 +214,8 @@ class IdentityBridge:
         token = self.minter.mint(
             sub=user_id, session_id_hash=session_id_hash(session), route=route, audience=backend
         )
+        # Tokens sent with requests (a cached one counts each time it goes out).
+        self.tokens_issued += 1
         if self._header.lower() == b"authorization":
             if has_authorization:
                 # The client's own credentials pass untouched; the identity goes beside them.

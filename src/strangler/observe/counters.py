@@ -21,6 +21,10 @@ class Counters:
     def get(self, name: str, *labels: str) -> int:
         return self._values[(name, *labels)]
 
+    def items(self) -> list[tuple[tuple[str, ...], int]]:
+        """(name, *labels) and value of every counter, a copy."""
+        return list(self._values.items())
+
     def snapshot(self) -> dict[str, int]:
         """A copy, keyed `name{label,label}` for logs and the stats endpoint."""
         return {

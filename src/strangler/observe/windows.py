@@ -6,7 +6,7 @@ only; the second comes from the worker's sweeper (`tick`), never from a clock re
 Pending windows are bounded by canary routes x 2 sides x the seconds between two flushes, and
 by MAX_PENDING_SLOTS while a flush is stuck (the oldest go first, counted in `dropped_slots`,
 which the worker reports as `canary_windows_dropped_total` when it stops). A flush that fails
-loses its windows with the rest of it (`shadow_store_failures_total`).
+loses its windows with the rest of it (`store_failures_total{what="flush"}`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from strangler.proxy.failures import FailureKind, render_problem, status_line
@@ -80,8 +81,12 @@ class Exchange:
     is_body_held = False
     # The answer's final status (or the gateway's error status), for the traffic counts.
     status = 0
-    # Canary routes only: the loop time its head was read, for the analyzer's latencies.
+    # perf_counter() when its head was read (requests and canary windows measure from it), and
+    # when the current attempt was sent upstream (strangler_upstream_duration_seconds).
     started_at = 0.0
+    sent_at = 0.0
+    # Answered by the gateway itself, no backend tried (side `gateway` in the metrics).
+    is_gateway_answer = False
     # Canary `retry_on_legacy`: where this safe request goes if new refuses it.
     fallback: Fallback | None = None
 
@@ -140,6 +145,7 @@ class Exchange:
             response_tail=b"",
         )
         exchange.error_response = response
+        exchange.is_gateway_answer = True
         return exchange
 
     # -- PoolClient ---------------------------------------------------------------------------
@@ -150,6 +156,7 @@ class Exchange:
             return
         self.attempts += 1
         self.conn = conn
+        self.sent_at = perf_counter()
         conn.start_request(self, is_head_request=self.is_head)
         if not self.request_done:
             # The answer's clock starts when the request is sent, not while a client uploads.
@@ -252,8 +259,7 @@ class Exchange:
         route = self.decision.route or ""
         client.counters.inc("canary_retries_on_legacy_total", route)
         worker = client.worker
-        if self.started_at:
-            worker.windows.record(route, True, status, worker.loop.time() - self.started_at)
+        worker.windows.record(route, True, status, perf_counter() - self.started_at)
         self.decision, self.pool, self.head = fallback.decision, fallback.pool, fallback.head
         self.attempts = 0
         fallback.pool.acquire(self)
@@ -274,6 +280,9 @@ class Exchange:
                 client.write(_CONTINUE)
             return
         self.status = status
+        metrics = client.worker.metrics
+        if metrics is not None:
+            metrics.upstream(self.decision.backend, perf_counter() - self.sent_at)
         if status == 101 and not self.is_upgrade:
             conn.sink = None
             conn.abort()

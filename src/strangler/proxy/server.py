@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import random
 import re
+from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -29,6 +30,13 @@ import httptools
 from strangler.errors import ClientProtocolError
 from strangler.identity.bridge import MAX_FORM_BYTES
 from strangler.identity.csrf import is_form_body
+from strangler.observe.metrics import (
+    DEFAULT_ROUTE,
+    NO_STAGE,
+    SIDE_GATEWAY,
+    SIDE_LEGACY,
+    SIDE_NEW,
+)
 from strangler.proxy.exchange import IDEMPOTENT_METHODS, Exchange
 from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
@@ -42,12 +50,13 @@ from strangler.proxy.steering import (
 from strangler.proxy.upstream_pool import UpstreamConnection
 from strangler.proxy.wire_guard import WireGuard
 from strangler.routing.method_override import form_override, override_matters, override_method
-from strangler.routing.model import DecisionReason
+from strangler.routing.model import Decision, DecisionReason, Stage
 
 if TYPE_CHECKING:
     from strangler.config import LimitsConfig
     from strangler.control.snapshot import Snapshot
     from strangler.observe.counters import Counters
+    from strangler.observe.metrics import WorkerMetrics
     from strangler.proxy.worker import Worker
 
 log = logging.getLogger("strangler.proxy")
@@ -191,6 +200,7 @@ class ClientConnection(asyncio.Protocol):
         return f"<ClientConnection {self.peer!r} current={self.current is not None}>"
 
     def _reset_message(self) -> None:
+        self._decided: Decision | None = None
         self._url = b""
         self._out: list[bytes] = [b""]
         self._header_bytes = 0
@@ -557,10 +567,11 @@ class ClientConnection(asyncio.Protocol):
         method_name = _METHOD_NAMES.get(route_method) or route_method.decode("latin-1")
         decision = snapshot.table.decide(method_name, path.decode("latin-1"))
         set_cookie, session = b"", None
-        started_at = 0.0
+        started_at = perf_counter()
+        # A refusal from here on (CSRF, a bad body) is counted under this route.
+        self._decided = decision
         sides = decision.canary
         if sides is not None:
-            started_at = self.loop.time()
             decision, set_cookie, session = choose_canary_side(self, snapshot, sides, url, path)
         pool = self.worker.pools.get(decision.backend)
         request_id, traceparent = self._trace_ids()
@@ -616,8 +627,7 @@ class ClientConnection(asyncio.Protocol):
             # A small body is read whole before the exchange takes an upstream connection: a
             # client trickling it holds none of the backend's pool.
             exchange.is_body_held = True
-        if started_at:
-            exchange.started_at = started_at
+        exchange.started_at = started_at
         if fallback is not None:
             exchange.fallback = fallback
         if (
@@ -686,6 +696,7 @@ class ClientConnection(asyncio.Protocol):
             # Read whole before it is forwarded (a form whose token must be checked): bounded.
             if exchange.body_buffered_bytes > MAX_FORM_BYTES:
                 self.counters.inc("identity_csrf_refused_total", "form_too_large")
+                self.counters.inc("csrf_refused_total", exchange.decision.route or DEFAULT_ROUTE)
                 self._fail_head(413, "a form checked for its authenticity token is too large")
         elif exchange.is_body_held:
             if exchange.body_buffered_bytes > limits.buffer_body_bytes:
@@ -715,6 +726,7 @@ class ClientConnection(asyncio.Protocol):
             refusal = gate(b"".join(exchange.body or ()))
             if refusal is not None:
                 self.counters.inc("identity_csrf_refused_total", refusal)
+                self.counters.inc("csrf_refused_total", exchange.decision.route or DEFAULT_ROUTE)
                 self._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
         self.parsing = None
         self._body_bytes = 0
@@ -849,15 +861,23 @@ class ClientConnection(asyncio.Protocol):
         decision = exchange.decision
         worker = self.worker
         is_new = decision.is_new_side or decision.backend == worker.new_backend
-        worker.traffic.count(decision.route, is_new, exchange.status)
-        if exchange.started_at:
+        status = exchange.status
+        worker.traffic.count(decision.route, is_new, status)
+        elapsed = perf_counter() - exchange.started_at
+        if decision.stage is Stage.CANARY:
             # The side the canary chose, whatever backend the route names for it.
             worker.windows.record(
                 decision.route or "",
                 decision.reason is DecisionReason.CANARY_NEW,
-                exchange.status,
-                self.loop.time() - exchange.started_at,
+                status,
+                elapsed,
             )
+        metrics = worker.metrics
+        if metrics is not None and status:
+            side = SIDE_NEW if is_new else SIDE_LEGACY
+            if exchange.is_gateway_answer:
+                side = SIDE_GATEWAY
+            _count_request(metrics, decision, side, status, elapsed)
         if exchange is not self.current:
             return
         self.current = None
@@ -891,6 +911,8 @@ class ClientConnection(asyncio.Protocol):
             self.abort()
             return
         target = exchange.pool.target if exchange.pool is not None else None
+        if target is None:
+            exchange.is_gateway_answer = True
         waits_for_connect = kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.POOL_TIMEOUT)
         timeout = 0.0
         if target is not None:
@@ -971,13 +993,19 @@ class ClientConnection(asyncio.Protocol):
         self._held = None
         self._set_paused(_PAUSE_ERROR, on=True)
         self.counters.inc("client_requests_rejected_total", str(error.status))
+        exchange = self.parsing
+        metrics = self.worker.metrics
+        if metrics is not None:
+            decided = exchange.decision if exchange is not None else self._decided
+            started = exchange.started_at if exchange is not None else 0.0
+            elapsed = perf_counter() - started if started else 0.0
+            _count_request(metrics, decided, SIDE_GATEWAY, error.status, elapsed)
         response = render_problem(
             error.status,
             _REJECT_TITLES.get(error.status, "Bad request"),
             error.reason,
             reason=f"client_{error.status}",
         )
-        exchange = self.parsing
         self.parsing = None
         if exchange is not None and exchange is self.current:
             # The body of the request being forwarded went bad: the upstream gets nothing more.
@@ -1102,3 +1130,14 @@ class _HeldHead:
     def __init__(self, head: _HeadFacts, header_method: bytes | None) -> None:
         self.head = head
         self.header_method = header_method
+
+
+def _count_request(
+    metrics: WorkerMetrics, decision: Decision | None, side: int, status: int, elapsed: float
+) -> None:
+    route = decision.route if decision is not None else None
+    if decision is None or route is None:
+        metrics.request(DEFAULT_ROUTE, NO_STAGE, side, status, elapsed)
+        return
+    stage = decision.stage
+    metrics.request(route, NO_STAGE if stage is None else stage, side, status, elapsed)

@@ -164,6 +164,7 @@ def bridge_to_new(
                 refusal = bridge.check_token(facts, outcome, None)
         if refusal is not None:
             conn.counters.inc("identity_csrf_refused_total", refusal)
+            conn.counters.inc("csrf_refused_total", route or "_default")
             conn._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
     if cookie is not None and route not in bridge.passes_session_cookie:
         _drop_session_cookie(bridge, out, at, cookie)

@@ -28,9 +28,12 @@ from collections.abc import Callable
 
 import uvloop
 
+from strangler import __version__, native
 from strangler.config import Config, split_listen
 from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime
 from strangler.errors import ConfigError
+from strangler.observe.exposition import MetricsHub
+from strangler.observe.metrics_pipe import PipeReader, PipeWriter, metrics_pipe
 from strangler.proxy.listen import listen_socket, reserve_port
 from strangler.proxy.worker import Worker
 
@@ -104,6 +107,8 @@ async def _serve_one(
     runs_analyzer: bool = True,
     on_degraded: Callable[[bool], object] | None = None,
     supervisor_pid: int | None = None,
+    worker_index: int = 0,
+    metrics_writer: PipeWriter | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     worker = Worker(
@@ -113,6 +118,8 @@ async def _serve_one(
         runs_analyzer=runs_analyzer,
         on_degraded=on_degraded,
         supervisor_pid=supervisor_pid,
+        worker_index=worker_index,
+        metrics_writer=metrics_writer,
     )
     admin = None
     if admin_sock is not None:
@@ -138,6 +145,15 @@ class _SupervisorView:
         # One byte per worker, shared across the fork: 1 while that worker cannot reach the
         # control store. The supervisor itself runs no store I/O besides the admin API.
         self.flags = mmap.mmap(-1, max(workers, 1))
+        # The workers' metrics, read from their pipes by a thread (None: metrics are off).
+        self.metrics_hub: MetricsHub | None = None
+        self.metrics_reader: PipeReader | None = None
+        if snapshot.config.metrics.enabled:
+            self.metrics_hub = MetricsHub(version=__version__, compiled=native.is_compiled())
+            self.metrics_reader = PipeReader(self.metrics_hub)
+
+    def refresh_metrics(self) -> None:
+        """The workers send theirs twice a second on their own."""
 
     @property
     def base(self) -> Config:
@@ -165,6 +181,8 @@ def _supervise(
     mtime = source_mtime(source)
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     view = _SupervisorView(snapshot, workers)
+    if view.metrics_reader is not None:
+        view.metrics_reader.start()
     admin = None
     if admin_sock is not None:
         from strangler.admin import AdminThread, create_admin_app
@@ -175,7 +193,7 @@ def _supervise(
     ready_read, ready_write = os.pipe()
     children: dict[int, int] = {}
     for index in range(workers):
-        children[_spawn(snapshot, host, port, ready_write, admin_sock, index, view.flags)] = index
+        children[_spawn(snapshot, host, port, ready_write, admin_sock, index, view)] = index
     for _ in range(workers):
         if not os.read(ready_read, 1):
             break
@@ -201,11 +219,11 @@ def _supervise(
                 # The replacement starts from the config in force, not from a file that may
                 # have been refused since.
                 log.error("worker %d exited (status %d); starting a new one", pid, status)
-                children[
-                    _spawn(snapshot, host, port, ready_write, admin_sock, index, view.flags)
-                ] = index
+                children[_spawn(snapshot, host, port, ready_write, admin_sock, index, view)] = index
     if admin is not None:
         admin.stop()
+    if view.metrics_reader is not None:
+        view.metrics_reader.stop()
     return 0
 
 
@@ -216,17 +234,26 @@ def _spawn(
     ready_write: int,
     admin_sock: socket.socket | None,
     index: int,
-    flags: mmap.mmap,
+    view: _SupervisorView,
 ) -> int:
     """Fork worker number `index`; worker 0 also runs the canary analyzer (one per gateway
     process: threads doing I/O in the supervisor would be copied mid-operation into every fork)."""
     supervisor_pid = os.getpid()
+    flags = view.flags
+    pipe = metrics_pipe() if view.metrics_reader is not None else None
     pid = os.fork()
     if pid:
+        if pipe is not None and view.metrics_reader is not None:
+            os.close(pipe[1])
+            view.metrics_reader.add(pipe[0], str(index))
         return pid
     code = 1
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        writer = None
+        if pipe is not None:
+            os.close(pipe[0])
+            writer = PipeWriter(pipe[1])
         if admin_sock is not None:
             # The supervisor serves the admin port; a worker holding a copy would keep it
             # accepting connections (into a queue nobody reads) after the supervisor is gone.
@@ -242,6 +269,8 @@ def _spawn(
                 runs_analyzer=index == 0,
                 on_degraded=lambda is_degraded: flags.__setitem__(index, int(is_degraded)),
                 supervisor_pid=supervisor_pid,
+                worker_index=index,
+                metrics_writer=writer,
             )
         )
         code = 0

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from strangler import native
+from strangler import __version__, native
 from strangler.config import Config, load_config
 from strangler.control.effective import apply_overrides
 from strangler.control.snapshot import (
@@ -39,6 +39,7 @@ from strangler.errors import ConfigError
 from strangler.identity.bridge import IdentityBridge
 from strangler.identity.tokens import KeyRingError, KeyRingFile
 from strangler.observe.counters import Counters
+from strangler.observe.metrics import WorkerMetrics
 from strangler.observe.traffic import TrafficCounter
 from strangler.observe.windows import WindowRecorder
 from strangler.proxy.server import ClientConnection
@@ -50,6 +51,9 @@ from strangler.shadow.publisher import ResultsPublisher
 
 if TYPE_CHECKING:
     from strangler.control.analyzer import AnalyzerThread
+    from strangler.control.state import VerdictRecord
+    from strangler.observe.exposition import MetricsHub
+    from strangler.observe.metrics_pipe import PipeWriter
 
 log = logging.getLogger("strangler.worker")
 
@@ -59,6 +63,8 @@ SHADOW_REPORT_INTERVAL_S = 60.0
 TRAFFIC_FLUSH_INTERVAL_S = 15.0
 # Canary windows go to the store every second: the analyzer judges an interval ~2 s after it.
 WINDOW_FLUSH_INTERVAL_S = 1.0
+# Metrics go to the supervisor twice a second: a scrape shows a request within a second.
+METRICS_PUBLISH_INTERVAL_S = 0.5
 # How long a starting worker waits for the store's overrides before serving from the YAML.
 FIRST_STATE_WAIT_S = 6.0
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -76,8 +82,11 @@ class Worker:
         runs_analyzer: bool = False,
         on_degraded: Callable[[bool], object] | None = None,
         supervisor_pid: int | None = None,
+        worker_index: int = 0,
+        metrics_writer: PipeWriter | None = None,
     ) -> None:
         self.snapshot = snapshot
+        self.worker_index = worker_index
         # The YAML as loaded; the snapshot in force is it with the store's overrides on top.
         self.base: Config = snapshot.config
         self.overrides: dict[str, Override] = {}
@@ -104,6 +113,21 @@ class Worker:
         self._stop: asyncio.Future[None] = loop.create_future()
         self._sweeper: asyncio.TimerHandle | None = None
         self.shadow = ShadowRunner(loop, self.counters)
+        # Prometheus series of the request path; whether they are kept is fixed at start.
+        self.metrics = WorkerMetrics() if snapshot.config.metrics.enabled else None
+        self.shadow.metrics = self.metrics
+        # Forked workers hand their metrics to the supervisor through a pipe; a lone worker
+        # serves them itself (`metrics_hub`, made by the admin app when it starts).
+        self._metrics_writer = metrics_writer
+        self.metrics_hub: MetricsHub | None = None
+        if self.metrics is not None and metrics_writer is None:
+            from strangler.observe.exposition import MetricsHub
+
+            self.metrics_hub = MetricsHub(version=__version__, compiled=native.is_compiled())
+        self._metrics_sent: dict[tuple[str, ...], float] = {}
+        self._gauges_sent: list[tuple[tuple[str, ...], float]] = []
+        self._route_gauges: tuple[int, list[tuple[tuple[str, ...], float]]] = (-1, [])
+        self._next_metrics = loop.time() + METRICS_PUBLISH_INTERVAL_S
         self.traffic = TrafficCounter(time.time())
         self.windows = WindowRecorder(time.time())
         self.new_backend = snapshot.config.new_backend
@@ -139,6 +163,8 @@ class Worker:
         self._key_rings: dict[Path, KeyRingFile] = {}
         self.bridge: IdentityBridge | None = None
         self.bridge_outcomes: dict[str, int] = {}
+        # Identity tokens sent by the bridges of earlier snapshots.
+        self._tokens_before = 0
         self.stripped_headers: frozenset[bytes] = frozenset()
         self._apply_bridge(snapshot)
 
@@ -172,13 +198,106 @@ class Worker:
         if self._runs_analyzer:
             from strangler.control.analyzer import AnalyzerThread
 
-            self._analyzer = AnalyzerThread(self._store.get, lambda: self.base, closes_store=False)
+            self._analyzer = AnalyzerThread(
+                self._store.get,
+                lambda: self.base,
+                closes_store=False,
+                on_verdict=self._count_verdict,
+            )
             self._analyzer.start()
         on_ready()
         try:
             await self._stop
         finally:
             await self._drain(server)
+
+    def _count_verdict(self, record: VerdictRecord) -> None:
+        """Analyzer thread: one verdict stored (a dict update under the GIL)."""
+        self.counters.inc("rollout_verdicts_total", record.unit, record.outcome)
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def metrics_message(self) -> dict[str, object]:
+        """What this worker measured since the last message (see observe/exposition.py):
+        request-path deltas, counters that changed (their current values), and the gauges
+        when any changed."""
+        message: dict[str, object] = {"pid": os.getpid(), "worker": str(self.worker_index)}
+        if self.metrics is not None:
+            requests, upstream, shadow = self.metrics.take_delta()
+            message["requests"] = [
+                (route, _plain(stage), codes, durations)
+                for route, stage, codes, durations in requests
+            ]
+            message["upstream"] = upstream
+            message["shadow"] = shadow
+        totals = self._totals()
+        sent = self._metrics_sent
+        changed = [(key, value) for key, value in totals.items() if sent.get(key) != value]
+        sent.update(changed)
+        message["totals"] = changed
+        gauges = self._gauges()
+        if gauges != self._gauges_sent:
+            self._gauges_sent = gauges
+            message["gauges"] = gauges
+        return message
+
+    def _totals(self) -> dict[tuple[str, ...], float]:
+        """Every counter of this worker by (family, *labels), as Prometheus names them."""
+        totals: dict[tuple[str, ...], float] = {
+            tuple(key): float(value) for key, value in self.counters.items()
+        }
+        for stats in self.shadow.results.routes.values():
+            route = stats.route
+            for verdict, count in (
+                ("equal", stats.equal),
+                ("equal_but_noise", stats.equal_but_noise),
+                ("different", stats.different),
+            ):
+                if count:
+                    totals[("shadow_comparisons_total", route, verdict)] = float(count)
+        if self.watcher.failures:
+            totals[("store_failures_total", "watch")] = float(self.watcher.failures)
+        for outcome, count in self.bridge_outcomes.items():
+            totals[("identity_sessions_total", outcome)] = float(count)
+        if self.bridge is not None or self.tokens_issued:
+            totals[("identity_tokens_issued_total",)] = float(self.tokens_issued)
+        return totals
+
+    @property
+    def tokens_issued(self) -> int:
+        return self._tokens_before + (self.bridge.tokens_issued if self.bridge is not None else 0)
+
+    def _gauges(self) -> list[tuple[tuple[str, ...], float]]:
+        idle = sum(1 for conn in self.connections if conn.current is None)
+        gauges: list[tuple[tuple[str, ...], float]] = [
+            (("connections", "open"), float(len(self.connections))),
+            (("connections", "idle"), float(idle)),
+            (("shadow_in_flight",), float(self.shadow.in_flight)),
+            (("state_version",), float(self.state_version)),
+        ]
+        for name, pool in self.pools.items():
+            gauges.append((("upstream_connections", name, "busy"), float(len(pool.busy))))
+            gauges.append((("upstream_connections", name, "idle"), float(len(pool.idle))))
+        version, routes = self._route_gauges
+        if version != self.snapshot.version:
+            routes = []
+            for route in self.snapshot.config.routes:
+                routes.append((("route_stage", route.name, _plain(route.stage)), 1.0))
+                if route.stage == "canary":
+                    routes.append((("canary_weight", route.name), float(route.canary.weight)))
+            self._route_gauges = (self.snapshot.version, routes)
+        gauges.extend(routes)
+        return gauges
+
+    def refresh_metrics(self) -> None:
+        """Before a scrape served by this worker itself (one worker, no supervisor)."""
+        if self.metrics_hub is not None:
+            self.metrics_hub.add(str(self.worker_index), self.metrics_message())
+
+    def _publish_metrics(self) -> None:
+        writer = self._metrics_writer
+        if writer is not None and writer.is_ready:
+            writer.send(self.metrics_message())
 
     def _take_reviews(self, reviewed: dict[str, frozenset[str]]) -> None:
         self.shadow.results.reviewed = reviewed
@@ -282,6 +401,8 @@ class Worker:
         (requests to the new backend would go without identity: refuse instead)."""
         setup = snapshot.bridge
         if setup is None:
+            if self.bridge is not None:
+                self._tokens_before += self.bridge.tokens_issued
             self.bridge, self.stripped_headers = None, frozenset()
             return
         ring = self._key_rings.get(setup.keys_path)
@@ -295,6 +416,8 @@ class Worker:
         # Session outcomes (forged, tampered, expired cookies) count for the worker's life: a
         # new snapshot must not wipe the evidence of a forgery attempt.
         bridge.outcomes = self.bridge_outcomes
+        if self.bridge is not None:
+            self._tokens_before += self.bridge.tokens_issued
         self.bridge, self.stripped_headers = bridge, bridge.stripped_headers
 
     def _apply_pools(self, snapshot: Snapshot) -> None:
@@ -326,6 +449,9 @@ class Worker:
             self.windows.tick(wall)
             if not self.publisher.is_busy:
                 self._publish(now)
+            if now >= self._next_metrics:
+                self._next_metrics = now + METRICS_PUBLISH_INTERVAL_S
+                self._publish_metrics()
             if now >= self._next_shadow_report:
                 self._next_shadow_report = now + SHADOW_REPORT_INTERVAL_S
                 self.shadow.report()
@@ -392,9 +518,29 @@ class Worker:
         await self.loop.run_in_executor(None, self._store.close)
         if self.windows.dropped_slots:
             self.counters.inc("canary_windows_dropped_total", by=self.windows.dropped_slots)
+        self._last_metrics()
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.tasks.cancel_all()
         if self.bridge is not None:
             log.info("identity sessions by outcome: %s", dict(sorted(self.bridge.outcomes.items())))
         log.info("drained; counters: %s", self.counters.snapshot())
+
+    def _last_metrics(self) -> None:
+        """The drain's last message: the supervisor keeps what this worker counted."""
+        writer = self._metrics_writer
+        if writer is None:
+            return
+        deadline = time.monotonic() + 1.0
+        while not writer.is_ready and not writer.is_broken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if writer.is_ready:
+            writer.send(self.metrics_message())
+            while not writer.is_ready and not writer.is_broken and time.monotonic() < deadline:
+                time.sleep(0.01)
+        writer.close()
+
+
+def _plain(value: str) -> str:
+    """An exact str (a StrEnum member is a str subclass, which marshal refuses)."""
+    return value if type(value) is str else str.__str__(value)

@@ -27,6 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import orjson
@@ -42,6 +43,7 @@ from strangler.shadow.results import RouteShadowStats, ShadowResults
 if TYPE_CHECKING:
     from strangler.control.snapshot import ShadowRoute, Snapshot
     from strangler.observe.counters import Counters
+    from strangler.observe.metrics import WorkerMetrics
     from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool
     from strangler.routing.model import Decision
 
@@ -96,6 +98,8 @@ class Mirror:
     shadow_size = 0
     is_shadow_done = False
     _conn: UpstreamConnection | None = None
+    # perf_counter() at the request's head: the new side's answer time is measured from it.
+    started_at = 0.0
 
     def __init__(
         self,
@@ -287,6 +291,9 @@ class Mirror:
 
     def _shadow_done(self) -> None:
         self.is_shadow_done = True
+        metrics = self.runner.metrics
+        if metrics is not None and not self.is_noise_probe:
+            metrics.shadow(self.route, perf_counter() - self.started_at)
         if self.is_primary_done:
             # Not the client's callback: an identical pair is counted right here.
             self.is_finished = True
@@ -380,6 +387,8 @@ class ShadowRunner:
         self.channels: dict[str, ShadowChannel] = {}
         # Compares the large pairs; its process starts with the first of them.
         self.helper = DiffHelper(loop)
+        # The worker's Prometheus series (None when `metrics.enabled` is off).
+        self.metrics: WorkerMetrics | None = None
 
     def __repr__(self) -> str:
         return f"<ShadowRunner {self.in_flight} in flight, {len(self.pools)} pools>"
@@ -459,6 +468,7 @@ class ShadowRunner:
             url,
             is_request_chunked=is_request_chunked,
         )
+        mirror.started_at = perf_counter()
         settings = setup.settings
         if (
             settings.noise_sample_rate

@@ -93,7 +93,7 @@ class ResultsPublisher:
             return
         exc = future.exception()
         if exc is not None:
-            self._counters.inc("shadow_store_failures_total")
+            self._counters.inc("store_failures_total", "flush")
             log.error("shadow results not stored (this flush is lost): %s", exc)
             return
         self._on_reviews(future.result())
