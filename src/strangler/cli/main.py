@@ -19,6 +19,7 @@ import typer
 from strangler.cli.canary import canary_app
 from strangler.cli.control import register as register_control_commands
 from strangler.cli.keys import keys_app
+from strangler.cli.observability import observability_app
 from strangler.cli.options import ConfigOption
 from strangler.cli.tables import print_table
 from strangler.cli.tokens import token_app
@@ -254,6 +255,7 @@ register_control_commands(app)
 app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(canary_app, name="canary")
+app.add_typer(observability_app, name="observability")
 
 
 def main() -> None:

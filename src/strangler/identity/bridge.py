@@ -150,6 +150,7 @@ class IdentityBridge:
         self._sessions: OrderedDict[str, SessionOutcome] = OrderedDict()
         self.outcomes: dict[str, int] = {}
         self.tokens_issued = 0
+        self.last_user_id: str | None = None
         # Set from the snapshot (from_setup): whose requests are bridged, and route exceptions.
         self.new_backend = ""
         self.csrf_exempt: frozenset[str] = frozenset()
@@ -206,11 +207,14 @@ class IdentityBridge:
         """The header line carrying the identity token for a request to `backend` (its `aud`,
         unless identity.audience is set), or b"" for an anonymous request."""
         session = outcome.session
+        self.last_user_id = None
         if session is None:
             return b""
         user_id = session_user_id(session, self.user_id_key)
         if user_id is None:
             return b""
+        # Read right after by the proxy for the access log (one event loop: nothing between).
+        self.last_user_id = user_id
         token = self.minter.mint(
             sub=user_id, session_id_hash=session_id_hash(session), route=route, audience=backend
         )

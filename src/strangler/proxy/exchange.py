@@ -87,6 +87,18 @@ class Exchange:
     sent_at = 0.0
     # Answered by the gateway itself, no backend tried (side `gateway` in the metrics).
     is_gateway_answer = False
+    # Seconds from the last attempt's send to its answer's head (-1: no answer head).
+    upstream_s = -1.0
+    # Body bytes read from the client and relayed to it.
+    bytes_in = 0
+    bytes_out = 0
+    # Canary `retry_on_legacy` sent this request to legacy after new refused it.
+    fell_back = False
+    # Set only with an access log or tracing on (observe/journal.py): the request target,
+    # the span ids of a sampled trace, and the identity the Rails bridge sent.
+    url = b""
+    trace: tuple[bytes, bytes, bytes, bytes] | None = None
+    user: str | None = None
     # Canary `retry_on_legacy`: where this safe request goes if new refuses it.
     fallback: Fallback | None = None
 
@@ -111,6 +123,7 @@ class Exchange:
         self.decision = decision
         self.pool = pool
         self.head = head
+        self.method = method
         self.is_head = method == b"HEAD"
         self.keep_alive = keep_alive
         self.is_http10 = is_http10
@@ -191,6 +204,7 @@ class Exchange:
     # -- request body from the client ---------------------------------------------------------
 
     def send_body(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         if self.mirror is not None:
             self.mirror.add_request_body(data)
         if self.conn is not None:
@@ -262,6 +276,7 @@ class Exchange:
         worker.windows.record(route, True, status, perf_counter() - self.started_at)
         self.decision, self.pool, self.head = fallback.decision, fallback.pool, fallback.head
         self.attempts = 0
+        self.fell_back = True
         fallback.pool.acquire(self)
         return True
 
@@ -280,9 +295,11 @@ class Exchange:
                 client.write(_CONTINUE)
             return
         self.status = status
+        upstream_s = perf_counter() - self.sent_at
+        self.upstream_s = upstream_s
         metrics = client.worker.metrics
         if metrics is not None:
-            metrics.upstream(self.decision.backend, perf_counter() - self.sent_at)
+            metrics.upstream(self.decision.backend, upstream_s)
         if status == 101 and not self.is_upgrade:
             conn.sink = None
             conn.abort()
@@ -330,6 +347,7 @@ class Exchange:
         self.to_client.append(b"".join(parts))
 
     def on_response_body(self, data: bytes) -> None:
+        self.bytes_out += len(data)
         if self.mirror is not None:
             self.mirror.primary_body(data)
         if self.is_response_chunked:

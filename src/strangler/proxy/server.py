@@ -201,6 +201,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _reset_message(self) -> None:
         self._decided: Decision | None = None
+        self._trace: tuple[bytes, bytes, bytes, bytes] | None = None
         self._url = b""
         self._out: list[bytes] = [b""]
         self._header_bytes = 0
@@ -619,6 +620,11 @@ class ClientConnection(asyncio.Protocol):
             request_id=request_id,
             response_tail=set_cookie + _response_tail(request_id, snapshot.via),
         )
+        if self.worker.journal is not None:
+            exchange.url = url
+            exchange.trace = self._trace
+            if identity and bridge is not None:
+                exchange.user = bridge.last_user_id
         if body_gate is not None:
             exchange.body_gate = body_gate
         elif head.has_body and (
@@ -642,7 +648,7 @@ class ClientConnection(asyncio.Protocol):
             if bridge is not None:
                 # A shadow copy always goes to the new side.
                 copy_head = bridge_shadow_copy(self, bridge, decision, request_head)
-            exchange.mirror = self.worker.shadow.begin(
+            mirror = self.worker.shadow.begin(
                 snapshot,
                 decision,
                 method,
@@ -651,6 +657,9 @@ class ClientConnection(asyncio.Protocol):
                 traceparent,
                 is_request_chunked=self._is_chunked,
             )
+            if mirror is not None:
+                mirror.trace = self._trace
+            exchange.mirror = mirror
         is_held = self._held is not None
         self._reset_message()
         self.parsing = exchange
@@ -777,16 +786,28 @@ class ClientConnection(asyncio.Protocol):
         new_id, span = ids[:32], ids[32:]
         incoming = self._traceparent
         match = _TRACEPARENT.fullmatch(incoming) if incoming is not None else None
+        journal = self.worker.journal
+        self._trace = None
         if (
             match is not None
             and match[1] != b"ff"
             and match[2] != _ZERO_TRACE
             and match[3] != _ZERO_SPAN
         ):
-            traceparent = b"00-" + match[2] + b"-" + span + b"-" + match[4]
+            flags = match[4]
+            if journal is not None and journal.traces:
+                # Parent-based: the caller's sampled flag decides.
+                is_parent_sampled = int(flags, 16) & 1 == 1
+                self._trace = journal.samples(match[2], match[3], span, is_parent_sampled)
+            traceparent = b"00-" + match[2] + b"-" + span + b"-" + flags
         else:
             # A new trace: its id doubles as the request id, so logs and traces join up.
-            traceparent = b"00-" + new_id + b"-" + span + b"-01"
+            flags = b"01"
+            if journal is not None and journal.traces:
+                self._trace = journal.samples(new_id, b"", span, None)
+                if self._trace is None:
+                    flags = b"00"
+            traceparent = b"00-" + new_id + b"-" + span + b"-" + flags
         request_id = self._request_id
         if request_id is None or _REQUEST_ID.fullmatch(request_id) is None:
             request_id = new_id
@@ -872,12 +893,15 @@ class ClientConnection(asyncio.Protocol):
                 status,
                 elapsed,
             )
+        side = SIDE_NEW if is_new else SIDE_LEGACY
+        if exchange.is_gateway_answer:
+            side = SIDE_GATEWAY
         metrics = worker.metrics
         if metrics is not None and status:
-            side = SIDE_NEW if is_new else SIDE_LEGACY
-            if exchange.is_gateway_answer:
-                side = SIDE_GATEWAY
             _count_request(metrics, decision, side, status, elapsed)
+        journal = worker.journal
+        if journal is not None:
+            journal.request_done(exchange, self.peer, side, status, elapsed)
         if exchange is not self.current:
             return
         self.current = None
@@ -1000,6 +1024,9 @@ class ClientConnection(asyncio.Protocol):
             started = exchange.started_at if exchange is not None else 0.0
             elapsed = perf_counter() - started if started else 0.0
             _count_request(metrics, decided, SIDE_GATEWAY, error.status, elapsed)
+        journal = self.worker.journal
+        if journal is not None:
+            journal.refused(self.peer, self._url, error.status, exchange, self._decided)
         response = render_problem(
             error.status,
             _REJECT_TITLES.get(error.status, "Bad request"),

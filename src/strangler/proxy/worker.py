@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from strangler.control.analyzer import AnalyzerThread
     from strangler.control.state import VerdictRecord
     from strangler.observe.exposition import MetricsHub
+    from strangler.observe.journal import RequestJournal
     from strangler.observe.metrics_pipe import PipeWriter
 
 log = logging.getLogger("strangler.worker")
@@ -128,6 +129,9 @@ class Worker:
         self._gauges_sent: list[tuple[tuple[str, ...], float]] = []
         self._route_gauges: tuple[int, list[tuple[tuple[str, ...], float]]] = (-1, [])
         self._next_metrics = loop.time() + METRICS_PUBLISH_INTERVAL_S
+        # The access log and the tracer (fixed at start, like the metrics).
+        self.journal = make_journal(snapshot.config, snapshot.source)
+        self.shadow.journal = self.journal
         self.traffic = TrafficCounter(time.time())
         self.windows = WindowRecorder(time.time())
         self.new_backend = snapshot.config.new_backend
@@ -182,6 +186,10 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if self.journal is not None:
+            # logrotate's postrotate, as with nginx: the access log is opened again.
+            self.loop.add_signal_handler(signal.SIGUSR1, self.journal.reopen)
+            self.journal.start()
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
         self.watcher.start()
         # The overrides in force (a rollback made before this worker started) apply before the
@@ -255,6 +263,8 @@ class Worker:
             ):
                 if count:
                     totals[("shadow_comparisons_total", route, verdict)] = float(count)
+        if self.journal is not None:
+            totals.update(self.journal.counts())
         if self.watcher.failures:
             totals[("store_failures_total", "watch")] = float(self.watcher.failures)
         for outcome, count in self.bridge_outcomes.items():
@@ -518,6 +528,8 @@ class Worker:
         await self.loop.run_in_executor(None, self._store.close)
         if self.windows.dropped_slots:
             self.counters.inc("canary_windows_dropped_total", by=self.windows.dropped_slots)
+        if self.journal is not None:
+            await self.loop.run_in_executor(None, self.journal.stop)
         self._last_metrics()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -544,3 +556,46 @@ class Worker:
 def _plain(value: str) -> str:
     """An exact str (a StrEnum member is a str subclass, which marshal refuses)."""
     return value if type(value) is str else str.__str__(value)
+
+
+def make_journal(config: Config, source: str) -> RequestJournal | None:
+    """The access log and span exporter `config` asks for, or None when it asks for neither.
+    A relative access log path is relative to the config file's folder (`source`)."""
+    settings = config.access_log
+    tracing = config.tracing
+    if settings.path is None and tracing.otlp_endpoint is None:
+        return None
+    from strangler.observe.journal import RequestJournal
+
+    access_log = None
+    if settings.path is not None:
+        from strangler.config import DEFAULT_REDACT
+        from strangler.observe.access_log import AccessLog, AccessLogSettings
+
+        path = settings.path
+        if path != "stdout" and not Path(path).is_absolute():
+            path = str(Path(source).parent / path)
+        access_log = AccessLog(
+            AccessLogSettings(
+                path=path,
+                format=settings.format,
+                min_status=settings.min_status,
+                min_duration_ms=settings.min_duration_ms,
+                sample=settings.sample,
+                redact=tuple(DEFAULT_REDACT),
+            )
+        )
+    exporter = None
+    if tracing.otlp_endpoint is not None:
+        from strangler.observe.tracing import SpanExporter, TracingSettings
+
+        exporter = SpanExporter(
+            TracingSettings(
+                otlp_endpoint=tracing.otlp_endpoint,
+                sample_ratio=tracing.sample_ratio,
+                service_name=tracing.service_name,
+                headers=tracing.resolved_headers(),
+            ),
+            resource_attributes={"service.instance.id": f"{socket.gethostname()}:{os.getpid()}"},
+        )
+    return RequestJournal(access_log, exporter, sample_ratio=tracing.sample_ratio)

@@ -43,6 +43,7 @@ from strangler.shadow.results import RouteShadowStats, ShadowResults
 if TYPE_CHECKING:
     from strangler.control.snapshot import ShadowRoute, Snapshot
     from strangler.observe.counters import Counters
+    from strangler.observe.journal import RequestJournal
     from strangler.observe.metrics import WorkerMetrics
     from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool
     from strangler.routing.model import Decision
@@ -98,8 +99,14 @@ class Mirror:
     shadow_size = 0
     is_shadow_done = False
     _conn: UpstreamConnection | None = None
-    # perf_counter() at the request's head: the new side's answer time is measured from it.
+    # perf_counter() at the request's head: the new side's answer time is measured from it;
+    # and when that answer was complete.
     started_at = 0.0
+    shadow_done_at = 0.0
+    # The copy's own span id (in the traceparent it carries), and the request's span ids when
+    # its trace is sampled (observe/journal.py).
+    span_id = b""
+    trace: tuple[bytes, bytes, bytes, bytes] | None = None
 
     def __init__(
         self,
@@ -291,9 +298,11 @@ class Mirror:
 
     def _shadow_done(self) -> None:
         self.is_shadow_done = True
+        done = perf_counter()
+        self.shadow_done_at = done
         metrics = self.runner.metrics
         if metrics is not None and not self.is_noise_probe:
-            metrics.shadow(self.route, perf_counter() - self.started_at)
+            metrics.shadow(self.route, done - self.started_at)
         if self.is_primary_done:
             # Not the client's callback: an identical pair is counted right here.
             self.is_finished = True
@@ -387,8 +396,10 @@ class ShadowRunner:
         self.channels: dict[str, ShadowChannel] = {}
         # Compares the large pairs; its process starts with the first of them.
         self.helper = DiffHelper(loop)
-        # The worker's Prometheus series (None when `metrics.enabled` is off).
+        # The worker's Prometheus series (None when `metrics.enabled` is off), and its access
+        # log and tracer (None when both are off).
         self.metrics: WorkerMetrics | None = None
+        self.journal: RequestJournal | None = None
 
     def __repr__(self) -> str:
         return f"<ShadowRunner {self.in_flight} in flight, {len(self.pools)} pools>"
@@ -469,6 +480,7 @@ class ShadowRunner:
             is_request_chunked=is_request_chunked,
         )
         mirror.started_at = perf_counter()
+        mirror.span_id = span
         settings = setup.settings
         if (
             settings.noise_sample_rate
@@ -512,6 +524,12 @@ class ShadowRunner:
         self.in_flight -= 1
         if reason is not None and not mirror.is_noise_probe:
             self._count_drop(mirror.stats, reason)
+            self._traced(mirror, str(reason), 0)
+
+    def _traced(self, mirror: Mirror, verdict: str, differences: int) -> None:
+        journal = self.journal
+        if journal is not None and mirror.trace is not None and not mirror.is_noise_probe:
+            journal.shadow_done(mirror, verdict, differences)
 
     def _count_drop(self, stats: RouteShadowStats, reason: DropReason) -> None:
         stats.dropped[reason] += 1
@@ -529,6 +547,8 @@ class ShadowRunner:
             stats = mirror.stats
             stats.compared += 1
             stats.equal += 1
+            if mirror.trace is not None:
+                self._traced(mirror, "equal", 0)
 
     def _count_identical(self, mirror: Mirror) -> None:
         self.in_flight -= 1
@@ -538,6 +558,7 @@ class ShadowRunner:
             stats = mirror.stats
             stats.compared += 1
             stats.equal += 1
+            self._traced(mirror, "equal", 0)
 
     def compare_soon(self, mirror: Mirror) -> None:
         # One loop callback compares every pair that completed in this loop iteration.
@@ -633,3 +654,6 @@ class ShadowRunner:
             request_line = redactor.request_line(mirror.request_line)
         for path in self.results.record(mirror.route, request_line, comparison):
             log.info("shadow %s: new difference at %s (%s)", mirror.route, path, request_line)
+        if mirror.trace is not None:
+            verdict = "equal" if comparison.is_equal else "different"
+            self._traced(mirror, verdict, len(comparison.differences))
