@@ -10,7 +10,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NATIVE_STAMP := build/native/.built
 NATIVE_INPUTS := $(shell find src/strangler -name '*.py') tools/build_native.py
 
-.PHONY: help setup native native-deps demo test test-fast postgres bench bench-deps lint format clean
+.PHONY: help setup native native-deps demo test test-fast postgres prometheus-deps bench bench-deps lint \
+	format clean
 
 help:
 	@echo "make demo   - run the gateway in front of the bundled legacy and new demo apps"
@@ -52,8 +53,9 @@ demo: setup
 # their time waiting on real servers, so they run in TEST_WORKERS processes (pytest-xdist): on 2
 # cores that halves the wall time. TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
-test: setup postgres
-	STRANGLER_REQUIRE_NATIVE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10
+test: setup postgres prometheus-deps
+	STRANGLER_REQUIRE_NATIVE=1 STRANGLER_REQUIRE_PROMETHEUS=1 \
+		$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10
 
 # The PostgreSQL store's tests want a server on 127.0.0.1:5432: start the local cluster if it is
 # installed but stopped. Without one they skip, saying so (STRANGLER_REQUIRE_POSTGRES=1 fails).
@@ -63,6 +65,15 @@ postgres:
 	  { echo "starting the local PostgreSQL cluster for the store tests"; \
 	    $(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || true; } || \
 	  echo "no local PostgreSQL: the PostgreSQL store tests will be skipped"; }
+
+# The metrics tests scrape the gateway with a real Prometheus and lint /metrics with promtool
+# (Debian package `prometheus`). They run their own on a free loopback port with storage in a
+# temporary folder, so a system service the package may start on :9090 is neither used nor in
+# the way. Without it they skip, saying so (STRANGLER_REQUIRE_PROMETHEUS=1 fails).
+prometheus-deps:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
+		{ echo "installing prometheus and promtool (Debian package) for the metrics tests"; \
+		  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus; }
 
 test-fast: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
