@@ -73,7 +73,7 @@ postgres:
 prometheus-deps:
 	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
 		{ echo "installing prometheus and promtool (Debian package) for the metrics tests"; \
-		  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus; }
+		  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
 test-fast: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
@@ -88,6 +88,8 @@ bench: setup bench-deps
 	$(PY) bench/bench_diff.py
 	$(PY) bench/proxy_bench.py
 	$(PY) bench/proxy_bench.py --shadow
+	$(PY) bench/proxy_bench.py --observability
+	$(PY) bench/bench_metrics_scrape.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench tools

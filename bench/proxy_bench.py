@@ -24,6 +24,11 @@ Goals (printed PASS/FAIL; the exit code stays 0 because this is a measurement, n
 - 64 connections: strangler req/s >= 0.5 x nginx req/s, and strangler p99 <= 2.5 x nginx p99.
 - 8 connections:  strangler p50 <= direct p50 + 0.2 ms.
 
+`--observability` measures what watching the gateway costs: the same gateway with metrics, the
+JSON access log (to a file) and tracing (sample_ratio 0.01, to an OTLP sink in the harness)
+all off ("obs-off"), with metrics alone ("metrics"), and with all three ("all-on"). Goals at 64
+connections: all-on req/s >= 0.95 x obs-off, metrics >= 0.98 x obs-off.
+
 `--shadow` measures the shadow scenario instead: the route in stage `shadow` (every request
 mirrored to a second upstream nginx and the answers compared) against the same route in stage
 `legacy`, and nginx's own `mirror` as the reference. Goals: 64 connections: shadow-on req/s
@@ -49,8 +54,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +103,11 @@ MIN_SHADOW_ON_VS_OFF_RPS = 0.55
 MIN_SHADOW_ON_VS_NGINX_MIRROR_RPS = 1.5
 MAX_SHADOW_ON_VS_OFF_P99 = 1.5
 SHADOW_RESULTS_MARKER = "shadow results "
+# The observability goals (`--observability`): what metrics, the access log and tracing cost.
+MIN_ALL_ON_VS_OFF_RPS = 0.95
+MIN_METRICS_VS_OFF_RPS = 0.98
+OBSERVABILITY_OFF = "metrics: {enabled: false}\n"
+OBSERVABILITY_METRICS = "metrics: {enabled: true}\n"
 # A run in which other processes took more than this share of the two cores is flagged: on a
 # shared 2-core machine that skews req/s and above all p99.
 OTHER_CPU_MAX = 0.05
@@ -395,6 +407,8 @@ def proxy_costs(contenders: list[Contender]) -> list[ProxyCost]:
 def ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
     if "shadow-on" in by_name:
         return shadow_ratios(by_name, connections)
+    if "obs-off" in by_name:
+        return observability_ratios(by_name, connections)
     if "strangler" not in by_name:
         return {}
     s = by_name["strangler"].median(connections)
@@ -417,6 +431,39 @@ def shadow_ratios(by_name: dict[str, Contender], connections: int) -> dict[str, 
         "shadow_on_over_off_p99": on.p99_ms / off.p99_ms,
         "shadow_on_over_nginx_mirror_rps": on.rps / mirror.rps,
     }
+
+
+def observability_ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
+    off = by_name["obs-off"].median(connections)
+    metrics = by_name["metrics"].median(connections)
+    on = by_name["all-on"].median(connections)
+    return {
+        "metrics_over_off_rps": metrics.rps / off.rps,
+        "all_on_over_off_rps": on.rps / off.rps,
+        "all_on_over_off_p99": on.p99_ms / off.p99_ms,
+    }
+
+
+def check_observability_goals(by_name: dict[str, Contender]) -> list[Goal]:
+    r64 = observability_ratios(by_name, 64)
+    off = by_name["obs-off"]
+    metrics, on = r64["metrics_over_off_rps"], r64["all_on_over_off_rps"]
+    return [
+        _goal(
+            f"64c metrics >= {MIN_METRICS_VS_OFF_RPS} x off",
+            [by_name["metrics"], off],
+            64,
+            metrics >= MIN_METRICS_VS_OFF_RPS,
+            f"{metrics:.3f} x obs-off",
+        ),
+        _goal(
+            f"64c all-on >= {MIN_ALL_ON_VS_OFF_RPS} x off",
+            [by_name["all-on"], off],
+            64,
+            on >= MIN_ALL_ON_VS_OFF_RPS,
+            f"{on:.3f} x obs-off",
+        ),
+    ]
 
 
 def check_shadow_goals(by_name: dict[str, Contender], shadow: dict[str, Any] | None) -> list[Goal]:
@@ -505,7 +552,13 @@ def print_report(
             shown = f"!!! {errors} !!!" if errors else "none"
             print(f"  {c.name:<12} {m.rps:>10,.0f} {m.p50_ms:>8.3f} {m.p99_ms:>8.3f}  {shown}")
         r = ratios(by_name, connections)
-        if "shadow_on_over_off_rps" in r:
+        if "all_on_over_off_rps" in r:
+            print(
+                f"  metrics/obs-off: req/s {r['metrics_over_off_rps']:.3f}x;  "
+                f"all-on/obs-off: req/s {r['all_on_over_off_rps']:.3f}x, "
+                f"p99 {r['all_on_over_off_p99']:.2f}x"
+            )
+        elif "shadow_on_over_off_rps" in r:
             print(
                 f"  shadow-on/shadow-off: req/s {r['shadow_on_over_off_rps']:.2f}x, "
                 f"p99 {r['shadow_on_over_off_p99']:.2f}x;  "
@@ -595,8 +648,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure the shadow scenario instead: stage shadow vs legacy vs nginx mirror",
     )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="measure what metrics, the access log and tracing cost (all off vs on)",
+    )
     args = parser.parse_args(argv)
-    if args.shadow and args.skip_strangler:
+    if args.shadow and args.observability:
+        parser.error("--shadow and --observability are separate runs")
+    if (args.shadow or args.observability) and args.skip_strangler:
         parser.error("--shadow measures strangler: it does not go with --skip-strangler")
     if args.quick:
         args.rounds, args.duration = 1, 3
@@ -638,13 +698,22 @@ def run(args: argparse.Namespace) -> int:
         lab = Lab(nginx, wrk, taskset, load_core, proxy_core, workdir, route.path)
         if args.shadow:
             contenders, costs, shadow = measure_shadow(lab, settings, routes_yaml, route)
+        elif args.observability:
+            contenders, costs = measure_observability(lab, settings, routes_yaml)
         else:
             contenders, costs = measure_all(lab, settings, routes_yaml, args.skip_strangler)
 
     by_name = {c.name: c for c in contenders}
-    goals = check_shadow_goals(by_name, shadow) if args.shadow else check_goals(by_name)
+    if args.shadow:
+        goals = check_shadow_goals(by_name, shadow)
+    elif args.observability:
+        goals = check_observability_goals(by_name)
+    else:
+        goals = check_goals(by_name)
     print_report(contenders, costs, goals, shadow)
     kind = "proxy-shadow" if args.shadow else "proxy"
+    if args.observability:
+        kind = "proxy-observability"
     out = RESULTS_DIR / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if args.shadow:
         meta["shadow_results"] = shadow
@@ -736,6 +805,72 @@ def measure_shadow(
         on.stop()  # SIGTERM: the gateway drains and logs `shadow results {...}` per route
         log_text = on.log_path.read_text(errors="replace")
         return contenders, costs, parse_shadow_results(log_text, route.name)
+
+
+class _OtlpSink(BaseHTTPRequestHandler):
+    """Accepts OTLP/HTTP exports and drops them (the collector's cost is not measured)."""
+
+    protocol_version = "HTTP/1.1"
+    spans_bytes = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        _OtlpSink.spans_bytes += len(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def measure_observability(
+    lab: Lab, settings: Settings, routes_yaml: str
+) -> tuple[list[Contender], list[ProxyCost]]:
+    """Three gateways on the proxy core (only the one under load uses it): all off, metrics
+    alone, and metrics + a JSON access log to a file + tracing at 1 % to a sink here."""
+    nginx_v = subprocess.run([lab.nginx, "-V"], capture_output=True, text=True, check=False).stderr
+    up_dir = lab.workdir / "upstream"
+    up_dir.mkdir()
+    up_port = free_port()
+    up_conf = upstream_conf(up_dir, nginx_temp_paths(nginx_v, up_dir), up_port)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
+    threading.Thread(target=sink.serve_forever, name="otlp-sink", daemon=True).start()
+    access_log = lab.workdir / "access.log"
+    all_on = (
+        OBSERVABILITY_METRICS
+        + f"access_log: {{path: {str(access_log)!r}, format: json}}\n"
+        + f"tracing: {{otlp_endpoint: 'http://127.0.0.1:{sink.server_address[1]}', "
+        "sample_ratio: 0.01}\n"
+    )
+    variants = (
+        ("obs-off", OBSERVABILITY_OFF),
+        ("metrics", OBSERVABILITY_METRICS),
+        ("all-on", all_on),
+    )
+    try:
+        with contextlib.ExitStack() as stack:
+            upstream = launch_nginx(
+                lab, "upstream nginx", up_dir, up_conf, port=up_port, core=lab.load_core
+            )
+            servers = [stack.enter_context(serving(upstream, lab.load_core, lab.path))]
+            contenders = []
+            for name, extra in variants:
+                port = free_port()
+                gateway = launch_gateway(lab, port, up_port, routes_yaml, name=name, extra=extra)
+                servers.append(stack.enter_context(serving(gateway, lab.proxy_core, lab.path)))
+                contenders.append(Contender(name, port, gateway.proc.pid))
+            measure(lab, settings, contenders, servers)
+            costs = proxy_costs(contenders)
+    finally:
+        sink.shutdown()
+    lines = sum(1 for _ in access_log.open("rb")) if access_log.exists() else 0
+    print(
+        f"\nall-on wrote {lines:,} access log lines and exported "
+        f"{_OtlpSink.spans_bytes:,} bytes of spans"
+    )
+    return contenders, costs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -389,7 +389,12 @@ def launch_nginx(
 
 
 def gateway_yaml(
-    *, port: int, upstream_port: int, routes_yaml: str, new_port: int | None = None
+    *,
+    port: int,
+    upstream_port: int,
+    routes_yaml: str,
+    new_port: int | None = None,
+    extra: str = "",
 ) -> str:
     """Both backends on `upstream_port`, unless `new_port` gives `new` an upstream of its own."""
     upstream = f"http://127.0.0.1:{upstream_port}"
@@ -401,8 +406,7 @@ def gateway_yaml(
         f'  new:    {{url: "{new}"}}\n'
         "default: legacy\n"
         # Several gateways run at once here; none needs the admin listener.
-        "admin: {listen: null}\n"
-        "routes:\n" + routes_yaml.rstrip("\n") + "\n"
+        "admin: {listen: null}\n" + extra + "routes:\n" + routes_yaml.rstrip("\n") + "\n"
     )
 
 
@@ -445,11 +449,17 @@ def launch_gateway(
     *,
     name: str = "strangler",
     new_port: int | None = None,
+    extra: str = "",
 ) -> Server:
-    """Start `strangler run --workers 1` on the proxy core; returns once it says it listens."""
+    """Start `strangler run --workers 1` on the proxy core; returns once it says it listens.
+    `extra` is YAML added to its config (top-level keys)."""
     config = lab.workdir / f"{name}.yaml"
     text = gateway_yaml(
-        port=port, upstream_port=upstream_port, routes_yaml=routes_yaml, new_port=new_port
+        port=port,
+        upstream_port=upstream_port,
+        routes_yaml=routes_yaml,
+        new_port=new_port,
+        extra=extra,
     )
     config.write_text(text)
     log_path = lab.workdir / f"{name}.stderr.log"

@@ -226,6 +226,7 @@ def test_the_openapi_document_lists_the_endpoints(gateway: GatewayProcess) -> No
         "/healthz",
         "/readyz",
         "/.well-known/jwks.json",
+        "/metrics",
         "/api/v1/session",
         "/api/v1/routes",
         "/api/v1/routes/{name}",

@@ -16,6 +16,7 @@ placeholder, but 4.32 reads `request.node._nodeid`, which pytest 9 no longer has
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from strangler.admin.auth import SESSION_COOKIE
 from strangler.cli.tokens import create_token
 from strangler.config import Config, parse_config
 from strangler.control.snapshot import Snapshot, build_snapshot
+from strangler.observe.exposition import MetricsHub
+from strangler.observe.metrics import SIDE_LEGACY, WorkerMetrics
 
 SECRET_VAR = "STRANGLER_SCHEMATHESIS_SECRET_KEY_BASE"
 BACKENDS = """\
@@ -69,6 +72,15 @@ class View:
         self.snapshot = snapshot
         self.is_draining = False
         self.degraded: str | None = None
+        # A hub with one worker's traffic in it, so /metrics renders a real document.
+        self.metrics_hub = MetricsHub(version="test", compiled=False)
+        metrics = WorkerMetrics()
+        metrics.request("projects", "shadow", SIDE_LEGACY, 200, 0.002)
+        requests, _, _ = metrics.take_delta()
+        self.metrics_hub.add("0", {"pid": os.getpid(), "worker": "0", "requests": requests})
+
+    def refresh_metrics(self) -> None:
+        pass
 
     @property
     def base(self) -> Config:

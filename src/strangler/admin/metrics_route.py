@@ -44,6 +44,9 @@ def metrics_router(gateway: GatewayView) -> APIRouter:
             404: problem_openapi("Metrics are off (metrics.enabled: false)"),
         },
         dependencies=[Depends(may_read)],
+        # Credentials are optional: `{}` says the operation may also be called without any
+        # (admin.metrics_public), as OpenAPI 3.1 §4.8.10 spells "optional security".
+        openapi_extra={"security": [{}, {"token": []}, {"session": []}]},
     )
     async def metrics(request: Request) -> Response:
         hub = gateway.metrics_hub

@@ -251,8 +251,9 @@ class Worker:
 
     def _totals(self) -> dict[tuple[str, ...], float]:
         """Every counter of this worker by (family, *labels), as Prometheus names them."""
+        # Some labels are StrEnum members (drop reasons, CSRF refusals): plain strings go out.
         totals: dict[tuple[str, ...], float] = {
-            tuple(key): float(value) for key, value in self.counters.items()
+            tuple(map(_plain, key)): float(value) for key, value in self.counters.items()
         }
         for stats in self.shadow.results.routes.values():
             route = stats.route
@@ -307,7 +308,12 @@ class Worker:
     def _publish_metrics(self) -> None:
         writer = self._metrics_writer
         if writer is not None and writer.is_ready:
-            writer.send(self.metrics_message())
+            try:
+                writer.send(self.metrics_message())
+            except ValueError:
+                # A value marshal refuses is a bug; counters and gauges go again next time.
+                log.exception("metrics message not sent")
+                self._metrics_sent, self._gauges_sent = {}, []
 
     def _take_reviews(self, reviewed: dict[str, frozenset[str]]) -> None:
         self.shadow.results.reviewed = reviewed
