@@ -67,6 +67,7 @@ from strangler.demo.new_app import (
     ChaosMode,
     chaos_from_env,
 )
+from strangler.demo.red import RedReader
 from strangler.demo.traffic import CANARY_ROUTE, TrafficStats, generate_traffic
 
 HOST = "127.0.0.1"
@@ -283,6 +284,7 @@ async def _drive_traffic(
     api_rate_per_s: float,
     duration_s: float | None,
     children: list[_Child],
+    metrics_url: str | None = None,
 ) -> tuple[TrafficStats, str | None]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -304,11 +306,19 @@ async def _drive_traffic(
     stats = TrafficStats()
 
     async def report_progress() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=PROGRESS_INTERVAL_S)
-            if not stop.is_set():
+        red = RedReader(metrics_url) if metrics_url is not None else None
+        async with httpx.AsyncClient(trust_env=False) as client:
+            if red is not None:
+                await red.lines(client)  # the first reading: RED is what happens after it
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=PROGRESS_INTERVAL_S)
+                if stop.is_set():
+                    break
                 print(f"  traffic | {stats.progress_line()}", flush=True)
+                # Live RED per route, from the gateway's own /metrics (what Prometheus reads).
+                for line in await red.lines(client) if red is not None else []:
+                    print(f"  red     | {line}", flush=True)
 
     watcher = asyncio.create_task(watch_children(), name="demo-child-watcher")
     reporter = asyncio.create_task(report_progress(), name="demo-progress")
@@ -344,6 +354,7 @@ def _print_banner(
     chaos: ChaosMode,
 ) -> None:
     gateway, legacy, new = urls["gateway"], urls["legacy"], urls["new"]
+    access_log = config.parent / str(load_demo_config()["access_log"]["path"])
     chaos_url = new + CHAOS_PATH
     chaos_delay_ms = round(CHAOS_DELAY_S * 1000)
     starts_broken = (
@@ -368,7 +379,9 @@ strangler demo is running
   legacy app, direct    {legacy}/   (the "Rails monolith")
   new app, direct       {new}/api/projects.json
   gateway admin         {admin}{JWKS_PATH}   (the identity keys)
+  gateway metrics       {admin}/metrics   (Prometheus; the "red |" lines below read it)
   gateway config        {config}
+  access log            {access_log}   (one JSON line per request: tail -f it)
 
 Who answered? The new app says X-Served-By: new; the legacy app sends Rails' X-Runtime:
   curl -i {gateway}/api/projects.json          # new
@@ -474,7 +487,14 @@ def run_demo(
             _canary_plan_text(config), chaos,
         )  # fmt: skip
         stats, casualty = asyncio.run(
-            _drive_traffic(urls["gateway"], rate_per_s, api_rate_per_s, duration_s, children)
+            _drive_traffic(
+                urls["gateway"],
+                rate_per_s,
+                api_rate_per_s,
+                duration_s,
+                children,
+                metrics_url=f"{admin_url}/metrics",
+            )
         )
         if casualty is not None:
             raise DemoError(f"{casualty}; stopping the demo")
