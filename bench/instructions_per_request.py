@@ -65,7 +65,7 @@ def _burst(port: int, count: int) -> None:
     conn.close()
 
 
-def measure(tree: Path, requests: int, folder: Path) -> int:
+def measure(tree: Path, requests: int, folder: Path, extra: str = "") -> int:
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = _free_port()
@@ -75,7 +75,8 @@ def measure(tree: Path, requests: int, folder: Path) -> int:
         f"listen: 127.0.0.1:{port}\n"
         f"backends:\n  legacy: {{url: {url!r}}}\n  new: {{url: {url!r}}}\n"
         f"admin: {{listen: null}}\nstore: {{path: {folder / 'store.db'}}}\n"
-        "routes:\n"
+        + extra.replace("{folder}", str(folder))
+        + "\nroutes:\n"
         "  - {name: lessons.show, match: 'GET /api/v1/lessons/:id(.:format)', stage: legacy}\n",
         encoding="utf-8",
     )
@@ -132,13 +133,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--extra",
+        default="",
+        help="YAML added to the gateway's config, e.g. 'metrics: {enabled: false}' "
+        "({folder} is the run's temp folder)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="copy callgrind's output here (for callgrind_annotate)"
+    )
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             print(f"{tool} not found (Debian: apt-get install -y valgrind)", file=sys.stderr)
             raise SystemExit(2)
     with tempfile.TemporaryDirectory(prefix="strangler-ipr-") as folder:
-        per_request = measure(args.tree.resolve(), args.requests, Path(folder))
+        per_request = measure(args.tree.resolve(), args.requests, Path(folder), args.extra)
+        if args.keep is not None:
+            shutil.copy(Path(folder) / "callgrind.out", args.keep)
     print(f"{args.tree}: {per_request:,} instructions per request ({args.requests:,} requests)")
 
 

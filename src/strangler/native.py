@@ -46,6 +46,7 @@ COMPILED_MODULES: Final = (
     "strangler.shadow.results",
     "strangler.observe.counters",
     "strangler.observe.metrics",
+    "strangler.observe.access_line",
     # The diff engine: the worker compares every pair of answers that are not byte-identical.
     "strangler.diff.compare",
     "strangler.diff.json_walk",

@@ -22,6 +22,7 @@ from strangler.observe.metrics import (
     SIDE_NEW,
     Histogram,
     WorkerMetrics,
+    bucket_of,
 )
 
 
@@ -214,3 +215,14 @@ def test_every_family_is_in_the_readme_table() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [name for name in FAMILIES if f"`strangler_{name}`" not in readme]
     assert missing == []
+
+
+def test_bucket_of_agrees_with_the_bounds_at_and_around_each_of_them() -> None:
+    def by_loop(value: float) -> int:
+        return next((i for i, bound in enumerate(BUCKETS) if value <= bound), len(BUCKETS))
+
+    for bound in BUCKETS:
+        for value in (bound * 0.999, bound, bound * 1.001):
+            assert bucket_of(value) == by_loop(value), value
+    for value in (-1.0, 0.0, 1e-9, 11.0, 1e9, float("inf")):
+        assert bucket_of(value) == by_loop(value), value

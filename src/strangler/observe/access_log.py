@@ -37,6 +37,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from strangler.observe.access_line import AccessLines
 from strangler.shadow.redact import FILTERED, Redactor
 
 __all__ = ["AccessEntry", "AccessLog", "AccessLogSettings"]
@@ -148,6 +149,19 @@ class AccessLog:
         self._thread: threading.Thread | None = None
         self._last_error_log_s = -math.inf
         self._errors_since_log = 0
+        # JSON lines are formatted on the loop by compiled code (observe/access_line.py); the
+        # writer only writes them. Entries (`submit`) are for the combined format.
+        self.lines: AccessLines | None = None
+        if settings.format == "json":
+            self.lines = AccessLines(
+                min_status=settings.min_status,
+                min_duration_ms=settings.min_duration_ms,
+                sample=settings.sample,
+                max_pending=max_pending,
+                wake=self._wake.set,
+                slow_path=self._json_path,
+                random=random,
+            )
 
     def __repr__(self) -> str:
         return (
@@ -221,7 +235,19 @@ class AccessLog:
         finally:
             self._close()
 
+    @property
+    def dropped_lines(self) -> int:
+        """Entries and formatted lines dropped because the writer fell behind."""
+        return self.dropped + (self.lines.dropped if self.lines is not None else 0)
+
+    def _json_path(self, target: bytes) -> bytes:
+        return orjson.dumps(self._redact_target(target.decode("latin-1")))
+
     def _drain(self) -> None:
+        queued = self.lines.pending if self.lines is not None else None
+        while queued:
+            batch = [queued.popleft() for _ in range(min(len(queued), _BATCH))]
+            self._write(b"".join(batch), len(batch))
         pending = self._pending
         while pending:
             lines: list[bytes] = []

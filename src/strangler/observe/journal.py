@@ -19,6 +19,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Protocol
 
+from strangler.observe.access_line import AccessLines
 from strangler.observe.access_log import AccessEntry, AccessLog
 from strangler.observe.metrics import DEFAULT_ROUTE, NO_STAGE, SIDES
 from strangler.observe.tracing import (
@@ -78,6 +79,9 @@ class RequestJournal:
         sample_ratio: float = 0.0,
     ) -> None:
         self.access_log = access_log
+        # The JSON format's lines, which the proxy formats itself (observe/access_line.py);
+        # None for the combined format, whose entries are built here.
+        self.lines = access_log.lines if access_log is not None else None
         self.exporter = exporter
         self.sample_ratio = sample_ratio
 
@@ -110,7 +114,7 @@ class RequestJournal:
         found: dict[tuple[str, ...], float] = {}
         log = self.access_log
         if log is not None:
-            found[("access_log_dropped_total",)] = float(log.dropped)
+            found[("access_log_dropped_total",)] = float(log.dropped_lines)
             found[("access_log_write_errors_total",)] = float(log.write_errors)
         exporter = self.exporter
         if exporter is not None:
@@ -139,6 +143,8 @@ class RequestJournal:
     ) -> None:
         """A request the gateway refused itself (malformed, a refused path, a CSRF 403)."""
         if exchange is not None:
+            if self.lines is not None and self.lines.wants(status, 0.0):
+                write_line(self.lines, exchange, client, 2, status, 0.0)
             self.request_done(exchange, client, 2, status, 0.0)
             return
         log = self.access_log
@@ -146,6 +152,25 @@ class RequestJournal:
             return
         route = decision.route if decision is not None else None
         stage = decision.stage if decision is not None else None
+        if self.lines is not None:
+            self.lines.add(
+                b"",
+                b"",
+                client,
+                b"",
+                url,
+                route or DEFAULT_ROUTE,
+                str(stage) if stage is not None else NO_STAGE,
+                "gateway",
+                status,
+                0,
+                0,
+                0.0,
+                -1.0,
+                None,
+                None,
+            )
+            return
         log.submit(
             AccessEntry(
                 ts=time.time(),
@@ -178,7 +203,7 @@ class RequestJournal:
         stage = str(decision.stage) if decision.stage is not None else NO_STAGE
         log = self.access_log
         trace = exchange.trace
-        if log is not None and log.wants(status, elapsed * 1000.0):
+        if log is not None and self.lines is None and log.wants(status, elapsed * 1000.0):
             upstream_s = exchange.upstream_s
             log.submit(
                 AccessEntry(
@@ -309,3 +334,33 @@ class RequestJournal:
 def _canary_reason(decision: Decision) -> str | None:
     reason = str(decision.reason)
     return reason if reason.startswith("canary_") else None
+
+
+def write_line(
+    lines: AccessLines,
+    exchange: FinishedExchange,
+    client: bytes,
+    side: int,
+    status: int,
+    elapsed: float,
+) -> None:
+    """The JSON line of a finished exchange (for callers outside the compiled proxy)."""
+    decision = exchange.decision
+    trace = exchange.trace
+    lines.add(
+        exchange.request_id,
+        trace[0] if trace is not None else b"",
+        client,
+        exchange.method,
+        exchange.url,
+        decision.route or DEFAULT_ROUTE,
+        str(decision.stage) if decision.stage is not None else NO_STAGE,
+        SIDES[side],
+        status,
+        exchange.bytes_in,
+        exchange.bytes_out,
+        elapsed,
+        exchange.upstream_s,
+        _canary_reason(decision),
+        exchange.user,
+    )

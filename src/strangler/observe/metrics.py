@@ -58,16 +58,34 @@ class Histogram:
         self.total = 0.0
 
     def observe(self, value: float) -> None:
-        slot = 0
-        for bound in BUCKETS:
-            if value <= bound:
-                break
-            slot += 1
-        self.counts[slot] += 1
+        self.counts[bucket_of(value)] += 1
         self.total += value
 
     def delta(self) -> HistogramDelta:
         return (self.counts, self.total)
+
+
+def bucket_of(value: float) -> int:
+    """The slot of the first bucket whose bound holds `value` (BUCKETS, then +Inf).
+
+    A binary search spelled out with literal bounds: compiled, each test is one comparison of
+    two doubles, where a loop over the BUCKETS tuple unboxed a float object per step (2,000
+    instructions an observation, measured with bench/instructions_per_request.py)."""
+    if value <= 0.05:
+        if value <= 0.0025:
+            if value <= 0.0005:
+                return 0
+            return 1 if value <= 0.001 else 2
+        if value <= 0.01:
+            return 3 if value <= 0.005 else 4
+        return 5 if value <= 0.025 else 6
+    if value <= 1.0:
+        if value <= 0.25:
+            return 7 if value <= 0.1 else 8
+        return 9 if value <= 0.5 else 10
+    if value <= 5.0:
+        return 11 if value <= 2.5 else 12
+    return 13 if value <= 10.0 else 14
 
 
 class RouteSeries:

@@ -37,6 +37,7 @@ from strangler.observe.metrics import (
     SIDE_LEGACY,
     SIDE_NEW,
 )
+from strangler.observe.metrics import SIDES as SIDE_NAMES
 from strangler.proxy.exchange import IDEMPOTENT_METHODS, Exchange
 from strangler.proxy.failures import FailureKind, render_problem
 from strangler.proxy.headers import drop_connection_listed
@@ -55,6 +56,7 @@ from strangler.routing.model import Decision, DecisionReason, Stage
 if TYPE_CHECKING:
     from strangler.config import LimitsConfig
     from strangler.control.snapshot import Snapshot
+    from strangler.observe.access_line import AccessLines
     from strangler.observe.counters import Counters
     from strangler.observe.metrics import WorkerMetrics
     from strangler.proxy.worker import Worker
@@ -901,7 +903,12 @@ class ClientConnection(asyncio.Protocol):
             _count_request(metrics, decision, side, status, elapsed)
         journal = worker.journal
         if journal is not None:
-            journal.request_done(exchange, self.peer, side, status, elapsed)
+            lines = journal.lines
+            if lines is not None and lines.wants(status, elapsed * 1000.0):
+                _log_line(lines, exchange, self.peer, side, status, elapsed)
+            if exchange.trace is not None or lines is None:
+                # Spans of a sampled request; entries of the combined format.
+                journal.request_done(exchange, self.peer, side, status, elapsed)
         if exchange is not self.current:
             return
         self.current = None
@@ -1162,9 +1169,42 @@ class _HeldHead:
 def _count_request(
     metrics: WorkerMetrics, decision: Decision | None, side: int, status: int, elapsed: float
 ) -> None:
-    route = decision.route if decision is not None else None
-    if decision is None or route is None:
+    if decision is None:
         metrics.request(DEFAULT_ROUTE, NO_STAGE, side, status, elapsed)
         return
-    stage = decision.stage
-    metrics.request(route, NO_STAGE if stage is None else stage, side, status, elapsed)
+    metrics.request(decision.route_label, decision.stage_label, side, status, elapsed)
+
+
+def _log_line(
+    lines: AccessLines,
+    exchange: Exchange,
+    client: bytes,
+    side: int,
+    status: int,
+    elapsed: float,
+) -> None:
+    decision = exchange.decision
+    trace = exchange.trace
+    reason = decision.reason
+    canary_reason: str | None = None
+    if reason is DecisionReason.CANARY_NEW:
+        canary_reason = "canary_new"
+    elif reason is DecisionReason.CANARY_LEGACY:
+        canary_reason = "canary_legacy"
+    lines.add(
+        exchange.request_id,
+        trace[0] if trace is not None else b"",
+        client,
+        exchange.method,
+        exchange.url,
+        decision.route_label,
+        decision.stage_label,
+        SIDE_NAMES[side],
+        status,
+        exchange.bytes_in,
+        exchange.bytes_out,
+        elapsed,
+        exchange.upstream_s,
+        canary_reason,
+        exchange.user,
+    )

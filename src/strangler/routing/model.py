@@ -86,6 +86,10 @@ class Decision:
     # The new side of the migration answers (stage new, or a canary's new side), whatever the
     # backend is called: the Rails bridge applies to it. Shadow copies always go to the new side.
     is_new_side: bool = False
+    # The route and stage as metrics and the access log name them (plain strings, made once
+    # with the table: `_default` and `none` when no route matched).
+    route_label: str = "_default"
+    stage_label: str = "none"
 
 
 @dataclass(frozen=True, slots=True)

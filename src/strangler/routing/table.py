@@ -113,6 +113,8 @@ def _decision(route: RouteSpec) -> Decision:
             DecisionReason.CANARY_LEGACY,
             shadow_backend=shadow_backend,
             mirrors_unsafe=route.mirrors_unsafe,
+            route_label=route.name,
+            stage_label=Stage.CANARY.value,
         )
         sides = CanarySides(
             route.canary,
@@ -123,6 +125,8 @@ def _decision(route: RouteSpec) -> Decision:
                 route.canary_backend,
                 DecisionReason.CANARY_NEW,
                 is_new_side=True,
+                route_label=route.name,
+                stage_label=Stage.CANARY.value,
             ),
             retries_on_legacy=route.retries_on_legacy,
         )
@@ -136,6 +140,8 @@ def _decision(route: RouteSpec) -> Decision:
         mirrors_unsafe=route.mirrors_unsafe,
         canary=sides,
         is_new_side=route.stage in _NEW_SIDE_STAGES,
+        route_label=route.name,
+        stage_label=route.stage.value,
     )
 
 
