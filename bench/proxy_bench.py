@@ -653,6 +653,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure what metrics, the access log and tracing cost (all off vs on)",
     )
+    parser.add_argument(
+        "--each",
+        action="store_true",
+        help="with --observability: also the access log alone and tracing alone",
+    )
     args = parser.parse_args(argv)
     if args.shadow and args.observability:
         parser.error("--shadow and --observability are separate runs")
@@ -699,7 +704,7 @@ def run(args: argparse.Namespace) -> int:
         if args.shadow:
             contenders, costs, shadow = measure_shadow(lab, settings, routes_yaml, route)
         elif args.observability:
-            contenders, costs = measure_observability(lab, settings, routes_yaml)
+            contenders, costs = measure_observability(lab, settings, routes_yaml, each=args.each)
         else:
             contenders, costs = measure_all(lab, settings, routes_yaml, args.skip_strangler)
 
@@ -826,7 +831,7 @@ class _OtlpSink(BaseHTTPRequestHandler):
 
 
 def measure_observability(
-    lab: Lab, settings: Settings, routes_yaml: str
+    lab: Lab, settings: Settings, routes_yaml: str, *, each: bool = False
 ) -> tuple[list[Contender], list[ProxyCost]]:
     """Three gateways on the proxy core (only the one under load uses it): all off, metrics
     alone, and metrics + a JSON access log to a file + tracing at 1 % to a sink here."""
@@ -838,17 +843,23 @@ def measure_observability(
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
     threading.Thread(target=sink.serve_forever, name="otlp-sink", daemon=True).start()
     access_log = lab.workdir / "access.log"
-    all_on = (
-        OBSERVABILITY_METRICS
-        + f"access_log: {{path: {str(access_log)!r}, format: json}}\n"
-        + f"tracing: {{otlp_endpoint: 'http://127.0.0.1:{sink.server_address[1]}', "
+    access_log_yaml = f"access_log: {{path: {str(access_log)!r}, format: json}}\n"
+    tracing_yaml = (
+        f"tracing: {{otlp_endpoint: 'http://127.0.0.1:{sink.server_address[1]}', "
         "sample_ratio: 0.01}\n"
     )
-    variants = (
+    all_on = OBSERVABILITY_METRICS + access_log_yaml + tracing_yaml
+    variants = [
         ("obs-off", OBSERVABILITY_OFF),
         ("metrics", OBSERVABILITY_METRICS),
         ("all-on", all_on),
-    )
+    ]
+    if each:
+        # Each of the other two alone, to see which one costs what (not part of the goals).
+        variants += [
+            ("log-only", OBSERVABILITY_OFF + access_log_yaml),
+            ("trace-only", OBSERVABILITY_OFF + tracing_yaml),
+        ]
     try:
         with contextlib.ExitStack() as stack:
             upstream = launch_nginx(

@@ -47,6 +47,8 @@ COMPILED_MODULES: Final = (
     "strangler.observe.counters",
     "strangler.observe.metrics",
     "strangler.observe.access_line",
+    # Spans to protobuf wire format: on the worker's core, in the exporter's thread.
+    "strangler.observe.otlp_wire",
     # The diff engine: the worker compares every pair of answers that are not byte-identical.
     "strangler.diff.compare",
     "strangler.diff.json_walk",
@@ -137,10 +139,13 @@ def is_compiled() -> bool:
 def describe() -> str:
     """One line for the startup log: how the hot path runs in this process."""
     compiled = loaded_compiled()
-    if len(compiled) == len(COMPILED_MODULES):
-        return f"hot path compiled with mypyc ({len(compiled)} modules)"
+    # Modules of the set this process has not imported (the access log's, the tracer's when
+    # they are off) do not make it "partly" compiled: the group is built and loaded whole.
+    imported = [name for name in COMPILED_MODULES if name in sys.modules]
+    if compiled and len(compiled) == len(imported):
+        return f"hot path compiled with mypyc ({len(COMPILED_MODULES)} modules)"
     if compiled:
-        return f"hot path partly compiled ({len(compiled)} of {len(COMPILED_MODULES)} modules)"
+        return f"hot path partly compiled ({len(compiled)} of {len(imported)} modules in use)"
     if stale := stale_sources():
         names = ", ".join(path.name for path in stale)
         return f"hot path in pure Python: its compiled build is older than {names} (`make native`)"

@@ -3,8 +3,11 @@ span, the export URL, and the exporter's queue bound (its thread never started).
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from strangler.observe.journal import ratio_threshold
 from strangler.observe.tracing import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_SERVER,
@@ -290,3 +293,15 @@ def test_submit_beyond_max_queue_drops_and_counts() -> None:
 def test_exporter_refuses_sizes_that_are_not_positive(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="positive"):
         SpanExporter(TracingSettings("http://127.0.0.1:9"), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.01, 0.5, 1.0])
+def test_the_proxys_sampling_of_a_new_trace_is_trace_id_ratio_based(ratio: float) -> None:
+    """The proxy draws 192 bits, prints them as 48 hex digits (the trace id is the first 32) and
+    compares bits 64-127 with ratio_threshold: the same decision as is_sampled on that id."""
+    rng = random.Random(7)
+    for _ in range(2000):
+        bits = rng.getrandbits(192)
+        trace_id = (b"%048x" % bits)[:32]
+        by_proxy = (bits >> 64) & ((1 << 64) - 1) < ratio_threshold(ratio)
+        assert by_proxy == is_sampled(trace_id, ratio, None)

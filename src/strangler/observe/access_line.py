@@ -91,8 +91,7 @@ class AccessLines:
         user: str | None,
     ) -> None:
         """One answered request; `upstream_s` < 0 when no upstream answered."""
-        pending = self.pending
-        if len(pending) >= self._max_pending:
+        if len(self.pending) >= self._max_pending:
             self.dropped += 1
             return
         # Wall time from the monotonic clock the proxy reads anyway, re-anchored every second.
@@ -145,6 +144,9 @@ class AccessLines:
             orjson.dumps(user) if user is not None else b"null",
             b"}\n",
         ]
+        # `pending` read again here, next to the append: the writer swaps in a new queue, and
+        # the slow path above runs Python code, during which it may have.
+        pending = self.pending
         pending.append(b"".join(parts))
         if len(pending) == BATCH:
             self._wake()

@@ -244,9 +244,10 @@ class AccessLog:
         return orjson.dumps(self._redact_target(target.decode("latin-1")))
 
     def _drain(self) -> None:
-        queued = self.lines.pending if self.lines is not None else None
-        while queued:
-            batch = [queued.popleft() for _ in range(min(len(queued), _BATCH))]
+        formatted = self.lines
+        while formatted is not None and formatted.pending:
+            # Take the queue whole (one swap under the GIL): the loop appends to the new one.
+            batch, formatted.pending = formatted.pending, deque()
             self._write(b"".join(batch), len(batch))
         pending = self._pending
         while pending:

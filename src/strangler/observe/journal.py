@@ -27,7 +27,6 @@ from strangler.observe.tracing import (
     SPAN_KIND_SERVER,
     SpanExporter,
     SpanRecord,
-    is_sampled,
 )
 
 if TYPE_CHECKING:
@@ -84,13 +83,15 @@ class RequestJournal:
         self.lines = access_log.lines if access_log is not None else None
         self.exporter = exporter
         self.sample_ratio = sample_ratio
+        # Read by the compiled proxy on every request, so plain attributes: whether spans are
+        # made, the sampling threshold on a new trace id's lower 64 bits (TraceIdRatioBased),
+        # and whether entries are built here (the combined format).
+        self.traces = exporter is not None
+        self.threshold = ratio_threshold(sample_ratio)
+        self.has_entries = access_log is not None and self.lines is None
 
     def __repr__(self) -> str:
         return f"<RequestJournal log={self.access_log!r} spans={self.exporter!r}>"
-
-    @property
-    def traces(self) -> bool:
-        return self.exporter is not None
 
     def start(self) -> None:
         if self.access_log is not None:
@@ -124,13 +125,9 @@ class RequestJournal:
 
     # -- the proxy's calls --------------------------------------------------------------------
 
-    def samples(
-        self, trace_id: bytes, parent: bytes, client_span: bytes, parent_sampled: bool | None
-    ) -> TraceIds | None:
-        """The span ids of a sampled request (`client_span` is the id the backend gets as its
-        parent), or None: then nothing more is built for it."""
-        if self.exporter is None or not is_sampled(trace_id, self.sample_ratio, parent_sampled):
-            return None
+    def span_ids(self, trace_id: bytes, parent: bytes, client_span: bytes) -> TraceIds:
+        """The span ids of a request the proxy decided to trace (`client_span` is the id the
+        backend gets as its parent)."""
         return (trace_id, parent, b"%016x" % (random.getrandbits(64) or 1), client_span)
 
     def refused(
@@ -364,3 +361,9 @@ def write_line(
         _canary_reason(decision),
         exchange.user,
     )
+
+
+def ratio_threshold(ratio: float) -> int:
+    """TraceIdRatioBased as OpenTelemetry specifies it: a trace is sampled when its id's lower
+    64 bits, as an unsigned integer, are below ratio x 2**64 (is_sampled in tracing.py)."""
+    return int(ratio * (1 << 64)) if ratio < 1.0 else 1 << 64

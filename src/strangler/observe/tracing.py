@@ -39,6 +39,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from strangler.observe import otlp_wire
+
 __all__ = [
     "SPAN_KIND_CLIENT",
     "SPAN_KIND_SERVER",
@@ -317,7 +319,7 @@ class SpanExporter:
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._interval_s = interval_s
-        self._resource = build_resource(settings.service_name, resource_attributes or {})
+        self._resource = otlp_wire.resource(settings.service_name, resource_attributes or {})
         self._headers = {
             name: value
             for name, value in settings.headers.items()
@@ -448,16 +450,17 @@ class SpanExporter:
 
     def _export(self, batch: list[SpanRecord]) -> bool:
         """Sends one batch; False when it failed (counted and maybe logged here)."""
-        spans: list[Span] = []
+        spans: list[bytes] = []
         for record in batch:
             try:
-                spans.append(encode_span(record))
-            except (ValueError, TypeError) as exc:
+                # Wire format by hand: the message classes cost ~30 us a span (otlp_wire.py).
+                spans.append(otlp_wire.span(*record))
+            except (ValueError, TypeError, binascii.Error) as exc:
                 # One malformed record costs itself, not its batch or the thread.
                 self._count_failure(1, f"span {record.name!r} cannot be encoded: {exc}")
         if not spans:
             return True
-        body = build_request(spans, self._resource).SerializeToString()
+        body = otlp_wire.export_request(spans, self._resource, SCOPE_NAME)
         try:
             status, payload = self._post(body)
         except (OSError, http.client.HTTPException, ValueError) as exc:

@@ -23,7 +23,7 @@ import logging
 import random
 import re
 from time import perf_counter
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -155,6 +155,7 @@ _METHOD_NAMES: dict[bytes, str] = {
 }
 
 _getrandbits = random.getrandbits
+_LOW_64: Final = (1 << 64) - 1
 _TOO_MANY_CONNECTIONS = render_problem(
     503,
     "Service Unavailable",
@@ -784,7 +785,8 @@ class ClientConnection(asyncio.Protocol):
     def _trace_ids(self) -> tuple[bytes, bytes]:
         """(request id, traceparent to send upstream): passed through when valid, else made."""
         # One draw for both: a 32-digit trace (and request) id, then a 16-digit span id.
-        ids = b"%048x" % _getrandbits(192)
+        bits = _getrandbits(192)
+        ids = b"%048x" % bits
         new_id, span = ids[:32], ids[32:]
         incoming = self._traceparent
         match = _TRACEPARENT.fullmatch(incoming) if incoming is not None else None
@@ -797,17 +799,19 @@ class ClientConnection(asyncio.Protocol):
             and match[3] != _ZERO_SPAN
         ):
             flags = match[4]
-            if journal is not None and journal.traces:
+            if journal is not None and journal.traces and int(flags, 16) & 1 == 1:
                 # Parent-based: the caller's sampled flag decides.
-                is_parent_sampled = int(flags, 16) & 1 == 1
-                self._trace = journal.samples(match[2], match[3], span, is_parent_sampled)
+                self._trace = journal.span_ids(match[2], match[3], span)
             traceparent = b"00-" + match[2] + b"-" + span + b"-" + flags
         else:
             # A new trace: its id doubles as the request id, so logs and traces join up.
             flags = b"01"
             if journal is not None and journal.traces:
-                self._trace = journal.samples(new_id, b"", span, None)
-                if self._trace is None:
+                # TraceIdRatioBased: the trace id's lower 64 bits (bits 64-127 of the draw)
+                # against the ratio's share of 2**64; an unsampled request costs no call.
+                if (bits >> 64) & _LOW_64 < journal.threshold:
+                    self._trace = journal.span_ids(new_id, b"", span)
+                else:
                     flags = b"00"
             traceparent = b"00-" + new_id + b"-" + span + b"-" + flags
         request_id = self._request_id
@@ -906,7 +910,7 @@ class ClientConnection(asyncio.Protocol):
             lines = journal.lines
             if lines is not None and lines.wants(status, elapsed * 1000.0):
                 _log_line(lines, exchange, self.peer, side, status, elapsed)
-            if exchange.trace is not None or lines is None:
+            if exchange.trace is not None or journal.has_entries:
                 # Spans of a sampled request; entries of the combined format.
                 journal.request_done(exchange, self.peer, side, status, elapsed)
         if exchange is not self.current:
