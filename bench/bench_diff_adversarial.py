@@ -47,9 +47,9 @@ import uvloop
 
 from strangler import native
 from strangler.config import ShadowConfig
-from strangler.control.snapshot import ShadowRoute
 from strangler.diff import DiffRules, ResponseSample, compare_responses
 from strangler.observe.counters import Counters
+from strangler.runtime.snapshot import ShadowRoute
 from strangler.shadow.mirror import Mirror, ShadowRunner
 from strangler.shadow.redact import Redactor
 

@@ -88,8 +88,8 @@ from proxy_lab import (
 )
 from rails_routes import generate_rails_routes_yaml
 from strangler.config import parse_config
-from strangler.control.snapshot import build_snapshot
 from strangler.errors import StranglerError
+from strangler.runtime.snapshot_build import build_snapshot
 
 ROUTE_COUNT = 2_000
 CONNECTION_COUNTS = (64, 8)

@@ -42,7 +42,7 @@ COMPILED_MODULES: Final = (
     # What the modules above read on every request: compiled code reads a native object's
     # attributes directly, and a Python object's through a dictionary lookup.
     "strangler.routing.model",
-    "strangler.control.snapshot",
+    "strangler.runtime.snapshot",
     "strangler.shadow.results",
     "strangler.observe.counters",
     "strangler.observe.metrics",

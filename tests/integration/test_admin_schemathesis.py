@@ -38,9 +38,10 @@ from strangler.admin import create_admin_app
 from strangler.admin.auth import SESSION_COOKIE
 from strangler.cli.tokens import create_token
 from strangler.config import Config, parse_config
-from strangler.control.snapshot import Snapshot, build_snapshot
 from strangler.observe.exposition import MetricsHub
 from strangler.observe.metrics import SIDE_LEGACY, WorkerMetrics
+from strangler.runtime.snapshot import Snapshot
+from strangler.runtime.snapshot_build import build_snapshot
 
 SECRET_VAR = "STRANGLER_SCHEMATHESIS_SECRET_KEY_BASE"
 BACKENDS = """\

@@ -15,7 +15,8 @@ import pytest
 
 from strangler.admin import create_admin_app
 from strangler.config import parse_config
-from strangler.control.snapshot import Snapshot, build_snapshot
+from strangler.runtime.snapshot import Snapshot
+from strangler.runtime.snapshot_build import build_snapshot
 
 SECRET_VAR = "STRANGLER_UNIT_SECRET_KEY_BASE"
 CONFIG = f"""\

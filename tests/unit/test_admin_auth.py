@@ -42,10 +42,11 @@ from strangler.admin.login_throttle import (
 from strangler.admin.session_routes import login_key
 from strangler.cli.tokens import create_token
 from strangler.config import AdminUserConfig, Config, parse_config
-from strangler.control.snapshot import Snapshot, build_snapshot
 from strangler.control.store import StoreUnavailable
 from strangler.control.stores import open_store
 from strangler.errors import ConfigError
+from strangler.runtime.snapshot import Snapshot
+from strangler.runtime.snapshot_build import build_snapshot
 
 PASSWORD = "correct horse battery staple"
 CHANGE_PATH = "/test/change"

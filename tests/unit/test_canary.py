@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from strangler.control.snapshot import load_snapshot
 from strangler.errors import ConfigError
 from strangler.routing import (
     CanaryFacts,
@@ -38,6 +37,7 @@ from strangler.routing.canary import (
     sign_override,
     sticky_key,
 )
+from strangler.runtime.snapshot_build import load_snapshot
 
 HEADER = StickinessSource(StickinessKind.HEADER, "x-user-id")
 SECRET = b"0123456789abcdef-test-secret"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from strangler.control.snapshot import load_snapshot
 from strangler.control.store import RouteDelta
 from strangler.control.stores.sqlite import SqliteShadowStore
 from strangler.errors import ConfigError
+from strangler.runtime.snapshot_build import load_snapshot
 
 SUFFIXES = ("", "-wal", "-shm")
 

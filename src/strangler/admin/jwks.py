@@ -32,8 +32,8 @@ from starlette.responses import Response
 
 from strangler.admin.problems import problem_openapi, problem_response
 from strangler.admin.view import GatewayView
-from strangler.control.snapshot import BridgeSetup
 from strangler.identity.tokens import KeyRing, KeyRingError, KeyRingFile
+from strangler.runtime.snapshot import BridgeSetup
 
 log = logging.getLogger("strangler.admin")
 

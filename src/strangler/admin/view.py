@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from strangler.config import Config
-from strangler.control.snapshot import Snapshot
+from strangler.runtime.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from strangler.observe.exposition import MetricsHub

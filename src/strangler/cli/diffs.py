@@ -17,11 +17,12 @@ import typer
 
 from strangler.cli.tables import print_table
 from strangler.control.reports import parity_dict
-from strangler.control.snapshot import Snapshot, store_path
 from strangler.control.store import RouteTotals, ShadowStore, is_learned_noise
 from strangler.control.stores import open_store
 from strangler.diff import wilson_interval
 from strangler.routing.model import Stage
+from strangler.runtime.snapshot import Snapshot
+from strangler.runtime.snapshot_build import store_path
 
 # The CLI's verbs and the verdicts they record.
 _VERDICTS = {"accept": "accepted", "noise": "noise"}

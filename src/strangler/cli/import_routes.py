@@ -42,10 +42,10 @@ from ruamel.yaml.error import YAMLError
 
 from strangler.cli.tables import print_table
 from strangler.config import parse_config
-from strangler.control.snapshot import build_snapshot
 from strangler.errors import ConfigError
 from strangler.routing.pattern import TokenKind, parse_match
 from strangler.routing.routes_import import ImportedRoute, RoutesImport, parse_routes
+from strangler.runtime.snapshot_build import build_snapshot
 
 # A name that YAML reads back as the same string without quotes.
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")

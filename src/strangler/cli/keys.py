@@ -26,9 +26,9 @@ import typer
 from strangler.cli.options import ConfigOption, JsonOption
 from strangler.cli.tables import print_table
 from strangler.config import IdentityConfig, load_config
-from strangler.control.snapshot import identity_keys_path
 from strangler.errors import ConfigError
 from strangler.identity.tokens import KeyRingError, KeyRingFile, KeyState, rotate_key_ring
+from strangler.runtime.snapshot_build import identity_keys_path
 
 keys_app = typer.Typer(
     help="The identity key ring: the keys that sign what the new backend is told about users.",

@@ -23,8 +23,9 @@ from strangler.cli.observability import observability_app
 from strangler.cli.options import ConfigOption
 from strangler.cli.tables import print_table
 from strangler.cli.tokens import token_app
-from strangler.control.snapshot import Snapshot, load_snapshot
 from strangler.errors import ConfigError, StranglerError
+from strangler.runtime.snapshot import Snapshot
+from strangler.runtime.snapshot_build import load_snapshot
 
 app = typer.Typer(
     help="strangler: move traffic from a legacy app to its replacement, route by route.",
@@ -52,7 +53,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the gateway. SIGHUP reloads the config; SIGTERM drains and exits."""
-    from strangler.proxy.supervisor import run as run_gateway
+    from strangler.runtime.supervisor import run as run_gateway
 
     _setup_logging(log_level)
     try:

@@ -17,12 +17,13 @@ import typer
 
 from strangler.cli.tables import print_table
 from strangler.control.effective import apply_overrides
-from strangler.control.snapshot import Snapshot, build_snapshot, store_path
 from strangler.control.store import DEFAULT_ROUTE, RouteTotals, TrafficTotals
 from strangler.diff import wilson_interval
 from strangler.rollout.machine import MIN_COMPARED, PARITY_FLOOR, shadow_gate
 from strangler.routing.canary import CanaryPlan
 from strangler.routing.model import Stage
+from strangler.runtime.snapshot import Snapshot
+from strangler.runtime.snapshot_build import build_snapshot, store_path
 
 HOUR_S = 3600
 DAY_S = 86_400

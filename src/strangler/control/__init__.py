@@ -1,5 +1,3 @@
-"""Control plane: the immutable state snapshot the data plane reads without locks."""
-
-from strangler.control.snapshot import BackendTarget, Snapshot, build_snapshot, load_snapshot
-
-__all__ = ["BackendTarget", "Snapshot", "build_snapshot", "load_snapshot"]
+"""Control plane: the state store and its adapters, the watcher that follows it, the analyzer
+that judges canaries, and the service every stage change goes through. It reads and writes
+state; it imports neither the proxy nor the shadow runner (their snapshot is runtime/'s)."""

@@ -47,7 +47,7 @@ from strangler.identity.rails_session import (
 from strangler.identity.tokens import IdentityMinter, KeyRingFile
 
 if TYPE_CHECKING:
-    from strangler.control.snapshot import BridgeSetup
+    from strangler.runtime.snapshot import BridgeSetup
 
 # RFC 9110 §9.2.1: everything else changes state, and is what Rails' forgery protection guards.
 SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})

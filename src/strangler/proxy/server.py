@@ -55,11 +55,11 @@ from strangler.routing.model import Decision, DecisionReason, Stage
 
 if TYPE_CHECKING:
     from strangler.config import LimitsConfig
-    from strangler.control.snapshot import Snapshot
     from strangler.observe.access_line import AccessLines
     from strangler.observe.counters import Counters
     from strangler.observe.metrics import WorkerMetrics
-    from strangler.proxy.worker import Worker
+    from strangler.runtime.snapshot import Snapshot
+    from strangler.runtime.worker import Worker
 
 log = logging.getLogger("strangler.proxy")
 

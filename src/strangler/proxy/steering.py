@@ -31,9 +31,9 @@ from strangler.routing.canary import (
 )
 
 if TYPE_CHECKING:
-    from strangler.control.snapshot import Snapshot
     from strangler.proxy.server import ClientConnection
     from strangler.routing.model import CanarySides, Decision
+    from strangler.runtime.snapshot import Snapshot
 
 _getrandbits = random.getrandbits
 

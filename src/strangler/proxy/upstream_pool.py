@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
-from strangler.control.snapshot import BackendTarget
 from strangler.proxy.failures import FailureKind
 from strangler.proxy.headers import CRLF, R_LENGTH, R_SKIP, R_TE, RESPONSE_SPECIAL
 from strangler.proxy.tasks import TaskSet
+from strangler.runtime.snapshot import BackendTarget
 
 if TYPE_CHECKING:
     from strangler.observe.counters import Counters

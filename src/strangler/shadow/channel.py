@@ -39,8 +39,8 @@ import httptools
 from strangler.shadow.drop import DropReason
 
 if TYPE_CHECKING:
-    from strangler.control.snapshot import BackendTarget
     from strangler.proxy.tasks import TaskSet
+    from strangler.runtime.snapshot import BackendTarget
     from strangler.shadow.mirror import Mirror
 
 log = logging.getLogger("strangler.shadow")

@@ -41,12 +41,12 @@ from strangler.shadow.offload import DiffHelper
 from strangler.shadow.results import RouteShadowStats, ShadowResults
 
 if TYPE_CHECKING:
-    from strangler.control.snapshot import ShadowRoute, Snapshot
     from strangler.observe.counters import Counters
     from strangler.observe.journal import RequestJournal
     from strangler.observe.metrics import WorkerMetrics
     from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool
     from strangler.routing.model import Decision
+    from strangler.runtime.snapshot import ShadowRoute, Snapshot
 
 log = logging.getLogger("strangler.shadow")
 

@@ -26,12 +26,6 @@ from typing import TYPE_CHECKING
 from strangler import __version__, native
 from strangler.config import Config, load_config
 from strangler.control.effective import apply_overrides
-from strangler.control.snapshot import (
-    BackendTarget,
-    Snapshot,
-    build_snapshot,
-    source_mtime,
-)
 from strangler.control.state import Override, SharedStore, Store
 from strangler.control.store import TrafficDelta
 from strangler.control.watcher import StateWatcher
@@ -45,6 +39,8 @@ from strangler.observe.windows import WindowRecorder
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool, reconcile_pools
+from strangler.runtime.snapshot import BackendTarget, Snapshot
+from strangler.runtime.snapshot_build import build_snapshot, source_mtime
 from strangler.shadow import ShadowRunner
 from strangler.shadow.channel import reconcile_channels
 from strangler.shadow.publisher import ResultsPublisher

@@ -30,12 +30,13 @@ import uvloop
 
 from strangler import __version__, native
 from strangler.config import Config, split_listen
-from strangler.control.snapshot import Snapshot, load_snapshot, source_mtime
 from strangler.errors import ConfigError
 from strangler.observe.exposition import MetricsHub
 from strangler.observe.metrics_pipe import PipeReader, PipeWriter, metrics_pipe
 from strangler.proxy.listen import listen_socket, reserve_port
-from strangler.proxy.worker import Worker
+from strangler.runtime.snapshot import Snapshot
+from strangler.runtime.snapshot_build import load_snapshot, source_mtime
+from strangler.runtime.worker import Worker
 
 log = logging.getLogger("strangler.supervisor")
 

@@ -1,0 +1,105 @@
+"""The control state as one frozen value, swapped atomically when the config changes.
+
+Rules: a Snapshot never changes after it is built. The data plane holds a reference per request,
+so in-flight requests finish on the snapshot they started with while new ones use the new one.
+Values only: building one (which reads the config's secrets) is runtime/snapshot_build.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from strangler.config import (
+    Config,
+    IdentityConfig,
+    LimitsConfig,
+    RailsConfig,
+    ShadowConfig,
+)
+from strangler.diff import DiffRules
+from strangler.identity.rails_session import (
+    RailsSessionDecoder,
+)
+from strangler.proxy.headers import RESPONSE_SPECIAL
+from strangler.routing import RouteTable
+from strangler.shadow.picker import HeaderPicker
+from strangler.shadow.redact import Redactor
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTarget:
+    """Where and how to reach one backend."""
+
+    name: str
+    host: str
+    port: int
+    authority: bytes
+    connect_timeout_s: float
+    read_timeout_s: float
+    pool_size: int
+    pool_idle_s: float
+    is_host_preserved: bool
+    shadow_pipeline_depth: int = 1
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRoute:
+    """What the shadow runner needs for one shadowed route."""
+
+    settings: ShadowConfig
+    rules: DiffRules
+    redactor: Redactor
+    # Lowercase names of the answer headers the comparison reads: the compared ones, and the two
+    # that decide how a body is compared.
+    kept_headers: frozenset[bytes] = frozenset()
+    # Picks those headers out of an answer (it caches per sequence of names: the loop's only).
+    picker: HeaderPicker = field(default_factory=lambda: HeaderPicker(frozenset()), compare=False)
+    # The kept names an upstream connection holds aside for framing (rarely compared).
+    kept_special: frozenset[bytes] = frozenset()
+
+    @classmethod
+    def build(cls, settings: ShadowConfig, rules: DiffRules, redactor: Redactor) -> ShadowRoute:
+        names = {*rules.header_names, "content-type", "content-encoding"}
+        kept = frozenset(n.lower().encode("latin-1") for n in names)
+        special = kept & frozenset(RESPONSE_SPECIAL)
+        return cls(settings, rules, redactor, kept, HeaderPicker(kept), special)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one request needs to be routed and forwarded."""
+
+    version: int
+    source: str
+    config: Config
+    table: RouteTable
+    backends: Mapping[str, BackendTarget]
+    limits: LimitsConfig
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    via: bytes
+    # Stage `shadow` settings and compiled diff rules, by route name (shadowed routes only).
+    shadow_routes: Mapping[str, ShadowRoute]
+    # The Rails bridge, when `rails:` is configured.
+    bridge: BridgeSetup | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSetup:
+    """What a worker needs to build its IdentityBridge; the secrets stay inside `decoder`."""
+
+    decoder: RailsSessionDecoder
+    rails: RailsConfig
+    identity: IdentityConfig
+    keys_path: Path
+    # The backend whose requests are bridged (the config's new_backend).
+    new_backend: str
+    # Routes with `csrf: false`, and routes with `pass_session_cookie: true`.
+    csrf_exempt: frozenset[str]
+    passes_session_cookie: frozenset[str]
