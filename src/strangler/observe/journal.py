@@ -19,7 +19,6 @@ import random
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from strangler.observe.access_line import AccessLines
 from strangler.observe.access_log import AccessEntry, AccessLog
 from strangler.observe.metrics import DEFAULT_ROUTE, NO_STAGE, SIDES
 from strangler.observe.tracing import (
@@ -135,15 +134,10 @@ class RequestJournal:
         client: bytes,
         url: bytes,
         status: int,
-        exchange: FinishedExchange | None,
         decision: Decision | None,
     ) -> None:
-        """A request the gateway refused itself (malformed, a refused path, a CSRF 403)."""
-        if exchange is not None:
-            if self.lines is not None and self.lines.wants(status, 0.0):
-                write_line(self.lines, exchange, client, 2, status, 0.0)
-            self.request_done(exchange, client, 2, status, 0.0)
-            return
+        """A request the gateway refused before it was an exchange (malformed, a refused path,
+        a CSRF 403): an access log line with what is known of it."""
         log = self.access_log
         if log is None or not log.wants(status, 0.0):
             return
@@ -331,36 +325,6 @@ class RequestJournal:
 def _canary_reason(decision: Decision) -> str | None:
     reason = str(decision.reason)
     return reason if reason.startswith("canary_") else None
-
-
-def write_line(
-    lines: AccessLines,
-    exchange: FinishedExchange,
-    client: bytes,
-    side: int,
-    status: int,
-    elapsed: float,
-) -> None:
-    """The JSON line of a finished exchange (for callers outside the compiled proxy)."""
-    decision = exchange.decision
-    trace = exchange.trace
-    lines.add(
-        exchange.request_id,
-        trace[0] if trace is not None else b"",
-        client,
-        exchange.method,
-        exchange.url,
-        decision.route or DEFAULT_ROUTE,
-        str(decision.stage) if decision.stage is not None else NO_STAGE,
-        SIDES[side],
-        status,
-        exchange.bytes_in,
-        exchange.bytes_out,
-        elapsed,
-        exchange.upstream_s,
-        _canary_reason(decision),
-        exchange.user,
-    )
 
 
 def ratio_threshold(ratio: float) -> int:

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from strangler.config import LimitsConfig
     from strangler.observe.access_line import AccessLines
     from strangler.observe.counters import Counters
+    from strangler.observe.journal import RequestJournal
     from strangler.observe.metrics import WorkerMetrics
     from strangler.runtime.snapshot import Snapshot
     from strangler.runtime.worker import Worker
@@ -907,12 +908,7 @@ class ClientConnection(asyncio.Protocol):
             _count_request(metrics, decision, side, status, elapsed)
         journal = worker.journal
         if journal is not None:
-            lines = journal.lines
-            if lines is not None and lines.wants(status, elapsed * 1000.0):
-                _log_line(lines, exchange, self.peer, side, status, elapsed)
-            if exchange.trace is not None or journal.has_entries:
-                # Spans of a sampled request; entries of the combined format.
-                journal.request_done(exchange, self.peer, side, status, elapsed)
+            _journal_exchange(journal, exchange, self.peer, side, status, elapsed)
         if exchange is not self.current:
             return
         self.current = None
@@ -1029,15 +1025,18 @@ class ClientConnection(asyncio.Protocol):
         self._set_paused(_PAUSE_ERROR, on=True)
         self.counters.inc("client_requests_rejected_total", str(error.status))
         exchange = self.parsing
+        started = exchange.started_at if exchange is not None else 0.0
+        elapsed = perf_counter() - started if started else 0.0
         metrics = self.worker.metrics
         if metrics is not None:
             decided = exchange.decision if exchange is not None else self._decided
-            started = exchange.started_at if exchange is not None else 0.0
-            elapsed = perf_counter() - started if started else 0.0
             _count_request(metrics, decided, SIDE_GATEWAY, error.status, elapsed)
         journal = self.worker.journal
         if journal is not None:
-            journal.refused(self.peer, self._url, error.status, exchange, self._decided)
+            if exchange is not None:
+                _journal_exchange(journal, exchange, self.peer, SIDE_GATEWAY, error.status, elapsed)
+            else:
+                journal.refused(self.peer, self._url, error.status, self._decided)
         response = render_problem(
             error.status,
             _REJECT_TITLES.get(error.status, "Bad request"),
@@ -1177,6 +1176,23 @@ def _count_request(
         metrics.request(DEFAULT_ROUTE, NO_STAGE, side, status, elapsed)
         return
     metrics.request(decision.route_label, decision.stage_label, side, status, elapsed)
+
+
+def _journal_exchange(
+    journal: RequestJournal,
+    exchange: Exchange,
+    client: bytes,
+    side: int,
+    status: int,
+    elapsed: float,
+) -> None:
+    """The access log line (formatted here, compiled) and, for a sampled request, its spans."""
+    lines = journal.lines
+    if lines is not None and lines.wants(status, elapsed * 1000.0):
+        _log_line(lines, exchange, client, side, status, elapsed)
+    if exchange.trace is not None or journal.has_entries:
+        # Spans of a sampled request; entries of the combined format.
+        journal.request_done(exchange, client, side, status, elapsed)
 
 
 def _log_line(
