@@ -246,7 +246,9 @@ def _spawn(
     if pid:
         if pipe is not None and view.metrics_reader is not None:
             os.close(pipe[1])
-            view.metrics_reader.add(pipe[0], str(index))
+            # One source per process, not per index: the end of a dead worker's pipe may be
+            # read after its replacement's first message, and must retire only the dead one.
+            view.metrics_reader.add(pipe[0], f"{index}:{pid}")
         return pid
     code = 1
     try:
