@@ -114,7 +114,7 @@ class Worker:
         self.metrics = WorkerMetrics() if snapshot.config.metrics.enabled else None
         self.shadow.metrics = self.metrics
         # Forked workers hand their metrics to the supervisor through a pipe; a lone worker
-        # serves them itself (`metrics_hub`, made by the admin app when it starts).
+        # serves them itself, from its own hub (filled at each scrape: refresh_metrics).
         self._metrics_writer = metrics_writer
         self.metrics_hub: MetricsHub | None = None
         if self.metrics is not None and metrics_writer is None:
@@ -228,10 +228,8 @@ class Worker:
         message: dict[str, object] = {"pid": os.getpid(), "worker": str(self.worker_index)}
         if self.metrics is not None:
             requests, upstream, shadow = self.metrics.take_delta()
-            message["requests"] = [
-                (route, _plain(stage), codes, durations)
-                for route, stage, codes, durations in requests
-            ]
+            # Labels are plain strings already (Decision.route_label/stage_label).
+            message["requests"] = requests
             message["upstream"] = upstream
             message["shadow"] = shadow
         totals = self._totals()
