@@ -145,3 +145,84 @@ def test_the_analyzer_acts_only_on_the_rollout_it_judged(
     change = service.apply("projects", 2500, step, reason="verdict")
     assert change is not None and change.actor == "analyzer"
     assert store.overrides()["projects"].weight_bp == 10_000
+
+
+def test_reset_drops_the_override_so_the_yaml_stands_and_audits_what_it_dropped(
+    service: ControlService, store: Store
+) -> None:
+    service.rollback("projects.show", actor="ana", reason="errors")
+    assert service.unit("projects").stage.value == "legacy"
+    change = service.reset("projects.show", actor="bo", reason="fixed in the file")
+    assert (change.unit, change.action, change.actor) == ("projects", "reset", "bo")
+    assert change.before["stage"] == "legacy"
+    # The entry's "after" is the YAML's state, now in force again.
+    assert change.after == {"stage": "canary", "weight_bp": 500, "status": "running"}
+    assert change.evidence == {
+        "dropped": {"version": 1, "actor": "ana", "reason": "errors", "updated_at": 1000.0}
+    }
+    assert store.overrides() == {}
+    state = service.unit("projects")
+    assert (state.stage.value, state.weight_bp, state.override) == ("canary", 500, None)
+    # Workers converge on the version, so a reset must move it like any other change.
+    assert store.state_version() == change.version == 2
+
+
+def test_reset_without_an_override_is_refused_naming_the_yaml_stage(
+    service: ControlService,
+) -> None:
+    with pytest.raises(ChangeRefused, match=r"no runtime override: the YAML \(stage shadow\)"):
+        service.reset("projects.index", actor="ana", reason="x")
+    with pytest.raises(UnknownRoute):
+        service.reset("nope", actor="ana", reason="x")
+
+
+def test_an_orphaned_override_can_be_reset(store: Store, base: Config) -> None:
+    ControlService(store, base).promote("home", actor="ana", reason="x")
+    without_home = base.model_copy(update={"routes": base.routes[:3]})
+    change = ControlService(store, without_home).reset("home", actor="ana", reason="gone")
+    assert change.after == {} and store.overrides() == {}
+
+
+@pytest.mark.parametrize(
+    ("setup", "change", "message"),
+    [
+        # Each refusal names the step that applies to the stage the unit is really in.
+        ((), ("set_weight", "home"), r"stage legacy, not canary: `strangler promote home"),
+        ((), ("set_weight", "projects.index"), r"promote projects.index --weight W -r why"),
+        (
+            (("promote", "projects"), ("promote", "projects"), ("promote", "projects")),
+            ("set_weight", "projects"),
+            r"stage new, not canary: new answers all of it; `strangler rollback projects",
+        ),
+        ((), ("pause", "home"), r"only a canary rollout can pause \(`strangler promote home"),
+        (
+            (("rollback", "projects"),),
+            ("rollback", "projects"),
+            r"already on legacy \(a runtime override by ana holds it there; the YAML says "
+            r"canary: `strangler reset projects -r why`",
+        ),
+    ],
+)
+def test_a_refusal_names_the_next_step_for_the_stage_in_force(
+    service: ControlService,
+    setup: tuple[tuple[str, str], ...],
+    change: tuple[str, str],
+    message: str,
+) -> None:
+    for action, name in setup:
+        getattr(service, action)(name, actor="ana", reason="setup")
+    action, name = change
+    with pytest.raises(ChangeRefused, match=message):
+        if action == "set_weight":
+            service.set_weight(name, 10, actor="ana", reason="x")
+        else:
+            getattr(service, action)(name, actor="ana", reason="x")
+
+
+def test_the_audit_of_a_route_is_its_units_and_an_unknown_name_is_refused(
+    service: ControlService,
+) -> None:
+    service.rollback("projects", actor="ana", reason="errors")
+    assert [c.unit for c in service.audit("projects.tasks")] == ["projects"]
+    with pytest.raises(UnknownRoute, match="nope"):
+        service.audit("nope")

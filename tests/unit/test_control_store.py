@@ -78,6 +78,28 @@ def test_a_change_writes_the_override_and_its_audit_entry(store: Store) -> None:
     assert store.audit("other") == []
 
 
+def test_a_proposal_that_clears_the_override_deletes_it_and_is_audited(store: Store) -> None:
+    store.change("projects", lambda current: _set_weight(500), actor="ana", reason="r", now=1.0)
+    clear = Proposal("reset", None, None, "", baseline={"stage": "legacy"}, clears_override=True)
+    change = store.change("projects", lambda current: clear, actor="bo", reason="r", now=2.0)
+    assert change is not None and change.version == 2
+    assert store.overrides() == {}
+    assert store.state_version() == 2
+    entry = store.audit("projects")[0]
+    assert (entry.action, entry.before["weight_bp"], entry.after) == (
+        "reset",
+        500,
+        {"stage": "legacy"},
+    )
+    # A later change of the unit starts from no override again.
+    seen: list[Override | None] = []
+    store.change(
+        "projects", lambda current: seen.append(current) or _set_weight(100), actor="ana",
+        reason="r", now=3.0,
+    )  # fmt: skip
+    assert seen == [None]
+
+
 def test_decide_returning_none_or_raising_writes_nothing(store: Store) -> None:
     assert store.change("u", lambda current: None, actor="a", reason="r", now=1.0) is None
 

@@ -8,6 +8,10 @@ Rules:
   rollback by a person and a promotion by the analyzer never both win.
 - Leaving `shadow` for `canary` needs the evidence gate (shadow parity); `force` passes it, and
   the audit entry keeps the gate that was forced.
+- `reset` deletes the unit's override so the YAML stands again; the audit entry keeps what was
+  dropped. Resetting a unit without an override is refused, never a silent no-op.
+- A refusal names the step that does apply to the unit's stage as it really is (override
+  included), as a command the user can run.
 - Blocking (store I/O): call from a thread, never from an event loop.
 """
 
@@ -17,6 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import assert_never
 
 from strangler.config import Config, RouteConfig
 from strangler.control.effective import apply_overrides, unit_of
@@ -67,14 +72,7 @@ class UnitState:
             "steps": [step / 100 for step in self.steps_bp],
             "status": self.status,
             "overridden": override is not None,
-            "override": None
-            if override is None
-            else {
-                "version": override.version,
-                "actor": override.actor,
-                "reason": override.reason,
-                "updated_at": override.updated_at,
-            },
+            "override": None if override is None else override.to_json(),
         }
 
 
@@ -106,13 +104,30 @@ class ControlService:
 
     def unit(self, name: str) -> UnitState:
         """The unit named `name`, or the unit of the route named `name`."""
-        for route in self.base.routes:
-            if name in (route.name, unit_of(route)):
-                unit = unit_of(route)
-                break
-        else:
+        unit = self._yaml_unit(name)
+        if unit is None:
             raise UnknownRoute(name)
         return next(state for state in self.units() if state.unit == unit)
+
+    def audit(self, name: str | None = None, *, limit: int = 100) -> list[Change]:
+        """The audit log, newest first: all of it, or that of the unit named `name` (a route
+        name finds its unit). A unit the YAML no longer has is found by its history;
+        UnknownRoute when neither knows the name."""
+        if name is None:
+            return self.store.audit(None, limit=limit)
+        unit = self._yaml_unit(name)
+        if unit is not None:
+            return self.store.audit(unit, limit=limit)
+        entries = self.store.audit(name, limit=limit)
+        if not entries:
+            raise UnknownRoute(name)
+        return entries
+
+    def _yaml_unit(self, name: str) -> str | None:
+        for route in self.base.routes:
+            if name in (route.name, unit_of(route)):
+                return unit_of(route)
+        return None
 
     def gate(self, state: UnitState) -> Gate:
         """The evidence gate for leaving `shadow`: the parity of the unit's shadowed routes."""
@@ -178,7 +193,11 @@ class ControlService:
                 if status in ("rolled_back", "complete"):
                     status = RolloutStatus.RUNNING.value
                 return Proposal("promote", Stage.CANARY.value, nxt, status)
-            raise ChangeRefused(f"{state.unit} is already served by the new backend")
+            raise ChangeRefused(
+                f"{state.unit} is already served by the new backend (stage "
+                f"{now_state.stage.value}): there is no later stage to promote it to"
+                f"{_held_by_override(now_state)}"
+            )
 
         return self._change(state.unit, decide, actor=actor, reason=reason)
 
@@ -189,7 +208,9 @@ class ControlService:
         def decide(current: Override | None) -> Proposal:
             now_state = self._recheck(state.unit, current)
             if now_state.stage is Stage.LEGACY:
-                raise ChangeRefused(f"{state.unit} is already on legacy")
+                raise ChangeRefused(
+                    f"{state.unit} is already on legacy{_held_by_override(now_state)}"
+                )
             return Proposal("rollback", Stage.LEGACY.value, 0, RolloutStatus.ROLLED_BACK.value)
 
         return self._change(state.unit, decide, actor=actor, reason=reason)
@@ -210,8 +231,8 @@ class ControlService:
             now_state = self._recheck(state.unit, current)
             if now_state.stage is not Stage.CANARY:
                 raise ChangeRefused(
-                    f"{state.unit} is in stage {now_state.stage.value}, not canary "
-                    "(promote it from shadow first)"
+                    f"{state.unit} is in stage {now_state.stage.value}, not canary: "
+                    f"{_way_to_canary(now_state)}{_held_by_override(now_state)}"
                 )
             return Proposal(
                 "set_weight", Stage.CANARY.value, target,
@@ -219,6 +240,33 @@ class ControlService:
             )  # fmt: skip
 
         return self._change(state.unit, decide, actor=actor, reason=reason)
+
+    def reset(self, name: str, *, actor: str, reason: str) -> Change:
+        """Drop the unit's override: the YAML's stage and weight stand again. The audit entry's
+        `before` is the dropped override, its `after` the YAML's state, and its evidence who
+        had set the override and why. A unit the YAML no longer has can be reset too (its
+        orphaned override is dropped)."""
+        unit = self._yaml_unit(name)
+        if unit is None and name not in self.store.overrides():
+            raise UnknownRoute(name)
+        target = name if unit is None else unit
+
+        def decide(current: Override | None) -> Proposal:
+            if current is None:
+                yaml = "" if unit is None else f" (stage {self._recheck(target, None).stage})"
+                raise ChangeRefused(
+                    f"{target} has no runtime override: the YAML{yaml} is in force already"
+                )
+            dropped = {"version": current.version, "actor": current.actor,
+                       "reason": current.reason, "updated_at": current.updated_at}  # fmt: skip
+            return Proposal(
+                "reset", None, None, "",
+                evidence={"dropped": dropped},
+                baseline={} if unit is None else self.baseline(target),
+                clears_override=True,
+            )  # fmt: skip
+
+        return self._change(target, decide, actor=actor, reason=reason)
 
     def apply(
         self, unit: str, expected_weight_bp: int, proposal: Proposal, *, reason: str
@@ -248,7 +296,7 @@ class ControlService:
             if now_state.stage is not Stage.CANARY:
                 raise ChangeRefused(
                     f"{state.unit} is in stage {now_state.stage.value}; only a canary rollout "
-                    f"can {action}"
+                    f"can {action} ({_way_to_canary(now_state)}){_held_by_override(now_state)}"
                 )
             if now_state.status == status.value:
                 raise ChangeRefused(f"{state.unit} is already {status.value}")
@@ -267,7 +315,7 @@ class ControlService:
 
         def with_baseline(current: Override | None) -> Proposal:
             proposal = decide(current)
-            if current is None:
+            if current is None and proposal.baseline is None:
                 proposal = dataclasses.replace(proposal, baseline=self.baseline(unit))
             return proposal
 
@@ -319,6 +367,36 @@ def unit_states(base: Config, overrides: Mapping[str, Override]) -> list[UnitSta
             )
         )
     return states
+
+
+def _way_to_canary(state: UnitState) -> str:
+    """The command that brings `state`'s unit into stage canary, from the stage it is in."""
+    unit = state.unit
+    match state.stage:
+        case Stage.LEGACY:
+            return f"`strangler promote {unit} -r why` starts its shadow, a second one its canary"
+        case Stage.SHADOW:
+            return f"`strangler promote {unit} --weight W -r why` starts its canary at W %"
+        case Stage.CANARY:
+            return f"it is in its canary at {state.weight_bp / 100:g} %"
+        case Stage.NEW | Stage.RETIRED:
+            return (
+                f"new answers all of it; `strangler rollback {unit} -r why` sends it back to "
+                "legacy, from where promote starts over"
+            )
+        case _:
+            assert_never(state.stage)
+
+
+def _held_by_override(state: UnitState) -> str:
+    """Why the stage is not the YAML's, when an override holds it elsewhere; else ""."""
+    override = state.override
+    if override is None or state.stage is state.yaml_stage:
+        return ""
+    return (
+        f" (a runtime override by {override.actor} holds it there; the YAML says "
+        f"{state.yaml_stage.value}: `strangler reset {state.unit} -r why` lets the YAML stand)"
+    )
 
 
 def _checked_weight(weight: float, *, allow_zero: bool = False) -> int:

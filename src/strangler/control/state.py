@@ -44,12 +44,48 @@ class Override:
     reason: str = ""
 
     def as_dict(self) -> dict[str, object]:
+        """The override's values, as audit entries keep them in `before` and `after`."""
         return {
             "stage": self.stage,
             "weight_bp": self.weight_bp,
             "status": self.status,
             "step_started_at": self.step_started_at,
         }
+
+    def to_json(self) -> dict[str, object]:
+        """The override with who set it and when, as reports and the admin API show it."""
+        return {
+            **self.as_dict(),
+            "version": self.version,
+            "actor": self.actor,
+            "reason": self.reason,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_json(cls, unit: str, value: Mapping[str, object]) -> Override:
+        """The inverse of `to_json` (an admin API answer read back by the CLI); ValueError
+        for a value of the wrong type."""
+        stage, weight, status = value.get("stage"), value.get("weight_bp"), value.get("status")
+        if stage is not None and not isinstance(stage, str):
+            raise ValueError(f"override of {unit!r}: stage {stage!r} is not a string")
+        if weight is not None and not isinstance(weight, int):
+            raise ValueError(f"override of {unit!r}: weight_bp {weight!r} is not an integer")
+        return cls(
+            unit=unit,
+            stage=stage,
+            weight_bp=weight,
+            status=str(status or ""),
+            step_started_at=_number(value.get("step_started_at")),
+            version=int(_number(value.get("version"))),
+            updated_at=_number(value.get("updated_at")),
+            actor=str(value.get("actor") or ""),
+            reason=str(value.get("reason") or ""),
+        )
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +99,11 @@ class Proposal:
     # Keep the current step's start (a pause, a verdict that does not move the weight).
     keeps_step_start: bool = False
     evidence: Mapping[str, object] | None = None
-    # The audit entry's "before" when the unit had no override yet (the YAML's state).
+    # The unit's state as the YAML has it: the audit entry's "before" when the unit had no
+    # override yet, and its "after" when the proposal clears the override.
     baseline: Mapping[str, object] | None = None
+    # Delete the unit's override (the YAML stands again) instead of writing one.
+    clears_override: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +235,9 @@ class ControlStore(Protocol):
         self, unit: str, decide: Decide, *, actor: str, reason: str, now: float
     ) -> Change | None:
         """Run `decide` on the unit's current override inside one write transaction; write its
-        Proposal and the audit entry, or nothing when it returns None. `decide` may raise to
-        refuse (the exception propagates, nothing is written)."""
+        Proposal (or delete the override, when the proposal clears it) and the audit entry, or
+        nothing when it returns None. `decide` may raise to refuse (the exception propagates,
+        nothing is written)."""
         ...
 
     def audit(self, unit: str | None = None, *, limit: int = 100) -> list[Change]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from strangler import __version__, native
 from strangler.config import Config, load_config
-from strangler.control.effective import apply_overrides
+from strangler.control.effective import apply_overrides, override_conflicts
 from strangler.control.state import Override, SharedStore, Store
 from strangler.control.store import TrafficDelta
 from strangler.control.watcher import StateWatcher
@@ -130,7 +130,7 @@ class Worker:
         self.shadow.journal = self.journal
         self.traffic = TrafficCounter(time.time())
         self.windows = WindowRecorder(time.time())
-        self.new_backend = snapshot.config.new_backend
+        self.new_backend = snapshot.config.new_side_backend
         store = snapshot.config.store
         source = snapshot.source
 
@@ -366,10 +366,15 @@ class Worker:
             self.counters.inc("config_reloads_total", "refused")
             log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
             return False
+        before = self.base
         if not self.reload_from(base):
             return False
         self._mtime = source_mtime(path)
         self.counters.inc("config_reloads_total", "applied")
+        # Every worker reloads on its own SIGHUP; one of them says what the file can't change.
+        if self.worker_index == 0:
+            for line in override_conflicts(before, base, self.overrides):
+                log.warning("%s", line)
         return True
 
     def reload_from(self, base: Config) -> bool:
@@ -402,7 +407,7 @@ class Worker:
             return False
         self._apply_pools(snapshot)
         self.snapshot = snapshot
-        self.new_backend = snapshot.config.new_backend
+        self.new_backend = snapshot.config.new_side_backend
         log.info("%s: version %d, %d routes", why, snapshot.version, len(snapshot.table))
         return True
 

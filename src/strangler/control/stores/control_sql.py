@@ -150,6 +150,8 @@ class SqlControlState(ABC):
                 step_started_at=step_start,
             )
             before = dict(proposal.baseline or {}) if current is None else current.as_dict()
+            # A cleared override leaves the YAML's state in force: that is the entry's "after".
+            after_json = dict(proposal.baseline or {}) if proposal.clears_override else None
             result = conn.execute(
                 insert(audit_t).values(
                     at=now,
@@ -157,7 +159,7 @@ class SqlControlState(ABC):
                     action=proposal.action,
                     unit=unit,
                     before=_dump(before),
-                    after=_dump(after.as_dict()),
+                    after=_dump(after.as_dict() if after_json is None else after_json),
                     reason=reason,
                     evidence=_dump(proposal.evidence),
                 )
@@ -175,7 +177,9 @@ class SqlControlState(ABC):
                 "actor": actor,
                 "reason": reason,
             }
-            if current is None:
+            if proposal.clears_override:
+                conn.execute(delete(overrides_t).where(overrides_t.c.unit == unit))
+            elif current is None:
                 conn.execute(insert(overrides_t).values(unit=unit, **values))
             else:
                 conn.execute(update(overrides_t).where(overrides_t.c.unit == unit).values(values))
@@ -187,7 +191,7 @@ class SqlControlState(ABC):
                 action=proposal.action,
                 unit=unit,
                 before=before,
-                after=after.as_dict(),
+                after=after.as_dict() if after_json is None else after_json,
                 reason=reason,
                 evidence=proposal.evidence,
             )
