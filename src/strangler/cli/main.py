@@ -20,7 +20,7 @@ from strangler.cli.canary import canary_app
 from strangler.cli.control import register as register_control_commands
 from strangler.cli.keys import keys_app
 from strangler.cli.observability import observability_app
-from strangler.cli.options import ConfigOption
+from strangler.cli.options import ConfigOption, OptionalConfigOption, default_config
 from strangler.cli.tables import print_table
 from strangler.cli.tokens import token_app
 from strangler.errors import ConfigError, StranglerError
@@ -28,10 +28,50 @@ from strangler.runtime.snapshot import Snapshot
 from strangler.runtime.snapshot_build import load_snapshot
 
 app = typer.Typer(
-    help="strangler: move traffic from a legacy app to its replacement, route by route.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    # Plain help, as click prints it: typer's rich panels print a type after every flag
+    # (`--json <bool>`, `--help <bool>`) and keep the docstrings' line breaks in the command list.
+    rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from strangler import __version__, native
+
+    try:
+        installed = version("strangler")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        installed = __version__
+    # The hot path's status is known once its modules are imported (the build is loaded whole).
+    import strangler.proxy.server  # noqa: F401
+
+    typer.echo(f"strangler {installed}")
+    typer.echo(native.describe())
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version and whether the hot path is compiled, and exit.",
+        ),
+    ] = False,
+) -> None:
+    """strangler: move traffic from a legacy app to its replacement, route by route.
+
+    Every command that reads the config finds it with --config FILE, else $STRANGLER_CONFIG,
+    else ./strangler.yaml.
+    """
 
 
 def _setup_logging(level: str) -> None:
@@ -77,9 +117,24 @@ def _load_or_exit(path: Path) -> Snapshot:
 
 @app.command("check-config")
 def check_config(
-    path: Annotated[Path, typer.Argument(help="The YAML config file to check.")],
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(metavar="FILE", help="The config file to check; default: --config's."),
+    ] = None,
+    config: OptionalConfigOption = None,
 ) -> None:
-    """Validate a config file; prints file:line: field: problem and exits 2 if unusable."""
+    """Check a config file the way the gateway loads it.
+
+    Prints FILE:LINE: field: problem for what is wrong and exits 2 when the file is unusable.
+    """
+    if path is not None and config is not None:
+        source = ctx.get_parameter_source("config")
+        # FILE outranks $STRANGLER_CONFIG, as --config does; two files typed is a mistake.
+        if source is not None and source.name == "COMMANDLINE" and path != config:
+            typer.echo(f"error: two config files given ({path} and {config}): name one", err=True)
+            raise typer.Exit(2)
+    path = path or config or default_config()
     snapshot = _load_or_exit(path)
     typer.echo(
         f"{path}: ok ({len(snapshot.backends)} backends, {len(snapshot.table)} routes, "
@@ -260,4 +315,5 @@ app.add_typer(observability_app, name="observability")
 
 
 def main() -> None:
-    app()
+    # The same name in usage lines and completion scripts, also under `python -m strangler`.
+    app(prog_name="strangler")
