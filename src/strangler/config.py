@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import ipaddress
 import itertools
 import os
 import re
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,7 +34,7 @@ from pydantic import (
 )
 
 from strangler.diff import DiffRules
-from strangler.errors import ConfigError
+from strangler.errors import ConfigError, ConfigProblem
 from strangler.proxy.request_target import PathPolicy
 from strangler.routing.canary import (
     TOKEN,
@@ -69,9 +72,14 @@ class BackendConfig(_Model):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        if "://" not in value:
+            # urlsplit reads "127.0.0.1:3000" as scheme "127.0.0.1"; say what is missing.
+            raise ValueError(f"expected a URL with a scheme, e.g. http://{value}")
         parts = urlsplit(value)
+        if parts.scheme == "https":
+            raise ValueError("https upstreams are not supported yet: use http://")
         if parts.scheme != "http":
-            raise ValueError("expected an http:// URL (https upstreams are not supported yet)")
+            raise ValueError(f"expected an http:// URL, not {parts.scheme}://")
         if not parts.hostname:
             raise ValueError("expected a host, e.g. http://127.0.0.1:3000")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
@@ -342,15 +350,19 @@ class RouteConfig(_Model):
     def canary_group(self) -> str:
         return self.canary.group or self.name
 
-    @field_validator("stage")
+    @field_validator("stage", mode="before")
     @classmethod
-    def _check_stage(cls, value: Stage) -> Stage:
-        if value not in SUPPORTED_STAGES:
-            supported = ", ".join(sorted(s.value for s in SUPPORTED_STAGES))
+    def _check_stage(cls, value: object) -> object:
+        # Before the enum's own check, whose message would offer the reserved stages too.
+        supported = [stage.value for stage in Stage if stage in SUPPORTED_STAGES]
+        if isinstance(value, Stage | str) and value in supported:
+            return value
+        choices = ", ".join(supported)
+        if isinstance(value, str) and value in {stage.value for stage in Stage}:
             raise ValueError(
-                f"stage {value.value!r} is reserved for a later release; use one of: {supported}"
+                f"stage {value!r} is reserved for a later release; use one of: {choices}"
             )
-        return value
+        raise ValueError(f"expected one of: {choices} (got {_short(value)})")
 
 
 class LimitsConfig(_Model):
@@ -584,11 +596,11 @@ class AdminConfig(_Model):
     # (`is_metrics_public`), so a listener opened to the network never shows it by default.
     metrics_public: bool | None = None
 
-    @field_validator("listen")
+    @field_validator("listen", mode="before")
     @classmethod
-    def _check_listen(cls, value: str | None) -> str | None:
+    def _check_listen(cls, value: object) -> object:
         if value is not None:
-            split_listen(value)
+            check_listen(value)
         return value
 
     @property
@@ -720,7 +732,9 @@ class Config(_Model):
     default: str = "legacy"
     # Which backend a route in stage `legacy` / `new` is sent to.
     legacy_backend: str = "legacy"
-    new_backend: str = "new"
+    # Null (or no backend named `new` when the key is left out): a façade in front of legacy
+    # only, the first step of every migration; a route can't be moved past legacy until it is set.
+    new_backend: str | None = "new"
     routes: list[RouteConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     forwarding: ForwardingConfig = Field(default_factory=ForwardingConfig)
@@ -733,21 +747,39 @@ class Config(_Model):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
 
-    @field_validator("listen")
+    @field_validator("listen", mode="before")
     @classmethod
-    def _check_listen(cls, value: str) -> str:
-        split_listen(value)
+    def _check_listen(cls, value: object) -> object:
+        check_listen(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_new_backend(cls, data: Any) -> Any:
+        # Day one of a migration has no new backend yet: the default name only binds when a
+        # backend of that name exists. A `new_backend:` the user wrote must name one.
+        if isinstance(data, dict) and "new_backend" not in data:
+            backends = data.get("backends")
+            if isinstance(backends, dict) and "new" not in backends:
+                return {**data, "new_backend": None}
+        return data
 
     @model_validator(mode="after")
     def _check_references(self) -> Config:
         names = set(self.backends)
         if not names:
             raise ValueError("backends: at least one backend is required")
+        problems: list[_RefError] = []
         for key in ("default", "legacy_backend", "new_backend"):
             target = getattr(self, key)
-            if target not in names:
-                raise _RefError((key,), f"names backend {target!r}, which is not in backends")
+            if target is not None and target not in names:
+                problems.append(
+                    _RefError(
+                        (key,),
+                        f"names backend {target!r}, which is not in backends "
+                        f"({', '.join(sorted(names))})",
+                    )
+                )
         seen: dict[str, int] = {}
         for index, route in enumerate(self.routes):
             for loc, target in (
@@ -756,36 +788,67 @@ class Config(_Model):
                 (("routes", index, "canary", "backend"), route.canary.backend),
             ):
                 if target is not None and target not in names:
-                    raise _RefError(
-                        loc,
-                        f"names backend {target!r}, which is not in backends "
-                        f"({', '.join(sorted(names))})",
+                    problems.append(
+                        _RefError(
+                            loc,
+                            f"names backend {target!r}, which is not in backends "
+                            f"({', '.join(sorted(names))})",
+                        )
                     )
+            if self.new_backend is None and self._needs_new_backend(route):
+                problems.append(
+                    _RefError(
+                        ("routes", index, "stage"),
+                        f"stage {route.stage.value} sends requests of route {route.name!r} to "
+                        "the new backend, and there is none: add a backend named `new` to "
+                        "backends (or set `new_backend:` to the one that is)",
+                    )
+                )
             if not route.csrf and route.pass_session_cookie:
-                raise _RefError(
-                    ("routes", index, "pass_session_cookie"),
-                    "cannot be true on a route with `csrf: false`: a cross-site form could reach "
-                    "the new backend with the user's session cookie and no forgery check",
+                problems.append(
+                    _RefError(
+                        ("routes", index, "pass_session_cookie"),
+                        "cannot be true on a route with `csrf: false`: a cross-site form could "
+                        "reach the new backend with the user's session cookie and no forgery check",
+                    )
                 )
             if route.name in seen:
-                raise _RefError(
-                    ("routes", index, "name"),
-                    f"route name {route.name!r} is already used by routes[{seen[route.name]}]",
+                problems.append(
+                    _RefError(
+                        ("routes", index, "name"),
+                        f"route name {route.name!r} is already used by routes[{seen[route.name]}]",
+                    )
                 )
-            seen[route.name] = index
-        self._check_canaries()
+            seen.setdefault(route.name, index)
+        problems.extend(self._check_canaries())
         if self.admin.listen is not None:
             admin_host, admin_port = split_listen(self.admin.listen)
             if admin_port and (admin_host, admin_port) == split_listen(self.listen):
-                raise _RefError(
-                    ("admin", "listen"),
-                    f"is the same address as `listen` ({self.listen}); "
-                    "the admin listener needs a port of its own",
+                problems.append(
+                    _RefError(
+                        ("admin", "listen"),
+                        f"is the same address as `listen` ({self.listen}); "
+                        "the admin listener needs a port of its own",
+                    )
                 )
+        if problems:
+            raise _RefErrors(problems)
         return self
 
-    def _check_canaries(self) -> None:
+    @staticmethod
+    def _needs_new_backend(route: RouteConfig) -> bool:
+        """Whether the route sends a request (or a copy) to `new_backend`."""
+        if route.stage is Stage.NEW:
+            return route.backend is None
+        if route.stage is Stage.SHADOW:
+            return route.shadow.backend is None
+        if route.stage is Stage.CANARY:
+            return route.canary.backend is None
+        return False
+
+    def _check_canaries(self) -> list[_RefError]:
         """Canary routes: `identity` needs `rails:`, and a group has one value per setting."""
+        problems: list[_RefError] = []
         owners: dict[tuple[str, str], int] = {}
         for index, route in enumerate(self.routes):
             if route.stage is not Stage.CANARY:
@@ -793,15 +856,19 @@ class Config(_Model):
             canary = route.canary
             if self.rails is None:
                 if "identity" in (canary.stickiness or ()):
-                    raise _RefError(
-                        ("routes", index, "canary", "stickiness"),
-                        "identity needs `rails:` (the user id comes from the Rails session)",
+                    problems.append(
+                        _RefError(
+                            ("routes", index, "canary", "stickiness"),
+                            "identity needs `rails:` (the user id comes from the Rails session)",
+                        )
                     )
                 for number, segment in enumerate(canary.segments):
                     if segment.user_ids is not None:
-                        raise _RefError(
-                            ("routes", index, "canary", "segments", number, "user_ids"),
-                            "user_ids need `rails:` (the user id comes from the Rails session)",
+                        problems.append(
+                            _RefError(
+                                ("routes", index, "canary", "segments", number, "user_ids"),
+                                "user_ids need `rails:` (the user id comes from the Rails session)",
+                            )
                         )
             group = route.canary_group
             for name in CANARY_GROUP_FIELDS:
@@ -811,12 +878,15 @@ class Config(_Model):
                 theirs = getattr(self.routes[first].canary, name)
                 if theirs != getattr(canary, name):
                     shown = f" {theirs:g}" if name == "weight" else ""
-                    raise _RefError(
-                        ("routes", index, "canary", name),
-                        f"rollout group {group!r} already has {name}{shown} from routes[{first}] "
-                        f"({self.routes[first].name}); the routes of a group move together, so "
-                        "set it on one route, or the same on each",
+                    problems.append(
+                        _RefError(
+                            ("routes", index, "canary", name),
+                            f"rollout group {group!r} already has {name}{shown} from "
+                            f"routes[{first}] ({self.routes[first].name}); the routes of a group "
+                            "move together, so set it on one route, or the same on each",
+                        )
                     )
+        return problems
 
     def canary_groups(self) -> dict[str, RouteCanaryConfig]:
         """Each rollout group's settings, from its canary routes: a group-wide setting takes the
@@ -834,6 +904,14 @@ class Config(_Model):
             group: RouteCanaryConfig().model_copy(update=settings)
             for group, settings in given.items()
         }
+
+    @property
+    def new_side_backend(self) -> str:
+        """The backend whose answers count as "answered by new": "" when there is none, or when
+        it is the legacy backend itself (then nothing it answers is new)."""
+        if self.new_backend is None or self.new_backend == self.legacy_backend:
+            return ""
+        return self.new_backend
 
     def canary_backend_for(self, route: RouteConfig) -> str | None:
         if route.stage is not Stage.CANARY:
@@ -854,7 +932,11 @@ class Config(_Model):
     def backend_for(self, route: RouteConfig) -> str:
         if route.backend is not None:
             return route.backend
-        return self.new_backend if route.stage is Stage.NEW else self.legacy_backend
+        if route.stage is Stage.NEW and self.new_backend is not None:
+            return self.new_backend
+        # Stage new with no new backend never validates; the control plane refuses to promote
+        # into it, so this is legacy's route.
+        return self.legacy_backend
 
 
 class _RefError(ValueError):
@@ -863,6 +945,29 @@ class _RefError(ValueError):
     def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.loc = loc
+
+
+class _RefErrors(ValueError):
+    """Every cross-reference error of the file, so they are all reported at once."""
+
+    def __init__(self, errors: list[_RefError]) -> None:
+        super().__init__(str(errors[0]))
+        self.errors = errors
+
+
+def check_listen(value: object) -> None:
+    """A `listen:` value as written in YAML; a bare port gets the address to write instead."""
+    port = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.lstrip(":").isdigit():
+        port = int(value.lstrip(":"))
+    if port is not None:
+        raise ValueError(
+            f"expected host:port, not a port alone: `127.0.0.1:{port}` (this machine only) "
+            f"or `0.0.0.0:{port}` (every interface)"
+        )
+    if not isinstance(value, str):
+        raise ValueError(f"expected host:port as a string, e.g. 127.0.0.1:8000 (got {value!r})")
+    split_listen(value)
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -887,7 +992,11 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(text: str, path: str) -> Config:
-    """Validate config text; `path` is only used to name the file in errors."""
+    """Validate config text; `path` is only used to name the file in errors.
+
+    Every problem pydantic finds is reported at once, sorted by line; cross-references
+    (backend names, canary groups) are checked once the fields themselves are valid.
+    """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -898,22 +1007,124 @@ def parse_config(text: str, path: str) -> Config:
         raise ConfigError(path, line, "", f"not valid YAML: {problem}") from exc
     if not isinstance(data, dict):
         raise ConfigError(path, 1, "", "expected a mapping with `backends:` and `routes:`")
+    problems = _duplicate_keys(root)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        context = error.get("ctx", {}).get("error")
-        if isinstance(context, _RefError):
-            loc, message = context.loc, str(context)
-        elif error["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against the config reference)"
-        elif error["type"] == "missing":
-            message = "this field is required"
-        elif "input" in error and error["type"] != "model_type" and "got " not in message:
-            message = f"{message} (got {_short(error['input'])})"
-        raise ConfigError(path, line_of(root, loc), format_loc(loc), message) from exc
+        for error in exc.errors():
+            problems.extend(_problems_of(error, root))
+        raise ConfigError.of(path, problems) from exc
+    if problems:
+        raise ConfigError.of(path, problems)
+    return config
+
+
+def _problems_of(error: Any, root: yaml.Node | None) -> list[ConfigProblem]:
+    """One pydantic error as the problems it stands for (a cross-reference error holds many)."""
+    loc = tuple(error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    context = error.get("ctx", {}).get("error")
+    if isinstance(context, _RefErrors):
+        return [
+            ConfigProblem(line_of(root, ref.loc), format_loc(ref.loc), str(ref))
+            for ref in context.errors
+        ]
+    if isinstance(context, _RefError):
+        loc, message = context.loc, str(context)
+    elif error["type"] == "extra_forbidden":
+        message = _unknown_key_message(loc)
+    elif error["type"] == "missing":
+        message = "this field is required"
+    elif (
+        "input" in error
+        and error["type"] != "model_type"
+        and "got " not in message
+        and str(error["input"]) not in message
+    ):
+        message = f"{message} (got {_short(error['input'])})"
+    return [ConfigProblem(line_of(root, loc), format_loc(loc), message)]
+
+
+def _duplicate_keys(node: yaml.Node | None) -> list[ConfigProblem]:
+    """Keys given twice in one mapping, anywhere: YAML loaders keep the last silently, so the
+    first one the user reads is not the one that counts."""
+    problems: list[ConfigProblem] = []
+    stack: list[tuple[yaml.Node, str]] = [] if node is None else [(node, "")]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in current.value:
+                name = str(key.value)
+                line = key.start_mark.line + 1
+                if name in first:
+                    problems.append(
+                        ConfigProblem(
+                            line,
+                            f"{where}.{name}" if where else name,
+                            f"duplicate key: already given on line {first[name]}, and YAML "
+                            "would silently keep only this one",
+                        )
+                    )
+                first.setdefault(name, line)
+                stack.append((value, f"{where}.{name}" if where else name))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(current.value))
+    return problems
+
+
+def _unknown_key_message(loc: Sequence[str | int]) -> str:
+    """An unknown key, with the closest known key of the same mapping when one is close."""
+    known = _known_keys(loc[:-1])
+    key = str(loc[-1]) if loc else ""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean `{close[0]}`?"
+    if known:
+        return f"unknown key; the keys here are: {', '.join(known)}"
+    return "unknown key (check the spelling against the config reference)"
+
+
+def _known_keys(loc: Sequence[str | int]) -> list[str]:
+    """The field names of the model found at `loc` in the Config schema ([] if none is)."""
+    target: Any = Config
+    for part in loc:
+        target = _model_or_container(target)
+        if isinstance(target, type) and issubclass(target, BaseModel):
+            field = target.model_fields.get(str(part))
+            if field is None:
+                return []
+            target = field.annotation
+        elif typing.get_origin(target) in (list, tuple, dict):
+            # A list item or a dict value: the last type argument is the element's.
+            target = typing.get_args(target)[-1]
+        else:
+            return []
+    target = _model_or_container(target)
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return list(target.model_fields)
+    return []
+
+
+def _model_or_container(annotation: Any) -> Any:
+    """`X | None`, `Annotated[X, ...]` -> X (the first member that is a model or container)."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+            annotation = next(
+                (
+                    arg
+                    for arg in members
+                    if typing.get_origin(arg) in (list, tuple, dict)
+                    or (isinstance(arg, type) and issubclass(arg, BaseModel))
+                ),
+                members[0],
+            )
+        else:
+            return annotation
 
 
 def config_error(path: str, loc: Sequence[str | int], message: str) -> ConfigError:

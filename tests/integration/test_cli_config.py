@@ -98,7 +98,7 @@ def test_good_file_passes(tmp_path: Path) -> None:
             '  legacy: {url: "https://x:3000"}',
             3,
             "backends.legacy.url",
-            "expected an http:// URL",
+            "https upstreams are not supported yet",
             id="https-url",
         ),
         # A missing field points at its parent.
@@ -148,7 +148,12 @@ def test_good_file_passes(tmp_path: Path) -> None:
             id="retired",
         ),
         pytest.param(
-            11, "    stage: bogus", 11, "routes[0].stage", "Input should be 'legacy'", id="bogus"
+            11,
+            "    stage: bogus",
+            11,
+            "routes[0].stage",
+            "expected one of: legacy, shadow, canary, new (got 'bogus')",
+            id="bogus",
         ),
     ],
 )

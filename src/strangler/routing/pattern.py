@@ -50,6 +50,7 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 # Characters that cannot appear raw in a request path, so a pattern containing them is a typo.
 _FORBIDDEN_CHARS = frozenset(" \t\r\n?#")
 _ESCAPABLE_CHARS = frozenset("()*:\\")
+_PLACEHOLDER_OPENERS = {"{": "}", "<": ">"}
 
 
 class PatternError(ValueError):
@@ -201,6 +202,17 @@ class _PathParser:
     def error(self, reason: str, i: int) -> PatternError:
         return PatternError(reason, self.match, self.offset + i)
 
+    def _placeholder_hint(self, opener: str) -> str:
+        # `{id}` (OpenAPI, Express' docs) and `<id>` (Flask) are the usual slips from other
+        # frameworks; neither character is allowed unencoded in a URI path (RFC 3986 §2), so a
+        # literal one can never be meant.
+        closer = _PLACEHOLDER_OPENERS[opener]
+        end = self.path.find(closer, self.i + 1)
+        name = self.path[self.i + 1 : end] if end > self.i + 1 else ""
+        if name and all(c in _NAME_CHARS for c in name):
+            return f"`{opener}{name}{closer}` is not a Rails pattern: Rails patterns use `:{name}`"
+        return f"character {opener!r} cannot appear in a path (Rails patterns use `:name`)"
+
     def parse(self) -> tuple[Token | _Group, ...]:
         nodes = self.sequence(depth=0)
         if self.i < len(self.path):
@@ -255,6 +267,8 @@ class _PathParser:
                     literal_start = self.i
                 literal.append(path[self.i + 1])
                 self.i += 2
+            elif char in _PLACEHOLDER_OPENERS:
+                raise self.error(self._placeholder_hint(char), self.i)
             elif char in _FORBIDDEN_CHARS:
                 raise self.error(f"character {char!r} cannot appear in a path", self.i)
             else:

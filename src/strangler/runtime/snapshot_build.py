@@ -240,7 +240,7 @@ def build_bridge(config: Config, source: str) -> BridgeSetup | None:
         rails=rails,
         identity=config.identity,
         keys_path=identity_keys_path(config, source),
-        new_backend=config.new_backend,
+        new_backend=config.new_side_backend,
         csrf_exempt=frozenset(r.name for r in config.routes if not r.csrf),
         passes_session_cookie=frozenset(r.name for r in config.routes if r.pass_session_cookie),
     )
