@@ -25,13 +25,21 @@ canary_app = typer.Typer(help="Canary helpers for testers.", no_args_is_help=Tru
 
 @canary_app.command("sign")
 def sign(
-    path: Annotated[str, typer.Argument(help="The request path, e.g. /api/projects/1.")],
+    path: Annotated[
+        str, typer.Argument(metavar="PATH", help="The request path, e.g. /api/projects/1.")
+    ],
     config: ConfigOption = Path("strangler.yaml"),
-    side: Annotated[str, typer.Option(help="new or legacy.")] = "new",
-    ttl_s: Annotated[int, typer.Option("--ttl-s", min=1, help="Seconds it stays valid.")] = 3600,
+    side: Annotated[str, typer.Option(metavar="SIDE", help="new or legacy.")] = "new",
+    ttl_s: Annotated[
+        int, typer.Option("--ttl-s", metavar="SECONDS", min=1, help="Seconds it stays valid.")
+    ] = 3600,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Print X-Strangler-Backend and X-Strangler-Signature for PATH (a signed override)."""
+    """Print the headers that send a request for PATH to one side.
+
+    X-Strangler-Backend and X-Strangler-Signature: an override signed with the secret the config
+    names, valid for PATH until --ttl-s runs out.
+    """
     try:
         settings = load_config(config).canary.override
     except ConfigError as exc:

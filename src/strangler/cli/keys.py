@@ -31,7 +31,7 @@ from strangler.identity.tokens import KeyRingError, KeyRingFile, KeyState, rotat
 from strangler.runtime.snapshot_build import identity_keys_path
 
 keys_app = typer.Typer(
-    help="The identity key ring: the keys that sign what the new backend is told about users.",
+    help="The keys that sign identity tokens for the new backend.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -64,7 +64,10 @@ def _when(moment: float | None) -> str:
 
 @keys_app.command("show")
 def show(config: ConfigOption = Path("strangler.yaml"), as_json: JsonOption = False) -> None:
-    """Each key's kid, state and when it was published, activated, retired and unpublished."""
+    """Show each key's kid and state, and when it changed.
+
+    Published, activated, retired and unpublished; with --json, the JWK Set the gateway serves.
+    """
     path, identity = _identity_or_exit(config)
     if not path.exists():
         typer.echo(
@@ -127,7 +130,10 @@ def show(config: ConfigOption = Path("strangler.yaml"), as_json: JsonOption = Fa
 
 @keys_app.command("rotate")
 def rotate(config: ConfigOption = Path("strangler.yaml")) -> None:
-    """Activate the next key, retire the active one, publish a new next key."""
+    """Activate the next key and retire the active one.
+
+    A new next key is published at once; running workers follow within about a second.
+    """
     path, identity = _identity_or_exit(config)
     try:
         # Load, or create with the configured ttl as the gateway would; then rotate the file.

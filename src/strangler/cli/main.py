@@ -88,11 +88,18 @@ def _setup_logging(level: str) -> None:
 @app.command()
 def run(
     config: ConfigOption = Path("strangler.yaml"),
-    workers: Annotated[int, typer.Option(min=1, max=256, help="Worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(metavar="N", min=1, max=256, help="Worker processes.")
+    ] = 1,
     watch: Annotated[bool, typer.Option(help="Reload when the config file changes.")] = False,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")
+    ] = "info",
 ) -> None:
-    """Run the gateway. SIGHUP reloads the config; SIGTERM drains and exits."""
+    """Run the gateway.
+
+    SIGHUP reloads the config; SIGTERM drains the connections and exits.
+    """
     from strangler.runtime.supervisor import run as run_gateway
 
     _setup_logging(log_level)
@@ -242,7 +249,11 @@ def diffs(
     reason: Annotated[str | None, typer.Option(help="Why (required for accept).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Shadow results: parity per route, the paths where the new backend differs, examples."""
+    """Show where the new backend's answers differ from legacy's.
+
+    Without ROUTE: the parity of every shadowed route. With ROUTE: the paths where its answers
+    differ, or with --examples the values seen there. `accept` and `noise` review a path.
+    """
     from strangler.cli.diffs import review_path, show_examples, show_paths, show_routes
 
     snapshot = _load_or_exit(config)
@@ -280,13 +291,19 @@ def _store_errors() -> Iterator[None]:
 @app.command("import-routes")
 def import_routes(
     routes_file: Annotated[
-        Path, typer.Argument(help="The output of `bin/rails routes` (or `--expanded`).")
+        Path,
+        typer.Argument(
+            metavar="ROUTES_FILE", help="The output of `bin/rails routes` (or `--expanded`)."
+        ),
     ],
     config: ConfigOption = Path("strangler.yaml"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report; write nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Add the Rails app's routes to the config as stage legacy, after the routes already there."""
+    """Add a Rails app's routes to the config, in stage legacy.
+
+    They go after the routes already in the file, whose comments and layout are kept.
+    """
     from strangler.cli.import_routes import import_routes as run_import
 
     raise typer.Exit(run_import(routes_file, config, dry_run=dry_run, as_json=as_json))
@@ -297,8 +314,11 @@ def progress(
     config: ConfigOption = Path("strangler.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Where the migration stands: routes by stage, the share answered by new over the last hour
-    and day, and per route what stands between it and its next stage."""
+    """Show where the migration stands, route by route.
+
+    Routes by stage, the share answered by new over the last hour and day, and per route what
+    stands between it and its next stage.
+    """
     from strangler.cli.progress import show_progress
 
     snapshot = _load_or_exit(config)

@@ -438,13 +438,18 @@ def dashboard(title: str = "strangler") -> dict[str, Any]:
 def grafana(
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the JSON here instead of to stdout."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write the JSON here instead of to stdout."
+        ),
     ] = None,
-    title: Annotated[str, typer.Option(help="The dashboard's title.")] = "strangler",
+    title: Annotated[
+        str, typer.Option(metavar="TEXT", help="The dashboard's title.")
+    ] = "strangler",
 ) -> None:
-    """Print (or write with -o) a Grafana dashboard for the gateway's metrics.
+    """Print a Grafana dashboard for the gateway's metrics.
 
-    Import it in Grafana (Dashboards > New > Import) and pick the Prometheus that scrapes it."""
+    Import it in Grafana (Dashboards > New > Import) and pick the Prometheus that scrapes it.
+    """
     model = dashboard(title)
     text = orjson.dumps(model, option=orjson.OPT_INDENT_2) + b"\n"
     if output is None:

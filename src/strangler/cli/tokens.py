@@ -33,7 +33,7 @@ from strangler.control.state import Store, TokenRecord
 from strangler.errors import ConfigError, StranglerError
 
 token_app = typer.Typer(
-    help="Admin API credentials: bearer tokens (scope read or write) and password hashes.",
+    help="Admin API credentials: tokens and password hashes.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -101,8 +101,12 @@ def create_token(config_path: Path, name: str, scope: str, created_by: str) -> t
 
 @token_app.command("create")
 def create(
-    name: Annotated[str, typer.Option(help="What the token is for, e.g. ci or dashboard.")],
-    scope: Annotated[str, typer.Option(help="read (look) or write (also change).")] = "read",
+    name: Annotated[
+        str, typer.Option(metavar="NAME", help="What the token is for, e.g. ci or dashboard.")
+    ],
+    scope: Annotated[
+        str, typer.Option(metavar="SCOPE", help="read (look) or write (also change).")
+    ] = "read",
     config: ConfigOption = Path("strangler.yaml"),
     as_json: JsonOption = False,
 ) -> None:
@@ -139,7 +143,10 @@ def _row(record: TokenRecord) -> dict[str, object]:
 
 @token_app.command("list")
 def list_tokens(config: ConfigOption = Path("strangler.yaml"), as_json: JsonOption = False) -> None:
-    """Every token: id, name, scope, when created and last used, and whether revoked."""
+    """List the tokens (ids, names and scopes; never a token).
+
+    Also when each was created and last used, and whether it is revoked.
+    """
     records: list[TokenRecord] = []
     if _has_store(config):
         with _store(config) as store:
@@ -186,7 +193,10 @@ def revoke(
 
 @token_app.command("hash-password")
 def hash_password() -> None:
-    """Ask for a password (twice) and print its hash, for `admin.users[].password_hash`."""
+    """Print the hash of a password, for admin.users.
+
+    Asks for the password twice; the hash goes in `admin.users[].password_hash`.
+    """
     from strangler.admin.auth import hash_password as scrypt_hash
 
     # The prompts go to stderr, so stdout is the hash alone (`... > hash.txt` works).
