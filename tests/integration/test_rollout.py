@@ -208,7 +208,7 @@ def test_a_cli_rollback_is_in_force_in_every_worker_within_a_second(
         "rollback", "chaos", "-r", "errors in checkout", "--config", str(gateway.config_path)
     )
     assert done.returncode == 0, done.stderr
-    assert "chaos: canary 100 % -> legacy" in done.stdout
+    assert "rolled back chaos: canary 100 % → legacy" in done.stdout
     time.sleep(2.0)
     stop.set()
     watcher.join(5)

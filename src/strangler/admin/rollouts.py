@@ -5,7 +5,7 @@ Rules:
 - Every change goes through ControlService, like the CLI and the analyzer: one place validates
   and audits. The actor is the authenticated principal (`token:ci`, `user:ana`).
 - A change needs a reason; a refused change is a problem+json with the service's status (404
-  unknown route, 409 wrong stage or closed evidence gate, 400 bad value).
+  unknown route, 409 wrong stage, closed evidence gate or no override to reset, 400 bad value).
 - Store reads and writes block: every operation is a sync `def`, run in the thread pool.
 - The YAML in force is `gateway.base` (the file as loaded, without overrides).
 """
@@ -23,7 +23,7 @@ from strangler.admin.problems import problem_openapi, problem_response
 from strangler.admin.store_access import store_dependency
 from strangler.admin.view import GatewayView
 from strangler.control.reports import rollout_report, status_report
-from strangler.control.service import ChangeRefused, ControlService
+from strangler.control.service import SIMPLE_CHANGES, ChangeRefused, ControlService
 from strangler.control.state import Change, Store
 
 Reason = Annotated[str, Field(min_length=1, max_length=2000, description="Goes to the audit log.")]
@@ -117,22 +117,35 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         )
         return _out(change)
 
-    def simple(action: str, summary: str) -> None:
-        @router.post(f"/routes/{{name}}/{action}", responses=_CHANGE_RESPONSES, summary=summary)
+    def simple(action: str, summary: str, description: str = "") -> None:
+        make = SIMPLE_CHANGES[action]
+
+        @router.post(
+            f"/routes/{{name}}/{action}",
+            responses=_CHANGE_RESPONSES,
+            summary=summary,
+            description=description,
+        )
         def change(
             name: str,
             body: ChangeBody,
             principal: Annotated[Principal, Depends(require_write)],
             store: Annotated[Store, Depends(store_dependency)],
         ) -> ChangeOut:
-            method = getattr(service(store), action)
-            return _out(method(name, actor=principal.name, reason=body.reason))
+            return _out(make(service(store), name, actor=principal.name, reason=body.reason))
 
         change.__name__ = action
 
     simple("rollback", "Everyone back on legacy, at once")
     simple("pause", "Stop the analyzer moving this rollout")
     simple("resume", "Let the analyzer move this rollout again")
+    simple(
+        "reset",
+        "Drop the runtime override: the YAML's stage and weight stand again",
+        "The audit entry keeps the dropped override (`before`, and who set it in "
+        "`evidence.dropped`); `after` is the YAML's state. 409 when the route has no runtime "
+        "override. A unit the YAML no longer has can be reset by its name.",
+    )
 
     @router.put("/routes/{name}/weight", responses=_CHANGE_RESPONSES, summary="Set the weight")
     def set_weight(
@@ -146,12 +159,20 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         )
         return _out(change)
 
-    @router.get("/audit", dependencies=read, summary="Changes, newest first")
+    @router.get(
+        "/audit",
+        dependencies=read,
+        summary="Changes, newest first",
+        responses={404: problem_openapi("No route, rollout group or audited unit by that name")},
+    )
     def audit(
         store: Annotated[Store, Depends(store_dependency)],
-        unit: Annotated[str | None, Query(max_length=200)] = None,
+        unit: Annotated[
+            str | None,
+            Query(max_length=200, description="A rollout unit, or a route (its unit's changes)."),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[ChangeOut]:
-        return [_out(change) for change in store.audit(unit, limit=limit)]
+        return [_out(change) for change in service(store).audit(unit, limit=limit)]
 
     return router

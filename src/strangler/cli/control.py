@@ -1,10 +1,14 @@
-"""`strangler promote|rollback|pause|resume|status|audit|export` and `strangler rollout
-status|weight`: read and steer the control state, locally or through `--admin URL`."""
+"""`strangler promote|rollback|pause|resume|reset|status|audit|export` and `strangler rollout
+status|weight`: read and steer the control state, locally or through `--admin URL`.
+
+Rule: wherever a route's stage or weight comes from a runtime override rather than the YAML,
+the output marks it (`canary*`) and says who set it and how to let the YAML stand again.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,16 +62,54 @@ def _stage_text(state: dict[str, Any]) -> str:
     return stage or "(yaml)"
 
 
+# How a change reads in the past tense, by its action; the analyzer's own actions read as-is.
+_DONE = {
+    "promote": "promoted",
+    "rollback": "rolled back",
+    "pause": "paused",
+    "resume": "resumed",
+    "set_weight": "set the weight of",
+}
+
+
 def _report_change(change: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _echo_json(change)
         return
-    before, after = change["before"], change["after"]
+    before, after, unit = change["before"], change["after"], change["unit"]
+    by = f"by {change['actor']}, state version {change['version']}"
+    if change["action"] == "reset":
+        dropped = (change.get("evidence") or {}).get("dropped") or {}
+        setter = f", set by {dropped['actor']}" if dropped.get("actor") else ""
+        yaml = f"the YAML ({_stage_text(after)})" if after.get("stage") else "the YAML"
+        typer.echo(
+            f"reset {unit}: dropped the runtime override ({_stage_text(before)}{setter}); "
+            f"{yaml} is in force again ({by}); every worker follows within a second"
+        )
+        return
+    done = _DONE.get(change["action"], change["action"])
     typer.echo(
-        f"{change['unit']}: {_stage_text(before)} -> {_stage_text(after)} "
-        f"({change['action']} by {change['actor']}, state version {change['version']}); "
-        "every worker follows within a second"
+        f"{done} {unit}: {_stage_text(before)} → {_stage_text(after)} "
+        f"({by}); every worker follows within a second"
     )
+
+
+def override_notes(overridden: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
+    """The footnote of a starred stage: per unit (name, the YAML's stage, its override as
+    `Override.to_json` has it), who set the override, when, and how to let the YAML stand."""
+    notes: list[str] = []
+    seen: set[str] = set()
+    for unit, yaml_stage, override in overridden:
+        if unit in seen:
+            continue
+        seen.add(unit)
+        why = f" ({override['reason']!r})" if override.get("reason") else ""
+        notes.append(
+            f"* {unit}: runtime override by {override.get('actor') or 'unknown'} "
+            f"{_when(override.get('updated_at'))}{why}; the YAML says {yaml_stage}: "
+            f"`strangler reset {unit} -r why` lets the YAML stand"
+        )
+    return notes
 
 
 def _change(
@@ -90,13 +132,18 @@ def promote(
     admin: AdminOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One step on: legacy -> shadow -> canary (plan steps) -> new."""
+    """Move a route one stage on.
+
+    legacy -> shadow -> canary (the plan's steps) -> new. Leaving shadow needs the evidence
+    gate (shadow parity) unless --force.
+    """
     body = {"reason": reason, "weight": weight, "force": force}
     _change(route, "promote", body, config, admin, as_json)
 
 
 def _simple_change(action: str, help_text: str) -> Callable[..., None]:
-    """A command that changes a unit with nothing but a reason (rollback, pause, resume)."""
+    """A command that changes a unit with nothing but a reason (rollback, pause, resume,
+    reset)."""
 
     def command(
         route: Annotated[str, typer.Argument(help="A route or rollout group.")],
@@ -112,10 +159,22 @@ def _simple_change(action: str, help_text: str) -> Callable[..., None]:
     return command
 
 
-rollback = _simple_change("rollback", "Everyone back on legacy, at once (every worker within 1 s).")
+rollback = _simple_change(
+    "rollback",
+    "Send everyone back to legacy at once, from any stage.\n\n"
+    "Every worker follows within a second. The route stays on legacy (a runtime override) "
+    "until promoted again or `strangler reset` lets the YAML stand.",
+)
+reset = _simple_change(
+    "reset",
+    "Let the YAML stand again: drop a route's runtime override.\n\n"
+    "The YAML's stage and weight are in force again in every worker within a second, and the "
+    "audit log keeps what was dropped. For a route of a rollout group, the whole group. To "
+    "keep an override instead, write it into the file with `strangler export`.",
+)
 pause = _simple_change("pause", "Stop the analyzer moving a canary; its weight stays.")
 resume = _simple_change(
-    "resume", "Let the analyzer move a paused canary again (its step starts over)."
+    "resume", "Let the analyzer move a paused canary again.\n\nIts current step starts over."
 )
 
 
@@ -147,7 +206,11 @@ def status(
     admin: AdminOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Every route: stage, weight, share answered by new (last hour), parity, last verdict."""
+    """Show every route's stage in force and its figures.
+
+    Stage and weight (starred when a runtime override sets them), the share answered by new
+    over the last hour, shadow parity, and the last canary verdict.
+    """
     with _client(config, admin) as client:
         report = client.status()
     if as_json:
@@ -174,11 +237,20 @@ def status(
             ]
         )
     print_table(["ROUTE", "STAGE", "WEIGHT", "ROLLOUT", "NEW (1H)", "PARITY", "LAST VERDICT"], rows)
-    typer.echo(
-        f"\n* set at runtime (see `strangler audit`); state version {report['state_version']}"
+    notes = override_notes(
+        (item["unit"], item["yaml_stage"], item.get("override") or {})
+        for item in report["routes"]
+        if item["overridden"]
     )
+    typer.echo("")
+    for note in notes:
+        typer.echo(note)
+    typer.echo(f"state version {report['state_version']} (changes: `strangler audit`)")
     if report["orphaned_overrides"]:
-        typer.echo(f"overrides for units no longer in the YAML: {report['orphaned_overrides']}")
+        typer.echo(
+            f"overrides for units no longer in the YAML (they change nothing; "
+            f"`strangler reset UNIT -r why` drops one): {', '.join(report['orphaned_overrides'])}"
+        )
 
 
 @rollout_app.command("status")
@@ -198,7 +270,13 @@ def rollout_status(
         _echo_json(report)
         return
     weight = f" at {report['weight']:g} %" if report["stage"] == "canary" else ""
-    typer.echo(f"{report['unit']}: stage {report['stage']}{weight} (yaml: {report['yaml_stage']})")
+    star = "*" if report["overridden"] else ""
+    typer.echo(
+        f"{report['unit']}: stage {report['stage']}{star}{weight} (yaml: {report['yaml_stage']})"
+    )
+    if report["overridden"]:
+        for note in override_notes([(report["unit"], report["yaml_stage"], report["override"])]):
+            typer.echo(note)
     typer.echo(f"routes: {', '.join(report['routes'])}")
     if report["status"]:
         typer.echo(f"rollout: {report['status']}; steps {report['steps']} %")
@@ -230,11 +308,12 @@ def rollout_status(
 
 def _print_audit(entries: list[dict[str, Any]]) -> None:
     print_table(
-        ["VERSION", "AT", "ACTOR", "ACTION", "FROM", "TO", "WHY"],
+        ["VERSION", "AT", "ROUTE", "ACTOR", "ACTION", "FROM", "TO", "WHY"],
         [
             [
                 str(c["version"]),
                 _when(c["at"]),
+                c["unit"],
                 c["actor"],
                 c["action"],
                 _stage_text(c["before"]),
@@ -247,13 +326,19 @@ def _print_audit(entries: list[dict[str, Any]]) -> None:
 
 
 def audit(
-    route: Annotated[str | None, typer.Argument(help="A rollout unit; default: all.")] = None,
+    route: Annotated[
+        str | None,
+        typer.Argument(help="A route or rollout group (its group's changes); default: all."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     config: ConfigOption = Path("strangler.yaml"),
     admin: AdminOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Every change of stage or weight: who, when, from, to, and why."""
+    """Show the changes of stage and weight, newest first.
+
+    Who changed which route, when, from what to what, and why.
+    """
     with _client(config, admin) as client:
         entries = client.audit(route, limit)
     if as_json:
@@ -267,28 +352,31 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here (may be the config itself).")
     ] = None,
+    admin: AdminOption = None,
 ) -> None:
-    """Print the config with the runtime overrides written into it (comments kept)."""
-    from strangler.cli.control_client import LocalClient
+    """Print the config with the runtime overrides written in.
+
+    Comments and layout are kept. This is how what a rollout reached is kept: review and
+    commit the file. The other way back to one source of truth is `strangler reset ROUTE -r
+    why`, which drops an override and lets the file stand.
+    """
     from strangler.cli.export import ExportError, export_yaml, write_atomically
+    from strangler.config import load_config
+    from strangler.errors import ConfigError
 
     try:
-        client = LocalClient(config)
-    except ControlError as exc:
+        text = config.read_text(encoding="utf-8")
+        base = load_config(config)
+    except (OSError, ConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.code) from exc
+        raise typer.Exit(2) from exc
+    with _client(config, admin) as client:
+        overrides = client.overrides()
     try:
-        text = export_yaml(
-            config.read_text(encoding="utf-8"),
-            client.base,
-            client.store.overrides(),
-            str(config),
-        )
+        text = export_yaml(text, base, overrides, str(config))
     except ExportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    finally:
-        client.close()
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -297,6 +385,6 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (promote, rollback, pause, resume, status, audit, export):
+    for command in (promote, rollback, pause, resume, reset, status, audit, export):
         app.command()(command)
     app.add_typer(rollout_app, name="rollout")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from strangler.config import load_config
+from strangler.control.state import Override
 from strangler.errors import ConfigError, StranglerError
 
 TOKEN_ENV = "STRANGLER_ADMIN_TOKEN"
@@ -32,6 +33,10 @@ class ControlClient(Protocol):
     def change(self, name: str, action: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
     def audit(self, unit: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    def overrides(self) -> dict[str, Override]:
+        """The runtime overrides in force, by rollout unit."""
+        ...
 
     def close(self) -> None: ...
 
@@ -68,7 +73,7 @@ class LocalClient:
             raise ControlError(str(exc), 2) from exc
 
     def change(self, name: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
-        from strangler.control.service import ChangeRefused, ControlService
+        from strangler.control.service import SIMPLE_CHANGES, ChangeRefused, ControlService
 
         service = ControlService(self.store, self.base)
         reason = str(body.get("reason", ""))
@@ -86,13 +91,22 @@ class LocalClient:
                     name, float(body["weight"]), actor=self.actor, reason=reason
                 )
             else:
-                change = getattr(service, action)(name, actor=self.actor, reason=reason)
+                change = SIMPLE_CHANGES[action](service, name, actor=self.actor, reason=reason)
         except ChangeRefused as exc:
             raise ControlError(str(exc), 2) from exc
         return change.to_json()
 
     def audit(self, unit: str | None, limit: int) -> list[dict[str, Any]]:
-        return [change.to_json() for change in self.store.audit(unit, limit=limit)]
+        from strangler.control.service import ChangeRefused, ControlService
+
+        try:
+            changes = ControlService(self.store, self.base).audit(unit, limit=limit)
+        except ChangeRefused as exc:
+            raise ControlError(str(exc), 2) from exc
+        return [change.to_json() for change in changes]
+
+    def overrides(self) -> dict[str, Override]:
+        return self.store.overrides()
 
     def close(self) -> None:
         self.store.close()
@@ -153,6 +167,20 @@ class RemoteClient:
             params["unit"] = unit
         result: list[dict[str, Any]] = self._call("GET", "/api/v1/audit", params=params)
         return result
+
+    def overrides(self) -> dict[str, Override]:
+        """From the gateway's status report: one override per unit that has one (an override
+        of a unit its YAML no longer has changes nothing, and is not in the report)."""
+        found: dict[str, Override] = {}
+        for item in self.status()["routes"]:
+            value = item.get("override")
+            if isinstance(value, dict) and item["unit"] not in found:
+                try:
+                    found[item["unit"]] = Override.from_json(item["unit"], value)
+                except ValueError as exc:
+                    message = f"the admin API answered an unreadable override: {exc}"
+                    raise ControlError(message, 1) from exc
+        return found
 
     def close(self) -> None:
         self._http.close()

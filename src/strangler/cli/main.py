@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 import typer
 
 from strangler.cli.canary import canary_app
@@ -21,7 +20,7 @@ from strangler.cli.control import register as register_control_commands
 from strangler.cli.keys import keys_app
 from strangler.cli.observability import observability_app
 from strangler.cli.options import ConfigOption, OptionalConfigOption, default_config
-from strangler.cli.tables import print_table
+from strangler.cli.routes import routes
 from strangler.cli.tokens import token_app
 from strangler.errors import ConfigError, StranglerError
 from strangler.runtime.snapshot import Snapshot
@@ -149,53 +148,8 @@ def check_config(
     )
 
 
-@app.command()
-def routes(
-    config: ConfigOption = Path("strangler.yaml"),
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Print the route table in match order: each route's stage and backend, and a canary's
-    weight, new backend and rollout group."""
-    snapshot = _load_or_exit(config)
-    rows: list[dict[str, object]] = []
-    canaries: list[str] = []
-    for row in snapshot.table.rows():
-        item: dict[str, object] = {
-            "name": row.spec.name,
-            "match": row.spec.match,
-            "stage": row.spec.stage.value,
-            "backend": row.decision.backend,
-            "reason": row.decision.reason.value,
-        }
-        sides = row.decision.canary
-        if sides is not None:
-            plan = sides.plan
-            item["canary"] = {
-                "group": plan.group,
-                "weight": plan.weight,
-                "new_backend": sides.new.backend,
-                "stickiness": [str(source) for source in plan.stickiness],
-                "segments": [segment.name for segment in plan.segments],
-            }
-            canaries.append(f"{plan.weight:g}% to {sides.new.backend}, group {plan.group}")
-        else:
-            canaries.append("-")
-        rows.append(item)
-    if as_json:
-        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return
-    headers = ["#", "NAME", "MATCH", "STAGE", "BACKEND"]
-    table = [
-        [str(i + 1), str(r["name"]), str(r["match"]), str(r["stage"]), str(r["backend"])]
-        for i, r in enumerate(rows)
-    ]
-    table.append(["*", "(unmatched)", "ANY *", "-", snapshot.config.default])
-    if any(text != "-" for text in canaries):
-        # The CANARY column only appears when a route is in stage canary.
-        headers.append("CANARY")
-        for line, text in zip(table, [*canaries, "-"], strict=True):
-            line.append(text)
-    print_table(headers, table)
+# The route table in force lives in cli/routes.py (it reads the runtime overrides too).
+app.command()(routes)
 
 
 @app.command()

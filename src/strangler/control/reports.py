@@ -74,6 +74,7 @@ def status_report(store: Store, base: Config, *, now: float | None = None) -> di
                     "stage": state.stage.value,
                     "yaml_stage": state.yaml_stage.value,
                     "overridden": state.override is not None,
+                    "override": None if state.override is None else state.override.to_json(),
                     "weight": state.weight_bp / 100 if state.stage is Stage.CANARY else None,
                     "status": state.status,
                     "share_new_hour": None

@@ -21,7 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Protocol, assert_never
 
 from strangler.config import Config, RouteConfig
 from strangler.control.effective import apply_overrides, unit_of
@@ -339,6 +339,23 @@ class ControlService:
             if state.unit == unit:
                 return state
         raise UnknownRoute(unit)
+
+
+class SimpleChange(Protocol):
+    """A change that needs nothing but the unit and a reason."""
+
+    def __call__(
+        self, service: ControlService, name: str, /, *, actor: str, reason: str
+    ) -> Change: ...
+
+
+# The changes every door (CLI, admin API) offers with a reason alone, by their action name.
+SIMPLE_CHANGES: Mapping[str, SimpleChange] = {
+    "rollback": ControlService.rollback,
+    "pause": ControlService.pause,
+    "resume": ControlService.resume,
+    "reset": ControlService.reset,
+}
 
 
 def unit_states(base: Config, overrides: Mapping[str, Override]) -> list[UnitState]:
