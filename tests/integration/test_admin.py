@@ -266,6 +266,46 @@ def test_a_taken_admin_port_exits_1_naming_the_address(
     assert "Traceback" not in result.stderr
 
 
+def test_a_second_gateway_on_the_default_admin_port_is_told_which_key_to_set(
+    tmp_path: Path, legacy_upstream: EchoUpstream
+) -> None:
+    # The user never wrote `admin:`; the first gateway on this machine holds the default port.
+    path = tmp_path / "strangler.yaml"
+    path.write_text(
+        f'listen: 127.0.0.1:0\nbackends: {{legacy: {{url: "{legacy_upstream.url}"}}}}\n'
+    )
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("127.0.0.1", 9900))
+            holder.listen()
+        except OSError:
+            pass  # already taken by another process: the same situation for this test
+        result = _strangler("run", "--config", str(path))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: admin.listen: cannot listen on 127.0.0.1:9900: "), last
+    assert last.endswith(
+        "`admin.listen` is not set, so its default was used; set `admin.listen:` to a free "
+        "address, e.g. 127.0.0.1:9901, or null to turn it off"
+    ), last
+
+
+def test_a_taken_listen_port_names_the_key(tmp_path: Path, legacy_upstream: EchoUpstream) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        path = write_config(
+            tmp_path / "strangler.yaml", legacy=legacy_upstream.url, listen=f"127.0.0.1:{port}"
+        )
+        result = _strangler("run", "--config", str(path))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: listen: cannot listen on 127.0.0.1:{port}: "), last
+    assert last.endswith(f"set `listen:` to a free address, e.g. 127.0.0.1:{port + 1}"), last
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_admin_listen_null_turns_the_admin_listener_off(
     start_gateway: GatewayFactory, legacy_upstream: EchoUpstream, workers: int

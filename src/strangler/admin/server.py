@@ -26,7 +26,7 @@ from fastapi import FastAPI
 
 from strangler.config import AdminConfig, split_listen
 from strangler.errors import StranglerError
-from strangler.proxy.listen import ListenError, listen_socket
+from strangler.proxy.listen import ListenError, listen_socket, taken_hint
 
 log = logging.getLogger("strangler.admin")
 
@@ -50,7 +50,8 @@ def bind_admin_socket(config: AdminConfig) -> socket.socket | None:
         # the same address must fail instead of sharing it.
         return listen_socket(host, port, reuse_port=False, backlog=128)
     except ListenError as exc:
-        raise ListenError(f"admin.listen: {exc}") from exc
+        hint = taken_hint("admin.listen", port, written="listen" in config.model_fields_set)
+        raise ListenError(f"admin.listen: {exc}; {hint}") from exc
 
 
 def admin_line(sock: socket.socket) -> str:

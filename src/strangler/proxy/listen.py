@@ -11,6 +11,16 @@ class ListenError(StranglerError):
     """The listen address can't be bound (in use, not ours, not an address)."""
 
 
+def taken_hint(key: str, port: int, *, written: bool) -> str:
+    """What to write when the address of config key `key` can't be bound. A user who never
+    wrote the key (a second gateway on one machine, both on the default admin port) learns its
+    name here."""
+    unwritten = "" if written else f"`{key}` is not set, so its default was used; "
+    off = ", or null to turn it off" if key == "admin.listen" else ""
+    suggested = port + 1 if 0 < port < 65535 else 0
+    return f"{unwritten}set `{key}:` to a free address, e.g. 127.0.0.1:{suggested}{off}"
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 

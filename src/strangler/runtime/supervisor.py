@@ -33,7 +33,7 @@ from strangler.config import Config, split_listen
 from strangler.errors import ConfigError
 from strangler.observe.exposition import MetricsHub
 from strangler.observe.metrics_pipe import PipeReader, PipeWriter, metrics_pipe
-from strangler.proxy.listen import listen_socket, reserve_port
+from strangler.proxy.listen import ListenError, listen_socket, reserve_port, taken_hint
 from strangler.runtime.snapshot import Snapshot
 from strangler.runtime.snapshot_build import load_snapshot, source_mtime
 from strangler.runtime.worker import Worker
@@ -59,7 +59,11 @@ def run(config_path: str, *, workers: int, watch: bool) -> int:
     # free for any other process too until the workers bind it (the admin listener's imports
     # alone take ~0.5 s), and parallel test runs did take it.
     one = workers <= 1
-    held = listen_socket(host, port, reuse_port=False) if one else reserve_port(host, port)
+    try:
+        held = listen_socket(host, port, reuse_port=False) if one else reserve_port(host, port)
+    except ListenError as exc:
+        hint = taken_hint("listen", port, written="listen" in snapshot.config.model_fields_set)
+        raise ListenError(f"listen: {exc}; {hint}") from exc
     port = int(held.getsockname()[1])
     admin_sock = None
     try:
