@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 from urllib.parse import urlsplit
 
 import orjson
@@ -267,6 +267,8 @@ def _segment_text(segment: Segment) -> str:
                 parts.append(f":{token.text}")
             case TokenKind.GLOB:
                 parts.append(f"*{token.text}")
+            case _:
+                assert_never(token.kind)
     return "".join(parts)
 
 
