@@ -14,12 +14,17 @@ routes relative to where it is mounted. Rules:
 - Adjacent rows that differ only in verb (a resource's PATCH and PUT) become one route,
   `"PATCH|PUT /projects/:id(.:format)"`; an empty Verb is `ANY`.
 - Requirements printed after the action (`{:id=>/\\d+/}`, Ruby 3.4's `{id: /\\d+/}`) are
-  recorded. Regex constraints are not enforced by the gateway's matcher, so the route is
-  imported without its constraint and gets a note: every imported route is stage `legacy`, so
-  a request the unconstrained pattern catches still goes to Rails, which applies the constraint
+  recorded. The gateway matches by method and path pattern only, so every one of them is
+  dropped, and each route says which in a note: every imported route is stage `legacy`, so a
+  request the unconstrained pattern catches still goes to Rails, which applies the constraint
   itself (the same place it would reach unmatched). Skipping the route would lose its name for
-  the day it moves; the note says to check the constraint before that day. Defaults
-  (`{:format=>:json}`) restrict nothing and get no note.
+  the day it moves; the note says to check the constraint before that day. Three kinds:
+  a regex on a path param, `:format` included (`{:id=>/\\d+/}`, `format: /json/`); a request
+  constraint on the host, which Rails' Mapper prints among the defaults when its value is a
+  String or an Integer (`constraints: {subdomain: "api"}` prints `{:subdomain=>"api"}`); and a
+  default (`{:format=>:json}`), which restricts nothing but is a value Rails fills in that the
+  new backend will have to fill in too. Constraints `rails routes` does not print (a lambda,
+  a regex on the host, `constraints(...) do` blocks) cannot be noted.
 - Redirects (`redirect(301, /new)`) and Rack apps are imported with a note: legacy serves them.
   A mounted Rack app that is not an engine (empty Verb, no routes section) matches everything
   below its mount point, as Rails' `mount` does: `"ANY /status(/*mounted_path)"`.
@@ -36,8 +41,10 @@ routes relative to where it is mounted. Rules:
   numeric suffix. Engine routes start with the mount's name (`blog.posts.index`,
   `news.blog.posts.index`).
 - Every match is checked with `parse_match`; a pattern it refuses is skipped with its error. A
-  match equal to an earlier one (possible once constraints are dropped) is skipped: the first
-  always wins, so the second would never be used.
+  route an earlier imported route takes every request of (overlap.unreachable: possible once
+  constraints are dropped, or when Rails told them apart by a constraint it does not print)
+  is skipped, naming the earlier route: the first always wins, so it would never be used, and
+  the config would refuse it.
 - Anything else (warnings printed before the table, truncated rows) is skipped with its
   1-based line number and the reason.
 """
@@ -49,12 +56,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from strangler.routing.pattern import (
-    PatternError,
-    RoutePattern,
-    TokenKind,
-    parse_match,
-)
+from strangler.routing.overlap import unreachable
+from strangler.routing.pattern import PatternError, RoutePattern, parse_match
 
 
 class Layout(enum.Enum):
@@ -73,6 +76,20 @@ class RouteKind(enum.Enum):
     MOUNT = "mount"  # a mounted Rack app that is not an engine: every path below it
 
 
+class RequirementKind(enum.Enum):
+    """What one entry of the requirements hash does in Rails."""
+
+    PATH_CONSTRAINT = "path_constraint"  # a regex a path param must match
+    REQUEST_CONSTRAINT = "request_constraint"  # the host: subdomain, domain, host, protocol, port
+    DEFAULT = "default"  # a value Rails fills in; restricts nothing
+
+
+# ActionDispatch::Routing::Mapper::URL_OPTIONS: Mapping#initialize copies these from a route's
+# `constraints:` hash into its defaults when the value is a String or an Integer, which is why
+# `rails routes` prints them; as constraints they restrict the request's host, not its path.
+_REQUEST_CONSTRAINT_KEYS = frozenset({"protocol", "subdomain", "domain", "host", "port"})
+
+
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """One entry of the requirements hash: `value` is Ruby's inspect text (`/\\d+/`, `:json`)."""
@@ -80,6 +97,14 @@ class Requirement:
     key: str
     value: str
     is_regex: bool
+
+    @property
+    def kind(self) -> RequirementKind:
+        if self.is_regex:
+            return RequirementKind.PATH_CONSTRAINT
+        if self.key in _REQUEST_CONSTRAINT_KEYS:
+            return RequirementKind.REQUEST_CONSTRAINT
+        return RequirementKind.DEFAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +120,12 @@ class ImportedRoute:
     requirements: tuple[Requirement, ...]
     notes: tuple[str, ...]
     lines: tuple[int, ...]
+
+    @property
+    def constraints(self) -> tuple[Requirement, ...]:
+        """The requirements that restrict, in Rails, which requests reach this route; the
+        gateway enforces none of them, so the route takes more requests here than in Rails."""
+        return tuple(r for r in self.requirements if r.kind is not RequirementKind.DEFAULT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,14 +561,31 @@ def _choose_names(
     return names
 
 
+def _hash_text(requirements: Sequence[Requirement]) -> str:
+    return "{" + ", ".join(f"{req.key}: {req.value}" for req in requirements) + "}"
+
+
 def _notes(item: _Placed, kind: RouteKind) -> tuple[str, ...]:
     notes: list[str] = []
     row = item.row
-    regexes = [f"{req.key}: {req.value}" for req in row.requirements if req.is_regex]
-    if regexes:
+    by_kind = {
+        wanted: [req for req in row.requirements if req.kind is wanted]
+        for wanted in RequirementKind
+    }
+    if by_kind[RequirementKind.PATH_CONSTRAINT]:
         notes.append(
-            f"constraint {{{', '.join(regexes)}}} not enforced by the gateway; Rails applies it "
-            "(check it before stage new)"
+            f"constraint {_hash_text(by_kind[RequirementKind.PATH_CONSTRAINT])} not enforced by "
+            "the gateway; Rails applies it (check it before stage new)"
+        )
+    for req in by_kind[RequirementKind.REQUEST_CONSTRAINT]:
+        notes.append(
+            f"{req.key} constraint {req.value} not enforced: the gateway routes by method and "
+            "path, for any host (check it before stage new)"
+        )
+    if by_kind[RequirementKind.DEFAULT]:
+        notes.append(
+            f"default {_hash_text(by_kind[RequirementKind.DEFAULT])} is set by Rails, not the "
+            "gateway (the new backend must set it too)"
         )
     if kind is RouteKind.REDIRECT:
         notes.append(f"{row.target}: the redirect is answered by Rails")
@@ -556,20 +604,18 @@ def _skip_reason(row: _Row) -> str | None:
     return None
 
 
-# A pattern with its param and glob names erased: two routes of one shape match the same paths.
-_Shape = tuple[tuple[tuple[tuple[TokenKind, str], ...], ...], ...]
-
-
-def _shape(pattern: RoutePattern) -> _Shape:
-    return tuple(
-        tuple(
-            tuple(
-                (token.kind, token.text if token.kind is TokenKind.LITERAL else "")
-                for token in segment
-            )
-            for segment in alternative
-        )
-        for alternative in pattern.alternatives
+def _hidden_reason(earlier: _Placed, earlier_match: str) -> str:
+    constraints = [r for r in earlier.row.requirements if r.kind is not RequirementKind.DEFAULT]
+    why = (
+        f"Rails kept them apart by its constraint {_hash_text(constraints)}, which the gateway "
+        "does not enforce"
+        if constraints
+        else "Rails keeps them apart only by a constraint `rails routes` does not print (a "
+        "lambda, a host regex), if at all"
+    )
+    return (
+        f"{earlier_match!r} (line {earlier.row.line}) comes first and takes all the same "
+        f"requests, so this route would never be used ({why})"
     )
 
 
@@ -590,8 +636,7 @@ def parse_routes(text: str) -> RoutesImport:
     engines = set(reader.sections)
     placed = _merge_verbs(_place(reader.rows, engines, reader))
 
-    kept: list[tuple[_Placed, RouteKind, str]] = []
-    seen: dict[tuple[frozenset[str] | None, _Shape], tuple[int, str]] = {}
+    candidates: list[tuple[_Placed, RouteKind, str, RoutePattern]] = []
     for item in placed:
         row = item.row
         kind = _kind(row)
@@ -613,18 +658,16 @@ def parse_routes(text: str) -> RoutesImport:
         except PatternError as exc:
             reader.skip(row.line, match, f"the gateway cannot match this pattern: {exc}")
             continue
-        key = (pattern.verbs, _shape(pattern))
-        if key in seen:
-            line, earlier = seen[key]
-            reader.skip(
-                row.line,
-                match,
-                f"matches the same requests as {earlier!r} (line {line}), which comes first, so "
-                "it would never be used (Rails told them apart by a constraint)",
-            )
-            continue
-        seen[key] = (row.line, match)
-        kept.append((item, kind, match))
+        candidates.append((item, kind, match, pattern))
+
+    hidden = dict(unreachable([pattern for *_, pattern in candidates]))
+    kept: list[tuple[_Placed, RouteKind, str]] = []
+    for index, (item, kind, match, _) in enumerate(candidates):
+        if index in hidden:
+            earlier, _, earlier_match, _ = candidates[hidden[index]]
+            reader.skip(item.row.line, match, _hidden_reason(earlier, earlier_match))
+        else:
+            kept.append((item, kind, match))
 
     names = _choose_names([(item, kind) for item, kind, _ in kept], _engine_namespaces(reader.rows))
     routes = tuple(
