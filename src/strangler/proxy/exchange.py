@@ -196,7 +196,8 @@ class Exchange:
     def fail(self, kind: FailureKind) -> None:
         self.conn = None
         self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
-        is_refused = kind is FailureKind.CONNECT_REFUSED
+        # Nothing reached the backend: the request can safely go to legacy instead.
+        is_refused = kind is FailureKind.CONNECT_REFUSED or kind is FailureKind.DNS_FAILED
         if is_refused and self.fallback is not None and self.fall_back(kind.status()):
             return
         self.client.fail_exchange(self, kind)

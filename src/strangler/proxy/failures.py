@@ -60,6 +60,8 @@ class FailureKind(enum.Enum):
     """Why an upstream exchange failed before its answer could start."""
 
     CONNECT_REFUSED = "connect_refused"
+    # The backend's host name did not resolve: a typo or a DNS outage, not a server that is down.
+    DNS_FAILED = "dns_failed"
     CONNECT_TIMEOUT = "connect_timeout"
     POOL_TIMEOUT = "pool_timeout"
     RESET = "upstream_reset"
@@ -75,6 +77,7 @@ class FailureKind(enum.Enum):
 
 _FAILURE_STATUS = {
     FailureKind.CONNECT_REFUSED: 502,
+    FailureKind.DNS_FAILED: 502,
     FailureKind.CONNECT_TIMEOUT: 504,
     FailureKind.POOL_TIMEOUT: 503,
     FailureKind.RESET: 502,
@@ -83,6 +86,7 @@ _FAILURE_STATUS = {
 }
 _FAILURE_TITLE = {
     FailureKind.CONNECT_REFUSED: "Upstream unreachable",
+    FailureKind.DNS_FAILED: "Upstream host name did not resolve",
     FailureKind.CONNECT_TIMEOUT: "Upstream connect timed out",
     FailureKind.POOL_TIMEOUT: "Upstream connection pool exhausted",
     FailureKind.RESET: "Upstream closed the connection before answering",

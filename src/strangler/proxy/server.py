@@ -960,6 +960,13 @@ class ClientConnection(asyncio.Protocol):
         exchange.status = kind.status()
         if not exchange.request_done or exchange.is_upgrade:
             exchange.keep_alive = False
+        self.worker.gateway_errors.note(
+            exchange.decision.route_label,
+            kind.value,
+            kind.status(),
+            detail,
+            exchange.request_id.decode("latin-1"),
+        )
         self.write(exchange.problem(kind.status(), kind.title(), detail, kind.value))
         self.exchange_done(exchange)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -449,6 +450,10 @@ class UpstreamPool:
         except TimeoutError:
             self._counters.inc("upstream_connect_failures_total", target.name, "timeout")
             self._fail_or_next(client, FailureKind.CONNECT_TIMEOUT)
+            return
+        except socket.gaierror:
+            self._counters.inc("upstream_connect_failures_total", target.name, "dns")
+            self._fail_or_next(client, FailureKind.DNS_FAILED)
             return
         except OSError:
             self._counters.inc("upstream_connect_failures_total", target.name, "refused")

@@ -33,6 +33,7 @@ from strangler.errors import ConfigError
 from strangler.identity.bridge import IdentityBridge
 from strangler.identity.tokens import KeyRingError, KeyRingFile
 from strangler.observe.counters import Counters
+from strangler.observe.gateway_errors import GatewayErrorLog
 from strangler.observe.metrics import WorkerMetrics
 from strangler.observe.traffic import TrafficCounter
 from strangler.observe.windows import WindowRecorder
@@ -129,6 +130,7 @@ class Worker:
         self.journal = make_journal(snapshot.config, snapshot.source)
         self.shadow.journal = self.journal
         self.traffic = TrafficCounter(time.time())
+        self.gateway_errors = GatewayErrorLog(loop.time)
         self.windows = WindowRecorder(time.time())
         self.new_backend = snapshot.config.new_side_backend
         store = snapshot.config.store
