@@ -11,6 +11,7 @@ import contextlib
 import re
 import socket
 import stat
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ from strangler.demo.new_app import (
 from strangler.demo.runner import (
     SECRET_KEY_BASE_FILE,
     demo_config,
+    demo_dir,
     load_demo_config,
     run_demo,
     write_demo_config,
@@ -800,7 +802,12 @@ def test_run_demo_sends_traffic_through_the_real_gateway(
     # How to watch the canary and break it, with the runner's own config path and ports.
     config = re.search(r"gateway config +(\S+/demo\.yaml)$", out, re.MULTILINE)
     assert config is not None, out
-    assert f"canary: strangler rollout status {CANARY_ROUTE} --config {config[1]}\n" in out
+    # The same path every run on this port, so an exported STRANGLER_CONFIG keeps working.
+    assert config[1] == str(demo_dir(gateway_port) / "demo.yaml")
+    assert f"  . {sys.prefix}/bin/activate   # puts `strangler` on PATH\n" in out
+    assert f"  export STRANGLER_CONFIG={config[1]}   # every strangler command" in out
+    assert f"canary: strangler rollout status {CANARY_ROUTE}\n" in out
+    assert f"--config {config[1]}" not in out
     assert "5, 25, 50 and 100 % of users, one step per healthy 10 s interval" in out
     chaos_url = f"http://127.0.0.1:{new_port}{CHAOS_PATH}"
     assert (

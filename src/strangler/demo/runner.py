@@ -38,6 +38,7 @@ import contextlib
 import errno
 import os
 import queue
+import shlex
 import shutil
 import signal
 import socket
@@ -354,6 +355,7 @@ def _print_banner(
     chaos: ChaosMode,
 ) -> None:
     gateway, legacy, new = urls["gateway"], urls["legacy"], urls["new"]
+    setup = _shell_setup(config)
     access_log = config.parent / str(load_demo_config()["access_log"]["path"])
     chaos_url = new + CHAOS_PATH
     chaos_delay_ms = round(CHAOS_DELAY_S * 1000)
@@ -383,6 +385,10 @@ strangler demo is running
   gateway config        {config}
   access log            {access_log}   (one JSON line per request: tail -f it)
 
+The commands below run in another terminal, once it has these two lines (`strangler` lives in
+the virtualenv, and STRANGLER_CONFIG saves typing --config on every command):
+{setup}
+
 Who answered? The new app says X-Served-By: new; the legacy app sends Rails' X-Runtime:
   curl -i {gateway}/api/projects.json          # new
   curl -i {gateway}/api/projects/1.json        # the canary: new or legacy, sticky per client
@@ -401,26 +407,45 @@ the same way, with the page's CSRF token. Or with curl:
 
 The tasks API is shadowed: legacy answers, the new app gets a copy, the gateway compares them.
 In another terminal, see what differs (and what was learned as noise):
-  strangler diffs --config {config}
-  strangler diffs projects.tasks.api --config {config}
-  strangler diffs projects.tasks.api --examples --config {config}
+  strangler diffs
+  strangler diffs projects.tasks.api
+  strangler diffs projects.tasks.api --examples
 
 The project detail API ({CANARY_ROUTE}) is a canary: the gateway's analyzer moves it to the new
 app for {plan}, then to stage new. In another terminal, watch its verdicts (with their numbers)
 and every change, or every route at once:
-  canary: strangler rollout status {CANARY_ROUTE} --config {config}
-          strangler status --config {config}
+  canary: strangler rollout status {CANARY_ROUTE}
+          strangler status
+          strangler progress   # the whole migration: routes by stage, share answered by new
 Break it before it completes: the new app's chaos switch makes that route answer 503 ("fail")
 or {chaos_delay_ms} ms late ("slow"), and the next interval rolls the canary back to legacy.
   break it: curl -X POST {chaos_url} -d '{{"mode":"fail"}}' -H 'content-type: application/json'
   the mode: curl {chaos_url}   ("ok" heals it)
 {starts_broken}To start broken, set {CHAOS_ENV}=fail (or slow) before starting the demo. Or act
-yourself: strangler pause|resume|promote|rollback {CANARY_ROUTE} -r "why" --config {config}
+yourself: strangler pause|resume|promote|rollback {CANARY_ROUTE} -r "why"
 
 Sending {rate_per_s:g} actions/s of demo traffic (mostly single requests) into the gateway
 {api_traffic}; some of it logs in and checks /api/me. Ctrl-C to stop.
 """,
         flush=True,
+    )
+
+
+def demo_dir(gateway_port: int) -> Path:
+    """Where a running demo keeps its config: the same path every run on this port, so a
+    terminal that exported STRANGLER_CONFIG keeps working after the demo restarts."""
+    return Path(tempfile.gettempdir()) / f"strangler-demo-{gateway_port}"
+
+
+def _shell_setup(config: Path) -> str:
+    """The lines that make the banner's commands work in a new terminal."""
+    activate = ""
+    if sys.prefix != sys.base_prefix:
+        # Installed in a virtualenv (`make demo`'s .venv): `strangler` is on PATH only inside.
+        activate = f"  . {shlex.quote(sys.prefix)}/bin/activate   # puts `strangler` on PATH\n"
+    return (
+        f"{activate}  export STRANGLER_CONFIG={shlex.quote(str(config))}"
+        "   # every strangler command finds the demo's config"
     )
 
 
@@ -449,7 +474,7 @@ def run_demo(
         # While starting up, SIGTERM unwinds like Ctrl-C, so the finally below still cleans up.
         signal.signal(signal.SIGTERM, _raise_interrupt)
     children: list[_Child] = []
-    config_dir = Path(tempfile.mkdtemp(prefix="strangler-demo-"))
+    config_dir = demo_dir(gateway_port)
     urls = {name: f"http://{HOST}:{port}" for name, port in
             (("gateway", gateway_port), ("legacy", legacy_port), ("new", new_port))}  # fmt: skip
     exit_code = 1
@@ -479,6 +504,10 @@ def run_demo(
         )
         _wait_healthy(children[0], f"{urls['legacy']}/up")
         _wait_healthy(children[1], f"{urls['new']}/healthz")
+        # The ports are free, so no other demo on this port uses the folder: what is left in it
+        # is a crashed run's.
+        shutil.rmtree(config_dir, ignore_errors=True)
+        config_dir.mkdir(parents=True)
         config_path = write_demo_config(config_dir, config)
         children.append(_start_gateway(config_path, gateway_port))
         admin_url = _wait_gateway_ready(children[2])
