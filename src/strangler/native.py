@@ -1,14 +1,17 @@
 """The gateway's hot path, compiled: which modules mypyc turns into C extensions, and whether the
 build in use is current.
 
-`make native` (run by `make setup`, so by `make test`, `make demo` and `make bench`) compiles
-the modules below with mypyc, the compiler that ships with mypy, into C extensions placed
-beside their sources; an extension wins the import over its `.py`. The sources stay the truth:
-without a build they run unchanged as pure Python, and every test runs against whichever is in
-use. Compiled modules of one group call each other directly, not through their module
-attributes, so a single edited source makes the whole build stale; the package then imports
-every compiled module from its source (`prefer_sources`), so what runs is always what the
-sources say, slower until `make native` runs again.
+Building the package (`pip install strangler`, `pip install .`; setup.py) compiles the modules
+below with mypyc, the compiler that ships with mypy, into C extensions installed beside their
+sources; an extension wins the import over its `.py`. In a source checkout `make native` (run by
+`make setup`, so by `make test`, `make demo` and `make bench`) builds them in place through the
+same setup.py. The sources stay the truth: without a build they run unchanged as pure Python,
+and every test runs against whichever is in use. Compiled modules of one group call each other
+directly, not through their module attributes, so in a checkout a single edited source makes the
+whole build stale; the package then imports every compiled module from its source
+(`prefer_sources`), so what runs is always what the sources say, slower until `make native` runs
+again. An installed package is never stale: its extensions and sources come from one build,
+whatever dates the installer gave the files.
 
 These modules run for every request: parsing, forwarding, routing and the shadow copy, and the
 objects they read; and the diff engine, for every shadow answer that is not byte-identical to
@@ -66,6 +69,8 @@ COMPILED_MODULES: Final = (
 
 # The shared library that holds the group's code; each module's own extension is a small shim.
 GROUP: Final = "strangler._native"
+# The C compiler's optimisation level (mypyc's default), the same for the wheel and `make native`.
+OPT_LEVEL: Final = "3"
 
 _SRC: Final = Path(__file__).resolve().parent.parent
 
@@ -87,8 +92,18 @@ def built_extensions(src: Path = _SRC) -> list[Path]:
     return found
 
 
+def is_source_checkout(src: Path = _SRC) -> bool:
+    """Whether `src` is a checkout's source root (the native build script beside it), not an
+    installed package."""
+    return (src.parent / "tools" / "build_native.py").is_file()
+
+
 def stale_sources(src: Path = _SRC) -> list[Path]:
-    """The compiled modules' sources edited after the build under `src` (none without one)."""
+    """The compiled modules' sources edited after the build under `src` (none without one, and
+    none in an installed package: pip dates each file when it unpacks it, so a source may look
+    a moment newer than the extension built from it)."""
+    if not is_source_checkout(src):
+        return []
     built = built_extensions(src)
     if not built:
         return []
@@ -149,4 +164,16 @@ def describe() -> str:
     if stale := stale_sources():
         names = ", ".join(path.name for path in stale)
         return f"hot path in pure Python: its compiled build is older than {names} (`make native`)"
-    return "hot path in pure Python (`make native` compiles it)"
+    return f"hot path in pure Python ({how_to_compile()})"
+
+
+def how_to_compile(src: Path = _SRC) -> str:
+    """How the user of the package under `src` gets its hot path compiled."""
+    if is_source_checkout(src):
+        return "`make native` compiles it"
+    # pip caches the wheel it built from source, and would reinstall the pure one from there.
+    return (
+        "this install has no compiled build: install a C compiler and the Python headers "
+        "(Debian: apt-get install gcc python3-dev), then reinstall strangler from source: "
+        "pip install --no-deps --force-reinstall --no-cache-dir --no-binary strangler strangler"
+    )

@@ -16,8 +16,14 @@ from strangler import native
 _SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
-def _tree(tmp_path: Path, *, built_at: float | None) -> Path:
-    """A source root holding every compiled module's `.py`, and a build of them if `built_at`."""
+def _tree(tmp_path: Path, *, built_at: float | None, is_checkout: bool = True) -> Path:
+    """A source root holding every compiled module's `.py`, and a build of them if `built_at`;
+    in a checkout (the native build script beside it) or as an installed package."""
+    if is_checkout:
+        script = tmp_path / "tools" / "build_native.py"
+        script.parent.mkdir()
+        script.write_text("")
+    tmp_path = tmp_path / "src"
     for module in native.COMPILED_MODULES:
         source = native.source_path(module, tmp_path)
         source.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +63,34 @@ def test_the_oldest_extension_dates_the_build(tmp_path: Path) -> None:
     stem = src.joinpath(*native.COMPILED_MODULES[0].split("."))
     os.utime(stem.with_name(stem.name + _SUFFIX), (500, 500))
     assert len(native.stale_sources(src)) == len(native.COMPILED_MODULES)
+
+
+def test_an_installed_package_is_never_stale(tmp_path: Path) -> None:
+    # pip writes each file at its own moment: a source may be newer than its extension.
+    src = _tree(tmp_path, built_at=2_000, is_checkout=False)
+    os.utime(native.source_path("strangler.proxy.exchange", src), (3_000, 3_000))
+    assert native.stale_sources(src) == []
+
+
+@pytest.mark.parametrize(
+    ("is_checkout", "hint", "not_in_hint"),
+    [
+        (True, "`make native` compiles it", "pip"),
+        (False, "pip install --no-deps --force-reinstall --no-cache-dir --no-binary", "make"),
+    ],
+)
+def test_the_pure_python_hint_fits_how_strangler_was_installed(
+    tmp_path: Path, is_checkout: bool, hint: str, not_in_hint: str
+) -> None:
+    src = _tree(tmp_path, built_at=None, is_checkout=is_checkout)
+    assert native.is_source_checkout(src) is is_checkout
+    assert hint in native.how_to_compile(src)
+    assert not_in_hint not in native.how_to_compile(src)
+
+
+def test_this_checkout_is_one() -> None:
+    assert native.is_source_checkout()
+    assert native.how_to_compile() == "`make native` compiles it"
 
 
 @pytest.mark.skipif(
