@@ -44,6 +44,7 @@ from strangler.routing.canary import (
     weight_to_bp,
 )
 from strangler.routing.model import SUPPORTED_STAGES, Stage
+from strangler.routing.overlap import unreachable
 from strangler.routing.pattern import PatternError, parse_match
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
@@ -821,6 +822,7 @@ class Config(_Model):
                 )
             seen.setdefault(route.name, index)
         problems.extend(self._check_canaries())
+        problems.extend(self._check_reachable())
         if self.admin.listen is not None:
             admin_host, admin_port = split_listen(self.admin.listen)
             if admin_port and (admin_host, admin_port) == split_listen(self.listen):
@@ -845,6 +847,23 @@ class Config(_Model):
         if route.stage is Stage.CANARY:
             return route.canary.backend is None
         return False
+
+    def _check_reachable(self) -> list[_RefError]:
+        """A route an earlier one takes every request of can never match: it is a mistake in
+        the order (Rails' own router is first-match too), never something to accept quietly."""
+        patterns = [parse_match(route.match) for route in self.routes]
+        problems: list[_RefError] = []
+        for later, earlier in unreachable(patterns):
+            first = self.routes[earlier]
+            problems.append(
+                _RefError(
+                    ("routes", later, "match"),
+                    f"can never match: routes[{earlier}] ({first.name}, {first.match!r}) comes "
+                    f"first and takes every request of route {self.routes[later].name!r}; "
+                    "move this route above it, or narrow that one",
+                )
+            )
+        return problems
 
     def _check_canaries(self) -> list[_RefError]:
         """Canary routes: `identity` needs `rails:`, and a group has one value per setting."""

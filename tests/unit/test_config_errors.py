@@ -221,3 +221,51 @@ def test_cross_reference_problems_are_all_reported() -> None:
         (6, "routes[1].shadow.backend"),
         (6, "routes[1].name"),
     ]
+
+
+def test_a_route_an_earlier_one_takes_whole_is_refused_naming_both() -> None:
+    problems = _problems(
+        """\
+        backends:
+          legacy: {url: "http://x:1"}
+        routes:
+          - {name: projects.show, match: "GET /projects/:id"}
+          - {name: projects.new, match: "GET /projects/new"}
+          - {name: projects.edit, match: "GET /projects/:id/edit"}
+          - {name: everything, match: "ANY /*path"}
+          - {name: late, match: "POST /x"}
+        """
+    )
+    assert problems == [
+        (
+            5,
+            "routes[1].match",
+            "can never match: routes[0] (projects.show, 'GET /projects/:id') comes first and "
+            "takes every request of route 'projects.new'; move this route above it, or narrow "
+            "that one",
+        ),
+        (
+            8,
+            "routes[4].match",
+            "can never match: routes[3] (everything, 'ANY /*path') comes first and takes every "
+            "request of route 'late'; move this route above it, or narrow that one",
+        ),
+    ]
+
+
+def test_routes_that_only_share_some_requests_are_fine() -> None:
+    config = parse_config(
+        textwrap.dedent(
+            """\
+            backends: {legacy: {url: "http://x:1"}}
+            routes:
+              - {name: projects.new, match: "GET /projects/new"}
+              - {name: projects.show, match: "GET /projects/:id(.:format)"}
+              - {name: writes, match: "POST|PATCH /projects/:id"}
+              - {name: rest, match: "ANY /*path"}
+            """
+        ),
+        "s.yaml",
+    )
+    assert [route.name for route in config.routes] == [
+        "projects.new", "projects.show", "writes", "rest"]  # fmt: skip

@@ -23,6 +23,7 @@ Every error names what is wrong and the 1-based character of the whole `match` s
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -137,6 +138,9 @@ class RoutePattern:
         }
 
 
+# A config's patterns are parsed by its validation, its reachability check and its route table;
+# a reload parses the same strings again. The result is immutable, so one parse serves all.
+@functools.lru_cache(maxsize=8192)
 def parse_match(match: str) -> RoutePattern:
     """Parse ``"VERBS /path/pattern"``; raises PatternError naming the problem and its character."""
     verb_start = len(match) - len(match.lstrip())
