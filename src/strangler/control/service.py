@@ -123,6 +123,22 @@ class ControlService:
             raise UnknownRoute(name)
         return entries
 
+    def _refuse_without_new_backend(self, state: UnitState) -> None:
+        """Legacy and shadow lead to stages that send requests to the new backend; a file with
+        none (day one of a migration) can't take that step, whoever asks."""
+        if self.base.new_backend is not None or state.stage not in (Stage.LEGACY, Stage.SHADOW):
+            return
+        for route in self.base.routes:
+            if unit_of(route) != state.unit:
+                continue
+            own = route.shadow.backend if state.stage is Stage.LEGACY else route.canary.backend
+            if own is None:
+                raise ChangeRefused(
+                    f"{state.unit} stays in {state.stage.value}: the config has no new backend "
+                    "to send its requests to; add a backend named `new` (or set `new_backend:`), "
+                    "reload the gateway, then promote"
+                )
+
     def _yaml_unit(self, name: str) -> str | None:
         for route in self.base.routes:
             if name in (route.name, unit_of(route)):
@@ -154,6 +170,7 @@ class ControlService:
         """One step forward: legacy → shadow → canary (first step, or `weight`) → next step →
         new. Leaving shadow needs the evidence gate unless `force`."""
         state = self.unit(name)
+        self._refuse_without_new_backend(state)
         gate = self.gate(state) if state.stage is Stage.SHADOW else None
         if gate is not None and not gate.passed and not force:
             raise ChangeRefused(
