@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from strangler.routing import PatternError, RouteMatcher, RoutePattern, TokenKind, parse_match
 from strangler.routing.overlap import (
     covers,
+    covers_paths,
     escaping_request,
+    first_cover,
     taken_request,
     takes_some,
     unreachable,
@@ -213,3 +215,24 @@ def test_taken_request_is_one_the_earlier_route_really_takes(
         for _ in range(10):
             method, path = data.draw(requests_of(later))
             assert _winner(earlier, later, method, path) == 1, (method, path)
+
+
+def test_first_cover_names_the_first_covering_route() -> None:
+    earlier = [parse_match(m) for m in ("GET /users/:id", "GET /projects/:id", "ANY /*path")]
+    assert first_cover(earlier, parse_match("GET /projects/:slug")) == 1
+    assert first_cover(earlier, parse_match("POST /projects/:slug")) == 2
+    assert first_cover(earlier, parse_match("GET /")) is None
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "expected"),
+    [
+        # Methods do not count: the catch-all matches every path the GET route does.
+        ("GET /*unmatched", "ANY /blog/*rest", True),
+        ("GET /projects/:id", "GET /projects/new", True),
+        ("GET /projects/new", "GET /projects/:id", False),
+        ("GET (/:locale)/about", "GET /photos/:id", False),
+    ],
+)
+def test_covers_paths(earlier: str, later: str, expected: bool) -> None:
+    assert covers_paths(parse_match(earlier), parse_match(later)) is expected

@@ -22,8 +22,10 @@ default: legacy
 routes:
   - name: projects.index
     match: "GET /projects(.:format)"
+  # Without `(.:format)`, so `/projects/new.json` still reaches projects.new (the config
+  # refuses a route an earlier one takes every request of).
   - name: projects.show
-    match: "GET /projects/:id(.:format)"
+    match: "GET /projects/:id"
     stage: shadow
   - name: projects.new
     match: "GET /projects/new(.:format)"
@@ -102,7 +104,9 @@ def test_text_names_the_route_its_params_stage_and_each_miss(
     assert misses[0].endswith(
         "method PUT is not GET; path: the path goes on after the pattern ends (`/42.json`)"
     )
-    assert misses[1].endswith("method PUT is not GET")
+    assert misses[1].endswith(
+        "method PUT is not GET; path: segment 2 `42.json` has a `.`, which `:id` never matches"
+    )
     assert misses[2].endswith(
         "method PUT is not GET; path: segment 2 `42.json` does not fit `new.:format`"
     )
@@ -118,7 +122,12 @@ def test_an_unmatched_request_goes_to_the_default_and_every_route_says_why(
     assert report["backend"] == "legacy"
     reasons = {miss["name"]: miss["reason"] for miss in report["tried"]}
     assert len(reasons) == 8
-    assert reasons["projects.show"] == "path: segment 2 `1.2.json` does not fit `:id.:format`"
+    assert reasons["projects.show"] == (
+        "path: segment 2 `1.2.json` has a `.`, which `:id` never matches"
+    )
+    assert reasons["projects.update"] == (
+        "method GET is not PATCH|PUT; path: segment 2 `1.2.json` does not fit `:id.:format`"
+    )
     assert reasons["status"] == "path: segment 1 is `projects`, not `status`"
     assert reasons["reports"] == "path: segment 1 is `projects`, not `reports`"
     assert reasons["status.head"] == (
@@ -133,7 +142,7 @@ def test_normalize_routes_the_rewritten_path(
     path.write_text(CONFIG.replace("default: legacy", "default: legacy\npath_policy: normalize"))
     lines = run_text(load_snapshot(path), "GET /projects//x/../7", capsys)
     assert lines[1] == "  routed as /projects/7 (path_policy normalize)"
-    assert lines[2] == "-> route #2 projects.show: GET /projects/:id(.:format)"
+    assert lines[2] == "-> route #2 projects.show: GET /projects/:id"
 
 
 def test_unmatched_text_says_the_default_backend_answers(

@@ -258,10 +258,42 @@ def escaping_request(earlier: RoutePattern, later: RoutePattern) -> tuple[str, s
     return shared, _request_path(path)
 
 
+def _first_segments(pattern: RoutePattern) -> frozenset[str] | None:
+    """Every first path segment the pattern allows, when each is one literal ("" for `/`)."""
+    firsts: set[str] = set()
+    for alternative in pattern.alternatives:
+        if not alternative:
+            firsts.add("")
+        elif len(alternative[0]) == 1 and alternative[0][0].kind is TokenKind.LITERAL:
+            firsts.add(alternative[0][0].text)
+        else:
+            return None
+    return frozenset(firsts)
+
+
+def _are_apart(a: RoutePattern, b: RoutePattern) -> bool:
+    """True when no path can match both because their literal first segments differ: the cheap
+    test that settles most pairs of a real route table (`/projects/...` and `/users/...`)."""
+    a_firsts, b_firsts = _first_segments(a), _first_segments(b)
+    return a_firsts is not None and b_firsts is not None and a_firsts.isdisjoint(b_firsts)
+
+
 def covers(earlier: RoutePattern, later: RoutePattern) -> bool:
     """True when `earlier`, placed before `later`, takes every request `later` could match, so
     `later` never matches. Exact for method and path; False when undecided (past the bound)."""
-    if _escaping_method(earlier.verbs, later.verbs) is not None:
+    if _escaping_method(earlier.verbs, later.verbs) is not None or _are_apart(earlier, later):
+        return False
+    try:
+        path = _first_path(_automaton(later), _automaton(earlier), wants_both=False)
+    except _Undecided:
+        return False
+    return path is None
+
+
+def covers_paths(earlier: RoutePattern, later: RoutePattern) -> bool:
+    """True when `earlier` matches every path `later` does, whatever their methods: `later`,
+    moved above `earlier`, would take all of `earlier`'s requests in the methods they share."""
+    if _are_apart(earlier, later):
         return False
     try:
         path = _first_path(_automaton(later), _automaton(earlier), wants_both=False)
@@ -274,7 +306,7 @@ def taken_request(earlier: RoutePattern, later: RoutePattern) -> tuple[str, str]
     """A request (method, path) of `later` that `earlier`, placed before it, takes; None if
     `earlier` takes none of them (or the question is past the bound)."""
     method = _shared_method(earlier.verbs, later.verbs)
-    if method is None:
+    if method is None or _are_apart(earlier, later):
         return None
     try:
         path = _first_path(_automaton(later), _automaton(earlier), wants_both=True)
@@ -327,20 +359,38 @@ def unreachable(patterns: Sequence[RoutePattern]) -> list[tuple[int, int]]:
     matcher = RouteMatcher(patterns)
     found: list[tuple[int, int]] = []
     for later_index, later in enumerate(patterns):
-        samples = _sample_path(later)
         method = _sample_method(later.verbs)
-        if any(matcher.match(method, path) == later_index for path in samples):
+        if any(matcher.match(method, path) == later_index for path in _sample_path(later)):
             continue
-        for earlier_index in range(later_index):
-            earlier = patterns[earlier_index]
-            if _escaping_method(earlier.verbs, later.verbs) is not None:
-                continue
-            if any(earlier.capture(path) is None for path in samples):
-                continue
-            if covers(earlier, later):
-                found.append((later_index, earlier_index))
-                break
+        earlier_index = first_cover(patterns[:later_index], later)
+        if earlier_index is not None:
+            found.append((later_index, earlier_index))
     return found
 
 
-__all__ = ["covers", "escaping_request", "taken_request", "takes_some", "unreachable"]
+def first_cover(earlier: Sequence[RoutePattern], later: RoutePattern) -> int | None:
+    """The index of the first of `earlier` that covers `later` (see covers), or None.
+
+    Each candidate must first take `later`'s sample paths, a regex match each; only the few
+    that do are compared exactly.
+    """
+    samples = _sample_path(later)
+    for index, pattern in enumerate(earlier):
+        if _escaping_method(pattern.verbs, later.verbs) is not None:
+            continue
+        if any(pattern.capture(path) is None for path in samples):
+            continue
+        if covers(pattern, later):
+            return index
+    return None
+
+
+__all__ = [
+    "covers",
+    "covers_paths",
+    "escaping_request",
+    "first_cover",
+    "taken_request",
+    "takes_some",
+    "unreachable",
+]
