@@ -260,7 +260,11 @@ def rollout_status(
     admin: AdminOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A rollout: its step, the gate that blocks it, and its verdicts with their numbers."""
+    """Show one rollout in detail, or every route.
+
+    A rollout's stage and step, the evidence gate that blocks it, and its verdicts with their
+    numbers; without ROUTE, what `strangler status` shows.
+    """
     if route is None:
         status(config, admin, as_json)
         return
@@ -330,7 +334,9 @@ def audit(
         str | None,
         typer.Argument(help="A route or rollout group (its group's changes); default: all."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="Show at most this many changes, newest first.")
+    ] = 50,
     config: ConfigOption = Path("strangler.yaml"),
     admin: AdminOption = None,
     as_json: JsonOption = False,

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, func
 from sqlalchemy.dialects.sqlite import Insert, insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from strangler.control.store import StoreUnavailable
@@ -103,6 +103,11 @@ class SqliteShadowStore(SqlShadowStore):
         event.listen(self._engine, "begin", _on_begin)
         try:
             self._open()
+        except DatabaseError as exc:
+            self._engine.dispose()
+            # A file that is not a SQLite database ("file is not a database"): every command
+            # that opens the store reports it as it reports a locked or missing one.
+            raise StoreUnavailable(f"shadow store {self.path}: {exc.orig}") from exc
         except BaseException:
             self._engine.dispose()
             raise
