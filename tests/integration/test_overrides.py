@@ -132,6 +132,11 @@ def test_reset_through_the_admin_api_needs_a_write_token_and_an_override(
     )
     assert back.status_code == 200, back.text
     wait_until(lambda: _sides(gateway) == {"legacy"}, "the rollback")
+    # `routes --match` explains a request against the same table in force.
+    code, matched, err = _cli(gateway, "routes", "--match", "GET /api/moving")
+    assert code == 0, err
+    assert "stage legacy: backend `legacy` answers" in matched
+    assert "* moving: runtime override by token:write" in matched
     assert httpx.post(url, json={"reason": "x"}, headers=reader).status_code == 403
     assert httpx.post(url, json={"reason": "x"}).status_code == 401
 

@@ -58,9 +58,7 @@ def routes(
         )
     snapshot = _snapshot_or_exit(config, apply_overrides(base, overrides))
     if match is not None:
-        from strangler.cli.route_match import print_match
-
-        raise typer.Exit(print_match(snapshot, match, as_json=as_json))
+        raise typer.Exit(_print_match(snapshot, base, overrides, match, as_json=as_json))
     _print_routes(snapshot, base, overrides, as_json=as_json)
 
 
@@ -158,6 +156,33 @@ def _print_routes(
         typer.echo("")
         for note in notes:
             typer.echo(note)
+
+
+def _print_match(
+    snapshot: Snapshot,
+    base: Config,
+    overrides: dict[str, Override],
+    request: str,
+    *,
+    as_json: bool,
+) -> int:
+    """`--match`, with the override footnote when an override sets the matched route's stage."""
+    from strangler.cli.route_match import RequestLineError, explain, parse_request_line, print_match
+
+    code = print_match(snapshot, request, as_json=as_json)
+    if as_json or code != 0 or not overrides:
+        return code
+    try:
+        matched = explain(snapshot, parse_request_line(request)).get("route") or {}
+    except RequestLineError:
+        return code
+    route = next((r for r in base.routes if r.name == matched.get("name")), None)
+    override = None if route is None else overrides.get(unit_of(route))
+    if route is not None and override is not None:
+        typer.echo("")
+        for note in override_notes([(override.unit, route.stage.value, override.to_json())]):
+            typer.echo(note)
+    return code
 
 
 def _load_or_exit(path: Path) -> Config:
