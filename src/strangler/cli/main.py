@@ -170,6 +170,12 @@ def demo(
     ] = None,
 ) -> None:
     """Run the bundled legacy and new demo apps behind the gateway, with traffic flowing."""
+    try:
+        # The demo extra's one package: the demo apps' forms need it, the gateway never does.
+        import python_multipart  # noqa: F401
+    except ImportError:
+        typer.echo("error: the demo needs its extra: pip install 'strangler[demo]'", err=True)
+        raise typer.Exit(2) from None
     from strangler.demo.new_app import ChaosMode
     from strangler.demo.runner import run_demo
 
