@@ -4,15 +4,21 @@ Rules:
 
 - Every imported route is stage `legacy`, so importing moves no traffic: it names the routes
   Rails already serves, ready to move one by one.
-- Existing routes are never changed. A route whose name is already in the config, or whose
-  requests a config route already takes (the same path pattern, whatever its params are
-  called, and all its verbs), is "kept": the config's version wins, so a re-import adds nothing.
+- Existing routes are never changed. A route whose name is already in the config, or every
+  request of which a config route already takes (overlap.covers: `GET /projects/:id` takes all
+  of `GET /projects/:slug`, `ANY /*path` all of nearly anything), is "kept": the config's
+  version wins, so a re-import adds nothing, and no route is added that could never match.
 - New routes go after the config's routes, in Rails' order. Routes are tried in file order and
   the first match wins, so the user's routes (the ones already moved to `shadow` or `new`, often
   more specific) keep every request they match today; imported routes only take requests that
   fell through to `default`, and among themselves keep Rails' priority. Put before, a broad Rails
   route (`GET /*unmatched`, or one whose regex constraint the gateway cannot enforce) would
   silently take requests from a route already moved to the new backend.
+- A warning names each added route some of whose requests an earlier route now takes, with an
+  example request the real matcher sends there (`projects.show` (GET /projects/:id) takes
+  GET /projects/new before `projects.new`): an earlier config route, or an earlier imported one
+  whose constraint the gateway drops (without a dropped constraint, Rails sends the request to
+  the same route, so nothing changed). Warnings go to stderr, or into `--json`'s `warnings`.
 - The file is edited, not rewritten: the new routes are spliced in as text after the last line
   of `routes:` (ruamel.yaml's round-trip parser finds it and checks the result), so comments,
   blank lines, quoting and alignment elsewhere stay byte for byte.
@@ -32,7 +38,6 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 import typer
@@ -43,8 +48,16 @@ from ruamel.yaml.error import YAMLError
 from strangler.cli.tables import print_table
 from strangler.config import parse_config
 from strangler.errors import ConfigError
-from strangler.routing.pattern import TokenKind, parse_match
-from strangler.routing.routes_import import ImportedRoute, RoutesImport, parse_routes
+from strangler.routing.matcher import RouteMatcher
+from strangler.routing.overlap import covers_paths, first_cover, taken_request
+from strangler.routing.pattern import RoutePattern, parse_match
+from strangler.routing.routes_import import (
+    ImportedRoute,
+    Requirement,
+    RequirementKind,
+    RoutesImport,
+    parse_routes,
+)
 from strangler.runtime.snapshot_build import build_snapshot
 
 # A name that YAML reads back as the same string without quotes.
@@ -68,30 +81,54 @@ class _Plan:
     kept: tuple[_Kept, ...]
 
 
-def _parsed(match: str) -> tuple[frozenset[str] | None, tuple[Any, ...]]:
-    """A match's verbs (None: any) and its path with param and glob names erased."""
-    pattern = parse_match(match)
-    return pattern.verbs, tuple(
-        tuple(
-            tuple((t.kind, t.text if t.kind is TokenKind.LITERAL else "") for t in segment)
-            for segment in alternative
-        )
-        for alternative in pattern.alternatives
-    )
+@dataclass(frozen=True, slots=True)
+class OverlapWarning:
+    """An added route some of whose requests an earlier route takes first."""
+
+    route: ImportedRoute
+    taken_by: str
+    taken_by_match: str
+    method: str
+    path: str
+    is_taken_by_imported: bool
+    # What Rails applies to the earlier imported route and the gateway does not.
+    constraints: tuple[Requirement, ...]
+    # False when the added route matches every path of the earlier one, so that moved above,
+    # it would take all of the earlier route's requests (a catch-all, a broader pattern).
+    can_move_above: bool
+
+    @property
+    def taker(self) -> str:
+        """The earlier route, and why Rails would not send it the request when that is so."""
+        text = f"`{self.taken_by}` ({self.taken_by_match})"
+        if self.constraints:
+            shown = ", ".join(f"{r.key}: {r.value}" for r in self.constraints)
+            text += f", whose constraint {{{shown}}} Rails applies and the gateway does not,"
+        return text
+
+    @property
+    def taken(self) -> str:
+        """What it takes from the added route, and what to do about it."""
+        name = self.route.name
+        text = f"takes {self.method} {self.path} before `{name}`"
+        if self.can_move_above:
+            return f"{text}; move {name} above it"
+        return f"{text} ({name} matches every path of {self.taken_by}, so it cannot go above it)"
+
+    @property
+    def message(self) -> str:
+        return f"{self.taker} {self.taken}"
 
 
 def plan_import(imported: RoutesImport, existing: list[tuple[str, str]]) -> _Plan:
     """Split the import into routes to add and routes the config already has (name, match).
 
     The config has a route when one of its routes has the same name, or takes every request
-    the imported route would: the same path (whatever its params are called) and all its
-    verbs. Appended after it, the imported route could never match anything.
+    the imported route would (overlap.covers). Appended after it, the imported route could
+    never match anything.
     """
     by_name = dict(existing)
-    by_path: dict[tuple[Any, ...], list[tuple[str, frozenset[str] | None]]] = {}
-    for name, match in existing:
-        verbs, path = _parsed(match)
-        by_path.setdefault(path, []).append((name, verbs))
+    patterns = [parse_match(match) for _, match in existing]
     added: list[ImportedRoute] = []
     kept: list[_Kept] = []
     for route in imported.routes:
@@ -100,18 +137,90 @@ def plan_import(imported: RoutesImport, existing: list[tuple[str, str]]) -> _Pla
             detail = "" if same else f" (its match there: {by_name[route.name]!r})"
             kept.append(_Kept(route, f"name already in the config{detail}", same))
             continue
-        verbs, path = _parsed(route.match)
-        covering = [
-            name
-            for name, their_verbs in by_path.get(path, [])
-            if their_verbs is None or (verbs is not None and verbs <= their_verbs)
-        ]
-        if covering:
-            reason = f"the config's {covering[0]!r} already takes these requests"
+        cover = first_cover(patterns, parse_match(route.match))
+        if cover is not None:
+            reason = f"the config's {existing[cover][0]!r} already takes these requests"
             kept.append(_Kept(route, reason, False))
         else:
             added.append(route)
     return _Plan(tuple(added), tuple(kept))
+
+
+def overlap_warnings(
+    existing: list[tuple[str, str]], added: tuple[ImportedRoute, ...]
+) -> list[OverlapWarning]:
+    """Each added route some of whose requests an earlier route takes first, where Rails would
+    not: the earlier route is the config's, or an imported one whose dropped constraint Rails
+    would apply to the example request (and the added route's own constraints, if any, let the
+    example through). The example is one the whole resulting table (config routes, then added
+    ones) sends to the earlier route.
+
+    An imported route with a dropped constraint may take other requests too that Rails keeps
+    out (`:id` with `/\\d+/` takes `/projects/abc`) while the example passes the constraint; its
+    note on the route already says the constraint is not enforced.
+    """
+    names = [name for name, _ in existing] + [route.name for route in added]
+    matches = [match for _, match in existing] + [route.match for route in added]
+    patterns = [parse_match(match) for match in matches]
+    matcher = RouteMatcher(patterns)
+    # Config routes first (None), then the added ones with the constraints the gateway drops.
+    dropping: list[tuple[ImportedRoute, tuple[Requirement, ...]] | None] = [None] * len(existing)
+    dropping += [(route, route.constraints) for route in added]
+    warnings: list[OverlapWarning] = []
+    for offset, route in enumerate(added):
+        later_index = len(existing) + offset
+        later = patterns[later_index]
+        for earlier_index in range(later_index):
+            earlier = patterns[earlier_index]
+            imported = dropping[earlier_index]
+            if imported is not None and not imported[1]:
+                continue  # Rails orders them the same way and applies nothing more.
+            taken = taken_request(earlier, later)
+            if taken is None or matcher.match(*taken) != earlier_index:
+                # A third route, earlier still, takes this example.
+                continue
+            if _rails_verdict(route, later, taken[1]) is False:
+                continue  # Rails keeps this request from the added route anyway.
+            can_move_above = not covers_paths(later, earlier)
+            if imported is not None and (
+                # A broader route after it: the earlier route's note on its constraint says it.
+                not can_move_above or _rails_verdict(imported[0], earlier, taken[1]) is True
+            ):
+                continue
+            warnings.append(
+                OverlapWarning(
+                    route,
+                    names[earlier_index],
+                    matches[earlier_index],
+                    taken[0],
+                    taken[1],
+                    is_taken_by_imported=imported is not None,
+                    constraints=() if imported is None else imported[1],
+                    can_move_above=can_move_above,
+                )
+            )
+    return warnings
+
+
+def _rails_verdict(route: ImportedRoute, pattern: RoutePattern, path: str) -> bool | None:
+    """Whether Rails, applying `route`'s dropped constraints, lets the request for `path` (which
+    the pattern matches) reach it: True when every path constraint whose param takes part
+    accepts its value, False when one refuses it, None when that can't be told (a host
+    constraint, a Ruby regex Python does not read the same way)."""
+    normalized = path[:-1] if len(path) > 1 and path.endswith("/") else path
+    params = pattern.capture(normalized) or {}
+    verdict: bool | None = True
+    for requirement in route.constraints:
+        if requirement.kind is not RequirementKind.PATH_CONSTRAINT:
+            verdict = None
+            continue
+        value = params.get(requirement.key)
+        accepted = True if value is None else requirement.accepts(value)
+        if accepted is False:
+            return False
+        if accepted is None:
+            verdict = None
+    return verdict
 
 
 # -- editing the YAML text ---------------------------------------------------------------------
@@ -260,6 +369,9 @@ def _run(routes_file: Path, config: Path, *, dry_run: bool, as_json: bool) -> in
             _write_atomically(config, new_text, before.st_mode & 0o7777)
             written = True
 
+    warnings = overlap_warnings([(r.name, r.match) for r in current.routes], plan.added)
+    if not as_json:
+        _print_warnings(warnings)
     if current.default != current.legacy_backend and plan.added and not as_json:
         typer.echo(
             f"warning: default backend is {current.default!r}, not the legacy backend "
@@ -268,7 +380,7 @@ def _run(routes_file: Path, config: Path, *, dry_run: bool, as_json: bool) -> in
             err=True,
         )
     if as_json:
-        _print_json(routes_file, config, imported, plan, dry_run=dry_run, written=written)
+        _print_json(routes_file, config, imported, plan, warnings, dry_run=dry_run, written=written)
     else:
         _print_report(routes_file, config, imported, plan, dry_run=dry_run, written=written)
     return 0
@@ -279,6 +391,7 @@ def _print_json(
     config: Path,
     imported: RoutesImport,
     plan: _Plan,
+    warnings: list[OverlapWarning],
     *,
     dry_run: bool,
     written: bool,
@@ -293,6 +406,7 @@ def _print_json(
             "added": len(plan.added),
             "kept": len(plan.kept),
             "skipped": len(imported.skipped),
+            "warnings": len(warnings),
         },
         "added": [
             {"name": r.name, "match": r.match, "lines": list(r.lines), "notes": list(r.notes)}
@@ -308,6 +422,20 @@ def _print_json(
             for k in plan.kept
         ],
         "skipped": [{"line": s.line, "text": s.text, "reason": s.reason} for s in imported.skipped],
+        "warnings": [
+            {
+                "route": w.route.name,
+                "match": w.route.match,
+                "taken_by": w.taken_by,
+                "taken_by_match": w.taken_by_match,
+                "is_taken_by_imported": w.is_taken_by_imported,
+                "request": f"{w.method} {w.path}",
+                "constraints": {r.key: r.value for r in w.constraints},
+                "can_move_above": w.can_move_above,
+                "message": w.message,
+            }
+            for w in warnings
+        ],
     }
     typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
 
@@ -351,6 +479,21 @@ def _print_report(
             ["LINE", "WHAT", "WHY"],
             [[str(s.line), _clip(s.text, 60), s.reason] for s in imported.skipped],
         )
+
+
+def _print_warnings(warnings: list[OverlapWarning]) -> None:
+    """To stderr, one warning per earlier route: a route like `(/:locale)/about` takes requests
+    of many later ones, and one line each would bury the rest."""
+    by_taker: dict[str, list[OverlapWarning]] = {}
+    for warning in warnings:
+        by_taker.setdefault(warning.taker, []).append(warning)
+    for taker, group in by_taker.items():
+        if len(group) == 1:
+            typer.echo(f"warning: {group[0].message}", err=True)
+            continue
+        typer.echo(f"warning: {taker} takes requests of {len(group)} imported routes:", err=True)
+        for warning in group:
+            typer.echo(f"  {warning.taken}", err=True)
 
 
 def _clip(text: str, width: int) -> str:

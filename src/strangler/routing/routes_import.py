@@ -90,6 +90,32 @@ class RequirementKind(enum.Enum):
 _REQUEST_CONSTRAINT_KEYS = frozenset({"protocol", "subdomain", "domain", "host", "port"})
 
 
+# Ruby Regexp#inspect: /source/flags. Only the flags Python has an equal of are read.
+_RUBY_REGEX = re.compile(r"^/(?P<source>.*)/(?P<flags>[mix]*)$", re.DOTALL)
+# Ruby syntax Python reads as something else (or refuses, which re.error catches anyway):
+# `\h` hex digit, `\z` `\G` `\R` `\X` `\K`, `(?<name>` groups, `\k<name>`, POSIX brackets
+# `[[:alpha:]]`, `\p{...}`. Such a constraint is "can't tell".
+_RUBY_ONLY = re.compile(r"\\[hHzGRXK]|\(\?<[A-Za-z_]|\\k<|\[\[:|\\p\{")
+
+
+def _python_regex(inspected: str) -> re.Pattern[str] | None:
+    found = _RUBY_REGEX.match(inspected)
+    if found is None or _RUBY_ONLY.search(found["source"]):
+        return None
+    flags = 0
+    if "i" in found["flags"]:
+        flags |= re.IGNORECASE
+    if "x" in found["flags"]:
+        flags |= re.VERBOSE
+    # Ruby's /m is "dot matches newline", Python's DOTALL.
+    if "m" in found["flags"]:
+        flags |= re.DOTALL
+    try:
+        return re.compile(found["source"], flags)
+    except re.error:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """One entry of the requirements hash: `value` is Ruby's inspect text (`/\\d+/`, `:json`)."""
@@ -105,6 +131,15 @@ class Requirement:
         if self.key in _REQUEST_CONSTRAINT_KEYS:
             return RequirementKind.REQUEST_CONSTRAINT
         return RequirementKind.DEFAULT
+
+    def accepts(self, value: str) -> bool | None:
+        """Whether this path constraint lets a param's `value` through, as Rails tests it (the
+        whole value must match); None when that can't be told: not a path constraint, or a Ruby
+        regex Python reads differently (`\\h`, named groups: see _RUBY_ONLY)."""
+        if self.kind is not RequirementKind.PATH_CONSTRAINT:
+            return None
+        compiled = _python_regex(self.value)
+        return None if compiled is None else compiled.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
