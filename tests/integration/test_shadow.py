@@ -122,7 +122,7 @@ def test_answers_are_compared_and_counted(
     config = str(gw.config_path)
     examples = _cli("diffs", "writes.sandbox", "--examples", "--config", config, "--json")
     example = orjson.loads(examples.stdout)[0]
-    assert (example["primary"], example["shadow"]) == ("legacy", "new")
+    assert (example["legacy"], example["new"]) == ("legacy", "new")
     assert example["request"].startswith("GET /sandbox/diff/")
 
 

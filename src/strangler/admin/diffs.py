@@ -2,12 +2,13 @@
 paths with their examples (stored redacted), and reviews (accepted / noise).
 
 Rules: reads need scope read, a review needs write and is recorded with the principal's name;
-every operation is a sync `def` (store I/O runs in the thread pool).
+every operation is a sync `def` (store I/O runs in the thread pool). The documents are the ones
+`strangler diffs --json` builds (cli/diffs.py), so the CLI's `--admin` prints the same; which
+routes are shadowed is read from the snapshot the gateway routes with.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Annotated, Any, Literal
 
@@ -18,9 +19,9 @@ from starlette.exceptions import HTTPException
 from strangler.admin.auth import AUTH_RESPONSES, Principal, require_read, require_write
 from strangler.admin.problems import problem_openapi
 from strangler.admin.store_access import store_dependency
-from strangler.control.reports import parity_dict
+from strangler.admin.view import GatewayView
+from strangler.cli.diffs import route_report, routes_report, shadowed_routes
 from strangler.control.state import Store
-from strangler.control.store import is_learned_noise
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: problem_openapi("No shadow results for that route (or path)")
@@ -33,13 +34,17 @@ class ReviewBody(BaseModel):
     reason: Annotated[str, Field(max_length=2000)] = ""
 
 
-def diffs_router() -> APIRouter:
+def diffs_router(gateway: GatewayView) -> APIRouter:
     router = APIRouter(prefix="/api/v1/diffs", tags=["diffs"], responses=AUTH_RESPONSES)
     read = [Depends(require_read)]
 
-    @router.get("", dependencies=read, summary="Shadow parity of every route with results")
+    @router.get(
+        "",
+        dependencies=read,
+        summary="Shadow parity of every shadowed route, and of every route with results",
+    )
     def list_diffs(store: Annotated[Store, Depends(store_dependency)]) -> list[dict[str, Any]]:
-        return [parity_dict(totals) for totals in store.routes()]
+        return routes_report(store, shadowed_routes(gateway.snapshot))
 
     @router.get(
         "/{route}",
@@ -50,15 +55,10 @@ def diffs_router() -> APIRouter:
     def route_diffs(
         route: str, store: Annotated[Store, Depends(store_dependency)]
     ) -> dict[str, Any]:
-        totals = {t.route: t for t in store.routes()}.get(route)
-        if totals is None:
+        report = route_report(store, route)
+        if report is None:
             raise HTTPException(404, f"no shadow results for route {route!r}")
-        paths = []
-        for path in store.paths(route):
-            item = dataclasses.asdict(path)
-            item["learned_noise"] = is_learned_noise(path.noise_count, totals.noise_samples)
-            paths.append(item)
-        return {**parity_dict(totals), "paths": paths, "examples": store.examples(route)}
+        return report
 
     @router.post(
         "/{route}/reviews",

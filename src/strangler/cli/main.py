@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from strangler.cli.canary import canary_app
+from strangler.cli.control import AdminOption
 from strangler.cli.control import register as register_control_commands
 from strangler.cli.keys import keys_app
 from strangler.cli.observability import observability_app
@@ -200,13 +201,22 @@ def diffs(
     args: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Nothing (all shadowed routes), ROUTE (its difference paths), "
-            "or `accept ROUTE PATH` / `noise ROUTE PATH` (review a path)."
+            metavar="[ROUTE | accept ROUTE PATH | noise ROUTE PATH]",
+            help="Nothing (every shadowed route), ROUTE (where its answers differ), or "
+            "`accept`/`noise ROUTE PATH` (review a difference path).",
         ),
     ] = None,
     config: ConfigOption = Path("strangler.yaml"),
-    examples: Annotated[bool, typer.Option("--examples", help="Show stored examples.")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why (required for accept).")] = None,
+    admin: AdminOption = None,
+    examples: Annotated[
+        bool, typer.Option("--examples", help="With ROUTE: the values seen on each side.")
+    ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", "-r", metavar="TEXT", help="Why (required for accept; kept with it)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show where the new backend's answers differ from legacy's.
@@ -214,27 +224,17 @@ def diffs(
     Without ROUTE: the parity of every shadowed route. With ROUTE: the paths where its answers
     differ, or with --examples the values seen there. `accept` and `noise` review a path.
     """
-    from strangler.cli.diffs import review_path, show_examples, show_paths, show_routes
+    from strangler.cli.diffs import run as run_diffs
 
-    snapshot = _load_or_exit(config)
-    words = args or []
-    if words and words[0] in ("accept", "noise"):
-        if len(words) != 3:
-            typer.echo(f"usage: strangler diffs {words[0]} ROUTE PATH [--reason TEXT]", err=True)
-            raise typer.Exit(2)
-        with _store_errors():
-            code = review_path(snapshot, words[0], words[1], words[2], reason or "")
-        raise typer.Exit(code)
-    if len(words) > 1:
-        typer.echo("usage: strangler diffs [ROUTE] [--examples] [--json]", err=True)
-        raise typer.Exit(2)
-    with _store_errors():
-        if not words:
-            code = show_routes(snapshot, as_json=as_json)
-        elif examples:
-            code = show_examples(snapshot, words[0], as_json=as_json)
-        else:
-            code = show_paths(snapshot, words[0], as_json=as_json)
+    snapshot = None if admin else _load_or_exit(config)
+    code = run_diffs(
+        args or [],
+        snapshot,
+        admin=admin or None,
+        examples=examples,
+        reason=reason,
+        as_json=as_json,
+    )
     raise typer.Exit(code)
 
 
@@ -272,6 +272,7 @@ def import_routes(
 @app.command()
 def progress(
     config: ConfigOption = Path("strangler.yaml"),
+    admin: AdminOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show where the migration stands, route by route.
@@ -281,9 +282,9 @@ def progress(
     """
     from strangler.cli.progress import show_progress
 
-    snapshot = _load_or_exit(config)
+    snapshot = None if admin else _load_or_exit(config)
     with _store_errors():
-        code = show_progress(snapshot, as_json=as_json)
+        code = show_progress(snapshot, as_json=as_json, admin=admin or None)
     raise typer.Exit(code)
 
 

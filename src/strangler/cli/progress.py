@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import typer
 
 from strangler.cli.tables import print_table
 from strangler.control.effective import apply_overrides
+from strangler.control.state import Store
 from strangler.control.store import DEFAULT_ROUTE, RouteTotals, TrafficTotals
 from strangler.diff import wilson_interval
 from strangler.rollout.machine import MIN_COMPARED, PARITY_FLOOR, shadow_gate
@@ -78,27 +80,69 @@ def next_step(
     return "-"
 
 
-def show_progress(snapshot: Snapshot, *, as_json: bool, now: float | None = None) -> int:
-    now = time.time() if now is None else now
+def show_progress(
+    snapshot: Snapshot | None, *, as_json: bool, admin: str | None = None, now: float | None = None
+) -> int:
+    """Print the progress report: read locally (the config's store, `snapshot` its YAML) or,
+    with `admin`, from a running gateway's GET /api/v1/progress (`snapshot` unused)."""
+    if admin is not None:
+        report = _fetch(admin)
+    else:
+        assert snapshot is not None
+        report = _local_report(snapshot, time.time() if now is None else now)
+    if as_json:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_progress(report)
+    return 0
+
+
+def _local_report(snapshot: Snapshot, now: float) -> dict[str, Any]:
+    if snapshot.config.store.url is None and not store_path(snapshot).exists():
+        return progress_report(snapshot, None, now=now)
+    from strangler.control.stores import open_store
+
+    store = open_store(snapshot.config.store, snapshot.source)
+    try:
+        overrides = store.overrides()
+        if overrides:
+            # Stages as they are in force: the YAML with the runtime overrides on top.
+            snapshot = build_snapshot(
+                apply_overrides(snapshot.config, overrides), source=snapshot.source
+            )
+        return progress_report(snapshot, store, now=now)
+    finally:
+        store.close()
+
+
+def _fetch(admin: str) -> dict[str, Any]:
+    from strangler.cli.admin_reads import admin_or_exit
+    from strangler.cli.control_client import ControlError
+
+    client = admin_or_exit(admin)
+    try:
+        report: dict[str, Any] = client.get("/api/v1/progress")
+    except ControlError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.code) from exc
+    finally:
+        client.close()
+    return report
+
+
+def progress_report(snapshot: Snapshot, store: Store | None, *, now: float) -> dict[str, Any]:
+    """The document `progress --json` prints and GET /api/v1/progress answers.
+
+    `snapshot` is the one in force (the YAML with the runtime overrides applied); `store` is
+    None when none was created yet (no traffic recorded).
+    """
     hour: dict[str, TrafficTotals] = {}
     day: dict[str, TrafficTotals] = {}
     shadow: dict[str, RouteTotals] = {}
-    if snapshot.config.store.url is not None or store_path(snapshot).exists():
-        from strangler.control.stores import open_store
-
-        store = open_store(snapshot.config.store, snapshot.source)
-        try:
-            overrides = store.overrides()
-            if overrides:
-                # Stages as they are in force: the YAML with the runtime overrides on top.
-                snapshot = build_snapshot(
-                    apply_overrides(snapshot.config, overrides), source=snapshot.source
-                )
-            hour = {t.route: t for t in store.traffic(now - HOUR_S)}
-            day = {t.route: t for t in store.traffic(now - DAY_S)}
-            shadow = {t.route: t for t in store.routes()}
-        finally:
-            store.close()
+    if store is not None:
+        hour = {t.route: t for t in store.traffic(now - HOUR_S)}
+        day = {t.route: t for t in store.traffic(now - DAY_S)}
+        shadow = {t.route: t for t in store.routes()}
     rows: list[RouteProgress] = []
     for row in snapshot.table.rows():
         spec = row.spec
@@ -125,38 +169,41 @@ def show_progress(snapshot: Snapshot, *, as_json: bool, now: float | None = None
     by_stage: dict[str, int] = {}
     for item in rows:
         by_stage[item.stage] = by_stage.get(item.stage, 0) + 1
-    share_hour = _share(hour.values())
-    share_day = _share(day.values())
-    if as_json:
-        typer.echo(
-            orjson.dumps(
-                {
-                    "routes_by_stage": by_stage,
-                    "share_on_new": {"hour": share_hour, "day": share_day},
-                    "unmatched": _counts(hour.get(DEFAULT_ROUTE)),
-                    "routes": [_as_dict(item) for item in rows],
-                },
-                option=orjson.OPT_INDENT_2,
-            ).decode()
-        )
-        return 0
+    return {
+        "routes_by_stage": by_stage,
+        "share_on_new": {"hour": _share(hour.values()), "day": _share(day.values())},
+        "unmatched": _counts(hour.get(DEFAULT_ROUTE)),
+        "routes": [_as_dict(item) for item in rows],
+    }
+
+
+def print_progress(report: dict[str, Any]) -> None:
+    """The report as text: the totals, then one line per route."""
+    by_stage: dict[str, int] = report["routes_by_stage"]
+    routes: list[dict[str, Any]] = report["routes"]
     stages = ", ".join(f"{stage} {count}" for stage, count in sorted(by_stage.items()))
-    typer.echo(f"routes: {len(rows)} ({stages})")
-    typer.echo(f"answered by new: last hour {_pct(share_hour)}, last day {_pct(share_day)}")
+    typer.echo(f"routes: {len(routes)} ({stages})")
+    share = report["share_on_new"]
+    typer.echo(f"answered by new: last hour {_pct(share['hour'])}, last day {_pct(share['day'])}")
     typer.echo("")
     table = [
         [
-            item.route,
-            item.stage,
-            _traffic(item.hour),
-            _traffic(item.day),
-            "n/a" if item.parity is None else f"{item.parity:.2%} (low {item.parity_low:.2%})",
-            item.next_step,
+            item["route"],
+            item["stage"],
+            _traffic(item["last_hour"]),
+            _traffic(item["last_day"]),
+            _parity_text(item["parity"], item["parity_lower_bound_95"]),
+            item["next_step"],
         ]
-        for item in rows
+        for item in routes
     ]
     print_table(["ROUTE", "STAGE", "HOUR NEW/ALL", "DAY NEW/ALL", "PARITY", "NEXT"], table)
-    return 0
+
+
+def _parity_text(parity: float | None, low: float | None) -> str:
+    if parity is None or low is None:
+        return "n/a"
+    return f"{parity:.2%} (low {low:.2%})"
 
 
 def _share(totals: Iterable[TrafficTotals]) -> dict[str, int | float | None]:
@@ -175,10 +222,10 @@ def _pct(share: dict[str, int | float | None]) -> str:
     return f"{ratio:.1%} ({share['new']:,} of {share['total']:,})"
 
 
-def _traffic(totals: TrafficTotals | None) -> str:
-    if totals is None:
+def _traffic(counts: dict[str, int] | None) -> str:
+    if counts is None:
         return "0/0"
-    return f"{totals.new}/{totals.new + totals.legacy}"
+    return f"{counts['new']}/{counts['new'] + counts['legacy']}"
 
 
 def _counts(totals: TrafficTotals | None) -> dict[str, int] | None:
