@@ -441,3 +441,27 @@ def test_routes_behind_the_apps_catch_all_are_skipped_naming_it(text: str) -> No
     assert "a constraint `rails routes` does not print" in hidden[0].reason
     # POST routes after it are not GET requests, so they stay.
     assert "active_storage.direct_uploads.create" in by_name(result)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "is_regex", "param", "accepted"),
+    [
+        # Rails matches a requirement against the whole param.
+        ("id", r"/\d+/", True, "42", True),
+        ("id", r"/\d+/", True, "42a", False),
+        ("id", r"/[A-Z]\d{5}/i", True, "a12345", True),
+        ("locale", "/en|fr|de/", True, "blog", False),
+        ("locale", "/en|fr|de/", True, "fr", True),
+        # Ruby syntax Python reads otherwise, or not at all: can't tell.
+        ("id", r"/\h+/", True, "ff", None),
+        ("id", "/[[:alpha:]]+/", True, "a", None),
+        ("id", r"/(?<n>\d)\k<n>/", True, "11", None),
+        # Not a path constraint.
+        ("subdomain", '"api"', False, "api", None),
+        ("format", ":json", False, "json", None),
+    ],
+)
+def test_requirement_accepts(
+    key: str, value: str, is_regex: bool, param: str, accepted: bool | None
+) -> None:
+    assert Requirement(key, value, is_regex).accepts(param) is accepted
