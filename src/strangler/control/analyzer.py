@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import assert_never
 
 from strangler.config import CanaryRolloutConfig, Config
 from strangler.control.effective import apply_overrides, unit_of
@@ -152,13 +153,17 @@ class Analyzer:
         start = Proposal(
             "start", Stage.CANARY.value, weight, RolloutStatus.RUNNING.value, baseline=baseline
         )
-        service.store.change(
+        started = service.store.change(
             state.unit,
             lambda current: None if current is not None else start,
             actor="analyzer",
             reason=f"rollout started from the config at {weight / 100:g} %",
             now=self.clock(),
         )
+        if started is not None:
+            log.info(
+                "canary %s: rollout started at %s, from the config", _named(state), _pct(weight)
+            )
 
     def _judge(
         self,
@@ -220,13 +225,7 @@ class Analyzer:
             if change is None:
                 taken = Action.NONE
             else:
-                log.warning(
-                    "rollout %s: %s to %s (%s)",
-                    state.unit,
-                    action.value,
-                    change.after.get("stage"),
-                    verdict.summary,
-                )
+                _log_action(state, action, step.state.weight_bp, step.reason, verdict.summary)
         record = VerdictRecord(
             unit=state.unit,
             started_at=start,
@@ -278,15 +277,58 @@ class Analyzer:
                         on_verdict(record)
             except StoreUnavailable as exc:
                 if not failing:
-                    log.warning("analyzer paused, store unavailable: %s", exc)
+                    log.warning(
+                        "canary analyzer paused: the control store is unavailable (%s); "
+                        "retrying every %g s",
+                        exc,
+                        TICK_S,
+                    )
                 failing = True
                 continue
             except Exception:
-                log.exception("analyzer pass failed")
+                log.exception("canary analyzer: this pass failed; the next runs in %g s", TICK_S)
                 continue
             if failing:
-                log.info("analyzer resumed: store reachable again")
+                log.info("canary analyzer resumed: the control store is reachable again")
                 failing = False
+
+
+def _pct(weight_bp: int) -> str:
+    return f"{weight_bp / 100:g} %"
+
+
+def _named(state: UnitState) -> str:
+    """The unit as a user wrote it: a route, or a group with its routes."""
+    if state.routes == (state.unit,):
+        return f"route {state.unit}"
+    return f"group {state.unit} ({', '.join(state.routes)})"
+
+
+def _log_action(
+    state: UnitState, action: Action, weight_bp: int, reason: str, summary: str
+) -> None:
+    """One line per action the analyzer took. A step up is news (INFO); a rollback or a pause
+    stops the rollout until a person looks (WARNING, with the reason)."""
+    unit, before = _named(state), _pct(state.weight_bp)
+    match action:
+        case Action.PROMOTE:
+            log.info("canary step %s → %s: %s (%s)", before, _pct(weight_bp), unit, summary)
+        case Action.COMPLETE:
+            log.info("canary complete: %s moves from %s to stage new (%s)", unit, before, summary)
+        case Action.ROLLBACK:
+            log.warning(
+                "canary rolled back: %s is on legacy again, from %s: %s (%s)",
+                unit,
+                before,
+                reason,
+                summary,
+            )
+        case Action.PAUSE:
+            log.warning("canary paused: %s stays at %s: %s (%s)", unit, before, reason, summary)
+        case Action.NONE:
+            pass
+        case _:
+            assert_never(action)
 
 
 def _proposal(action: Action, state: RolloutState, verdict: IntervalVerdict) -> Proposal:
@@ -338,7 +380,7 @@ class AnalyzerThread:
             try:
                 store = self._open_store()
             except Exception as exc:
-                log.warning("analyzer waiting for the store: %s", exc)
+                log.warning("canary analyzer waiting for the control store: %s", exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
