@@ -305,3 +305,35 @@ def test_a_postgres_store_url_passes_without_connecting(tmp_path: Path, url: str
     path.write_text(f"{GOOD}store:\n  url: {url}\n")
     result = _strangler("check-config", str(path))
     assert result.returncode == 0, result.stderr
+
+
+def test_check_config_warns_when_an_override_keeps_the_file_from_taking_effect(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "strangler.yaml"
+    path.write_text(GOOD)
+    rolled = _strangler("rollback", "projects.show", "-r", "broken", "--config", str(path))
+    assert rolled.returncode == 0, rolled.stderr
+    assert _strangler("check-config", str(path)).stderr.startswith(
+        "warning: route projects.show: the file says stage new, but a runtime override"
+    )
+    # The file is edited; the override still holds the route on legacy.
+    path.write_text(GOOD.replace("    stage: new", "    stage: shadow"))
+    result = _strangler("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(
+        "warning: route projects.show: the file says stage shadow, but a runtime override"
+    ), result.stderr
+    assert "keeps it in legacy; `strangler reset projects.show -r why` lets the file stand" in (
+        result.stderr
+    )
+
+
+def test_check_config_notes_a_file_without_a_new_backend(tmp_path: Path) -> None:
+    path = tmp_path / "strangler.yaml"
+    path.write_text(
+        'backends:\n  legacy: {url: "http://127.0.0.1:3000"}\nroutes: [{name: a, match: GET /a}]\n'
+    )
+    result = _strangler("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith("note: no new backend yet;")

@@ -21,8 +21,9 @@ from strangler.cli.control import register as register_control_commands
 from strangler.cli.keys import keys_app
 from strangler.cli.observability import observability_app
 from strangler.cli.options import ConfigOption, OptionalConfigOption, default_config
-from strangler.cli.routes import routes
+from strangler.cli.routes import read_overrides, routes
 from strangler.cli.tokens import token_app
+from strangler.config import Config
 from strangler.errors import ConfigError, StranglerError
 from strangler.runtime.snapshot import Snapshot
 from strangler.runtime.snapshot_build import load_snapshot
@@ -147,6 +148,23 @@ def check_config(
         f"{path}: ok ({len(snapshot.backends)} backends, {len(snapshot.table)} routes, "
         f"default backend {snapshot.config.default!r})"
     )
+    if snapshot.config.new_backend is None:
+        typer.echo(
+            "note: no new backend yet; every route stays on legacy until a backend named `new` "
+            "is added (or `new_backend:` names one)"
+        )
+    _warn_override_conflicts(path, snapshot.config)
+
+
+def _warn_override_conflicts(path: Path, config: Config) -> None:
+    """What the file says that a runtime override in the store keeps from taking effect."""
+    from strangler.control.effective import override_conflicts
+
+    overrides, problem = read_overrides(path, config, None)
+    if problem is not None:
+        typer.echo(f"warning: runtime overrides not checked ({problem})", err=True)
+    for line in override_conflicts(None, config, overrides):
+        typer.echo(f"warning: {line}", err=True)
 
 
 # The route table in force lives in cli/routes.py (it reads the runtime overrides too).
