@@ -219,7 +219,7 @@ def diffs(
     args: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[ROUTE | accept ROUTE PATH | noise ROUTE PATH]",
+            metavar="ROUTE | accept|noise ROUTE PATH",
             help="Nothing (every shadowed route), ROUTE (where its answers differ), or "
             "`accept`/`noise ROUTE PATH` (review a difference path).",
         ),
