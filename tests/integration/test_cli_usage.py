@@ -81,6 +81,18 @@ def test_completion_script_and_completions() -> None:
     assert completed.stdout.split() == ["diffs"]
 
 
+def test_install_completion_writes_the_script_where_bash_reads_it(tmp_path: Path) -> None:
+    result = _strangler(
+        "--install-completion",
+        "bash",
+        env={"HOME": str(tmp_path), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    script = tmp_path / ".bash_completions" / "strangler.sh"
+    assert "_STRANGLER_COMPLETE=complete_bash" in script.read_text()
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+
+
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
     (tmp_path / "strangler.yaml").write_text(CONFIG)
