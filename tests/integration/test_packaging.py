@@ -42,13 +42,22 @@ EXTENSIONS = {
 }
 
 
-def _package_data() -> set[str]:
-    """The non-Python files the package needs at run time, as paths inside the wheel."""
-    package = REPO / "src" / "strangler"
-    migrations = package / "control" / "migrations"
-    files = [package / "demo" / "demo.yaml", package / "py.typed", *migrations.rglob("*.py")]
-    files += migrations.glob("*.mako")
-    return {path.relative_to(REPO / "src").as_posix() for path in files}
+def _package_files() -> set[str]:
+    """Every file of the package in the checkout (tracked by git, so no build output or cache),
+    as a path inside the wheel: the modules, and the data they read at run time."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "src/strangler"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    ).stdout.split("\0")
+    return {
+        Path(name).relative_to("src").as_posix()
+        for name in listed
+        if name and (REPO / name).is_file()
+    }
 
 
 def _environment(**changes: str | None) -> dict[str, str]:
@@ -150,7 +159,7 @@ def test_the_wheel_holds_the_compiled_hot_path_its_data_and_license(compiled_whe
         metadata = wheel.read(f"{DIST_INFO}/METADATA").decode()
         wheel_info = wheel.read(f"{DIST_INFO}/WHEEL").decode()
     assert {name for name in names if name.endswith(SUFFIX)} == EXTENSIONS
-    assert _package_data() - names == set()
+    assert _package_files() - names == set()
     assert license_text == (REPO / "LICENSE").read_bytes()
     assert "Apache License\n                           Version 2.0" in license_text.decode()
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
@@ -205,10 +214,7 @@ def test_the_sdist_holds_what_a_build_needs_and_nothing_built(sdist: Path) -> No
         root = sdist.name.removesuffix(".tar.gz")
         names = {name.removeprefix(root + "/") for name in archive.getnames()}
     needed = {"setup.py", "pyproject.toml", "LICENSE", "README.md"}
-    needed |= {"src/" + name for name in _package_data()}
-    needed |= {
-        native.source_path(module, Path("src")).as_posix() for module in native.COMPILED_MODULES
-    }
+    needed |= {"src/" + name for name in _package_files()}
     assert needed - names == set()
     assert [name for name in names if name.endswith((".so", ".c", ".o"))] == []
 
