@@ -68,27 +68,32 @@ def _on_begin(connection: Connection) -> None:
 
 def _make_private(path: Path) -> None:
     """Create the database file mode 0600 if it is missing (an empty file is a new database to
-    SQLite); tighten it and its companions when others could read them."""
+    SQLite); tighten it and its companions when others could read them.
+
+    An existing file is never opened here: POSIX record locks belong to the process, and
+    closing any descriptor of the file drops all of them (sqlite.org/howtocorrupt.html §2.2).
+    A second store opened in a process that already holds one (the worker's, the admin API's,
+    the analyzer's) would otherwise unlock the first, and the next process to close the store
+    would take itself for the last user and delete the -wal and -shm files in use.
+    """
     try:
-        # O_RDONLY: a user who may only read the store (`strangler diffs`) can still open it.
-        _restrict(os.open(path, os.O_RDONLY | os.O_CREAT, FILE_MODE))
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        pass
     except OSError as exc:
         raise StoreUnavailable(f"shadow store {path}: {exc}") from exc
-    for suffix in COMPANION_SUFFIXES:
-        # A missing one is created by SQLite, with the database's mode.
+    for name in (str(path), *(f"{path}{suffix}" for suffix in COMPANION_SUFFIXES)):
+        # A missing companion is created by SQLite, with the database's mode.
         with contextlib.suppress(FileNotFoundError, PermissionError):
-            _restrict(os.open(f"{path}{suffix}", os.O_RDONLY))
+            _restrict(name)
 
 
-def _restrict(descriptor: int) -> None:
-    """Take the group's and others' permissions away if this user owns the file; closes it."""
-    try:
-        info = os.fstat(descriptor)
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077 and info.st_uid == os.geteuid():
-            os.fchmod(descriptor, mode & 0o700)
-    finally:
-        os.close(descriptor)
+def _restrict(name: str) -> None:
+    """Take the group's and others' permissions away if this user owns the file."""
+    info = os.stat(name)
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077 and info.st_uid == os.geteuid():
+        os.chmod(name, mode & 0o700)
 
 
 class SqliteShadowStore(SqlShadowStore):
