@@ -103,13 +103,13 @@ bench: setup bench-deps
 	$(PY) bench/bench_metrics_scrape.py
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench tools
-	$(VENV)/bin/ruff format --check src tests bench tools
+	$(VENV)/bin/ruff check src tests bench tools setup.py
+	$(VENV)/bin/ruff format --check src tests bench tools setup.py
 	$(VENV)/bin/mypy
 
 format: setup
-	$(VENV)/bin/ruff format src tests bench tools
-	$(VENV)/bin/ruff check --fix src tests bench tools
+	$(VENV)/bin/ruff format src tests bench tools setup.py
+	$(VENV)/bin/ruff check --fix src tests bench tools setup.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
