@@ -27,11 +27,14 @@ AdminOption = Annotated[
     typer.Option(
         "--admin",
         envvar="STRANGLER_ADMIN_URL",
+        metavar="URL",
         help="A running gateway's admin URL (token in STRANGLER_ADMIN_TOKEN); default: act on "
         "the config's store directly.",
     ),
 ]
-ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why (goes to the audit log).")]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", metavar="TEXT", help="Why (goes to the audit log).")
+]
 
 
 @contextmanager
@@ -120,7 +123,7 @@ def _change(
 
 
 def promote(
-    route: Annotated[str, typer.Argument(help="A route or rollout group.")],
+    route: Annotated[str, typer.Argument(metavar="ROUTE", help="A route or rollout group.")],
     reason: ReasonOption,
     weight: Annotated[
         float | None, typer.Option(help="Canary weight (%) to move to; default: the next step.")
@@ -146,7 +149,7 @@ def _simple_change(action: str, help_text: str) -> Callable[..., None]:
     reset)."""
 
     def command(
-        route: Annotated[str, typer.Argument(help="A route or rollout group.")],
+        route: Annotated[str, typer.Argument(metavar="ROUTE", help="A route or rollout group.")],
         reason: ReasonOption,
         config: ConfigOption = Path("strangler.yaml"),
         admin: AdminOption = None,
@@ -180,8 +183,10 @@ resume = _simple_change(
 
 @rollout_app.command("weight")
 def weight(
-    route: Annotated[str, typer.Argument(help="A route or rollout group in stage canary.")],
-    value: Annotated[float, typer.Argument(help="The weight, 0 to 100 (%).")],
+    route: Annotated[
+        str, typer.Argument(metavar="ROUTE", help="A route or rollout group in stage canary.")
+    ],
+    value: Annotated[float, typer.Argument(metavar="PERCENT", help="The weight, 0 to 100 (%).")],
     reason: ReasonOption,
     config: ConfigOption = Path("strangler.yaml"),
     admin: AdminOption = None,
@@ -255,7 +260,9 @@ def status(
 
 @rollout_app.command("status")
 def rollout_status(
-    route: Annotated[str | None, typer.Argument(help="A route or rollout group.")] = None,
+    route: Annotated[
+        str | None, typer.Argument(metavar="ROUTE", help="A route or rollout group.")
+    ] = None,
     config: ConfigOption = Path("strangler.yaml"),
     admin: AdminOption = None,
     as_json: JsonOption = False,
@@ -332,7 +339,9 @@ def _print_audit(entries: list[dict[str, Any]]) -> None:
 def audit(
     route: Annotated[
         str | None,
-        typer.Argument(help="A route or rollout group (its group's changes); default: all."),
+        typer.Argument(
+            metavar="ROUTE", help="A route or rollout group (its group's changes); default: all."
+        ),
     ] = None,
     limit: Annotated[
         int, typer.Option(min=1, max=1000, help="Show at most this many changes, newest first.")

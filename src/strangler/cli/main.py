@@ -188,7 +188,11 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Run the bundled legacy and new demo apps behind the gateway, with traffic flowing."""
+    """Run the bundled demo apps behind the gateway.
+
+    The legacy app and the new app run behind a real gateway, with traffic flowing, a shadowed
+    route, a canary that promotes itself and a chaos switch to make it roll back.
+    """
     try:
         # The demo extra's one package: the demo apps' forms need it, the gateway never does.
         import python_multipart  # noqa: F401
