@@ -138,10 +138,12 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_the_access_log_has_one_json_line_per_request_and_reopens_on_sigusr1(
     start_gateway: GatewayFactory,
     upstreams: tuple[EchoUpstream, EchoUpstream],
     tmp_path: Path,
+    workers: int,
 ) -> None:
     legacy, new = upstreams
     log_path = tmp_path / "access.log"
@@ -150,6 +152,7 @@ def test_the_access_log_has_one_json_line_per_request_and_reopens_on_sigusr1(
         new=new.url,
         routes=ROUTES,
         extra=f"access_log: {{path: {str(log_path)!r}}}\n",
+        workers=workers,
     )
     with httpx.Client(base_url=gw.url, trust_env=False) as client:
         answer = client.post(
@@ -229,3 +232,17 @@ def test_the_access_log_has_one_json_line_per_request_and_reopens_on_sigusr1(
     assert all(
         (line["method"], line["path"]) == ("GET", "/reports") for line in old_lines[2:] + new_lines
     )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigusr1_without_an_access_log_changes_nothing(
+    start_gateway: GatewayFactory, upstreams: tuple[EchoUpstream, EchoUpstream], workers: int
+) -> None:
+    legacy, new = upstreams
+    gw = start_gateway(legacy=legacy.url, new=new.url, routes=ROUTES, workers=workers)
+    gw.signal(signal.SIGUSR1)
+    for _ in range(5):
+        assert httpx.get(gw.url + "/reports", trust_env=False).status_code == 200
+    assert gw.proc.poll() is None
+    assert "exited" not in gw.stderr_text()
+    assert gw.stop() == 0

@@ -10,8 +10,8 @@ Rules:
   of the supervisor with --workers N (the workers never serve it; each closes its copy of the
   admin socket). It reads the snapshot in force, so it follows reloads.
 - The supervisor forwards SIGHUP (after checking the file itself, so a bad file is reported
-  once) and SIGTERM/SIGINT to its workers, restarts a worker that dies unexpectedly, and exits
-  0 after all workers drained.
+  once), SIGUSR1 (reopen the access log) and SIGTERM/SIGINT to its workers, restarts a worker
+  that dies unexpectedly, and exits 0 after all workers drained.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from strangler.runtime.worker import Worker
 
 log = logging.getLogger("strangler.supervisor")
 
-_SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+_SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1}
 
 
 def ready_line(host: str, port: int, workers: int, snapshot: Snapshot) -> str:
@@ -211,6 +211,9 @@ def _supervise(
             stopping = True
             view.is_draining = True
             _forward(children, signal.SIGTERM)
+        elif signum == signal.SIGUSR1:
+            # logrotate signals the process it knows: the workers hold the access log.
+            _forward(children, signal.SIGUSR1)
         elif signum == signal.SIGHUP or (watch and not stopping and source_mtime(source) != mtime):
             mtime = source_mtime(source)
             reloaded = _reload(source, snapshot.version + 1)

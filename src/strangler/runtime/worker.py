@@ -170,6 +170,10 @@ class Worker:
         self.stripped_headers: frozenset[bytes] = frozenset()
         self._apply_bridge(snapshot)
 
+    def _reopen_logs(self) -> None:
+        if self.journal is not None:
+            self.journal.reopen()
+
     def __repr__(self) -> str:
         return f"<Worker pid={os.getpid()} v{self.snapshot.version} conns={len(self.connections)}>"
 
@@ -184,9 +188,10 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # logrotate's postrotate, as with nginx: the access log is opened again. Without one
+        # the signal is ignored, never the default action (which ends the process).
+        self.loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         if self.journal is not None:
-            # logrotate's postrotate, as with nginx: the access log is opened again.
-            self.loop.add_signal_handler(signal.SIGUSR1, self.journal.reopen)
             self.journal.start()
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
         self.watcher.start()
