@@ -205,7 +205,8 @@ class Worker:
         if self.watcher.version < 0:
             log.warning("starting from the YAML file alone: %s", self.watcher.degraded)
         # The package checked its build's date at import; no second look at the files.
-        log.log(logging.WARNING if native.prefers_sources() else logging.INFO, native.describe())
+        # Pure Python (no build, or a stale one) serves correctly but slower: a warning either way.
+        log.log(logging.INFO if native.is_compiled() else logging.WARNING, native.describe())
         if self._runs_analyzer:
             from strangler.control.analyzer import AnalyzerThread
 
