@@ -28,7 +28,7 @@ import typer
 
 from strangler.errors import ClientProtocolError
 from strangler.proxy.request_target import canonical_path
-from strangler.routing.model import Decision, Stage
+from strangler.routing.model import CanarySides, Decision, Stage
 from strangler.routing.pattern import RoutePattern, Segment, TokenKind, fragment_regex
 from strangler.runtime.snapshot import Snapshot
 
@@ -177,24 +177,28 @@ def explain(snapshot: Snapshot, request: MatchRequest) -> dict[str, Any]:
     return report
 
 
+def canary_json(sides: CanarySides) -> dict[str, Any]:
+    """A canary route's plan and sides, as `routes --json` and `routes --match` show them."""
+    plan = sides.plan
+    return {
+        "group": plan.group,
+        "weight": plan.weight,
+        "new_backend": sides.new.backend,
+        "legacy_backend": sides.legacy.backend,
+        "stickiness": [str(source) for source in plan.stickiness],
+        "segments": [segment.name for segment in plan.segments],
+        "shadow_backend": sides.legacy.shadow_backend,
+    }
+
+
 def _serving(decision: Decision, method: str) -> dict[str, Any]:
     """Who answers, and what else happens to the request, by the route's stage."""
     out: dict[str, Any] = {"backend": decision.backend}
     if decision.stage is Stage.SHADOW and decision.shadow_backend is not None:
         is_copied = method in _MIRRORED_METHODS or decision.mirrors_unsafe
         out["shadow"] = {"backend": decision.shadow_backend, "is_copied": is_copied}
-    sides = decision.canary
-    if sides is not None:
-        plan = sides.plan
-        out["canary"] = {
-            "group": plan.group,
-            "weight": plan.weight,
-            "new_backend": sides.new.backend,
-            "legacy_backend": sides.legacy.backend,
-            "stickiness": [str(source) for source in plan.stickiness],
-            "segments": [segment.name for segment in plan.segments],
-            "shadow_backend": sides.legacy.shadow_backend,
-        }
+    if decision.canary is not None:
+        out["canary"] = canary_json(decision.canary)
     return out
 
 

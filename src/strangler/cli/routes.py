@@ -21,6 +21,7 @@ import typer
 
 from strangler.cli.control import AdminOption, override_notes
 from strangler.cli.options import ConfigOption, JsonOption
+from strangler.cli.route_match import canary_json
 from strangler.cli.tables import print_table
 from strangler.config import Config, load_config
 from strangler.control.effective import apply_overrides, unit_of
@@ -119,13 +120,7 @@ def _print_routes(
         sides = row.decision.canary
         if sides is not None:
             plan = sides.plan
-            item["canary"] = {
-                "group": plan.group,
-                "weight": plan.weight,
-                "new_backend": sides.new.backend,
-                "stickiness": [str(source) for source in plan.stickiness],
-                "segments": [segment.name for segment in plan.segments],
-            }
+            item["canary"] = canary_json(sides)
             canaries.append(f"{plan.weight:g}% to {sides.new.backend}, group {plan.group}")
         else:
             canaries.append("-")

@@ -281,13 +281,7 @@ def _are_apart(a: RoutePattern, b: RoutePattern) -> bool:
 def covers(earlier: RoutePattern, later: RoutePattern) -> bool:
     """True when `earlier`, placed before `later`, takes every request `later` could match, so
     `later` never matches. Exact for method and path; False when undecided (past the bound)."""
-    if _escaping_method(earlier.verbs, later.verbs) is not None or _are_apart(earlier, later):
-        return False
-    try:
-        path = _first_path(_automaton(later), _automaton(earlier), wants_both=False)
-    except _Undecided:
-        return False
-    return path is None
+    return _escaping_method(earlier.verbs, later.verbs) is None and covers_paths(earlier, later)
 
 
 def covers_paths(earlier: RoutePattern, later: RoutePattern) -> bool:
