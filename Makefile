@@ -54,12 +54,12 @@ demo: setup
 
 # The suite runs against the compiled hot path, and checks that it does. Its tests spend most of
 # their time waiting on real servers, so they run in TEST_WORKERS processes (pytest-xdist): on 2
-# cores that halves the wall time. TEST_WORKERS=0 runs them in one process. Tests that share a
-# costly build (the wheel in test_packaging.py) are marked xdist_group and run in one process.
+# cores that halves the wall time. TEST_WORKERS=0 runs them in one process. A costly build that
+# several tests share (the wheel in test_packaging.py) is made once per run, under a file lock.
 TEST_WORKERS ?= 2
 test: setup postgres prometheus-deps systemd-deps
 	STRANGLER_REQUIRE_NATIVE=1 STRANGLER_REQUIRE_PROMETHEUS=1 \
-		$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=10
+		$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10
 
 # The PostgreSQL store's tests want a server on 127.0.0.1:5432: start the local cluster if it is
 # installed but stopped. Without one they skip, saying so (STRANGLER_REQUIRE_POSTGRES=1 fails).
@@ -87,7 +87,7 @@ systemd-deps:
 		  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends systemd; }
 
 test-fast: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 bench-deps:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && command -v wrk >/dev/null 2>&1 || \

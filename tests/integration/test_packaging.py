@@ -11,6 +11,7 @@ generation run again (about a minute).
 
 from __future__ import annotations
 
+import fcntl
 import importlib.machinery
 import importlib.metadata
 import json
@@ -21,6 +22,7 @@ import sys
 import sysconfig
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,10 +33,6 @@ from strangler import native
 from strangler.config import LimitsConfig
 from tests.integration.conftest import GatewayFactory
 from tests.integration.upstreams import EchoUpstream
-
-# One process builds the wheel and the sdist for every test here (`make test` passes --dist
-# loadgroup): two would build them twice, in the same build/ and egg-info folders at once.
-pytestmark = pytest.mark.xdist_group("packaging")
 
 REPO = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -130,30 +128,53 @@ def _has_compiler() -> bool:
     return shutil.which(compiler) is not None and headers.is_file()
 
 
+def _once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """`build(folder)` once per test run, whichever xdist worker asks first; the others wait for
+    it and get the same result (the wheel is 45 s of mypyc on this machine, and two builds at
+    once share setuptools' build/ and egg-info folders). xdist's loadgroup would keep these tests
+    on one worker, but it does not (pytest-xdist 3.8 spreads a group over the workers)."""
+    base = factory.getbasetemp()
+    # Under xdist each worker's folder is in the run's own folder; alone, the run's folder.
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / f"{name}.built"
+        if done.exists():
+            return Path(done.read_text())
+        folder = root / name
+        folder.mkdir(exist_ok=True)
+        result = build(folder)
+        done.write_text(str(result))
+        return result
+
+
 @pytest.fixture(scope="module")
 def compiled_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not _has_compiler() and os.environ.get("STRANGLER_REQUIRE_NATIVE") != "1":
         pytest.skip("no C compiler or Python headers (`make test` installs them)")
-    out = tmp_path_factory.mktemp("wheel")
-    # STRANGLER_REQUIRE_NATIVE=1: a build that fell back to pure Python fails here, loudly.
-    env = _environment(STRANGLER_REQUIRE_NATIVE="1", STRANGLER_PURE_PYTHON=None)
-    _pip(
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "--wheel-dir",
-        str(out),
-        str(REPO),
-        env=env,
-        cwd=out,
-    )
-    (wheel,) = out.glob("strangler-*.whl")
-    return wheel
+
+    def build(out: Path) -> Path:
+        # STRANGLER_REQUIRE_NATIVE=1: a build that fell back to pure Python fails here, loudly.
+        env = _environment(STRANGLER_REQUIRE_NATIVE="1", STRANGLER_PURE_PYTHON=None)
+        _pip(
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(REPO),
+            env=env,
+            cwd=out,
+        )
+        (wheel,) = out.glob("strangler-*.whl")
+        return wheel
+
+    return _once(tmp_path_factory, "wheel", build)
 
 
 @pytest.fixture(scope="module")
-def compiled_site(compiled_wheel: Path) -> Path:
-    return _install(compiled_wheel, compiled_wheel.parent / "site")
+def compiled_site(tmp_path_factory: pytest.TempPathFactory, compiled_wheel: Path) -> Path:
+    return _once(tmp_path_factory, "site", lambda out: _install(compiled_wheel, out / "site"))
 
 
 def test_the_wheel_holds_the_compiled_hot_path_its_data_and_license(compiled_wheel: Path) -> None:
@@ -197,21 +218,25 @@ def test_a_gateway_from_the_installed_wheel_serves_compiled(
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The source distribution, made by setuptools' build backend as `python -m build` does."""
-    out = tmp_path_factory.mktemp("sdist")
-    script = (
-        "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(out)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=_environment(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return out / done.stdout.strip().splitlines()[-1]
+
+    def build(out: Path) -> Path:
+        script = (
+            "import sys; from setuptools import build_meta; "
+            "print(build_meta.build_sdist(sys.argv[1]))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(out)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=_environment(),
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return out / done.stdout.strip().splitlines()[-1]
+
+    return _once(tmp_path_factory, "sdist", build)
 
 
 def test_the_sdist_holds_what_a_build_needs_and_nothing_built(sdist: Path) -> None:
