@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import fnmatch
 import ipaddress
 import itertools
 import os
@@ -24,6 +25,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -722,6 +724,86 @@ class AccessLogConfig(_Model):
     sample: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(value: object) -> float:
+    """`"5m"`, `"1h"`, `"3d"`, `"10s"` (or a number of seconds) -> seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if match is None:
+            raise ValueError(f"expected a duration like 10s, 5m, 1h or 3d, got {value!r}")
+        seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+    if seconds <= 0:
+        raise ValueError(f"expected a duration above 0, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class SloAlertConfig(_Model):
+    """One multiwindow burn-rate alert (Google SRE workbook, "Alerting on SLOs", §6): it fires
+    while the error budget burns `burn` times faster than the objective allows, over both the
+    long window and the short one (the short one makes it resolve soon after the burn stops)."""
+
+    severity: Literal["page", "ticket"]
+    burn: Annotated[float, Field(gt=0)]
+    long: Duration
+    short: Duration
+
+    @model_validator(mode="after")
+    def _short_is_shorter(self) -> SloAlertConfig:
+        if self.short >= self.long:
+            raise ValueError("`short` must be shorter than `long`")
+        return self
+
+
+# The SRE workbook's recommended four for a 30-day-ish window (table 5-8 of its chapter 5).
+DEFAULT_SLO_ALERTS = (
+    SloAlertConfig(severity="page", burn=14.4, long=3600, short=300),
+    SloAlertConfig(severity="page", burn=6, long=6 * 3600, short=1800),
+    SloAlertConfig(severity="ticket", burn=3, long=86_400, short=2 * 3600),
+    SloAlertConfig(severity="ticket", burn=1, long=3 * 86_400, short=6 * 3600),
+)
+
+
+class SloConfig(_Model):
+    """A service level objective over some routes: the share of good answers over a window."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    # Route names, "group:NAME" (a canary group) or a glob ("projects.*").
+    routes: Annotated[list[str], Field(min_length=1)]
+    objective: Annotated[float, Field(gt=0, lt=100)]
+    window_days: Annotated[float, Field(gt=0, le=366)] = 28
+    # An answer slower than this is bad too (counted exactly, not at a histogram bucket).
+    latency_ms: Annotated[float, Field(gt=0)] | None = None
+    side: Literal["all", "new", "legacy"] = "all"
+    alerts: list[SloAlertConfig] = Field(default_factory=lambda: list(DEFAULT_SLO_ALERTS))
+    # Fewer requests than this in an alert's long window: the alert stays quiet (low traffic).
+    min_requests: Annotated[int, Field(ge=0)] = 100
+    on_page: Literal["none", "pause", "rollback"] = "none"
+    # % of the error budget that must remain to promote a route of this SLO (null: no gate).
+    budget_gate: Annotated[float, Field(ge=0, le=100)] | None = None
+
+    @property
+    def window_s(self) -> float:
+        return self.window_days * 86_400
+
+    def selects(self, route: RouteConfig) -> bool:
+        """Whether `route` is one of this SLO's routes."""
+        for selector in self.routes:
+            if selector.startswith("group:"):
+                if route.canary_group == selector.removeprefix("group:"):
+                    return True
+            elif fnmatch.fnmatchcase(route.name, selector):
+                return True
+        return False
+
+
 class Config(_Model):
     """The whole file."""
 
@@ -747,6 +829,7 @@ class Config(_Model):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
+    slos: list[SloConfig] = Field(default_factory=list)
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -823,6 +906,7 @@ class Config(_Model):
             seen.setdefault(route.name, index)
         problems.extend(self._check_canaries())
         problems.extend(self._check_reachable())
+        problems.extend(self._check_slos())
         if self.admin.listen is not None:
             admin_host, admin_port = split_listen(self.admin.listen)
             if admin_port and (admin_host, admin_port) == split_listen(self.listen):
@@ -847,6 +931,28 @@ class Config(_Model):
         if route.stage is Stage.CANARY:
             return route.canary.backend is None
         return False
+
+    def _check_slos(self) -> list[_RefError]:
+        """Each SLO has a name of its own, and each of its selectors selects a route."""
+        problems: list[_RefError] = []
+        seen: set[str] = set()
+        for index, slo in enumerate(self.slos):
+            if slo.name in seen:
+                problems.append(
+                    _RefError(("slos", index, "name"), f"SLO name {slo.name!r} is already used")
+                )
+            seen.add(slo.name)
+            for number, selector in enumerate(slo.routes):
+                probe = slo.model_copy(update={"routes": [selector]})
+                if not any(probe.selects(route) for route in self.routes):
+                    problems.append(
+                        _RefError(
+                            ("slos", index, "routes", number),
+                            f"{selector!r} selects no route (a route name, `group:NAME` of a "
+                            "canary group, or a glob such as `projects.*`)",
+                        )
+                    )
+        return problems
 
     def _check_reachable(self) -> list[_RefError]:
         """A route an earlier one takes every request of can never match: it is a mistake in
