@@ -804,6 +804,36 @@ class SloConfig(_Model):
         return False
 
 
+WebhookEvent = Literal[
+    "stage_changed", "rollout_verdict", "alert_firing", "alert_resolved", "budget_exhausted"
+]
+
+
+def _default_webhook_events() -> list[WebhookEvent]:
+    return ["stage_changed", "rollout_verdict"]
+
+
+class WebhookConfig(_Model):
+    """Where the gateway reports what happened (Flagger-style event webhooks)."""
+
+    url: str
+    events: Annotated[list[WebhookEvent], Field(min_length=1)] = Field(
+        default_factory=_default_webhook_events
+    )
+    # The environment variable holding the HMAC-SHA256 signing secret (never the secret itself).
+    secret_env: str | None = None
+    kind: Literal["json", "slack"] = "json"
+    timeout_s: PositiveSeconds = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
 class Config(_Model):
     """The whole file."""
 
@@ -830,6 +860,7 @@ class Config(_Model):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
     slos: list[SloConfig] = Field(default_factory=list)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
 
     @field_validator("listen", mode="before")
     @classmethod

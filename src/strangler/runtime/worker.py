@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from strangler.observe.exposition import MetricsHub
     from strangler.observe.journal import RequestJournal
     from strangler.observe.metrics_pipe import PipeWriter
+    from strangler.runtime.webhook_relay import WebhookRelay
 
 log = logging.getLogger("strangler.worker")
 
@@ -160,6 +161,7 @@ class Worker:
             self._store.get, self._on_state, listen_url=store.url, closes_store=False
         )
         self._analyzer: AnalyzerThread | None = None
+        self._relay: WebhookRelay | None = None
         self._apply_pools(snapshot)
         # The Rails bridge (with `rails:`): its key ring file is opened once per path.
         self._key_rings: dict[Path, KeyRingFile] = {}
@@ -210,6 +212,13 @@ class Worker:
         if self._runs_analyzer:
             from strangler.control.analyzer import AnalyzerThread
 
+            if self.base.webhooks:
+                from strangler.observe.webhooks import WebhookDispatcher
+                from strangler.runtime.webhook_relay import WebhookRelay, hooks_of
+
+                # Fixed at start, like the metrics: a reload does not change where events go.
+                self._relay = WebhookRelay(self._store.get, WebhookDispatcher(hooks_of(self.base)))
+                self._relay.start()
             self._analyzer = AnalyzerThread(
                 self._store.get,
                 lambda: self.base,
@@ -226,6 +235,8 @@ class Worker:
     def _count_verdict(self, record: VerdictRecord) -> None:
         """Analyzer thread: one verdict stored (a dict update under the GIL)."""
         self.counters.inc("rollout_verdicts_total", record.unit, record.outcome)
+        if self._relay is not None:
+            self._relay.on_verdict(record)
 
     # -- metrics ------------------------------------------------------------------------------
 
@@ -536,6 +547,8 @@ class Worker:
         self.watcher.stop()
         if self._analyzer is not None:
             self._analyzer.stop()
+        if self._relay is not None:
+            self._relay.stop()
         await self.publisher.close()
         # Every thread that used the store has stopped.
         await self.loop.run_in_executor(None, self._store.close)
