@@ -22,6 +22,7 @@ from strangler.cli.keys import keys_app
 from strangler.cli.observability import observability_app
 from strangler.cli.options import ConfigOption, OptionalConfigOption, default_config
 from strangler.cli.routes import read_overrides, routes
+from strangler.cli.slo import slo_app
 from strangler.cli.tokens import token_app
 from strangler.config import Config
 from strangler.errors import ConfigError, StranglerError
@@ -315,6 +316,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(token_app, name="token")
 app.add_typer(canary_app, name="canary")
 app.add_typer(observability_app, name="observability")
+app.add_typer(slo_app, name="slo")
 
 
 def main() -> None:
