@@ -1,0 +1,1 @@
+"""Service level objectives: error budgets and burn-rate alerts the gateway evaluates itself."""
