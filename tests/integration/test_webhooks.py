@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import orjson
 import pytest
 
@@ -99,6 +100,14 @@ def test_a_cli_change_reaches_the_receiver_signed_after_retries(
     assert data["actor"].startswith("cli:")
     # Sent once: the relay moved past it.
     assert len(receiver.received) == 3
+    assert gw.admin_url is not None
+    delivered = 'strangler_webhook_deliveries_total{event="stage_changed",result="delivered"} 1'
+    wait_until(
+        lambda: (
+            delivered in httpx.get(gw.admin_url + "/metrics", trust_env=False).text.splitlines()
+        ),
+        "the delivery counted in /metrics",
+    )
 
 
 def test_a_full_queue_drops_and_counts_and_slack_gets_text(receiver: Receiver) -> None:

@@ -72,6 +72,11 @@ FAMILIES: dict[str, Family] = {
     "rollout_verdicts_total": Family(
         "counter", ("route", "verdict"), "Canary analysis verdicts, by rollout unit and outcome."
     ),
+    "webhook_deliveries_total": Family(
+        "counter",
+        ("event", "result"),
+        "Webhook events by outcome: delivered, failed (after every retry) or dropped (queue full).",
+    ),
     "canary_decisions_total": Family(
         "counter", ("route", "side", "reason"), "Canary routing decisions: the side and why."
     ),

@@ -110,8 +110,11 @@ class WebhookDispatcher:
         *,
         clock: Callable[[], float] = time.time,
         max_queue: int = MAX_QUEUE,
+        on_outcome: Callable[[str, str], None] | None = None,
     ) -> None:
         self.hooks = hooks
+        # (event, "delivered" | "failed" | "dropped"): the worker's counters, for /metrics.
+        self._on_outcome = on_outcome
         self.stats = WebhookStats()
         self._clock = clock
         self._max_queue = max_queue
@@ -137,10 +140,15 @@ class WebhookDispatcher:
                     continue
                 if len(self._queue) >= self._max_queue:
                     self.stats.dropped += 1
+                    self._count(event, "dropped")
                     continue
                 body = render(hook, event, data, now)
                 self._queue.append(_Delivery(hook, event, body, int(now), due=0.0))
             self._lock.notify_all()
+
+    def _count(self, event: str, result: str) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(event, result)
 
     def _next(self) -> _Delivery | None:
         with self._lock:
@@ -176,6 +184,7 @@ class WebhookDispatcher:
                     self.stats.by_event[delivery.event] = (
                         self.stats.by_event.get(delivery.event, 0) + 1
                     )
+                self._count(delivery.event, "delivered")
                 return
             problem = f"answered {answer.status_code}"
         except httpx.HTTPError as exc:
@@ -189,6 +198,7 @@ class WebhookDispatcher:
                 self._lock.notify_all()
                 return
             self.stats.failed += 1
+        self._count(delivery.event, "failed")
         log.warning(
             "webhook %s: %s not delivered after %d attempts (%s)",
             where(hook.url),

@@ -217,7 +217,13 @@ class Worker:
                 from strangler.runtime.webhook_relay import WebhookRelay, hooks_of
 
                 # Fixed at start, like the metrics: a reload does not change where events go.
-                self._relay = WebhookRelay(self._store.get, WebhookDispatcher(hooks_of(self.base)))
+                dispatcher = WebhookDispatcher(
+                    hooks_of(self.base),
+                    on_outcome=lambda event, result: self.counters.inc(
+                        "webhook_deliveries_total", event, result
+                    ),
+                )
+                self._relay = WebhookRelay(self._store.get, dispatcher)
                 self._relay.start()
             self._analyzer = AnalyzerThread(
                 self._store.get,
