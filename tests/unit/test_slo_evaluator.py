@@ -355,3 +355,19 @@ def test_the_state_as_json() -> None:
         "resolved_at": None,
         "resolved_with": None,
     }
+
+
+def test_a_burn_exactly_at_the_threshold_fires() -> None:
+    # 99.99 leaves a budget share of 0.01 %, which has no exact float (100 - 99.99 rounds up):
+    # 0.1 % errors burn exactly 10, and the alert must not miss it by a rounding step.
+    slo = _slo(objective=99.99)
+    (state,) = _run(slo, _seconds(0, 60, bad=10, rate=10_000), [60])
+    assert state.alerts[0].now.long.burn_rate == pytest.approx(10.0)
+    assert state.alerts[0].state is AlertState.FIRING
+
+
+def test_another_slos_state_is_refused() -> None:
+    # The default alerts are the same for every SLO: a mixed-up state would carry over silently.
+    other = evaluate(_slo(name="billing"), [], 60.0, None)
+    with pytest.raises(ValueError, match="billing's, not projects-api's"):
+        evaluate(_slo(), [], 61.0, other)

@@ -29,8 +29,8 @@ from strangler.config import SloAlertConfig, SloConfig
 # The window over which "the current request rate" is measured for the outage minutes left.
 RATE_WINDOW_S = 3600.0
 
-# An objective such as 99.9 leaves a budget share (0.1 %) with no exact float, so an error ratio
-# exactly at the threshold would miss it by one rounding step; comparisons allow that much.
+# An objective such as 99.99 leaves a budget share (0.01 %) that rounds up as a float, so an
+# error ratio exactly at a threshold would miss it by one rounding step; comparisons allow that.
 _RELATIVE_TOLERANCE = 1e-9
 
 
@@ -316,6 +316,8 @@ def evaluate(
     their state over from it, matched by their config, so an alert that was edited starts
     inactive. `transitions` lists only what changed since `previous`.
     """
+    if previous is not None and previous.slo != slo.name:
+        raise ValueError(f"the previous state is {previous.slo}'s, not {slo.name}'s")
     budget_share = (100 - slo.objective) / 100
     series = _Series(samples, budget_share)
     previous_alerts = {} if previous is None else {a.alert: a for a in previous.alerts}
