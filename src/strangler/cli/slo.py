@@ -21,7 +21,7 @@ from strangler.errors import ConfigError
 from strangler.observe.slo_rules import render_openslo, render_prometheus
 
 slo_app = typer.Typer(
-    help="Service level objectives: export them for Prometheus or OpenSLO.",
+    help="Service level objectives, for Prometheus or OpenSLO.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -39,7 +39,11 @@ def export(
         typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout."),
     ] = None,
 ) -> None:
-    """Write the config's SLOs as Prometheus rules (--prometheus) or OpenSLO v1 (--openslo)."""
+    """Write the config's SLOs as Prometheus rules or OpenSLO.
+
+    --prometheus: recording rules and multiwindow burn-rate alerts (promtool checks them);
+    --openslo: OpenSLO v1 YAML, one SLO document per SLO.
+    """
     if prometheus == openslo:
         typer.echo("error: pass exactly one of --prometheus and --openslo", err=True)
         raise typer.Exit(2)

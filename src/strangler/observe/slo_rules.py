@@ -220,15 +220,15 @@ def prometheus_rules(config: Config) -> dict[str, Any]:
     return {"groups": groups}
 
 
+def _metric_source(query: str) -> dict[str, Any]:
+    return {"metricSource": {"type": "Prometheus", "spec": {"query": query}}}
+
+
 def openslo_documents(config: Config) -> list[dict[str, Any]]:
     """One OpenSLO v1 `SLO` document per SLO: a ratio of bad to all requests over the counters."""
     documents: list[dict[str, Any]] = []
     for slo in config.slos:
         queries = SliQueries.of(config, slo)
-
-        def source(query: str) -> dict[str, Any]:
-            return {"metricSource": {"type": "Prometheus", "spec": {"query": query}}}
-
         documents.append(
             {
                 "apiVersion": "openslo/v1",
@@ -242,8 +242,8 @@ def openslo_documents(config: Config) -> list[dict[str, Any]]:
                         "spec": {
                             "ratioMetric": {
                                 "counter": True,
-                                "bad": source(queries.bad(None)),
-                                "total": source(queries.total(None)),
+                                "bad": _metric_source(queries.bad(None)),
+                                "total": _metric_source(queries.total(None)),
                             }
                         },
                     },
