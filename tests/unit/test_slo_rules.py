@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from strangler.config import parse_config
-from strangler.observe.slo_rules import (
+from strangler.observe.slo.rules import (
     SliQueries,
     alert_windows,
     latency_bucket_s,

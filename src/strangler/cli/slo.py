@@ -2,7 +2,7 @@
 
 Rules:
 - `--prometheus` writes a Prometheus rule file (recording rules and multiwindow burn-rate alerts,
-  observe/slo_rules.py); `--openslo` writes OpenSLO v1 YAML, one `SLO` document per SLO. Exactly
+  observe/slo/rules.py); `--openslo` writes OpenSLO v1 YAML, one `SLO` document per SLO. Exactly
   one of the two.
 - Reads only the config file (found as every command finds it); talks to no gateway or store.
   An unusable config, or an SLO Prometheus can't express, exits 2 with one line.
@@ -18,7 +18,7 @@ import typer
 from strangler.cli.options import ConfigOption
 from strangler.config import load_config
 from strangler.errors import ConfigError
-from strangler.observe.slo_rules import render_openslo, render_prometheus
+from strangler.observe.slo.rules import render_openslo, render_prometheus
 
 slo_app = typer.Typer(
     help="Service level objectives, for Prometheus or OpenSLO.",
