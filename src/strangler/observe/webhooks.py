@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import orjson
@@ -101,7 +101,6 @@ class WebhookStats:
     retried: int = 0
     failed: int = 0
     dropped: int = 0
-    by_event: dict[str, int] = field(default_factory=dict)
 
 
 class WebhookDispatcher:
@@ -191,7 +190,6 @@ class WebhookDispatcher:
         if 200 <= status < 300:
             with self._lock:
                 self.stats.delivered += 1
-                self.stats.by_event[delivery.event] = self.stats.by_event.get(delivery.event, 0) + 1
             self._count(delivery.event, "delivered")
             return
         if status:
