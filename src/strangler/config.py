@@ -771,6 +771,13 @@ DEFAULT_SLO_ALERTS = (
 )
 
 
+def selector_selects(selector: str, route: RouteConfig) -> bool:
+    """One entry of an SLO's `routes`: a route name, `group:NAME` or a glob."""
+    if selector.startswith("group:"):
+        return route.canary_group == selector.removeprefix("group:")
+    return fnmatch.fnmatchcase(route.name, selector)
+
+
 class SloConfig(_Model):
     """A service level objective over some routes: the share of good answers over a window."""
 
@@ -805,13 +812,7 @@ class SloConfig(_Model):
 
     def selects(self, route: RouteConfig) -> bool:
         """Whether `route` is one of this SLO's routes."""
-        for selector in self.routes:
-            if selector.startswith("group:"):
-                if route.canary_group == selector.removeprefix("group:"):
-                    return True
-            elif fnmatch.fnmatchcase(route.name, selector):
-                return True
-        return False
+        return any(selector_selects(selector, route) for selector in self.routes)
 
 
 WebhookEvent = Literal[
@@ -984,8 +985,7 @@ class Config(_Model):
                 )
             seen.add(slo.name)
             for number, selector in enumerate(slo.routes):
-                probe = slo.model_copy(update={"routes": [selector]})
-                if not any(probe.selects(route) for route in self.routes):
+                if not any(selector_selects(selector, route) for route in self.routes):
                     problems.append(
                         _RefError(
                             ("slos", index, "routes", number),
