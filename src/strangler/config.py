@@ -921,7 +921,7 @@ class Config(_Model):
                             f"({', '.join(sorted(names))})",
                         )
                     )
-            if self.new_backend is None and self._needs_new_backend(route):
+            if self.new_backend is None and self.needs_new_backend(route):
                 problems.append(
                     _RefError(
                         ("routes", index, "stage"),
@@ -964,13 +964,15 @@ class Config(_Model):
         return self
 
     @staticmethod
-    def _needs_new_backend(route: RouteConfig) -> bool:
-        """Whether the route sends a request (or a copy) to `new_backend`."""
-        if route.stage is Stage.NEW:
+    def needs_new_backend(route: RouteConfig, stage: Stage | None = None) -> bool:
+        """Whether the route, in `stage` (default: its own), sends a request (or a copy) to
+        `new_backend` rather than to a backend it names itself."""
+        stage = route.stage if stage is None else stage
+        if stage is Stage.NEW:
             return route.backend is None
-        if route.stage is Stage.SHADOW:
+        if stage is Stage.SHADOW:
             return route.shadow.backend is None
-        if route.stage is Stage.CANARY:
+        if stage is Stage.CANARY:
             return route.canary.backend is None
         return False
 

@@ -128,11 +128,9 @@ class ControlService:
         none (day one of a migration) can't take that step, whoever asks."""
         if self.base.new_backend is not None or state.stage not in (Stage.LEGACY, Stage.SHADOW):
             return
+        target = Stage.SHADOW if state.stage is Stage.LEGACY else Stage.CANARY
         for route in self.base.routes:
-            if unit_of(route) != state.unit:
-                continue
-            own = route.shadow.backend if state.stage is Stage.LEGACY else route.canary.backend
-            if own is None:
+            if unit_of(route) == state.unit and Config.needs_new_backend(route, target):
                 raise ChangeRefused(
                     f"{state.unit} stays in {state.stage.value}: the config has no new backend "
                     "to send its requests to; add a backend named `new` (or set `new_backend:`), "
