@@ -38,7 +38,7 @@ from strangler.control.stores.schema import upgrade
 from tests.postgres import create_database, drop_database
 
 ADAPTERS = ["sqlite", "postgresql"]
-HEAD = "v0006"
+HEAD = "v0007"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,9 @@ TABLES = {
     "rollout_verdicts",
     "leases",
     "admin_tokens",
+    "slo_seconds",
+    "slo_minutes",
+    "slo_states",
     "admin_sessions",
     "alembic_version",
 }

@@ -21,6 +21,7 @@ from strangler.observe.slo.evaluator import (
     budget_allows_promote,
     classify,
     evaluate,
+    state_from_json,
 )
 
 RATE = 100  # requests per second of the synthetic traffic
@@ -333,6 +334,7 @@ def test_the_state_as_json() -> None:
         "burn_short": pytest.approx(45.0),
         "requests": 6000,
         "bad": 630,
+        "now": alert["fired_with"],  # it fired at this very evaluation
         "state": "firing",
         "low_traffic": False,
         "fired_at": 214.0,
@@ -355,6 +357,35 @@ def test_the_state_as_json() -> None:
         "resolved_at": None,
         "resolved_with": None,
     }
+
+
+def test_a_stored_state_carries_a_firing_alert_over() -> None:
+    # A replica taking the lease over reads the state back: the alert stays firing (no second
+    # alert_firing), and resolves with the numbers of its own burn when the burn stops.
+    samples = _seconds(-1000, 200) + _seconds(200, 230, bad=BURST_BAD) + _seconds(230, 400)
+    slo = _slo(latency_ms=300)
+    fired = _run(slo, samples, range(201, 215))[-1]
+    restored = state_from_json(slo, json.loads(json.dumps(fired.to_json())))
+    assert restored is not None
+    assert restored.alerts == fired.alerts
+    assert restored.budget_left_pct == pytest.approx(fired.budget_left_pct)
+    previous, kinds = restored, []
+    for now in range(215, 300):
+        previous = evaluate(slo, samples, float(now), previous)
+        kinds += [t.kind for t in previous.transitions if t.alert is not None]
+    assert kinds == [TransitionKind.ALERT_RESOLVED]
+
+
+def test_a_stored_state_of_another_shape_is_ignored() -> None:
+    slo = _slo()
+    state = evaluate(slo, _seconds(0, 60, bad=50), 60.0, None).to_json()
+    assert state_from_json(_slo(name="other"), state) is None
+    assert state_from_json(slo, {**state, "good": "many"}) is None
+    assert state_from_json(slo, {"name": "projects-api"}) is None
+    # An alert the config no longer has is dropped; one it gained starts inactive.
+    edited = SloAlertConfig(severity="ticket", burn=2, long=120, short=30)
+    restored = state_from_json(_slo(alerts=[edited]), state)
+    assert restored is not None and restored.alerts == ()
 
 
 def test_a_burn_exactly_at_the_threshold_fires() -> None:

@@ -13,6 +13,10 @@ Rules every adapter keeps:
   decides on what the other wrote.
 - Rollout windows are insert-only rows (one per worker flush, route, side and second); readers
   sum them. `prune_windows` bounds them by age.
+- SLO counts are additive upserts, like traffic: per second (kept for SLO_FINE_RETENTION_S,
+  for alert windows shorter than that) and per minute (kept for the SLO's window). Readers ask
+  for buckets of any whole number of seconds or minutes; the store sums them.
+- An SLO's last evaluation is one JSON row per SLO name, overwritten by each evaluation.
 - Secrets are never stored: tokens and sessions by SHA-256 hash only.
 """
 
@@ -289,7 +293,63 @@ class ControlStore(Protocol):
     def delete_session(self, session_hash: str) -> None: ...
 
 
-class Store(ShadowStore, ControlStore, Protocol):
+# Per-second SLO counts are kept this long: alert windows shorter than it are measured to the
+# second, longer ones (and the budget) from per-minute counts.
+SLO_FINE_RETENTION_S = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class SloDelta:
+    """Good and bad answers of one SLO within one second (`second`, unix seconds), from one
+    worker's flush."""
+
+    slo: str
+    second: int
+    good: int
+    bad: int
+
+    def __post_init__(self) -> None:
+        if self.good < 0 or self.bad < 0:
+            raise ValueError(f"negative SLO counts for {self.slo!r}: {self.good}/{self.bad}")
+
+
+@dataclass(frozen=True, slots=True)
+class SloSample:
+    """Counts of one bucket of an SLO's series, keyed by the bucket's start (epoch seconds)."""
+
+    at_s: float
+    good: int
+    bad: int
+
+
+class SloStore(Protocol):
+    """Per-SLO good/bad series and each SLO's last evaluation."""
+
+    def add_slo_counts(self, deltas: Sequence[SloDelta]) -> None:
+        """Add one flush of counts to the per-second and per-minute series, atomically."""
+        ...
+
+    def slo_samples(self, slo: str, since: float, until: float, bucket_s: int) -> list[SloSample]:
+        """The SLO's counts in [since, until), summed into buckets of `bucket_s` seconds (a
+        divisor of 60 reads the per-second series, a multiple of 60 the per-minute one), keyed
+        by each bucket's start, oldest first; empty buckets are left out."""
+        ...
+
+    def prune_slo_counts(self, slo: str, before: float, fine_before: float) -> int:
+        """Drop the SLO's per-minute counts of minutes that start before `before` and its
+        per-second counts before `fine_before`. Returns rows removed."""
+        ...
+
+    def put_slo_state(self, slo: str, state: Mapping[str, object], now: float) -> None:
+        """Store the SLO's latest evaluation (its JSON), replacing the one before."""
+        ...
+
+    def slo_states(self) -> dict[str, dict[str, object]]:
+        """Every SLO's latest stored evaluation, by name."""
+        ...
+
+
+class Store(ShadowStore, ControlStore, SloStore, Protocol):
     """Both ports: what `open_store` returns."""
 
 

@@ -51,6 +51,9 @@ FAMILIES: dict[str, Family] = {
         ("route", "side"),
         "Time from a request's head to the last byte of its answer.",
     ),
+    "slo_seconds_dropped_total": Family(
+        "counter", (), "Seconds of SLO counts dropped while store flushes failed."
+    ),
     "upstream_duration_seconds": Family(
         "histogram", ("backend",), "Time from sending a request upstream to its answer's head."
     ),

@@ -892,6 +892,10 @@ class ClientConnection(asyncio.Protocol):
         status = exchange.status
         worker.traffic.count(decision.route, is_new, status)
         elapsed = perf_counter() - exchange.started_at
+        slo_targets = worker.snapshot.slo_targets.get(decision.route or "")
+        if slo_targets is not None:
+            # What the client received counts, whichever side (after a fallback: legacy's).
+            worker.slos.record(slo_targets, is_new, status, elapsed)
         if decision.stage is Stage.CANARY:
             # The side the canary chose, whatever backend the route names for it.
             worker.windows.record(

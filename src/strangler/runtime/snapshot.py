@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from strangler.config import (
     Config,
@@ -23,6 +24,7 @@ from strangler.diff import DiffRules
 from strangler.identity.rails_session import (
     RailsSessionDecoder,
 )
+from strangler.observe.slo.counter import SloTarget
 from strangler.proxy.headers import RESPONSE_SPECIAL
 from strangler.routing import RouteTable
 from strangler.shadow.picker import HeaderPicker
@@ -88,6 +90,10 @@ class Snapshot:
     shadow_routes: Mapping[str, ShadowRoute]
     # The Rails bridge, when `rails:` is configured.
     bridge: BridgeSetup | None = None
+    # Per route name, the SLOs that count its answers (routes in no SLO are absent).
+    slo_targets: Mapping[str, tuple[SloTarget, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from strangler.identity.rails_session import (
     Serializer,
     SessionSecret,
 )
+from strangler.observe.slo.counter import slo_targets
 from strangler.routing import RouteTable
 from strangler.routing.canary import (
     CanaryPlan,
@@ -89,6 +90,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         trusted_networks=config.forwarding.networks(),
         via=b"1.1 " + config.forwarding.via.encode("ascii"),
         bridge=build_bridge(config, source),
+        slo_targets=MappingProxyType(slo_targets(config)),
         shadow_routes=MappingProxyType(
             {
                 route.name: ShadowRoute.build(

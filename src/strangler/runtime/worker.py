@@ -35,6 +35,7 @@ from strangler.identity.tokens import KeyRingError, KeyRingFile
 from strangler.observe.counters import Counters
 from strangler.observe.gateway_errors import GatewayErrorLog
 from strangler.observe.metrics import WorkerMetrics
+from strangler.observe.slo.counter import SloCounter
 from strangler.observe.traffic import TrafficCounter
 from strangler.observe.windows import WindowRecorder
 from strangler.proxy.server import ClientConnection
@@ -62,6 +63,8 @@ SHADOW_REPORT_INTERVAL_S = 60.0
 TRAFFIC_FLUSH_INTERVAL_S = 15.0
 # Canary windows go to the store every second: the analyzer judges an interval ~2 s after it.
 WINDOW_FLUSH_INTERVAL_S = 1.0
+# SLO counts go every 2 s: the evaluator reads them every few seconds at most.
+SLO_FLUSH_INTERVAL_S = 2.0
 # Metrics go to the supervisor twice a second: a scrape shows a request within a second.
 METRICS_PUBLISH_INTERVAL_S = 0.5
 # How long a starting worker waits for the store's overrides before serving from the YAML.
@@ -133,6 +136,7 @@ class Worker:
         self.traffic = TrafficCounter(time.time())
         self.gateway_errors = GatewayErrorLog(loop.time)
         self.windows = WindowRecorder(time.time())
+        self.slos = SloCounter(time.time())
         self.new_backend = snapshot.config.new_side_backend
         store = snapshot.config.store
         source = snapshot.source
@@ -157,6 +161,7 @@ class Worker:
         self._next_publish = loop.time() + store.flush_interval_s
         self._next_traffic_publish = loop.time() + TRAFFIC_FLUSH_INTERVAL_S
         self._next_window_publish = loop.time() + WINDOW_FLUSH_INTERVAL_S
+        self._next_slo_publish = loop.time() + SLO_FLUSH_INTERVAL_S
         self.watcher = StateWatcher(
             self._store.get, self._on_state, listen_url=store.url, closes_store=False
         )
@@ -487,6 +492,7 @@ class Worker:
             wall = time.time()
             self.traffic.tick(wall)
             self.windows.tick(wall)
+            self.slos.tick(wall)
             if not self.publisher.is_busy:
                 self._publish(now)
             if now >= self._next_metrics:
@@ -504,17 +510,21 @@ class Worker:
             self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
 
     def _publish(self, now: float) -> None:
-        """Start a store flush when something is due: canary windows every second, shadow
+        """Start a store flush when something is due: canary windows every second, SLO counts
+        every SLO_FLUSH_INTERVAL_S, shadow
         results every `store.flush_interval_s`, traffic counts every 15 s."""
         is_window_due = self.windows.has_closed and now >= self._next_window_publish
         is_shadow_due = now >= self._next_publish and bool(self.snapshot.shadow_routes)
         # Traffic alone waits longer: `progress` reads whole minutes, and each flush holds the
         # GIL for a few ms of SQLAlchemy, which shows in the p99.
         is_traffic_due = now >= self._next_traffic_publish
-        if not (is_window_due or is_shadow_due or is_traffic_due):
+        is_slo_due = self.slos.has_closed and now >= self._next_slo_publish
+        if not (is_window_due or is_shadow_due or is_traffic_due or is_slo_due):
             return
         if is_window_due:
             self._next_window_publish = now + WINDOW_FLUSH_INTERVAL_S
+        if is_slo_due:
+            self._next_slo_publish = now + SLO_FLUSH_INTERVAL_S
         if now >= self._next_publish:
             self._next_publish = now + self.snapshot.config.store.flush_interval_s
         traffic: tuple[TrafficDelta, ...] = ()
@@ -522,7 +532,8 @@ class Worker:
             self._next_traffic_publish = now + TRAFFIC_FLUSH_INTERVAL_S
             traffic = self.traffic.take_deltas()
         windows = self.windows.take_deltas() if is_window_due else []
-        self.publisher.publish(self.shadow.results.take_deltas(), traffic, windows)
+        slo_counts = self.slos.take_deltas() if is_slo_due else []
+        self.publisher.publish(self.shadow.results.take_deltas(), traffic, windows, slo_counts)
 
     async def _drain(self, server: asyncio.AbstractServer) -> None:
         self.is_draining = True
@@ -548,8 +559,10 @@ class Worker:
         traffic = self.traffic.take_deltas()
         self.windows.tick(time.time() + 1.0)  # the second in progress is complete too
         windows = self.windows.take_deltas()
-        if deltas or traffic or windows:
-            self.publisher.publish(deltas, traffic, windows)
+        self.slos.tick(time.time() + 1.0)
+        slo_counts = self.slos.take_deltas()
+        if deltas or traffic or windows or slo_counts:
+            self.publisher.publish(deltas, traffic, windows, slo_counts)
         self.watcher.stop()
         if self._analyzer is not None:
             self._analyzer.stop()
@@ -560,6 +573,8 @@ class Worker:
         await self.loop.run_in_executor(None, self._store.close)
         if self.windows.dropped_slots:
             self.counters.inc("canary_windows_dropped_total", by=self.windows.dropped_slots)
+        if self.slos.dropped_seconds:
+            self.counters.inc("slo_seconds_dropped_total", by=self.slos.dropped_seconds)
         if self.journal is not None:
             await self.loop.run_in_executor(None, self.journal.stop)
         self._last_metrics()

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from strangler.control.state import Store, WindowDelta
+from strangler.control.state import SloDelta, Store, WindowDelta
 from strangler.control.store import RouteDelta, TrafficDelta
 from strangler.observe.counters import Counters
 
@@ -62,11 +62,17 @@ class ResultsPublisher:
         deltas: Sequence[RouteDelta],
         traffic: Sequence[TrafficDelta] = (),
         windows: Sequence[WindowDelta] = (),
+        slo_counts: Sequence[SloDelta] = (),
     ) -> None:
-        """Start writing `deltas`, `traffic` and canary `windows` (possibly none: the reviews
-        are read back either way)."""
+        """Start writing `deltas`, `traffic`, canary `windows` and `slo_counts` (possibly none:
+        the reviews are read back either way)."""
         future = self._loop.run_in_executor(
-            self._executor, self._write, tuple(deltas), tuple(traffic), tuple(windows)
+            self._executor,
+            self._write,
+            tuple(deltas),
+            tuple(traffic),
+            tuple(windows),
+            tuple(slo_counts),
         )
         future.add_done_callback(self._done)
         self._flushing = future
@@ -76,12 +82,14 @@ class ResultsPublisher:
         deltas: tuple[RouteDelta, ...],
         traffic: tuple[TrafficDelta, ...],
         windows: tuple[WindowDelta, ...],
+        slo_counts: tuple[SloDelta, ...] = (),
     ) -> dict[str, frozenset[str]]:
         if self._store is None:
             self._store = self._open_store()
         now = time.time()
         self._store.apply(deltas, now, traffic)
         self._store.add_windows(windows)
+        self._store.add_slo_counts(slo_counts)
         if now - self._last_prune > 60.0:
             self._last_prune = now
             self._store.prune(now, max_age_s=self._retention_s, max_paths_per_route=self._max_paths)

@@ -58,6 +58,7 @@ from strangler.control.stores.schema import (
     storable,
     traffic_t,
 )
+from strangler.control.stores.slo_sql import SqlSloState
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
@@ -69,7 +70,7 @@ T = TypeVar("T")
 Work = Callable[[Connection], T]
 
 
-class SqlShadowStore(SqlControlState, ABC):
+class SqlShadowStore(SqlControlState, SqlSloState, ABC):
     """ShadowStore over SQLAlchemy Core; subclasses supply transactions and dialect spellings."""
 
     def __init__(self, *, max_examples_per_path: int) -> None:

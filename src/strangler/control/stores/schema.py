@@ -208,3 +208,27 @@ sessions_t = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
 )
+# SLO series and evaluations (v0007): see strangler.control.state.SloStore.
+slo_seconds_t = Table(
+    "slo_seconds",
+    _metadata,
+    Column("slo", StoredText, primary_key=True),
+    Column("second", BigInteger, primary_key=True),
+    Column("good", BigInteger, nullable=False),
+    Column("bad", BigInteger, nullable=False),
+)
+slo_minutes_t = Table(
+    "slo_minutes",
+    _metadata,
+    Column("slo", StoredText, primary_key=True),
+    Column("minute", BigInteger, primary_key=True),
+    Column("good", BigInteger, nullable=False),
+    Column("bad", BigInteger, nullable=False),
+)
+slo_states_t = Table(
+    "slo_states",
+    _metadata,
+    Column("slo", StoredText, primary_key=True),
+    Column("evaluated_at", Float, nullable=False),
+    Column("state", StoredText, nullable=False),
+)

@@ -20,11 +20,13 @@ from __future__ import annotations
 import bisect
 import enum
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from strangler.config import SloAlertConfig, SloConfig
+from strangler.control.state import SloSample
 
 # The window over which "the current request rate" is measured for the outage minutes left.
 RATE_WINDOW_S = 3600.0
@@ -44,30 +46,24 @@ class Outcome(enum.Enum):
 def classify(
     status: int, duration_s: float, served_by: Literal["new", "legacy"], slo: SloConfig
 ) -> Outcome | None:
-    """Good or bad for `slo`, or None when the answer's side is not one the SLO counts.
-
-    Bad: any 5xx (the gateway's own 502/503/504 included), 429 (the service shedding load is
-    its failure, not the client's), and with `latency_ms` an answer slower than it. Every other
-    answer is good, other 4xx included: the client asked for something wrong.
-    """
+    """Good or bad for `slo`, or None when the answer's side is not one the SLO counts."""
     if slo.side not in ("all", served_by):
         return None
-    if status >= 500 or status == 429:
-        return Outcome.BAD
-    # Divide the threshold rather than multiply the duration: 300 / 1000 is the same float as
-    # 0.3, so an answer of exactly the threshold stays good, at any threshold (slok/sloth#506).
-    if slo.latency_ms is not None and duration_s > slo.latency_ms / 1000:
-        return Outcome.BAD
-    return Outcome.GOOD
+    latency_s = math.inf if slo.latency_ms is None else slo.latency_ms / 1000
+    return Outcome.BAD if is_bad(status, duration_s, latency_s) else Outcome.GOOD
 
 
-@dataclass(frozen=True, slots=True)
-class SloSample:
-    """Counts of one bucket of an SLO's series, keyed by the bucket's start (epoch seconds)."""
+def is_bad(status: int, duration_s: float, latency_s: float) -> bool:
+    """Whether an answer spends error budget.
 
-    at_s: float
-    good: int
-    bad: int
+    Bad: any 5xx (the gateway's own 502/503/504 included), 429 (the service shedding load is
+    its failure, not the client's), and an answer slower than `latency_s` (math.inf: no latency
+    objective). Every other answer is good, other 4xx included: the client asked for something
+    wrong. Callers pass latency_ms / 1000 rather than multiplying the duration: 300 / 1000 is
+    the same float as 0.3, so an answer of exactly the threshold stays good, at any threshold
+    (slok/sloth#506).
+    """
+    return status >= 500 or status == 429 or duration_s > latency_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +155,7 @@ class AlertStatus:
             "short_s": self.alert.short,
             "burn_long": self.now.long.burn_rate,
             "burn_short": self.now.short.burn_rate,
+            "now": self.now.to_json(),
             "requests": self.now.long.requests,
             "bad": self.now.long.bad,
             "state": self.state.value,
@@ -383,3 +380,82 @@ def budget_allows_promote(slo: SloConfig, state: SloState) -> str | None:
         f"{slo.name} has {state.budget_left_pct:.1f} % of its error budget left, "
         f"below its gate of {gate:g} %"
     )
+
+
+def state_from_json(slo: SloConfig, data: Mapping[str, object]) -> SloState | None:
+    """The state `SloState.to_json` stored for `slo`, as the `previous` of the next evaluation
+    (by another process: a replica that takes the lease over, a restarted gateway), so an alert
+    that fires stays firing instead of firing again. Alerts are matched by their config; one
+    the config no longer has is dropped, one it gained starts inactive. None when `data` is not
+    a state of this SLO (another version's shape, another SLO)."""
+    try:
+        if data.get("name") != slo.name:
+            return None
+        alerts = []
+        by_config = {(a.severity, a.burn, a.long, a.short): a for a in slo.alerts}
+        for item in _items(data.get("alerts")):
+            key = (
+                item["severity"], _number(item["burn"]),
+                _number(item["long_s"]), _number(item["short_s"]),
+            )  # fmt: skip
+            alert = by_config.get(key)  # type: ignore[arg-type]
+            if alert is None:
+                continue
+            alerts.append(
+                AlertStatus(
+                    alert,
+                    AlertState(item["state"]),
+                    _burn(item["now"]),
+                    bool(item["low_traffic"]),
+                    _float_or_none(item.get("fired_at")),
+                    None if item.get("fired_with") is None else _burn(item["fired_with"]),
+                    _float_or_none(item.get("resolved_at")),
+                    None if item.get("resolved_with") is None else _burn(item["resolved_with"]),
+                )
+            )
+        return SloState(
+            slo=slo.name,
+            objective=_number(data["objective"]),
+            window_s=_number(data["window_s"]),
+            evaluated_at=_number(data["evaluated_at"]),
+            good=int(_number(data["good"])),
+            bad=int(_number(data["bad"])),
+            budget_left_pct=_number(data["budget_left_pct"]),
+            outage_minutes_left=_float_or_none(data.get("outage_minutes_left")),
+            alerts=tuple(alerts),
+            transitions=(),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _items(value: object) -> list[Mapping[str, object]]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list")
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, not {value!r}")
+    return float(value)
+
+
+def _float_or_none(value: object) -> float | None:
+    return None if value is None else _number(value)
+
+
+def _window(value: object) -> WindowCount:
+    if not isinstance(value, Mapping):
+        raise TypeError("expected a window")
+    requests, bad = int(_number(value["requests"])), int(_number(value["bad"]))
+    return WindowCount(
+        _number(value["start"]), _number(value["end"]), requests - bad, bad,
+        _number(value["burn_rate"]),
+    )  # fmt: skip
+
+
+def _burn(value: object) -> Burn:
+    if not isinstance(value, Mapping):
+        raise TypeError("expected a burn")
+    return Burn(_window(value["long"]), _window(value["short"]))
