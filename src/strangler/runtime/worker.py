@@ -49,6 +49,7 @@ from strangler.shadow.publisher import ResultsPublisher
 
 if TYPE_CHECKING:
     from strangler.control.analyzer import AnalyzerThread
+    from strangler.control.slo_monitor import SloMonitorThread
     from strangler.control.state import VerdictRecord
     from strangler.observe.exposition import MetricsHub
     from strangler.observe.journal import RequestJournal
@@ -167,6 +168,7 @@ class Worker:
         )
         self._analyzer: AnalyzerThread | None = None
         self._relay: WebhookRelay | None = None
+        self._slo_monitor: SloMonitorThread | None = None
         self._apply_pools(snapshot)
         # The Rails bridge (with `rails:`): its key ring file is opened once per path.
         self._key_rings: dict[Path, KeyRingFile] = {}
@@ -237,6 +239,19 @@ class Worker:
                 on_verdict=self._count_verdict,
             )
             self._analyzer.start()
+            from strangler.control.slo_monitor import SloMonitor, SloMonitorThread
+
+            relay = self._relay
+            # Started whatever the config says: a reload may add SLOs, and without any an
+            # evaluation is one attribute read every 10 s.
+            self._slo_monitor = SloMonitorThread(
+                SloMonitor(
+                    self._store.get,
+                    lambda: self.base,
+                    on_event=None if relay is None else relay.dispatcher.emit,
+                )
+            )
+            self._slo_monitor.start()
         on_ready()
         try:
             await self._stop
@@ -566,6 +581,8 @@ class Worker:
         self.watcher.stop()
         if self._analyzer is not None:
             self._analyzer.stop()
+        if self._slo_monitor is not None:
+            self._slo_monitor.stop()
         if self._relay is not None:
             self._relay.stop()
         await self.publisher.close()
