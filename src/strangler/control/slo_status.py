@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from strangler.config import Config, SloConfig
 from strangler.control.state import SLO_FINE_RETENTION_S, SloSample, Store
 from strangler.observe.slo.evaluator import (
+    AlertState,
     SloState,
     budget_allows_promote,
     evaluate,
@@ -90,10 +91,10 @@ class SloView:
         }
 
 
-def slo_views(store: Store, config: Config, now: float) -> list[SloView]:
+def slo_views(store: Store | None, config: Config, now: float) -> list[SloView]:
     """Every SLO of `config`, in its order: the monitor's evaluation when it is fresh, else one
-    computed now."""
-    stored = store.slo_states()
+    computed now. `store` None: no store was created yet, so nothing was counted."""
+    stored = store.slo_states() if store is not None else {}
     stale_s = STALE_AFTER_INTERVALS * evaluate_interval_s(config.slos)
     views = []
     for slo in config.slos:
@@ -102,9 +103,44 @@ def slo_views(store: Store, config: Config, now: float) -> list[SloView]:
         if state is not None and now - state.evaluated_at <= stale_s:
             views.append(SloView(slo, state, "monitor", max(0.0, now - state.evaluated_at)))
             continue
-        computed = evaluate(slo, read_samples(store, slo, now), now, None)
-        views.append(SloView(slo, computed, "computed", 0.0))
+        samples = read_samples(store, slo, now) if store is not None else []
+        views.append(SloView(slo, evaluate(slo, samples, now, None), "computed", 0.0))
     return views
+
+
+def unknown_slo(name: str, configured: Iterable[str]) -> str:
+    """The one way the CLI and the admin API say that no SLO has that name."""
+    return f"no SLO named {name} (configured: {', '.join(configured) or 'none'})"
+
+
+# The order alerts are listed in: firing before the rest, pages before tickets; ties keep the
+# config's order (SLOs, then each SLO's alerts).
+_STATE_RANK = {AlertState.FIRING: 0, AlertState.RESOLVED: 1, AlertState.INACTIVE: 2}
+_SEVERITY_RANK = {"page": 0, "ticket": 1}
+# What a row of GET /api/v1/alerts keeps of an alert's state, after its SLO's name.
+ALERT_ROW_KEYS = (
+    "severity", "burn", "long_s", "short_s", "state", "burn_long", "burn_short",
+    "fired_at", "fired_with", "resolved_at", "low_traffic",
+)  # fmt: skip
+
+
+def alert_rows(views: Iterable[SloView], *, include_all: bool) -> list[dict[str, object]]:
+    """The alerts that are firing (`include_all`: every alert of every SLO), one flat row each
+    with its SLO's name: what GET /api/v1/alerts answers."""
+    found = [
+        (view.slo.name, status)
+        for view in views
+        for status in view.state.alerts
+        if include_all or status.state is AlertState.FIRING
+    ]
+    found.sort(
+        key=lambda item: (_STATE_RANK[item[1].state], _SEVERITY_RANK[item[1].alert.severity])
+    )
+    rows: list[dict[str, object]] = []
+    for slo, status in found:
+        data = status.to_json()
+        rows.append({"slo": slo, **{key: data[key] for key in ALERT_ROW_KEYS}})
+    return rows
 
 
 def budget_refusals(
