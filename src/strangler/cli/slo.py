@@ -41,8 +41,7 @@ COMPUTED_NOTE = (
 )
 
 slo_app = typer.Typer(
-    help="Service level objectives: their error budgets and alerts, and export for Prometheus "
-    "or OpenSLO.",
+    help="Service level objectives: budgets, alerts, export.",
     no_args_is_help=True,
     add_completion=False,
 )
