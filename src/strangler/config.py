@@ -804,8 +804,6 @@ class SloConfig(_Model):
     def unacted(self) -> list[str]:
         """Settings given that this version accepts but does not act on yet (issue 18)."""
         given = []
-        if self.on_page != "none":
-            given.append(f"on_page: {self.on_page}")
         if self.budget_gate is not None:
             given.append(f"budget_gate: {self.budget_gate:g}")
         return given

@@ -28,6 +28,7 @@ import httpx
 import pytest
 import yaml
 
+from strangler.control.stores import SqliteShadowStore
 from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV
 from strangler.demo.legacy_app import create_legacy_app
 from strangler.demo.new_app import CHAOS_PATH, ChaosMode, create_new_app
@@ -84,6 +85,10 @@ def stack(tmp_path: Path) -> Iterator[CanaryStack]:
         config = demo_config(0, _port(legacy_url), _port(new_url), admin_port)
         route = next(r for r in config["routes"] if r["name"] == CANARY_ROUTE)
         route["canary"]["plan"].update(PLAN)
+        # The demo's SLO would race the analyzer to roll the canary back; here the analyzer
+        # acts and the SLO only watches (its own rollback is tests/integration/test_slo_gateway).
+        for slo in config["slos"]:
+            slo["on_page"] = "none"
         path = tmp_path / "demo.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         gateway = GatewayProcess(path).start()
@@ -147,6 +152,20 @@ def _wait_until(what: str, condition: Callable[[], bool]) -> None:
         time.sleep(0.02)
 
 
+def _page_alert(stack: CanaryStack) -> dict[str, Any] | None:
+    """The demo SLO's page alert once it has fired (firing, or resolved since), else None."""
+    store = SqliteShadowStore(stack.config_path.parent / "strangler.db")
+    try:
+        state = store.slo_states().get("projects-show-new")
+    finally:
+        store.close()
+    alerts: list[dict[str, Any]] = [] if state is None else state["alerts"]  # type: ignore[assignment]
+    for alert in alerts:
+        if alert["severity"] == "page" and alert["fired_at"] is not None:
+            return alert
+    return None
+
+
 def _by_analyzer(report: dict[str, Any], *actions: str) -> bool:
     return any(c["actor"] == "analyzer" and c["action"] in actions for c in report["audit"])
 
@@ -198,6 +217,11 @@ def test_the_analyzer_rolls_back_once_the_chaos_switch_breaks_the_new_app(
     assert failing & {"error_rate", "error_ratio"}, failed["verdict"]["summary"]
     assert after.status_code == 200
     assert "x-runtime" in after.headers and "x-served-by" not in after.headers
+    # The demo's SLO saw the new app's 503s too: its page alert fired (budget and burn in the
+    # store, where `strangler slo status` reads them).
+    _wait_until("the SLO's page alert", lambda: _page_alert(stack) is not None)
+    fired = _page_alert(stack)
+    assert fired is not None and fired["fired_with"]["short"]["bad"] > 0
     # The 503s are the canary's, from new only, and none of them is a generator error.
     assert stats.canary_5xx["new"] > 0 and set(stats.canary_5xx) == {"new"}
     assert stats.errors == {}

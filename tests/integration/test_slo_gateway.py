@@ -60,11 +60,14 @@ def test_a_page_alert_pauses_the_canary_and_resolves_when_errors_stop(
         store = _store(gateway)
         try:
             with steady_traffic(f"{gateway.url}/chaos/x", per_second=60):
-                wait_until(
-                    lambda: any(c.action == "pause" for c in store.audit("chaos")),
-                    "the SLO monitor to pause the canary",
-                    timeout_s=30,
-                )
+                try:
+                    wait_until(
+                        lambda: any(c.action == "pause" for c in store.audit("chaos")),
+                        "the SLO monitor to pause the canary",
+                        timeout_s=30,
+                    )
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}; gateway log:\n{gateway.stderr_text()}") from None
                 paused = store.audit("chaos")[0]
                 assert (paused.action, paused.actor) == ("pause", "slo:chaos-api")
                 assert "chaos-api page alert" in paused.reason and "firing" in paused.reason

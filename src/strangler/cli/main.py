@@ -158,7 +158,7 @@ def check_config(
         if slo.unacted:
             typer.echo(
                 f"warning: SLO {slo.name}: {', '.join(slo.unacted)} is not acted on yet in this "
-                "version (the SLO is exported as rules; alerts do not steer rollouts yet)",
+                "version (promotes are not gated on the error budget yet)",
                 err=True,
             )
     _warn_override_conflicts(path, snapshot.config)

@@ -25,14 +25,13 @@ from collections.abc import Callable, Mapping
 
 from strangler.config import Config, SloConfig
 from strangler.control.service import ChangeRefused, ControlService
-from strangler.control.slo_status import evaluate_interval_s, read_samples
+from strangler.control.slo_status import evaluate_interval_s, evaluate_now
 from strangler.control.state import SLO_FINE_RETENTION_S, Store
 from strangler.errors import StranglerError
 from strangler.observe.slo.evaluator import (
     SloState,
     Transition,
     TransitionKind,
-    evaluate,
     state_from_json,
 )
 from strangler.routing.model import Stage
@@ -105,7 +104,7 @@ class SloMonitor:
                     stored = store.slo_states()
                 data = stored.get(slo.name)
                 previous = None if data is None else state_from_json(slo, data)
-            state = evaluate(slo, read_samples(store, slo, now), now, previous)
+            state = evaluate_now(store, slo, now, previous)
             store.put_slo_state(slo.name, state.to_json(), now)
             self._states[slo.name] = state
             states.append(state)

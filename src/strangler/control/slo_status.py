@@ -7,6 +7,9 @@ Rules:
   up to 59 minutes are exact to the second; longer ones to the minute at their start; the
   budget is exact (its sum is keyed at the window's start, so every window but the budget's
   leaves it out).
+- Every evaluation ends its windows DATA_LAG_S ago: the seconds after that are still on their
+  way from the workers, and a window that ended now would count them as quiet (a 2 s window
+  would read empty half the time and resolve a firing alert).
 - The budget gate evaluates from the series at the moment of the promote, never from a stored
   evaluation that could be stale: the budget does not depend on alert history.
 - Blocking (store I/O).
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 from strangler.config import Config, SloConfig
 from strangler.control.state import SLO_FINE_RETENTION_S, SloSample, Store
+from strangler.observe.slo.counter import DATA_LAG_S
 from strangler.observe.slo.evaluator import (
     AlertState,
     SloState,
@@ -63,6 +67,12 @@ def read_samples(store: Store, slo: SloConfig, now: float) -> list[SloSample]:
     return samples
 
 
+def evaluate_now(store: Store, slo: SloConfig, now: float, previous: SloState | None) -> SloState:
+    """`slo` evaluated from the store's series, its windows ending DATA_LAG_S before `now`."""
+    at = now - DATA_LAG_S
+    return evaluate(slo, read_samples(store, slo, at), at, previous)
+
+
 @dataclass(frozen=True, slots=True)
 class SloView:
     """One SLO as shown: its latest evaluation and where it came from."""
@@ -103,8 +113,11 @@ def slo_views(store: Store | None, config: Config, now: float) -> list[SloView]:
         if state is not None and now - state.evaluated_at <= stale_s:
             views.append(SloView(slo, state, "monitor", max(0.0, now - state.evaluated_at)))
             continue
-        samples = read_samples(store, slo, now) if store is not None else []
-        views.append(SloView(slo, evaluate(slo, samples, now, None), "computed", 0.0))
+        if store is None:
+            computed = evaluate(slo, [], now - DATA_LAG_S, None)
+        else:
+            computed = evaluate_now(store, slo, now, None)
+        views.append(SloView(slo, computed, "computed", 0.0))
     return views
 
 
@@ -154,7 +167,7 @@ def budget_refusals(
     for slo in config.slos:
         if slo.budget_gate is None or not any(slo.selects(route) for route in selected):
             continue
-        state = evaluate(slo, read_samples(store, slo, now), now, None)
+        state = evaluate_now(store, slo, now, None)
         why = budget_allows_promote(slo, state)
         if why is not None:
             refusals.append((slo, state, why))

@@ -418,9 +418,13 @@ and every change, or every route at once:
           strangler status
           strangler progress   # the whole migration: routes by stage, share answered by new
 Break it before it completes: the new app's chaos switch makes that route answer 503 ("fail")
-or {chaos_delay_ms} ms late ("slow"), and the next interval rolls the canary back to legacy.
+or {chaos_delay_ms} ms late ("slow"). The route's SLO (99 % of new's answers good and under
+100 ms) pages within seconds and rolls the canary back to legacy, unless the analyzer's next
+interval does first; the audit log says who did.
   break it: curl -X POST {chaos_url} -d '{{"mode":"fail"}}' -H 'content-type: application/json'
   the mode: curl {chaos_url}   ("ok" heals it)
+  the SLO:  strangler slo status   # budget left, burn rates, the page alert and its numbers
+  who:      strangler audit {CANARY_ROUTE}
 {starts_broken}To start broken, set {CHAOS_ENV}=fail (or slow) before starting the demo. Or act
 yourself: strangler pause|resume|promote|rollback {CANARY_ROUTE} -r "why"
 

@@ -35,6 +35,7 @@ from strangler.identity.tokens import KeyRingError, KeyRingFile
 from strangler.observe.counters import Counters
 from strangler.observe.gateway_errors import GatewayErrorLog
 from strangler.observe.metrics import WorkerMetrics
+from strangler.observe.slo.counter import FLUSH_INTERVAL_S as SLO_FLUSH_INTERVAL_S
 from strangler.observe.slo.counter import SloCounter
 from strangler.observe.traffic import TrafficCounter
 from strangler.observe.windows import WindowRecorder
@@ -64,8 +65,6 @@ SHADOW_REPORT_INTERVAL_S = 60.0
 TRAFFIC_FLUSH_INTERVAL_S = 15.0
 # Canary windows go to the store every second: the analyzer judges an interval ~2 s after it.
 WINDOW_FLUSH_INTERVAL_S = 1.0
-# SLO counts go every 2 s: the evaluator reads them every few seconds at most.
-SLO_FLUSH_INTERVAL_S = 2.0
 # Metrics go to the supervisor twice a second: a scrape shows a request within a second.
 METRICS_PUBLISH_INTERVAL_S = 0.5
 # How long a starting worker waits for the store's overrides before serving from the YAML.

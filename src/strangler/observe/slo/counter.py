@@ -18,6 +18,12 @@ from strangler.observe.slo.evaluator import is_bad
 
 # Seconds kept while flushes fail; older counts are dropped (and counted) rather than held.
 MAX_PENDING_SECONDS = 600
+# Workers flush SLO counts this often: the evaluator reads them every few seconds at most.
+FLUSH_INTERVAL_S = 2.0
+# A second's counts are in the store this long after it ended, at the latest (one flush
+# interval, plus the sweep that closes the second, plus the write): windows that end this long
+# ago are complete.
+DATA_LAG_S = FLUSH_INTERVAL_S + 1.0
 
 
 @dataclass(frozen=True, slots=True)
