@@ -20,7 +20,7 @@ Rules:
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import logging
 import math
 import os
@@ -32,7 +32,7 @@ from typing import assert_never
 
 from strangler.config import CanaryRolloutConfig, Config
 from strangler.control.effective import apply_overrides, unit_of
-from strangler.control.service import ControlService, UnitState, unit_states
+from strangler.control.service import ControlService, Move, UnitState, unit_states
 from strangler.control.state import Proposal, Store, VerdictRecord, WindowTotals
 from strangler.control.store import StoreUnavailable
 from strangler.rollout import (
@@ -45,11 +45,12 @@ from strangler.rollout import (
     RolloutState,
     RolloutStatus,
     SideWindow,
+    Step,
     advance,
     judge_interval,
+    stages,
 )
-from strangler.rollout.judge import IntervalVerdict
-from strangler.routing.canary import FULL_WEIGHT_BP, weight_to_bp
+from strangler.routing.canary import weight_to_bp
 from strangler.routing.model import Stage
 
 log = logging.getLogger("strangler.analyzer")
@@ -205,27 +206,19 @@ class Analyzer:
                 # An earlier action did not take (a person moved the unit meanwhile).
                 rollout = RolloutState(RolloutStatus.RUNNING, state.weight_bp)
         step = advance(rollout, verdict.outcome, policy)
-        if step.action is Action.PROMOTE and step.state.weight_bp >= FULL_WEIGHT_BP:
-            # At 100 % legacy answers nothing, so nothing could be compared there: the step to
-            # 100 % is the move to stage new.
-            step = dataclasses.replace(
-                step,
-                action=Action.COMPLETE,
-                reason=step.reason.replace("promote to 100 %", "complete: stage new"),
-            )
-        action = step.action if plan.auto else Action.NONE
-        taken = action
-        if action is not Action.NONE:
+        move = _move_of(step) if plan.auto else None
+        taken = Action.NONE
+        if move is not None:
             change = service.apply(
                 state.unit,
                 state.weight_bp,
-                _proposal(step.action, step.state, verdict),
+                move,
                 reason=f"{step.reason} ({verdict.summary})",
+                evidence={"verdict": verdict.to_json()},
             )
-            if change is None:
-                taken = Action.NONE
-            else:
-                _log_action(state, action, step.state.weight_bp, step.reason, verdict.summary)
+            if change is not None:
+                taken = step.action
+                _log_action(state, taken, step.state.weight_bp, step.reason, verdict.summary)
         record = VerdictRecord(
             unit=state.unit,
             started_at=start,
@@ -331,20 +324,21 @@ def _log_action(
             assert_never(action)
 
 
-def _proposal(action: Action, state: RolloutState, verdict: IntervalVerdict) -> Proposal:
-    evidence: dict[str, object] = {"verdict": verdict.to_json()}
-    if action is Action.PROMOTE:
-        return Proposal(
-            "promote", Stage.CANARY.value, state.weight_bp, "running", evidence=evidence
-        )
-    if action is Action.COMPLETE:
-        return Proposal("complete", Stage.NEW.value, FULL_WEIGHT_BP, "complete", evidence=evidence)
-    if action is Action.ROLLBACK:
-        return Proposal("rollback", Stage.LEGACY.value, 0, "rolled_back", evidence=evidence)
-    return Proposal(
-        "pause", Stage.CANARY.value, state.weight_bp, "paused", keeps_step_start=True,
-        evidence=evidence,
-    )  # fmt: skip
+def _move_of(step: Step) -> Move | None:
+    """The stage machine's change that carries out the analyzer's step; None for no change."""
+    match step.action:
+        case Action.PROMOTE:
+            return functools.partial(stages.promote, weight_bp=step.state.weight_bp)
+        case Action.COMPLETE:
+            return stages.complete
+        case Action.ROLLBACK:
+            return stages.rollback
+        case Action.PAUSE:
+            return stages.pause
+        case Action.NONE:
+            return None
+        case _:
+            assert_never(step.action)
 
 
 class AnalyzerThread:
