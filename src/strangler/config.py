@@ -824,14 +824,6 @@ class SloConfig(_Model):
     def window_s(self) -> float:
         return self.window_days * 86_400
 
-    @property
-    def unacted(self) -> list[str]:
-        """Settings given that this version accepts but does not act on yet (issue 18)."""
-        given = []
-        if self.budget_gate is not None:
-            given.append(f"budget_gate: {self.budget_gate:g}")
-        return given
-
     def selects(self, route: RouteConfig) -> bool:
         """Whether `route` is one of this SLO's routes."""
         return any(selector_selects(selector, route) for selector in self.routes)

@@ -41,7 +41,10 @@ class PromoteBody(BaseModel):
         default=None, description="Canary weight (%) to move to; default: the plan's next step."
     )
     force: bool = Field(
-        default=False, description="Leave shadow although the evidence gate is closed."
+        default=False,
+        description=(
+            "Promote although the evidence gate or an SLO's budget gate is closed (audited)."
+        ),
     )
 
 

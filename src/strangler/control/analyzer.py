@@ -40,6 +40,7 @@ from strangler.config import CanaryRolloutConfig, Config
 from strangler.control.effective import apply_overrides, unit_of
 from strangler.control.gates import GateAnswer, ask_gates
 from strangler.control.service import ControlService, Move, UnitState, unit_states
+from strangler.control.slo_status import budget_json
 from strangler.control.state import Proposal, Store, VerdictRecord, WindowTotals
 from strangler.control.store import StoreUnavailable
 from strangler.rollout import (
@@ -224,19 +225,35 @@ class Analyzer:
         move = _move_of(step) if plan.auto else None
         reason = step.reason
         asked: dict[str, object] = {}
-        if move is not None and plan.gates:
-            proposed = move(state.stage_state())
-            # Only a step that sends more users to new is confirmed: a rollback or a pause must
-            # never wait on an outside system (a gate that is down would keep a failing canary
-            # in front of users).
-            if isinstance(proposed, Transition) and proposed.action in CONFIRMED_ACTIONS:
-                answers = ask_gates(plan.gates, _confirm_step(state, proposed, verdict), at=now)
-                asked = {"gates": [answer.to_json() for answer in answers]}
-                refused = next((answer for answer in answers if not answer.is_ok), None)
-                if refused is not None:
-                    move = None
-                    reason = f"{step.reason}; held by gate {refused.url}: {refused.why()}"
-                    _log_hold(state, refused, step.reason, verdict.summary)
+        proposed = None if move is None else move(state.stage_state())
+        is_increase = isinstance(proposed, Transition) and proposed.action in CONFIRMED_ACTIONS
+        budget = service.budget_gate(state) if is_increase else []
+        if budget:
+            # An SLO's budget is too low to send more users to new: held like a gate's no,
+            # asked again at the next passing interval (a rollback or pause is never held).
+            move = None
+            asked = {"budget_gate": budget_json(budget, forced=False)}
+            reason = f"{step.reason}; held by the budget gate: " + "; ".join(
+                refusal.why for refusal in budget
+            )
+            log.info(
+                "canary held: %s stays at %s: %s (%s)",
+                _named(state),
+                _pct(state.weight_bp),
+                reason,
+                verdict.summary,
+            )
+        # Only a step that sends more users to new is confirmed: a rollback or a pause must
+        # never wait on an outside system (a gate that is down would keep a failing canary in
+        # front of users).
+        if move is not None and plan.gates and isinstance(proposed, Transition) and is_increase:
+            answers = ask_gates(plan.gates, _confirm_step(state, proposed, verdict), at=now)
+            asked = {"gates": [answer.to_json() for answer in answers]}
+            refused = next((answer for answer in answers if not answer.is_ok), None)
+            if refused is not None:
+                move = None
+                reason = f"{step.reason}; held by gate {refused.url}: {refused.why()}"
+                _log_hold(state, refused, step.reason, verdict.summary)
         taken = Action.NONE
         if move is not None:
             change = service.apply(
@@ -370,13 +387,16 @@ def _confirm_step(
 
 
 def _was_held(record: VerdictRecord) -> bool:
-    """Whether a gate held the step this verdict called for (so its weight never moved)."""
+    """Whether a gate or the budget gate held the step this verdict called for (so its weight
+    never moved)."""
+    if record.action != Action.NONE.value:
+        return False
     answers = record.verdict.get("gates")
+    budget = record.verdict.get("budget_gate")
     return (
-        record.action == Action.NONE.value
-        and isinstance(answers, list)
+        isinstance(answers, list)
         and any(isinstance(answer, dict) and not answer.get("ok") for answer in answers)
-    )
+    ) or (isinstance(budget, dict) and budget.get("forced") is False)
 
 
 def _log_hold(state: UnitState, refused: GateAnswer, reason: str, summary: str) -> None:

@@ -24,7 +24,7 @@ class ChangeRequest:
 
     reason: str
     weight: float | None = None  # % ; promote: where to move to (default: the next step)
-    force: bool = False  # promote: leave shadow although the evidence gate is closed
+    force: bool = False  # promote: past a closed evidence gate or SLO budget gate
 
 
 class ChangeHandler(Protocol):

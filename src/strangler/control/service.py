@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from strangler.config import Config, RouteConfig
 from strangler.control.effective import apply_overrides, unit_of
+from strangler.control.slo_status import BudgetRefusal, budget_json, budget_refusals
 from strangler.control.state import Change, Override, Proposal, Store
 from strangler.errors import StranglerError
 from strangler.rollout import Gate, RolloutStatus, shadow_gate, stages
@@ -163,6 +164,13 @@ class ControlService:
                 return unit_of(route)
         return None
 
+    def budget_gate(self, state: UnitState) -> list[BudgetRefusal]:
+        """The SLOs whose `budget_gate` holds the unit's promotion now (none hold one out of
+        stage legacy: shadowing never changes what clients receive, so it spends no budget)."""
+        if state.stage is Stage.LEGACY or not self.base.slos:
+            return []
+        return budget_refusals(self.store, self.base, state.routes, self.clock())
+
     def gate(self, state: UnitState) -> Gate:
         """The evidence gate for leaving `shadow`: the parity of the unit's shadowed routes."""
         totals = {t.route: t for t in self.store.routes()}
@@ -193,14 +201,23 @@ class ControlService:
         # by the time the transaction runs, another change may have moved the unit to shadow.
         gate = self.gate(state) if state.stage in (Stage.LEGACY, Stage.SHADOW) else None
         target_bp = None if weight is None else _checked_weight(weight)
+        budget = self.budget_gate(state)
+        if budget and not force:
+            raise ChangeRefused(
+                f"{state.unit} stays in {state.stage.value}: "
+                + "; ".join(refusal.why for refusal in budget)
+                + " (pass --force with a reason to override the budget gate)"
+            )
 
         def decide(current: Override | None) -> Proposal:
             now_state = self._recheck(state.unit, current).stage_state()
             moved = stages.promote(now_state, weight_bp=target_bp, gate=gate, force=force)
-            evidence: dict[str, object] | None = None
+            evidence: dict[str, object] = {}
             if gate is not None and now_state.stage is Stage.SHADOW:
                 evidence = {"gate": _gate_json(gate), "forced": force and not gate.passed}
-            return _proposal(moved, evidence=evidence)
+            if budget:
+                evidence["budget_gate"] = budget_json(budget, forced=True)
+            return _proposal(moved, evidence=evidence or None)
 
         return self._change(state.unit, decide, actor=actor, reason=reason)
 

@@ -156,9 +156,36 @@ def alert_rows(views: Iterable[SloView], *, include_all: bool) -> list[dict[str,
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetRefusal:
+    """An SLO whose budget left is below its `budget_gate`, and the words of the refusal."""
+
+    slo: SloConfig
+    state: SloState
+    why: str
+
+
+def budget_json(refusals: Iterable[BudgetRefusal], *, forced: bool) -> dict[str, object]:
+    """The refusals as audit or verdict evidence: the numbers that held (or were forced)."""
+    return {
+        "forced": forced,
+        "slos": [
+            {
+                "slo": refusal.slo.name,
+                "budget_left_pct": refusal.state.budget_left_pct,
+                "gate_pct": refusal.slo.budget_gate,
+                "good": refusal.state.good,
+                "bad": refusal.state.bad,
+                "reason": refusal.why,
+            }
+            for refusal in refusals
+        ],
+    }
+
+
 def budget_refusals(
     store: Store, config: Config, routes: Iterable[str], now: float
-) -> list[tuple[SloConfig, SloState, str]]:
+) -> list[BudgetRefusal]:
     """For each SLO with a `budget_gate` over any of `routes` whose budget left is below it:
     the SLO, its state now, and why it refuses a promote."""
     names = set(routes)
@@ -170,5 +197,5 @@ def budget_refusals(
         state = evaluate_now(store, slo, now, None)
         why = budget_allows_promote(slo, state)
         if why is not None:
-            refusals.append((slo, state, why))
+            refusals.append(BudgetRefusal(slo, state, why))
     return refusals
