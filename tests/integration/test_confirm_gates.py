@@ -21,6 +21,7 @@ from strangler.config import parse_config
 from strangler.control.analyzer import FLUSH_GRACE_S, Analyzer
 from strangler.control.state import Store, VerdictRecord, WindowDelta
 from strangler.control.stores import SqliteShadowStore
+from strangler.observe.webhooks import where
 from strangler.rollout import LatencyHistogram
 
 SECRET = "gate-secret-0123456789"
@@ -151,13 +152,13 @@ def test_a_gate_that_says_no_holds_the_step_and_the_next_interval_asks_again(
     [answer] = held.verdict["gates"]  # type: ignore[misc]
     assert isinstance(answer, dict) and isinstance(answer["ms"], float)
     assert {k: v for k, v in answer.items() if k != "ms"} == {
-        "url": gate.url,
+        "url": where(gate.url),
         "status": 403,
         "ok": False,
         "error": None,
     }
     assert held.verdict["reason"] == (
-        f"1 passing interval at 5 %: promote to 25 %; held by gate {gate.url}: 403"
+        f"1 passing interval at 5 %: promote to 25 %; held by gate {where(gate.url)}: 403"
     )
     assert rollout.weight_bp() == 500
     assert [c.action for c in store.audit("api")] == ["start"]
@@ -167,7 +168,7 @@ def test_a_gate_that_says_no_holds_the_step_and_the_next_interval_asks_again(
         holds[0]
         .getMessage()
         .startswith(
-            f"canary held: route api stays at 5 %: gate {gate.url} answered 403; "
+            f"canary held: route api stays at 5 %: gate {where(gate.url)} answered 403; "
             "1 passing interval at 5 %: promote to 25 % (pass: "
         )
     )
@@ -245,9 +246,9 @@ def test_a_gate_whose_secret_is_not_set_holds_without_sending_unsigned(
     assert held.action == "none"
     error = f"environment variable {SECRET_ENV} (secret_env) is not set"
     assert held.verdict["gates"] == [
-        {"url": gate.url, "status": None, "ok": False, "error": error, "ms": 0.0}
+        {"url": where(gate.url), "status": None, "ok": False, "error": error, "ms": 0.0}
     ]
-    assert str(held.verdict["reason"]).endswith(f"; held by gate {gate.url}: {error}")
+    assert str(held.verdict["reason"]).endswith(f"; held by gate {where(gate.url)}: {error}")
     assert gate.received == []
     assert rollout.weight_bp() == 500
     # Nobody decided: that is a WARNING, once for the interval.
@@ -266,3 +267,20 @@ def test_an_unreachable_gate_holds_with_the_error(store: Store) -> None:
     assert (answer["status"], answer["ok"]) == (None, False)
     assert "ConnectionRefusedError" in str(answer["error"]) or "URLError" in str(answer["error"])
     assert rollout.weight_bp() == 500
+
+
+def test_a_gate_url_s_secrets_stay_out_of_verdicts_and_logs(
+    store: Store, gate: Gate, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Hook-style URLs carry their credential in the path or the query; a read-scope token
+    # reads verdicts, and logs go to many places: only scheme, host and port are kept.
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    secret_url = gate.url + "/T0-s3cret?token=s3cret"
+    with caplog.at_level(logging.INFO, logger="strangler.analyzer"):
+        held = Rollout(store, _config(secret_url)).judge()
+    assert held.action == "none" and len(gate.received) == 1
+    assert "s3cret" not in orjson.dumps(held.verdict).decode()
+    assert "s3cret" not in caplog.text
+    assert (
+        where("https://user:pw@hooks.example:8443/x/s3cret?k=v") == "https://hooks.example:8443/..."
+    )

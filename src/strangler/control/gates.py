@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import orjson
 
 from strangler.config import GateConfig
-from strangler.observe.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from strangler.observe.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, where
 
 CONFIRM_EVENT = "confirm_step"
 # No proxies from the environment: a gate is reached directly, like the backends and webhooks.
@@ -37,7 +37,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class GateAnswer:
     """What one gate said about one proposed step."""
 
-    url: str
+    url: str  # scheme, host and port only (webhooks.where): gate URLs may carry a secret
     status: int | None  # None when no HTTP answer came (error says why)
     error: str | None
     ms: float  # how long asking took
@@ -79,7 +79,7 @@ def _ask(gate: GateConfig, body: bytes, at: float) -> GateAnswer:
         secret = os.environ.get(gate.secret_env, "")
         if not secret:
             unset = f"environment variable {gate.secret_env} (secret_env) is not set"
-            return GateAnswer(gate.url, None, unset, 0.0)
+            return GateAnswer(where(gate.url), None, unset, 0.0)
         headers[SIGNATURE_HEADER] = sign(secret.encode(), body)
     # The standard library's client, as webhooks use: the compiled hot path's build type-checks
     # the worker's imports, and must not need another package for them.
@@ -95,4 +95,4 @@ def _ask(gate: GateConfig, body: bytes, at: float) -> GateAnswer:
         exc.close()
     except (OSError, ValueError, http.client.HTTPException) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    return GateAnswer(gate.url, status, error, (time.monotonic() - started) * 1000)
+    return GateAnswer(where(gate.url), status, error, (time.monotonic() - started) * 1000)
