@@ -750,6 +750,9 @@ def test_a_flush_chosen_as_a_deadlock_victim_runs_again_and_counts_once(
             finished.append(time.monotonic())
 
         with psycopg.connect(postgres.location) as other:  # one transaction until commit
+            # Whichever backend's deadlock_timeout runs out first is the victim: this one waits
+            # far longer than the store's (1 s), so a busy machine cannot make it the victim.
+            other.execute("SET deadlock_timeout = '20s'")
             other.execute("UPDATE shadow_routes SET noise_samples = noise_samples + 100"
                           " WHERE route = 'b'")  # fmt: skip
             flusher = threading.Thread(target=flush)
