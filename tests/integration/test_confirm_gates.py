@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import logging
 import math
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +22,7 @@ from strangler.control.state import Store, VerdictRecord, WindowDelta
 from strangler.control.stores import SqliteShadowStore
 from strangler.observe.webhooks import where
 from strangler.rollout import LatencyHistogram
+from tests.integration.receivers import Receiver
 
 SECRET = "gate-secret-0123456789"
 SECRET_ENV = "STRANGLER_TEST_GATE_SECRET"
@@ -30,46 +30,9 @@ START = 1000.0
 INTERVAL_S = 10
 
 
-class Gate:
-    """An HTTP server that answers each POST with the next of `statuses` (then 200), and
-    records what it was sent."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                gate.received.append((dict(self.headers.items()), body))
-                status = gate.statuses.pop(0) if gate.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        # Listening once constructed: a POST that comes before serve_forever runs waits in the
-        # backlog, so no readiness wait is needed.
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/confirm"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def bodies(self) -> list[dict[str, object]]:
-        return [orjson.loads(body) for _, body in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
-
-
 @pytest.fixture
-def gate() -> Iterator[Gate]:
-    made = Gate([403])
+def gate() -> Iterator[Receiver]:
+    made = Receiver([403], then=200)
     yield made
     made.close()
 
@@ -139,7 +102,7 @@ class Rollout:
 
 def test_a_gate_that_says_no_holds_the_step_and_the_next_interval_asks_again(
     store: Store,
-    gate: Gate,
+    gate: Receiver,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -213,18 +176,18 @@ def test_a_gate_that_says_no_holds_the_step_and_the_next_interval_asks_again(
 
 
 def test_a_gates_request_is_signed_like_a_webhook(
-    store: Store, gate: Gate, monkeypatch: pytest.MonkeyPatch
+    store: Store, gate: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SECRET_ENV, SECRET)
     Rollout(store, _config(gate.url)).judge()
-    [(headers, body)] = gate.received
+    [(headers, body, _)] = gate.received
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Strangler-Signature"] == f"sha256={expected}"
     assert headers["X-Strangler-Timestamp"] == str(int(START + INTERVAL_S + FLUSH_GRACE_S + 1))
     assert headers["Content-Type"] == "application/json"
 
 
-def test_a_rollback_never_waits_on_a_gate(store: Store, gate: Gate) -> None:
+def test_a_rollback_never_waits_on_a_gate(store: Store, gate: Receiver) -> None:
     rollout = Rollout(store, _config(gate.url))
     failed = rollout.judge(new_errors=10)
     assert (failed.outcome, failed.action) == ("fail", "rollback")
@@ -235,7 +198,7 @@ def test_a_rollback_never_waits_on_a_gate(store: Store, gate: Gate) -> None:
 
 def test_a_gate_whose_secret_is_not_set_holds_without_sending_unsigned(
     store: Store,
-    gate: Gate,
+    gate: Receiver,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -270,7 +233,7 @@ def test_an_unreachable_gate_holds_with_the_error(store: Store) -> None:
 
 
 def test_a_gate_url_s_secrets_stay_out_of_verdicts_and_logs(
-    store: Store, gate: Gate, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    store: Store, gate: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Hook-style URLs carry their credential in the path or the query; a read-scope token
     # reads verdicts, and logs go to many places: only scheme, host and port are kept.

@@ -4,14 +4,12 @@ receiver, the alert resolves once the errors stop, and the budget gate refuses a
 
 from __future__ import annotations
 
-import orjson
-
 from strangler.control.state import Store
 from strangler.control.stores import SqliteShadowStore
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess
 from tests.integration.probes import steady_traffic, wait_until
-from tests.integration.test_webhooks import Receiver
+from tests.integration.receivers import Receiver
 from tests.integration.upstreams import EchoUpstream
 
 ROUTES = """\
@@ -39,10 +37,6 @@ slos:
 
 def _store(gateway: GatewayProcess) -> Store:
     return SqliteShadowStore(gateway.config_path.parent / "strangler.db")
-
-
-def _events(receiver: Receiver) -> list[dict[str, object]]:
-    return [orjson.loads(body) for _, body, _ in receiver.received]
 
 
 def test_a_page_alert_pauses_the_canary_and_resolves_when_errors_stop(
@@ -80,10 +74,10 @@ def test_a_page_alert_pauses_the_canary_and_resolves_when_errors_stop(
                 assert alert["fired_with"]["long"]["burn_rate"] >= 10
                 assert state["budget_left_pct"] < 50  # type: ignore[operator]
                 wait_until(
-                    lambda: [e["event"] for e in _events(receiver)] == ["alert_firing"],
+                    lambda: [e["event"] for e in receiver.bodies()] == ["alert_firing"],
                     "the alert_firing webhook",
                 )
-                firing = _events(receiver)[0]["data"]
+                firing = receiver.bodies()[0]["data"]
                 assert isinstance(firing, dict)
                 assert (firing["slo"], firing["severity"]) == ("chaos-api", "page")
                 assert firing["windows"]["short"]["burn_rate"] >= 10
@@ -92,7 +86,7 @@ def test_a_page_alert_pauses_the_canary_and_resolves_when_errors_stop(
                 new.app.state.chaos = {"status": 200, "delay_ms": 0}
                 wait_until(
                     lambda: (
-                        [e["event"] for e in _events(receiver)]
+                        [e["event"] for e in receiver.bodies()]
                         == ["alert_firing", "alert_resolved"]
                     ),
                     "the alert_resolved webhook",

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import orjson
@@ -18,38 +16,10 @@ from strangler.observe.webhooks import Hook, WebhookDispatcher, render
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import run_cli
 from tests.integration.probes import wait_until
+from tests.integration.receivers import Receiver
 from tests.integration.upstreams import EchoUpstream
 
 SECRET = "whsec-test-0123456789"
-
-
-class Receiver:
-    """An HTTP server that records every POST and fails the first `failures` of them."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.received: list[tuple[dict[str, str], bytes, int]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = 500 if len(receiver.received) < receiver.failures else 204
-                receiver.received.append((dict(self.headers.items()), body, status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/strangler"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -68,7 +38,7 @@ def test_a_cli_change_reaches_the_receiver_signed_after_retries(
     receiver: Receiver,
 ) -> None:
     legacy, new = upstreams
-    receiver.failures = 2
+    receiver.statuses = [500, 500]
     gw = start_gateway(
         legacy=legacy.url,
         new=new.url,

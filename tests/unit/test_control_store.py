@@ -4,8 +4,6 @@ against SQLite on a real file and PostgreSQL on a fresh database per test."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,27 +17,9 @@ from strangler.control.state import (
     VerdictRecord,
     WindowDelta,
 )
-from strangler.control.stores import PostgresShadowStore, SqliteShadowStore
+from strangler.control.stores import PostgresShadowStore
 from strangler.control.stores.postgres import NOTIFY_CHANNEL, engine_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "sqlite":
-        return ("sqlite", str(tmp_path / "control.db"))
-    return ("postgresql", request.getfixturevalue("postgres_url"))
-
-
-def _open(location: tuple[str, str]) -> Store:
-    kind, where = location
-    return SqliteShadowStore(where) if kind == "sqlite" else PostgresShadowStore(where)
-
-
-@pytest.fixture
-def store(location: tuple[str, str]) -> Iterator[Store]:
-    opened = _open(location)
-    yield opened
-    opened.close()
+from tests.unit.conftest import open_location
 
 
 def _set_weight(weight_bp: int, action: str = "set_weight") -> Proposal:
@@ -129,7 +109,7 @@ def test_concurrent_changes_of_one_unit_are_serialized(location: tuple[str, str]
     errors: list[BaseException] = []
 
     def bump() -> None:
-        store = _open(location)
+        store = open_location(location)
         try:
             for _ in range(10):
                 store.change(
@@ -150,7 +130,7 @@ def test_concurrent_changes_of_one_unit_are_serialized(location: tuple[str, str]
     for thread in threads:
         thread.join()
     assert errors == []
-    check = _open(location)
+    check = open_location(location)
     try:
         assert check.overrides()["u"].weight_bp == 80
         assert check.state_version() == 80

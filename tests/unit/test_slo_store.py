@@ -4,32 +4,11 @@ real file and PostgreSQL on a fresh database per test."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from strangler.control.state import SloDelta, SloSample, Store
-from strangler.control.stores import PostgresShadowStore, SqliteShadowStore
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "sqlite":
-        return ("sqlite", str(tmp_path / "control.db"))
-    return ("postgresql", request.getfixturevalue("postgres_url"))
-
-
-def _open(location: tuple[str, str]) -> Store:
-    kind, where = location
-    return SqliteShadowStore(where) if kind == "sqlite" else PostgresShadowStore(where)
-
-
-@pytest.fixture
-def store(location: tuple[str, str]) -> Iterator[Store]:
-    opened = _open(location)
-    yield opened
-    opened.close()
+from tests.unit.conftest import open_location
 
 
 def test_counts_add_up_by_second_and_by_minute(store: Store) -> None:
@@ -86,7 +65,7 @@ def test_the_latest_evaluation_replaces_the_one_before(store: Store) -> None:
 
 
 def test_concurrent_flushes_lose_nothing(location: tuple[str, str]) -> None:
-    stores = [_open(location) for _ in range(4)]
+    stores = [open_location(location) for _ in range(4)]
     try:
 
         def flush(store: Store) -> None:

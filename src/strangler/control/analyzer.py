@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import assert_never
 
 from strangler.config import CanaryRolloutConfig, Config
+from strangler.control.background import Background
 from strangler.control.effective import apply_overrides, unit_of
 from strangler.control.gates import GateAnswer, ask_gates
 from strangler.control.service import ControlService, Move, UnitState, unit_states
@@ -432,7 +433,7 @@ def _move_of(step: Step) -> Move | None:
             assert_never(step.action)
 
 
-class AnalyzerThread:
+class AnalyzerThread(Background):
     """An Analyzer on a daemon thread, opening its own store (and reopening it after a failed
     open, with backoff)."""
 
@@ -444,20 +445,12 @@ class AnalyzerThread:
         closes_store: bool = True,
         on_verdict: Callable[[VerdictRecord], None] | None = None,
     ) -> None:
+        super().__init__("strangler-analyzer")
         self._open_store = open_store
         self._on_verdict = on_verdict
         # False when the store is shared (SharedStore): its owner closes it.
         self._closes_store = closes_store
         self._base = base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="strangler-analyzer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
 
     def _run(self) -> None:
         backoff = 0.5

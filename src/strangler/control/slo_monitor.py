@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 
 from strangler.config import Config, SloConfig
+from strangler.control.background import Background
 from strangler.control.service import ChangeRefused, ControlService
 from strangler.control.slo_status import evaluate_interval_s, evaluate_now
 from strangler.control.state import SLO_FINE_RETENTION_S, Store
@@ -166,20 +166,12 @@ class SloMonitor:
             )
 
 
-class SloMonitorThread:
+class SloMonitorThread(Background):
     """An SloMonitor on a daemon thread; store outages are logged once and retried."""
 
     def __init__(self, monitor: SloMonitor) -> None:
+        super().__init__("strangler-slo")
         self.monitor = monitor
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="strangler-slo", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
 
     def _run(self) -> None:
         failing = False

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from strangler.control.background import Background
 from strangler.control.state import Override, Store
 
 log = logging.getLogger("strangler.watcher")
@@ -31,7 +32,7 @@ NOT_READ_YET = "the control store has not answered yet"
 OnChange = Callable[[dict[str, Override], int], None]
 
 
-class StateWatcher:
+class StateWatcher(Background):
     """One thread reading the control state's version, and the overrides when it moves."""
 
     def __init__(
@@ -43,13 +44,12 @@ class StateWatcher:
         name: str = "strangler-state",
         closes_store: bool = True,
     ) -> None:
+        super().__init__(name)
         self._open_store = open_store
         self._on_change = on_change
         self._listen_url = listen_url
         # False when the store is shared (SharedStore): its owner closes it.
         self._closes_store = closes_store
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.first_read = threading.Event()  # set after the first attempt, success or not
         self.version = -1
         # Reads of the state that failed (strangler_store_failures_total{what="watch"}).
@@ -58,13 +58,6 @@ class StateWatcher:
         self.degraded: str | None = NOT_READ_YET
         self._store: Store | None = None
         self._listener: Any = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
 
     def _run(self) -> None:
         backoff = 0.0

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 
 from strangler.config import Config
+from strangler.control.background import Background
 from strangler.control.state import Store, VerdictRecord
 from strangler.errors import StranglerError
 from strangler.observe.webhooks import Hook, WebhookDispatcher, where
@@ -51,24 +51,22 @@ def hooks_of(config: Config) -> list[Hook]:
     return hooks
 
 
-class WebhookRelay:
+class WebhookRelay(Background):
     """A daemon thread that sends the audit log's new entries as `stage_changed` events."""
 
     def __init__(self, store: Callable[[], Store], dispatcher: WebhookDispatcher) -> None:
+        super().__init__("strangler-relay")
         self._store = store
         self.dispatcher = dispatcher
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
         self._last: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="strangler-relay", daemon=True)
 
     def start(self) -> None:
         self.dispatcher.start()
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
+    def stop(self, timeout_s: float = 2.0) -> None:
+        super().stop(timeout_s)
         self.dispatcher.stop()
 
     def on_verdict(self, record: VerdictRecord) -> None:

@@ -9,11 +9,10 @@ PostgreSQL wake every replica's listener when the transaction commits.
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from strangler.control.state import (
     Change,
@@ -34,9 +33,10 @@ from strangler.control.stores.schema import (
     verdicts_t,
     windows_t,
 )
+from strangler.control.stores.sql_work import SqlWork
 
 if TYPE_CHECKING:
-    from strangler.control.stores.core import T, Upsert, Work
+    pass
 
 
 def _dump(value: Mapping[str, object] | None) -> str | None:
@@ -89,17 +89,8 @@ def _add_counts(into: dict[str, int], text: str) -> None:
         into[key] = into.get(key, 0) + int(count)
 
 
-class SqlControlState(ABC):
+class SqlControlState(SqlWork):
     """ControlStore statements; the adapter supplies transactions and the upsert spelling."""
-
-    @abstractmethod
-    def _write(self, work: Work[T]) -> T: ...
-
-    @abstractmethod
-    def _read(self, work: Work[T]) -> T: ...
-
-    @abstractmethod
-    def _upsert(self, table: Table) -> Upsert: ...
 
     def _lock_changes(self, conn: Connection) -> None:
         """Serialize every `change` against every other, whatever the unit, until commit.

@@ -17,9 +17,9 @@ Rules:
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     ColumnElement,
@@ -61,16 +61,10 @@ from strangler.control.stores.schema import (
 from strangler.control.stores.slo_sql import SqlSloState
 
 if TYPE_CHECKING:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    # Both have `.excluded` and `.on_conflict_do_update(index_elements=, set_=)`.
-    Upsert = sqlite.Insert | postgresql.Insert
-
-T = TypeVar("T")
-Work = Callable[[Connection], T]
+    pass
 
 
-class SqlShadowStore(SqlControlState, SqlSloState, ABC):
+class SqlShadowStore(SqlControlState, SqlSloState):
     """ShadowStore over SQLAlchemy Core; subclasses supply transactions and dialect spellings."""
 
     def __init__(self, *, max_examples_per_path: int) -> None:
@@ -78,20 +72,7 @@ class SqlShadowStore(SqlControlState, SqlSloState, ABC):
             raise ValueError("max_examples_per_path must be >= 0")
         self.max_examples_per_path = max_examples_per_path
 
-    # What each adapter provides.
-
-    @abstractmethod
-    def _write(self, work: Work[T]) -> T:
-        """Run `work` in one write transaction and commit; driver errors -> StoreUnavailable.
-        May run `work` more than once when the database rolled the transaction back."""
-
-    @abstractmethod
-    def _read(self, work: Work[T]) -> T:
-        """Run `work` in one read transaction (one consistent view)."""
-
-    @abstractmethod
-    def _upsert(self, table: Table) -> Upsert:
-        """The dialect's INSERT ... ON CONFLICT construct for `table`."""
+    # What each adapter provides, besides SqlWork's transactions and upsert.
 
     @abstractmethod
     def _greatest(self, a: ColumnElement[float], b: ColumnElement[float]) -> ColumnElement[float]:

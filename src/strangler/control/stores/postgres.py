@@ -28,8 +28,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from strangler.control.store import StoreUnavailable
-from strangler.control.stores.core import SqlShadowStore, T, Work
+from strangler.control.stores.core import SqlShadowStore
 from strangler.control.stores.schema import upgrade
+from strangler.control.stores.sql_work import T, Work
 
 # pg_advisory_xact_lock key held while migrating: the ASCII of "strangle" as a 64-bit number. Any
 # constant works as long as every version of strangler uses the same one.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,22 +17,14 @@ from sqlalchemy import Connection, Table, delete, func, select
 
 from strangler.control.state import SloDelta, SloSample
 from strangler.control.stores.schema import slo_minutes_t, slo_seconds_t, slo_states_t
+from strangler.control.stores.sql_work import SqlWork
 
 if TYPE_CHECKING:
-    from strangler.control.stores.core import T, Upsert, Work
+    pass
 
 
-class SqlSloState(ABC):
+class SqlSloState(SqlWork):
     """SloStore statements; the adapter supplies transactions and the upsert spelling."""
-
-    @abstractmethod
-    def _write(self, work: Work[T]) -> T: ...
-
-    @abstractmethod
-    def _read(self, work: Work[T]) -> T: ...
-
-    @abstractmethod
-    def _upsert(self, table: Table) -> Upsert: ...
 
     def add_slo_counts(self, deltas: Sequence[SloDelta]) -> None:
         if not deltas:

@@ -33,8 +33,9 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from strangler.control.store import StoreUnavailable
-from strangler.control.stores.core import SqlShadowStore, T, Work
+from strangler.control.stores.core import SqlShadowStore
 from strangler.control.stores.schema import upgrade
+from strangler.control.stores.sql_work import T, Work
 
 # A flush waits this long for another process's write lock before giving up. Flushes are a few
 # milliseconds each, so 5 s only runs out when something is really stuck.
