@@ -49,6 +49,7 @@ from strangler.control.store import (
     is_learned_noise,
 )
 from strangler.control.stores.control_sql import SqlControlState
+from strangler.control.stores.data_sql import SqlDataRuns
 from strangler.control.stores.schema import (
     dropped_t,
     examples_t,
@@ -70,7 +71,7 @@ T = TypeVar("T")
 Work = Callable[[Connection], T]
 
 
-class SqlShadowStore(SqlControlState, SqlSloState, ABC):
+class SqlShadowStore(SqlControlState, SqlSloState, SqlDataRuns, ABC):
     """ShadowStore over SQLAlchemy Core; subclasses supply transactions and dialect spellings."""
 
     def __init__(self, *, max_examples_per_path: int) -> None:
