@@ -224,6 +224,8 @@ class TableDiff:
             for future in running:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+        # Segments finish in any order; a report lists its rows in key order.
+        self.result.differences.sort(key=lambda difference: difference.key)
         self.result.seconds = self.clock() - started
         return self.result
 

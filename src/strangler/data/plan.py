@@ -129,13 +129,12 @@ def build_plan(
     does not exist, DataSourceError when a database can't be read."""
     legacy_columns = _columns(legacy, table.name)
     new_columns = _columns(new, table.new_name)
-    where = f"table {table.name}"
 
     def on_legacy(name: str, field: str) -> str:
         found = _find(legacy_columns, name)
         if found is None:
             raise DataPlanError(
-                f"{where}: {field} names column {name!r}, which legacy table {table.name} does "
+                f"{field} names column {name!r}, which legacy table {table.name} does "
                 f"not have (its columns: {', '.join(legacy_columns)})"
             )
         return found
@@ -144,7 +143,7 @@ def build_plan(
         found = _find(new_columns, name)
         if found is None:
             raise DataPlanError(
-                f"{where}: {field} names column {name!r}, which new table {table.new_name} does "
+                f"{field} names column {name!r}, which new table {table.new_name} does "
                 f"not have (its columns: {', '.join(new_columns)})"
             )
         return found
@@ -155,7 +154,7 @@ def build_plan(
         on_legacy(name, "transform")
     for name in table.ignore:
         if _find(legacy_columns, name) is None and _find(new_columns, name) is None:
-            raise DataPlanError(f"{where}: ignore names column {name!r}, which neither table has")
+            raise DataPlanError(f"ignore names column {name!r}, which neither table has")
     ignored = {name.lower() for name in table.ignore}
     left_out = {name.lower() for name in table.columns if table.new_column(name) is None}
 
@@ -185,7 +184,7 @@ def build_plan(
             key_is_text.append(True)
         else:
             raise DataPlanError(
-                f"{where}: key column {legacy_key!r} is {'/'.join(sorted(k.value for k in kinds))}"
+                f"key column {legacy_key!r} is {'/'.join(sorted(k.value for k in kinds))}"
                 " (a key must be integers or strings on both sides)"
             )
     _check_zone(legacy, data.legacy_timezone)
