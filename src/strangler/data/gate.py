@@ -34,7 +34,7 @@ def data_gate_refusals(
     max_age_s = config.data.max_age_h * 3600
     refusals = []
     for name, (_table, names) in blocking.items():
-        reason = _why(statuses.get(name), now, max_age_s)
+        reason = table_refusal(statuses.get(name), now, max_age_s)
         if reason is not None:
             refusals.append(
                 f"table {name} (read or written by {', '.join(sorted(names))}): {reason}; "
@@ -43,7 +43,8 @@ def data_gate_refusals(
     return refusals
 
 
-def _why(status: DataStatus | None, now: float, max_age_s: float) -> str | None:
+def table_refusal(status: DataStatus | None, now: float, max_age_s: float) -> str | None:
+    """Why a table with this status blocks its routes' move to `new`; None when it doesn't."""
     if status is None:
         return "never diffed"
     last = status.last
