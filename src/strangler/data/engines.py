@@ -401,7 +401,7 @@ class Database:
         """`exc` as a DataSourceError naming this side, its driver's first line, no password."""
         origin = getattr(exc, "orig", None) or exc
         detail = " ".join(str(origin).split())
-        password = make_url(self.engine.url).password if self.engine.url.password else None
+        password = self.engine.url.password
         if password:
             detail = detail.replace(str(password), "***")
         if len(detail) > 300:
