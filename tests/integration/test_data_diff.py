@@ -383,3 +383,80 @@ def test_rows_younger_than_min_age_are_not_judged_yet(dbs: Databases, tmp_path: 
     config.write_text(config.read_text().replace("min_age_s: 0", "min_age_s: 600"))
     code, document, _ = diff(config)
     assert (code, document["tables"][0]["different"]) == (0, 0)
+
+
+def test_transforms_filters_and_a_legacy_time_zone(dbs: Databases, tmp_path: Path) -> None:
+    name = f"orders_{secrets.token_hex(3)}"
+    # Legacy: prices with 3 places, `paid` as a plain INT, local times at +02:00, soft deletes.
+    dbs.legacy(
+        f"CREATE TABLE {name} (id INT PRIMARY KEY, price DECIMAL(10,3), paid INT, "
+        "placed_at DATETIME, deleted_at DATETIME NULL)"
+    )
+    dbs.legacy(
+        f"INSERT INTO {name} SELECT seq, seq + 0.005, seq % 2, "
+        "TIMESTAMP('2024-03-31 02:30:00') + INTERVAL seq HOUR, "
+        f"IF(seq % 10 = 0, NOW(), NULL) FROM seq_1_to_{ROWS}"
+    )
+    # New: prices rounded to cents, a boolean, UTC instants, and archived rows of its own.
+    dbs.new(
+        f"CREATE TABLE {name} (id integer PRIMARY KEY, price numeric(10,2), paid boolean, "
+        "placed_at timestamptz, archived boolean NOT NULL DEFAULT false)"
+    )
+    dbs.new(
+        f"INSERT INTO {name} (id, price, paid, placed_at) SELECT s, s + 0.01, s % 2 = 1, "
+        "timestamptz '2024-03-31 00:30:00+00' + s * interval '1 hour' "
+        f"FROM generate_series(1, {ROWS}) s WHERE s % 10 <> 0"
+    )
+    dbs.new(f"INSERT INTO {name} (id, archived) VALUES ({ROWS + 1}, true)")
+    table = f"""\
+    - name: {name}
+      key: id
+      columns: {{deleted_at: "-"}}
+      transform: {{price: {{decimal: 2}}, paid: {{bool: true}}}}
+      where: "deleted_at IS NULL"
+      new_where: "NOT archived"
+"""
+    config = write_config(
+        tmp_path, dbs.mysql_url, dbs.pg_url, table, extra='  legacy_timezone: "+02:00"\n'
+    )
+    code, document, stderr = diff(config)
+    assert (code, stderr, document["errors"]) == (0, "", [])
+    assert document["tables"][0]["rows_legacy"] == ROWS - ROWS // 10
+
+
+def test_max_seconds_stops_and_is_not_a_pass(dbs: Databases, tmp_path: Path) -> None:
+    name = projects(dbs)
+    code, document, _ = diff(project_config(tmp_path, dbs, name), "--max-seconds", "0.001")
+    (table,) = document["tables"]
+    assert (code, table["complete"], table["different"]) == (1, False, 0)
+
+
+def test_the_text_report(dbs: Databases, tmp_path: Path) -> None:
+    name = projects(dbs, rows=50)
+    dbs.new(f"DELETE FROM {name} WHERE id = 3")
+    dbs.new(f"UPDATE {name} SET title = 'Renamed' WHERE id = 4")
+    config = project_config(tmp_path, dbs, name)
+    result = CliRunner().invoke(app, ["data", "diff", name, "--config", str(config)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "TABLE", "ROWS", "LEGACY", "ROWS", "NEW", "MISSING", "IN", "NEW", "MISSING", "IN",
+        "LEGACY", "DIFFERENT", "SECONDS", "COMPLETE",
+    ]  # fmt: skip
+    assert lines[1].split()[:6] == [name, "50", "49", "1", "0", "1"]
+    assert f"{name}: missing in new: 3" in lines
+    assert f'{name}: different at 4: name: "Projet n°4 ☃ 東京" (legacy) != "Renamed" (new)' in lines
+    unknown = CliRunner().invoke(app, ["data", "diff", "nope", "--config", str(config)])
+    assert unknown.exit_code == 2
+    assert "no table 'nope' under data.tables" in unknown.stderr
+
+
+def test_a_refused_password_is_never_shown(dbs: Databases, tmp_path: Path) -> None:
+    name = projects(dbs, rows=5)
+    wrong = dbs.mysql_url.replace("://root@", "://root:s3cr3t-pw@")
+    config = write_config(tmp_path, wrong, dbs.pg_url, f"    - name: {name}\n      key: id\n")
+    result = CliRunner().invoke(app, ["data", "diff", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "Access denied" in result.stderr
+    assert "root:***@" in result.stderr
+    assert "s3cr3t" not in result.stderr + result.stdout

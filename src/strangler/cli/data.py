@@ -1,9 +1,10 @@
 """`strangler data diff`: prove that the new database holds what the legacy one holds.
 
 Rules:
-- Exit 0 when every table is equal, 1 when differences were found, 2 when something could not
-  run (an unusable config, a table or column that does not exist, a database that can't be
-  reached or dropped the connection, a store that can't record): the reason is printed.
+- Exit 0 when every table is shown equal, 1 when differences were found (or a cap stopped a
+  table before it was shown equal), 2 when something could not run (an unusable config, a
+  table or column that does not exist, a database that can't be reached or dropped the
+  connection, a store that can't record): the reason is printed.
 - Each table's summary goes to the store as soon as that table is done; a table that failed
   writes nothing, so the data gate keeps reading its last good run.
 - A progress bar goes to stderr on a terminal only; `--json` prints nothing but the document.
@@ -130,9 +131,10 @@ def diff(
 
 
 def exit_code(outcome: RunOutcome) -> int:
+    """0 only when every table was shown equal: a run stopped at a cap has not shown it."""
     if outcome.errors:
         return EXIT_FAILED
-    if any(not result.is_equal for result in outcome.results):
+    if any(not (result.is_equal and result.complete) for result in outcome.results):
         return EXIT_DIFFERENT
     return EXIT_EQUAL
 

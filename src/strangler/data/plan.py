@@ -206,7 +206,8 @@ def build_plan(
                     spelling.kind,
                     zone=zone,
                     places=transform.decimal,
-                    as_bool=bool(transform.bool),
+                    # A side whose column is a boolean already spells it canonically.
+                    as_bool=bool(transform.bool) and spelling.kind is not Kind.BOOLEAN,
                     # Only the legacy side's values are mapped to the new side's.
                     mapping=(
                         {str(k): v for k, v in transform.map.items()}
