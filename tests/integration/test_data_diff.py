@@ -300,29 +300,28 @@ def test_a_column_mapping_typo_exits_2_naming_the_column(dbs: Databases, tmp_pat
     assert f"new table {name} does not have" in result.stderr
 
 
+@pytest.mark.parametrize("side", ["legacy", "new"])
 def test_a_connection_killed_mid_run_fails_the_table_and_records_nothing(
-    dbs: Databases, tmp_path: Path
+    dbs: Databases, tmp_path: Path, side: str
 ) -> None:
     name = projects(dbs)
     dbs.new(f"UPDATE {name} SET account_id = 0 WHERE id % 100 = 0")
     config = load_config(project_config(tmp_path, dbs, name))
     assert config.data is not None
-    database = dbs.mysql_url.rsplit("/", 1)[1]
     killed: list[int] = []
 
-    def kill_legacy_sessions(progress: Progress) -> None:
+    def kill_sessions(progress: Progress) -> None:
+        # After the first step: the diff's pooled connections are open, and more queries follow.
         if killed:
             return
-        with mariadb.connect() as admin, admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> "
-                "CONNECTION_ID()",
-                (database,),
-            )
-            for (session,) in cursor.fetchall():
-                if session != dbs.mysql.thread_id():
-                    cursor.execute(f"KILL {int(session)}")
-                    killed.append(session)
+        if side == "legacy":
+            killed.extend(_kill_mariadb_sessions(dbs))
+        else:
+            rows = dbs.pg.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+            killed.extend(1 for _ in rows)
 
     recorded: list[str] = []
     outcome = run_diff(
@@ -330,7 +329,7 @@ def test_a_connection_killed_mid_run_fails_the_table_and_records_nothing(
         tmp_path / "strangler.yaml",
         select_tables(config.data, []),
         Limits(),
-        on_progress=kill_legacy_sessions,
+        on_progress=kill_sessions,
         record=lambda result: recorded.append(result.name),
     )
     assert killed
@@ -338,8 +337,28 @@ def test_a_connection_killed_mid_run_fails_the_table_and_records_nothing(
     assert outcome.results == [] and recorded == []
     ((table, reason),) = outcome.errors
     assert table == name
-    assert reason.startswith("legacy database (mysql://root@127.0.0.1:3306/")
-    assert "Lost connection" in reason or "gone away" in reason
+    if side == "legacy":
+        assert reason.startswith("legacy database (mysql://root@127.0.0.1:3306/")
+        assert "Lost connection" in reason or "gone away" in reason
+    else:
+        assert reason.startswith("new database (postgresql://postgres@127.0.0.1:5432/")
+        assert "terminat" in reason or "closed" in reason
+
+
+def _kill_mariadb_sessions(dbs: Databases) -> list[int]:
+    """KILL every session on the test database but the fixture's own."""
+    database = dbs.mysql_url.rsplit("/", 1)[1]
+    killed = []
+    with mariadb.connect() as admin, admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+            (database,),
+        )
+        for (session,) in cursor.fetchall():
+            if session != dbs.mysql.thread_id():
+                cursor.execute(f"KILL {int(session)}")
+                killed.append(int(session))
+    return killed
 
 
 def test_a_sqlite_legacy_against_postgresql(dbs: Databases, tmp_path: Path) -> None:
