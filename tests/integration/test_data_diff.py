@@ -479,3 +479,18 @@ def test_a_refused_password_is_never_shown(dbs: Databases, tmp_path: Path) -> No
     assert "Access denied" in result.stderr
     assert "root:***@" in result.stderr
     assert "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_mapped_values_with_quotes_and_backslashes(dbs: Databases, tmp_path: Path) -> None:
+    name = f"kinds_{secrets.token_hex(3)}"
+    dbs.legacy(f"CREATE TABLE {name} (id INT PRIMARY KEY, kind INT)")
+    dbs.legacy(f"INSERT INTO {name} VALUES (1, 0), (2, 1), (3, 2), (4, 3)")
+    dbs.new(f"CREATE TABLE {name} (id integer PRIMARY KEY, kind text)")
+    dbs.new(f"""INSERT INTO {name} VALUES (1, 'it''s'), (2, 'a\\b'), (3, 'ü ☃'), (4, '3')""")
+    table = f"""\
+    - name: {name}
+      key: id
+      transform: {{kind: {{map: {{0: "it's", 1: 'a\\b', 2: "ü ☃"}}}}}}
+"""
+    code, document, stderr = diff(write_config(tmp_path, dbs.mysql_url, dbs.pg_url, table))
+    assert (code, stderr, document["errors"]) == (0, "", [])

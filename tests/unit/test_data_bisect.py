@@ -16,7 +16,7 @@ from strangler.data.bisect import (
     integer_parts,
     split_at,
 )
-from strangler.data.engines import canon_python, hash60
+from strangler.data.sqlite_functions import canon_python, hash60
 
 
 @pytest.mark.parametrize(

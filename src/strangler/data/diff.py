@@ -34,7 +34,7 @@ from strangler.data.bisect import (
     integer_width,
     split_at,
 )
-from strangler.data.engines import TIMESTAMP_FORMAT
+from strangler.data.dialects import TIMESTAMP_FORMAT
 from strangler.data.plan import TablePlan
 from strangler.data.queries import SideQueries
 

@@ -20,7 +20,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from strangler.config import DataConfig, DataTableConfig
-from strangler.data.engines import Database, DataSourceError, Kind, Spelling, split_name
+from strangler.data.dialects import Kind, Spelling
+from strangler.data.engines import Database, DataSourceError, split_name
 from strangler.errors import StranglerError
 
 # The column Rails stamps on every write: rows younger than `min_age_s` by it are not judged.

@@ -65,7 +65,7 @@ class SideQueries:
     def estimate(self) -> int | None:
         """The table's row count as the database's statistics guess it (no scan)."""
         db = self.side.db
-        sql = db.dialect.estimate_sql(self.side.table)
+        sql = db.dialect.estimate_sql()
         if sql is None:
             return None
         schema, name = split_name(self.side.name)
