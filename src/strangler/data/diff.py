@@ -12,13 +12,14 @@ Rules:
 
 from __future__ import annotations
 
+import enum
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
 from strangler.data.bisect import (
     EMPTY,
@@ -113,11 +114,22 @@ class TableResult:
         }
 
 
+class StepKind(enum.Enum):
+    """What one pair of queries asks."""
+
+    RANGE = "range"  # an integer key's min and max, and the tables' estimated sizes
+    CHECKSUM = "checksum"  # a segment's count and hash sum
+    INTEGER_BUCKETS = "integer_buckets"  # the checksums of an integer segment's equal parts
+    CUTS = "cuts"  # every n-th key of a text or composite segment (one side)
+    CUT_BUCKETS = "cut_buckets"  # the checksums of a segment's parts between those keys
+    ROWS = "rows"  # a small segment's rows
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class _Step:
     """One pair of queries: what they ask, of which segment."""
 
-    kind: str  # range | checksum | ibuckets | cuts | cbuckets | rows
+    kind: StepKind
     segment: Segment
     is_top: bool = False
     children: tuple[Segment, ...] = ()
@@ -169,21 +181,22 @@ class TableDiff:
     def _ask(self, step: _Step, side: str) -> Any:
         queries = self.queries[side]
         match step.kind:
-            case "range":
+            case StepKind.RANGE:
                 return (queries.key_range(), queries.estimate())
-            case "checksum":
+            case StepKind.CHECKSUM:
                 return queries.checksum(step.segment)
-            case "ibuckets":
+            case StepKind.INTEGER_BUCKETS:
                 return queries.integer_buckets(step.segment, step.low, step.width)
-            case "cuts":
+            case StepKind.CUTS:
                 return (
                     queries.sample_keys(step.segment, step.step) if side == step.sample_side else []
                 )
-            case "cbuckets":
+            case StepKind.CUT_BUCKETS:
                 return queries.boundary_buckets(step.segment, step.cuts)
-            case "rows":
+            case StepKind.ROWS:
                 return queries.rows(step.segment)
-        raise ValueError(f"unknown step {step.kind!r}")
+            case _:
+                assert_never(step.kind)
 
     def run(self) -> TableResult:
         started = self.clock()
@@ -191,9 +204,9 @@ class TableDiff:
         width = max(1, self.limits.concurrency)
         todo: deque[_Step] = deque()
         if self.plan.has_integer_key:
-            todo.append(_Step("range", Segment(None, None)))
+            todo.append(_Step(StepKind.RANGE, Segment(None, None)))
         else:
-            todo.append(_Step("checksum", Segment(None, None), is_top=True))
+            todo.append(_Step(StepKind.CHECKSUM, Segment(None, None), is_top=True))
         pool = ThreadPoolExecutor(max_workers=2 * width, thread_name_prefix="data-diff")
         running: dict[Future[Any], tuple[_Step, str]] = {}
         answers: dict[_Step, dict[str, Any]] = {}
@@ -237,33 +250,33 @@ class TableDiff:
     def _handle(self, step: _Step, answer: dict[str, Any]) -> list[_Step]:
         legacy, new = answer["legacy"], answer["new"]
         match step.kind:
-            case "range":
+            case StepKind.RANGE:
                 return self._first_cut(legacy, new)
-            case "checksum":
+            case StepKind.CHECKSUM:
                 if step.is_top:
                     self.result.rows_legacy += legacy.count
                     self.result.rows_new += new.count
                     if not self.plan.has_integer_key:
                         self.estimated = max(legacy.count, new.count)
                 return self._judge(step.segment, legacy, new)
-            case "ibuckets" | "cbuckets":
+            case StepKind.INTEGER_BUCKETS | StepKind.CUT_BUCKETS:
                 follow: list[_Step] = []
                 for index, child in enumerate(step.children):
                     follow.extend(
                         self._judge(child, _sum(legacy, index, step), _sum(new, index, step))
                     )
                 return follow
-            case "cuts":
+            case StepKind.CUTS:
                 cuts = tuple(
                     segment.low
                     for segment in split_at(step.segment, legacy or new)[1:]
                     if segment.low is not None
                 )
                 if not cuts:
-                    return [_Step("rows", step.segment)]
+                    return [_Step(StepKind.ROWS, step.segment)]
                 children = tuple(split_at(step.segment, cuts))
-                return [_Step("cbuckets", step.segment, children=children, cuts=cuts)]
-            case "rows":
+                return [_Step(StepKind.CUT_BUCKETS, step.segment, children=children, cuts=cuts)]
+            case StepKind.ROWS:
                 found, deferred = compare_rows(
                     legacy, new, self.plan.columns, is_young=self._is_young
                 )
@@ -271,7 +284,8 @@ class TableDiff:
                 self.checked += max(len(legacy), len(new))
                 self._add(found)
                 return []
-        raise ValueError(f"unknown step {step.kind!r}")
+            case _:
+                assert_never(step.kind)
 
     def _first_cut(
         self, legacy: tuple[tuple[int, int] | None, int | None], new: tuple[Any, Any]
@@ -287,7 +301,7 @@ class TableDiff:
         rows = self.estimated if self.estimated is not None else high - low
         parts = max(1, min(MAX_TOP_SEGMENTS, rows // TOP_SEGMENT_ROWS + 1))
         return [
-            _Step("checksum", segment, is_top=True)
+            _Step(StepKind.CHECKSUM, segment, is_top=True)
             for segment in integer_parts(Segment(None, None), low, high, parts)
         ]
 
@@ -298,18 +312,22 @@ class TableDiff:
             self.checked += larger
             return []
         if larger <= FETCH_ROWS:
-            return [_Step("rows", segment)]
+            return [_Step(StepKind.ROWS, segment)]
         if self.plan.has_integer_key:
             assert self.bounds is not None  # set by the first cut, before any checksum
             low = self.bounds[0] if segment.low is None else int(segment.low[0])
             high = self.bounds[1] if segment.high is None else int(segment.high[0])
             if high - low <= 1:
-                return [_Step("rows", segment)]
+                return [_Step(StepKind.ROWS, segment)]
             width = integer_width(low, high, SPLIT_FACTOR)
             children = tuple(integer_parts(segment, low, high, SPLIT_FACTOR))
-            return [_Step("ibuckets", segment, children=children, low=low, width=width)]
+            return [
+                _Step(StepKind.INTEGER_BUCKETS, segment, children=children, low=low, width=width)
+            ]
         side = "legacy" if legacy.count >= new.count else "new"
-        return [_Step("cuts", segment, step=max(1, larger // SPLIT_FACTOR), sample_side=side)]
+        return [
+            _Step(StepKind.CUTS, segment, step=max(1, larger // SPLIT_FACTOR), sample_side=side)
+        ]
 
     def _is_young(self, age: str | None) -> bool:
         return self.limits.min_age_s > 0 and age is not None and age > self.young_after
@@ -324,7 +342,7 @@ class TableDiff:
 def _sum(buckets: dict[int, Checksum], index: int, step: _Step) -> Checksum:
     """The checksum of child `index` of a bucketed step. Integer buckets past either end (rows
     written outside the range since it was measured) belong to the outer children."""
-    if step.kind == "cbuckets":
+    if step.kind is StepKind.CUT_BUCKETS:
         return buckets.get(index, EMPTY)
     last = len(step.children) - 1
     parts = [checksum for bucket, checksum in buckets.items() if min(max(bucket, 0), last) == index]
