@@ -512,7 +512,8 @@ class Worker:
             self.slos.tick(wall)
             if not self.publisher.is_busy:
                 self._publish(now)
-            self.data_gauges.tick(now, self.snapshot.config)
+            if not self.is_draining:  # the store closes at the end of the drain
+                self.data_gauges.tick(now, self.snapshot.config)
             if now >= self._next_metrics:
                 self._next_metrics = now + METRICS_PUBLISH_INTERVAL_S
                 self._publish_metrics()
