@@ -494,3 +494,31 @@ def test_mapped_values_with_quotes_and_backslashes(dbs: Databases, tmp_path: Pat
 """
     code, document, stderr = diff(write_config(tmp_path, dbs.mysql_url, dbs.pg_url, table))
     assert (code, stderr, document["errors"]) == (0, "", [])
+
+
+@pytest.mark.parametrize(
+    ("extra", "settings", "message"),
+    [
+        (
+            '  legacy_timezone: "Europe/Paris"\n',
+            "",
+            "does not know time zone 'Europe/Paris'",
+        ),
+        ("", '      where: "no_such_column = 1"\n', "Unknown column 'no_such_column'"),
+    ],
+)
+def test_what_the_legacy_database_refuses_is_named(
+    dbs: Databases, tmp_path: Path, extra: str, settings: str, message: str
+) -> None:
+    with mariadb.connect() as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT CONVERT_TZ('2000-01-01', 'Europe/Paris', '+00:00')")
+        if extra and cursor.fetchone()[0] is not None:
+            pytest.skip("this MariaDB has its time zone tables loaded")
+    name = projects(dbs, rows=10)
+    table = f"    - name: {name}\n      key: id\n{PROJECT_SETTINGS}{settings}"
+    config = write_config(tmp_path, dbs.mysql_url, dbs.pg_url, table, extra=extra)
+    code, document, _ = diff(config)
+    assert code == 2
+    (error,) = document["errors"]
+    assert error["error"].startswith("legacy database (mysql://")
+    assert message in error["error"]
