@@ -19,7 +19,7 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
-from strangler.config import DataConfig, DataTableConfig
+from strangler.config import LEAVE_OUT, DataConfig, DataTableConfig
 from strangler.data.dialects import Kind, Spelling
 from strangler.data.engines import Database, DataSourceError, split_name
 from strangler.errors import StranglerError
@@ -149,26 +149,25 @@ def build_plan(
             )
         return found
 
-    for name in table.columns:
-        on_legacy(name, "columns")
-    for name in table.transform:
-        on_legacy(name, "transform")
+    # Keyed by the columns' own names, which may differ from the config's in case.
+    renamed = {on_legacy(name, "columns"): new for name, new in table.columns.items()}
+    transforms = {on_legacy(name, "transform"): t for name, t in table.transform.items()}
     for name in table.ignore:
         if _find(legacy_columns, name) is None and _find(new_columns, name) is None:
             raise DataPlanError(f"ignore names column {name!r}, which neither table has")
     ignored = {name.lower() for name in table.ignore}
-    left_out = {name.lower() for name in table.columns if table.new_column(name) is None}
+    left_out = {name.lower() for name, new in renamed.items() if new == LEAVE_OUT}
 
     pairs: list[tuple[str, str]] = []
     keys = [on_legacy(name, "key") for name in table.key]
-    new_keys = [on_new(table.columns.get(name, name), "key") for name in keys]
+    new_keys = [on_new(renamed.get(name, name), "key") for name in keys]
     for name in legacy_columns:
         if name in keys or name.lower() in ignored or name.lower() in left_out:
             continue
-        mapped = table.columns.get(name, name)
+        mapped = renamed.get(name, name)
         field = (
             f"columns ({name} -> {mapped})"
-            if name in table.columns
+            if name in renamed
             else (f'legacy column {name} (map it in `columns:`, or leave it out with "-")')
         )
         pairs.append((name, on_new(mapped, field)))
@@ -201,7 +200,7 @@ def build_plan(
     ) -> SidePlan:
         def spelled(column: str, transform_of: str | None) -> str:
             spelling = Spelling(kind_of(columns[column], db.dialect.name), zone=zone)
-            transform = table.transform.get(transform_of) if transform_of else None
+            transform = transforms.get(transform_of) if transform_of else None
             if transform is not None:
                 spelling = Spelling(
                     spelling.kind,
