@@ -229,6 +229,28 @@ class CanaryChecksConfig(_Model):
     min_parity: Annotated[float, Field(ge=0, le=1)] = 0.99
 
 
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+class GateConfig(_Model):
+    """A confirm gate (Flagger's confirm-traffic-increase): before each step that raises new's
+    share, the analyzer POSTs the step here and moves only on a 2xx answer."""
+
+    url: str
+    timeout_s: PositiveSeconds = 5.0
+    # The environment variable holding the HMAC-SHA256 signing secret (never the secret itself).
+    secret_env: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
 class CanaryRolloutConfig(_Model):
     """The steps the canary analyzer moves a group's weight through, and when."""
 
@@ -246,6 +268,8 @@ class CanaryRolloutConfig(_Model):
     max_inconclusive: Annotated[int, Field(ge=1, le=100_000)] = 10
     # false: the analyzer judges and records verdicts but never moves the weight itself.
     auto: bool = True
+    # Asked, in order, before every promotion and completion; all must answer 2xx.
+    gates: Annotated[list[GateConfig], Field(max_length=20)] = Field(default_factory=list)
     checks: CanaryChecksConfig = Field(default_factory=CanaryChecksConfig)
 
     @field_validator("steps")
@@ -799,14 +823,6 @@ class SloConfig(_Model):
     @property
     def window_s(self) -> float:
         return self.window_days * 86_400
-
-    @property
-    def unacted(self) -> list[str]:
-        """Settings given that this version accepts but does not act on yet (issue 18)."""
-        given = []
-        if self.budget_gate is not None:
-            given.append(f"budget_gate: {self.budget_gate:g}")
-        return given
 
     def selects(self, route: RouteConfig) -> bool:
         """Whether `route` is one of this SLO's routes."""

@@ -17,6 +17,7 @@ placeholder, but 4.32 reads `request.node._nodeid`, which pytest 9 no longer has
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,8 +39,11 @@ from strangler.admin import create_admin_app
 from strangler.admin.auth import SESSION_COOKIE
 from strangler.cli.tokens import create_token
 from strangler.config import Config, parse_config
+from strangler.control.state import SloSample
+from strangler.control.stores import open_store
 from strangler.observe.exposition import MetricsHub
 from strangler.observe.metrics import SIDE_LEGACY, WorkerMetrics
+from strangler.observe.slo.evaluator import evaluate
 from strangler.runtime.snapshot import Snapshot
 from strangler.runtime.snapshot_build import build_snapshot
 
@@ -49,7 +53,8 @@ backends:
   legacy: {url: "http://127.0.0.1:3000"}
   new: {url: "http://127.0.0.1:8080"}
 """
-# With `rails:`, so the JWKS answers 200 with keys (without it, a 404 problem).
+# With `rails:`, so the JWKS answers 200 with keys (without it, a 404 problem); with SLOs, so
+# the SLO and alert operations answer real states (see `_store_a_firing_evaluation`).
 CONFIG = f"""{BACKENDS}\
 store: {{path: admin.db}}
 rails:
@@ -57,6 +62,19 @@ rails:
   secret_key_base_env: {SECRET_VAR}
 identity:
   keys_path: keys.json
+routes:
+  - name: projects
+    match: "GET /projects"
+    stage: shadow
+slos:
+  - name: projects-api
+    routes: [projects]
+    objective: 99.9
+  - name: projects-latency
+    routes: [projects]
+    objective: 99
+    latency_ms: 300
+    side: new
 """
 CHECKS = [
     not_a_server_error,
@@ -105,8 +123,22 @@ def write_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env.setenv(SECRET_VAR, "ab" * 64)
         VIEW.snapshot = _snapshot(CONFIG, config_path)
     _, token = create_token(config_path, "schemathesis", "write", "tester")
+    _store_a_firing_evaluation(VIEW.snapshot)
     yield token
     APP.state.store_access.close()
+
+
+def _store_a_firing_evaluation(snapshot: Snapshot) -> None:
+    """A monitor's evaluation of the first SLO with its page alerts firing (nested windows set,
+    not null) and its budget exhausted; the second SLO stays computed from an empty series."""
+    slo = snapshot.config.slos[0]
+    now = time.time()
+    state = evaluate(slo, [SloSample(now - 120, 900, 100)], now, None)
+    store = open_store(snapshot.config.store, snapshot.source)
+    try:
+        store.put_slo_state(slo.name, state.to_json(), now)
+    finally:
+        store.close()
 
 
 @schema.parametrize()

@@ -269,3 +269,39 @@ def test_routes_that_only_share_some_requests_are_fine() -> None:
     )
     assert [route.name for route in config.routes] == [
         "projects.new", "projects.show", "writes", "rest"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("gate", "field", "message"),
+    [
+        ("{url: 'ftp://x/confirm'}", "url", "expected an http:// or https:// URL"),
+        ("{url: 'x/confirm'}", "url", "expected an http:// or https:// URL"),
+        ("{url: 'http://x/confirm', timeout_s: 0}", "timeout_s", "greater than 0"),
+        ("{url: 'http://x/confirm', secret: s}", "secret", "secret_env"),
+    ],
+)
+def test_a_confirm_gate_says_what_is_wrong_with_it(gate: str, field: str, message: str) -> None:
+    text = f"""\
+        backends: {{legacy: {{url: 'http://x:1'}}, new: {{url: 'http://x:2'}}}}
+        routes:
+          - name: api
+            match: "GET /api"
+            stage: canary
+            canary: {{plan: {{gates: [{gate}]}}}}
+        """
+    ((line, where, problem),) = _problems(text)
+    assert (line, where) == (6, f"routes[0].canary.plan.gates[0].{field}")
+    assert message in problem
+
+
+def test_a_plan_has_no_gates_unless_given() -> None:
+    config = parse_config(
+        "backends: {legacy: {url: 'http://x:1'}, new: {url: 'http://x:2'}}\n"
+        "routes: [{name: api, match: 'GET /api', stage: canary,"
+        " canary: {plan: {gates: [{url: 'https://ci.example/confirm'}]}}},"
+        " {name: home, match: 'GET /', stage: canary, canary: {plan: {}}}]\n",
+        "s.yaml",
+    )
+    [gate] = config.routes[0].canary.plan.gates
+    assert (gate.url, gate.timeout_s, gate.secret_env) == ("https://ci.example/confirm", 5.0, None)
+    assert config.routes[1].canary.plan.gates == []

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from strangler.config import Config, parse_config
+from strangler.control.changes import CHANGES, ChangeRequest
 from strangler.control.service import ChangeRefused, ControlService, UnknownRoute
-from strangler.control.state import Proposal, Store
+from strangler.control.state import Store
 from strangler.control.store import RouteDelta
 from strangler.control.stores import SqliteShadowStore
+from strangler.rollout import stages
 
 CONFIG = """\
 listen: 127.0.0.1:0
@@ -136,15 +139,26 @@ def test_the_analyzer_acts_only_on_the_rollout_it_judged(
     service: ControlService, store: Store
 ) -> None:
     service.promote("projects", actor="ana", reason="go")  # 5 % -> 25 %
-    step = Proposal("promote", "canary", 10_000, "running")
+    step = functools.partial(stages.promote, weight_bp=5000)
     # Judged at 5 %: the unit has moved since, so nothing is written.
     assert service.apply("projects", 500, step, reason="verdict") is None
     service.pause("projects", actor="ana", reason="hold")
     assert service.apply("projects", 2500, step, reason="verdict") is None
     service.resume("projects", actor="ana", reason="go on")
-    change = service.apply("projects", 2500, step, reason="verdict")
+    # A move the stage machine refuses (promote never lowers the weight) writes nothing either.
+    lower = functools.partial(stages.promote, weight_bp=100)
+    assert service.apply("projects", 2500, lower, reason="verdict") is None
+    change = service.apply("projects", 2500, step, reason="verdict", evidence={"verdict": {}})
     assert change is not None and change.actor == "analyzer"
-    assert store.overrides()["projects"].weight_bp == 10_000
+    assert (change.action, change.evidence) == ("promote", {"verdict": {}})
+    assert store.overrides()["projects"].weight_bp == 5000
+    done = service.apply("projects", 5000, stages.complete, reason="verdict")
+    assert done is not None and done.action == "complete"
+    assert (done.after["stage"], done.after["weight_bp"], done.after["status"]) == (
+        "new",
+        10_000,
+        "complete",
+    )
 
 
 def test_reset_drops_the_override_so_the_yaml_stands_and_audits_what_it_dropped(
@@ -187,11 +201,11 @@ def test_an_orphaned_override_can_be_reset(store: Store, base: Config) -> None:
     ("setup", "change", "message"),
     [
         # Each refusal names the step that applies to the stage the unit is really in.
-        ((), ("set_weight", "home"), r"stage legacy, not canary: `strangler promote home"),
-        ((), ("set_weight", "projects.index"), r"promote projects.index --weight W -r why"),
+        ((), ("weight", "home"), r"stage legacy, not canary: `strangler promote home"),
+        ((), ("weight", "projects.index"), r"promote projects.index --weight W -r why"),
         (
             (("promote", "projects"), ("promote", "projects"), ("promote", "projects")),
-            ("set_weight", "projects"),
+            ("weight", "projects"),
             r"stage new, not canary: new answers all of it; `strangler rollback projects",
         ),
         ((), ("pause", "home"), r"only a canary rollout can pause \(`strangler promote home"),
@@ -210,13 +224,10 @@ def test_a_refusal_names_the_next_step_for_the_stage_in_force(
     message: str,
 ) -> None:
     for action, name in setup:
-        getattr(service, action)(name, actor="ana", reason="setup")
+        CHANGES[action](service, name, ChangeRequest("setup"), actor="ana")
     action, name = change
     with pytest.raises(ChangeRefused, match=message):
-        if action == "set_weight":
-            service.set_weight(name, 10, actor="ana", reason="x")
-        else:
-            getattr(service, action)(name, actor="ana", reason="x")
+        CHANGES[action](service, name, ChangeRequest("x", weight=10), actor="ana")
 
 
 def test_the_audit_of_a_route_is_its_units_and_an_unknown_name_is_refused(

@@ -4,13 +4,11 @@ select a route."""
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from strangler.config import parse_config
 from strangler.errors import ConfigError
-from tests.integration.gateway_process import run_cli
 
 BASE = """\
 backends:
@@ -111,16 +109,3 @@ def test_a_bad_slo_names_its_field(slos: str, field: str, message: str) -> None:
         _config(slos + "\n")
     assert caught.value.field == field
     assert message in caught.value.message
-
-
-def test_check_config_says_which_slo_settings_are_not_acted_on_yet(tmp_path: Path) -> None:
-    path = tmp_path / "strangler.yaml"
-    path.write_text(
-        BASE
-        + "slos: [{name: api, routes: [home], objective: 99, on_page: pause, budget_gate: 10}]\n"
-    )
-    result = run_cli("check-config", str(path))
-    assert result.returncode == 0, result.stderr
-    assert "warning: SLO api: budget_gate: 10 is not acted on yet in this version" in result.stderr
-    # A page alert does pause canaries: nothing to warn about.
-    assert "on_page" not in result.stderr

@@ -13,9 +13,9 @@ Rules:
 - Public, on purpose: /healthz and /readyz (probes), /.well-known/jwks.json (public keys only),
   /openapi.json. Everything under /api/v1 is authenticated (auth.py); `POST /api/v1/session`
   (login) is the one exception, since it is how a browser gets its credentials.
-- Resource routers (routes, stages, audit, verdicts, diffs, progress) mount under /api/v1 with
-  their scope on the router, `dependencies=[Depends(require_read)]`, and take
-  `principal: Principal = Depends(require_write)` on the operations that change state; they
+- Resource routers (routes, stages, audit, verdicts, diffs, progress, slos and alerts) mount
+  under /api/v1 with their scope on the router, `dependencies=[Depends(require_read)]`, and
+  take `principal: Principal = Depends(require_write)` on the operations that change state; they
   list `AUTH_RESPONSES` in `responses=`. They reach the store with
   `store: Store = Depends(store_dependency)`, the app's one StoreAccess (`app.state`).
 """
@@ -36,6 +36,7 @@ from strangler.admin.problems import install_problem_handlers
 from strangler.admin.progress import progress_router
 from strangler.admin.rollouts import install_change_refused_handler, rollouts_router
 from strangler.admin.session_routes import session_router
+from strangler.admin.slos import slos_router
 from strangler.admin.store_access import install_store_access
 from strangler.admin.view import GatewayView
 
@@ -65,6 +66,7 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     app.include_router(rollouts_router(gateway))
     app.include_router(diffs_router(gateway))
     app.include_router(progress_router(gateway))
+    app.include_router(slos_router(gateway))
     app.include_router(data_router(gateway))
     app.include_router(metrics_router(gateway))
     return app

@@ -3,7 +3,8 @@ the audit log.
 
 Rules:
 - Every change goes through ControlService, like the CLI and the analyzer: one place validates
-  and audits. The actor is the authenticated principal (`token:ci`, `user:ana`).
+  and audits, through one table (control.changes.CHANGES, the CLI's too). The actor is the
+  authenticated principal (`token:ci`, `user:ana`).
 - A change needs a reason; a refused change is a problem+json with the service's status (404
   unknown route, 409 wrong stage, closed evidence gate or no override to reset, 400 bad value).
 - Store reads and writes block: every operation is a sync `def`, run in the thread pool.
@@ -22,8 +23,9 @@ from strangler.admin.auth import AUTH_RESPONSES, Principal, require_read, requir
 from strangler.admin.problems import problem_openapi, problem_response
 from strangler.admin.store_access import store_dependency
 from strangler.admin.view import GatewayView
+from strangler.control.changes import CHANGES, ChangeRequest
 from strangler.control.reports import rollout_report, status_report
-from strangler.control.service import SIMPLE_CHANGES, ChangeRefused, ControlService
+from strangler.control.service import ChangeRefused, ControlService
 from strangler.control.state import Change, Store
 
 Reason = Annotated[str, Field(min_length=1, max_length=2000, description="Goes to the audit log.")]
@@ -39,7 +41,10 @@ class PromoteBody(BaseModel):
         default=None, description="Canary weight (%) to move to; default: the plan's next step."
     )
     force: bool = Field(
-        default=False, description="Leave shadow although the evidence gate is closed."
+        default=False,
+        description=(
+            "Promote although the evidence gate or an SLO's budget gate is closed (audited)."
+        ),
     )
 
 
@@ -92,6 +97,11 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
     def service(store: Store) -> ControlService:
         return ControlService(store, gateway.base)
 
+    def changed(
+        action: str, name: str, request: ChangeRequest, principal: Principal, store: Store
+    ) -> ChangeOut:
+        return _out(CHANGES[action](service(store), name, request, actor=principal.name))
+
     @router.get("/routes", dependencies=read, summary="Every route's stage, weight and figures")
     def list_routes(store: Annotated[Store, Depends(store_dependency)]) -> dict[str, Any]:
         return status_report(store, gateway.base)
@@ -112,14 +122,10 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         principal: Annotated[Principal, Depends(require_write)],
         store: Annotated[Store, Depends(store_dependency)],
     ) -> ChangeOut:
-        change = service(store).promote(
-            name, actor=principal.name, reason=body.reason, weight=body.weight, force=body.force
-        )
-        return _out(change)
+        request = ChangeRequest(body.reason, weight=body.weight, force=body.force)
+        return changed("promote", name, request, principal, store)
 
     def simple(action: str, summary: str, description: str = "") -> None:
-        make = SIMPLE_CHANGES[action]
-
         @router.post(
             f"/routes/{{name}}/{action}",
             responses=_CHANGE_RESPONSES,
@@ -132,7 +138,7 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
             principal: Annotated[Principal, Depends(require_write)],
             store: Annotated[Store, Depends(store_dependency)],
         ) -> ChangeOut:
-            return _out(make(service(store), name, actor=principal.name, reason=body.reason))
+            return changed(action, name, ChangeRequest(body.reason), principal, store)
 
         change.__name__ = action
 
@@ -154,10 +160,8 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         principal: Annotated[Principal, Depends(require_write)],
         store: Annotated[Store, Depends(store_dependency)],
     ) -> ChangeOut:
-        change = service(store).set_weight(
-            name, body.weight, actor=principal.name, reason=body.reason
-        )
-        return _out(change)
+        request = ChangeRequest(body.reason, weight=body.weight)
+        return changed("weight", name, request, principal, store)
 
     @router.get(
         "/audit",

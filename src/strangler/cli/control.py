@@ -129,7 +129,11 @@ def promote(
         float | None, typer.Option(help="Canary weight (%) to move to; default: the next step.")
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Leave shadow although the evidence gate is closed.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote although the evidence gate or an SLO's budget gate is closed (audited).",
+        ),
     ] = False,
     config: ConfigOption = Path("strangler.yaml"),
     admin: AdminOption = None,
@@ -138,7 +142,8 @@ def promote(
     """Move a route one stage on.
 
     legacy -> shadow -> canary (the plan's steps) -> new. Leaving shadow needs the evidence
-    gate (shadow parity) unless --force.
+    gate (shadow parity), and past shadow every SLO with a budget_gate over the route needs
+    that much error budget left, unless --force.
     """
     body = {"reason": reason, "weight": weight, "force": force}
     _change(route, "promote", body, config, admin, as_json)

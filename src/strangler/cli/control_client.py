@@ -73,25 +73,18 @@ class LocalClient:
             raise ControlError(str(exc), 2) from exc
 
     def change(self, name: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
-        from strangler.control.service import SIMPLE_CHANGES, ChangeRefused, ControlService
+        from strangler.control.changes import ChangeRequest, change_handler
+        from strangler.control.service import ChangeRefused, ControlService
 
-        service = ControlService(self.store, self.base)
-        reason = str(body.get("reason", ""))
+        weight = body.get("weight")
+        request = ChangeRequest(
+            str(body.get("reason", "")),
+            weight=None if weight is None else float(weight),
+            force=bool(body.get("force")),
+        )
         try:
-            if action == "promote":
-                change = service.promote(
-                    name,
-                    actor=self.actor,
-                    reason=reason,
-                    weight=body.get("weight"),
-                    force=bool(body.get("force")),
-                )
-            elif action == "weight":
-                change = service.set_weight(
-                    name, float(body["weight"]), actor=self.actor, reason=reason
-                )
-            else:
-                change = SIMPLE_CHANGES[action](service, name, actor=self.actor, reason=reason)
+            handler = change_handler(action)
+            change = handler(ControlService(self.store, self.base), name, request, actor=self.actor)
         except ChangeRefused as exc:
             raise ControlError(str(exc), 2) from exc
         return change.to_json()

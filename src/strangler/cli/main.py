@@ -155,13 +155,6 @@ def check_config(
             "note: no new backend yet; every route stays on legacy until a backend named `new` "
             "is added (or `new_backend:` names one)"
         )
-    for slo in snapshot.config.slos:
-        if slo.unacted:
-            typer.echo(
-                f"warning: SLO {slo.name}: {', '.join(slo.unacted)} is not acted on yet in this "
-                "version (promotes are not gated on the error budget yet)",
-                err=True,
-            )
     _warn_override_conflicts(path, snapshot.config)
 
 

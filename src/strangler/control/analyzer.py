@@ -15,12 +15,18 @@ Rules:
   weight or stage moves.
 - Every verdict is stored with the action taken; every action is an audited change whose
   evidence is the verdict with its numbers.
+- A step that sends more users to new (a promotion, the move to stage new) is first confirmed
+  by the plan's gates (control/gates.py). A gate that says no holds the step: the verdict keeps
+  every gate's answer and the reason names the gate, and the next passing interval asks again.
+  A slow gate may outlast the lease; the write still checks the weight judged, so two analyzers
+  never both move a unit.
 - Blocking (store I/O); `run` loops on its own thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -32,7 +38,9 @@ from typing import assert_never
 
 from strangler.config import CanaryRolloutConfig, Config
 from strangler.control.effective import apply_overrides, unit_of
-from strangler.control.service import ControlService, UnitState, unit_states
+from strangler.control.gates import GateAnswer, ask_gates
+from strangler.control.service import ControlService, Move, UnitState, unit_states
+from strangler.control.slo_status import budget_json
 from strangler.control.state import Proposal, Store, VerdictRecord, WindowTotals
 from strangler.control.store import StoreUnavailable
 from strangler.rollout import (
@@ -45,11 +53,14 @@ from strangler.rollout import (
     RolloutState,
     RolloutStatus,
     SideWindow,
+    Step,
     advance,
     judge_interval,
+    stages,
 )
 from strangler.rollout.judge import IntervalVerdict
-from strangler.routing.canary import FULL_WEIGHT_BP, weight_to_bp
+from strangler.rollout.stages import StageAction, Transition
+from strangler.routing.canary import weight_to_bp
 from strangler.routing.model import Stage
 
 log = logging.getLogger("strangler.analyzer")
@@ -61,6 +72,8 @@ TICK_S = 0.5
 FLUSH_GRACE_S = 2.0
 # Windows older than this are pruned (a day of intervals at the longest plan is plenty).
 WINDOW_RETENTION_S = 6 * 3600
+# The changes a plan's confirm gates are asked about: those that send more users to new.
+CONFIRMED_ACTIONS = frozenset({StageAction.PROMOTE, StageAction.COMPLETE})
 
 
 def checks_of(plan: CanaryRolloutConfig, *, is_shadowed: bool = False) -> Checks:
@@ -200,32 +213,59 @@ class Analyzer:
         policy = policy_of(plan)
         rollout = RolloutState(RolloutStatus.RUNNING, state.weight_bp)
         for earlier in reversed(history):
+            if _was_held(earlier):
+                # A gate held that step: the weight stayed, and the next pass asks again.
+                rollout = dataclasses.replace(rollout, inconclusive=0)
+                continue
             rollout = advance(rollout, Outcome(earlier.outcome), policy).state
             if rollout.status is not RolloutStatus.RUNNING:
                 # An earlier action did not take (a person moved the unit meanwhile).
                 rollout = RolloutState(RolloutStatus.RUNNING, state.weight_bp)
         step = advance(rollout, verdict.outcome, policy)
-        if step.action is Action.PROMOTE and step.state.weight_bp >= FULL_WEIGHT_BP:
-            # At 100 % legacy answers nothing, so nothing could be compared there: the step to
-            # 100 % is the move to stage new.
-            step = dataclasses.replace(
-                step,
-                action=Action.COMPLETE,
-                reason=step.reason.replace("promote to 100 %", "complete: stage new"),
+        move = _move_of(step) if plan.auto else None
+        reason = step.reason
+        asked: dict[str, object] = {}
+        proposed = None if move is None else move(state.stage_state())
+        is_increase = isinstance(proposed, Transition) and proposed.action in CONFIRMED_ACTIONS
+        budget = service.budget_gate(state) if is_increase else []
+        if budget:
+            # An SLO's budget is too low to send more users to new: held like a gate's no,
+            # asked again at the next passing interval (a rollback or pause is never held).
+            move = None
+            asked = {"budget_gate": budget_json(budget, forced=False)}
+            reason = f"{step.reason}; held by the budget gate: " + "; ".join(
+                refusal.why for refusal in budget
             )
-        action = step.action if plan.auto else Action.NONE
-        taken = action
-        if action is not Action.NONE:
+            log.info(
+                "canary held: %s stays at %s: %s (%s)",
+                _named(state),
+                _pct(state.weight_bp),
+                reason,
+                verdict.summary,
+            )
+        # Only a step that sends more users to new is confirmed: a rollback or a pause must
+        # never wait on an outside system (a gate that is down would keep a failing canary in
+        # front of users).
+        if move is not None and plan.gates and isinstance(proposed, Transition) and is_increase:
+            answers = ask_gates(plan.gates, _confirm_step(state, proposed, verdict), at=now)
+            asked = {"gates": [answer.to_json() for answer in answers]}
+            refused = next((answer for answer in answers if not answer.is_ok), None)
+            if refused is not None:
+                move = None
+                reason = f"{step.reason}; held by gate {refused.url}: {refused.why()}"
+                _log_hold(state, refused, step.reason, verdict.summary)
+        taken = Action.NONE
+        if move is not None:
             change = service.apply(
                 state.unit,
                 state.weight_bp,
-                _proposal(step.action, step.state, verdict),
-                reason=f"{step.reason} ({verdict.summary})",
+                move,
+                reason=f"{reason} ({verdict.summary})",
+                evidence={"verdict": verdict.to_json(), **asked},
             )
-            if change is None:
-                taken = Action.NONE
-            else:
-                _log_action(state, action, step.state.weight_bp, step.reason, verdict.summary)
+            if change is not None:
+                taken = step.action
+                _log_action(state, taken, step.state.weight_bp, step.reason, verdict.summary)
         record = VerdictRecord(
             unit=state.unit,
             started_at=start,
@@ -235,7 +275,8 @@ class Analyzer:
             action=taken.value,
             verdict={
                 **verdict.to_json(),
-                "reason": step.reason,
+                "reason": reason,
+                **asked,
                 **({"shadow_totals": shadow_totals} if shadow_totals is not None else {}),
             },
         )
@@ -331,20 +372,64 @@ def _log_action(
             assert_never(action)
 
 
-def _proposal(action: Action, state: RolloutState, verdict: IntervalVerdict) -> Proposal:
-    evidence: dict[str, object] = {"verdict": verdict.to_json()}
-    if action is Action.PROMOTE:
-        return Proposal(
-            "promote", Stage.CANARY.value, state.weight_bp, "running", evidence=evidence
-        )
-    if action is Action.COMPLETE:
-        return Proposal("complete", Stage.NEW.value, FULL_WEIGHT_BP, "complete", evidence=evidence)
-    if action is Action.ROLLBACK:
-        return Proposal("rollback", Stage.LEGACY.value, 0, "rolled_back", evidence=evidence)
-    return Proposal(
-        "pause", Stage.CANARY.value, state.weight_bp, "paused", keeps_step_start=True,
-        evidence=evidence,
-    )  # fmt: skip
+def _confirm_step(
+    state: UnitState, proposed: Transition, verdict: IntervalVerdict
+) -> dict[str, object]:
+    """What the gates are asked to confirm (weights in %, as the admin API gives them)."""
+    return {
+        "unit": state.unit,
+        "routes": list(state.routes),
+        "from_weight": state.weight_bp / 100,
+        "to_weight": None if proposed.weight_bp is None else proposed.weight_bp / 100,
+        "to_stage": proposed.stage.value,
+        "verdict": verdict.to_json(),
+    }
+
+
+def _was_held(record: VerdictRecord) -> bool:
+    """Whether a gate or the budget gate held the step this verdict called for (so its weight
+    never moved)."""
+    if record.action != Action.NONE.value:
+        return False
+    answers = record.verdict.get("gates")
+    budget = record.verdict.get("budget_gate")
+    return (
+        isinstance(answers, list)
+        and any(isinstance(answer, dict) and not answer.get("ok") for answer in answers)
+    ) or (isinstance(budget, dict) and budget.get("forced") is False)
+
+
+def _log_hold(state: UnitState, refused: GateAnswer, reason: str, summary: str) -> None:
+    """One line per interval a gate holds: INFO when the gate said no, WARNING when it could
+    not be asked (nobody decided; someone should look)."""
+    level = logging.INFO if refused.error is None else logging.WARNING
+    log.log(
+        level,
+        "canary held: %s stays at %s: gate %s answered %s; %s (%s)",
+        _named(state),
+        _pct(state.weight_bp),
+        refused.url,
+        refused.why(),
+        reason,
+        summary,
+    )
+
+
+def _move_of(step: Step) -> Move | None:
+    """The stage machine's change that carries out the analyzer's step; None for no change."""
+    match step.action:
+        case Action.PROMOTE:
+            return functools.partial(stages.promote, weight_bp=step.state.weight_bp)
+        case Action.COMPLETE:
+            return stages.complete
+        case Action.ROLLBACK:
+            return stages.rollback
+        case Action.PAUSE:
+            return stages.pause
+        case Action.NONE:
+            return None
+        case _:
+            assert_never(step.action)
 
 
 class AnalyzerThread:

@@ -5,7 +5,10 @@ Rules:
 - Nothing changes without an actor and a reason; the store writes the audit entry in the same
   transaction as the override.
 - Each change decides inside the store's write transaction, on the unit's current override: a
-  rollback by a person and a promotion by the analyzer never both win.
+  rollback by a person and a promotion by the analyzer never both win. What a stage change
+  moves the unit to, or why it is refused, is the stage machine's (rollout.stages); the service
+  reads the unit, measures what the machine can't (the shadow evidence gate, the config's new
+  backend) and writes what the machine returns.
 - Leaving `shadow` for `canary` needs the evidence gate (shadow parity); `force` passes it, and
   the audit entry keeps the gate that was forced.
 - `reset` deletes the unit's override so the YAML stands again; the audit entry keeps what was
@@ -18,16 +21,18 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, assert_never
 
 from strangler.config import Config, RouteConfig
 from strangler.control.effective import apply_overrides, unit_of
+from strangler.control.slo_status import BudgetRefusal, budget_json, budget_refusals
 from strangler.control.state import Change, Override, Proposal, Store
 from strangler.errors import StranglerError
-from strangler.rollout import Gate, RolloutStatus, next_weight, shadow_gate
+from strangler.rollout import Gate, RolloutStatus, shadow_gate, stages
+from strangler.rollout.stages import Refusal, StageState, Transition
 from strangler.routing.canary import weight_to_bp
 from strangler.routing.model import Stage
 
@@ -41,6 +46,10 @@ class ChangeRefused(StranglerError):
         super().__init__(message)
         self.status = status
         self.gate = gate
+
+
+# A change of the stage machine (rollout.stages), bound to its arguments but the unit's state.
+Move = Callable[[StageState], Transition | Refusal]
 
 
 class UnknownRoute(ChangeRefused):
@@ -74,6 +83,18 @@ class UnitState:
             "overridden": override is not None,
             "override": None if override is None else override.to_json(),
         }
+
+    def stage_state(self) -> StageState:
+        """The unit as the stage machine reads it."""
+        return StageState(
+            unit=self.unit,
+            stage=self.stage,
+            yaml_stage=self.yaml_stage,
+            weight_bp=self.weight_bp,
+            steps_bp=self.steps_bp,
+            status=RolloutStatus(self.status) if self.status else None,
+            override_by=None if self.override is None else self.override.actor,
+        )
 
 
 def _status_of(stage: Stage, override: Override | None) -> str:
@@ -143,6 +164,13 @@ class ControlService:
                 return unit_of(route)
         return None
 
+    def budget_gate(self, state: UnitState) -> list[BudgetRefusal]:
+        """The SLOs whose `budget_gate` holds the unit's promotion now (none hold one out of
+        stage legacy: shadowing never changes what clients receive, so it spends no budget)."""
+        if state.stage is Stage.LEGACY or not self.base.slos:
+            return []
+        return budget_refusals(self.store, self.base, state.routes, self.clock())
+
     def gate(self, state: UnitState) -> Gate:
         """The evidence gate for leaving `shadow`: the parity of the unit's shadowed routes."""
         totals = {t.route: t for t in self.store.routes()}
@@ -169,92 +197,47 @@ class ControlService:
         new. Leaving shadow needs the evidence gate unless `force`."""
         state = self.unit(name)
         self._refuse_without_new_backend(state)
-        gate = self.gate(state) if state.stage is Stage.SHADOW else None
-        if gate is not None and not gate.passed and not force:
-            raise ChangeRefused(
-                f"{state.unit} stays in shadow: {gate.reason} (pass --force with a reason to "
-                "override the evidence gate)",
-                gate=gate,
-            )
+        # Measured before the write transaction (it reads the shadow totals), also from legacy:
+        # by the time the transaction runs, another change may have moved the unit to shadow.
+        gate = self.gate(state) if state.stage in (Stage.LEGACY, Stage.SHADOW) else None
         target_bp = None if weight is None else _checked_weight(weight)
+        budget = self.budget_gate(state)
+        if budget and not force:
+            raise ChangeRefused(
+                f"{state.unit} stays in {state.stage.value}: "
+                + "; ".join(refusal.why for refusal in budget)
+                + " (pass --force with a reason to override the budget gate)"
+            )
 
         def decide(current: Override | None) -> Proposal:
-            now_state = self._recheck(state.unit, current)
-            evidence: dict[str, object] | None = None
-            if gate is not None:
+            now_state = self._recheck(state.unit, current).stage_state()
+            moved = stages.promote(now_state, weight_bp=target_bp, gate=gate, force=force)
+            evidence: dict[str, object] = {}
+            if gate is not None and now_state.stage is Stage.SHADOW:
                 evidence = {"gate": _gate_json(gate), "forced": force and not gate.passed}
-            if now_state.stage is Stage.LEGACY:
-                return Proposal("promote", Stage.SHADOW.value, None, "", evidence=evidence)
-            if now_state.stage is Stage.SHADOW:
-                first = target_bp if target_bp is not None else now_state.steps_bp[0]
-                return Proposal(
-                    "promote", Stage.CANARY.value, first, RolloutStatus.RUNNING.value,
-                    evidence=evidence,
-                )  # fmt: skip
-            if now_state.stage is Stage.CANARY:
-                if target_bp is not None:
-                    if target_bp <= now_state.weight_bp:
-                        raise ChangeRefused(
-                            f"promote raises the weight; {state.unit} is at "
-                            f"{now_state.weight_bp / 100:g} % (use `rollout weight` to lower it)",
-                            status=400,
-                        )
-                    nxt: int | None = target_bp
-                else:
-                    nxt = next_weight(now_state.steps_bp, now_state.weight_bp)
-                if nxt is None:
-                    return Proposal("promote", Stage.NEW.value, 10_000, "complete")
-                status = now_state.status or RolloutStatus.RUNNING.value
-                if status in ("rolled_back", "complete"):
-                    status = RolloutStatus.RUNNING.value
-                return Proposal("promote", Stage.CANARY.value, nxt, status)
-            raise ChangeRefused(
-                f"{state.unit} is already served by the new backend (stage "
-                f"{now_state.stage.value}): there is no later stage to promote it to"
-                f"{_held_by_override(now_state)}"
-            )
+            if budget:
+                evidence["budget_gate"] = budget_json(budget, forced=True)
+            return _proposal(moved, evidence=evidence or None)
 
         return self._change(state.unit, decide, actor=actor, reason=reason)
 
     def rollback(self, name: str, *, actor: str, reason: str) -> Change:
         """Everyone back on legacy at once (stage legacy, weight 0)."""
-        state = self.unit(name)
-
-        def decide(current: Override | None) -> Proposal:
-            now_state = self._recheck(state.unit, current)
-            if now_state.stage is Stage.LEGACY:
-                raise ChangeRefused(
-                    f"{state.unit} is already on legacy{_held_by_override(now_state)}"
-                )
-            return Proposal("rollback", Stage.LEGACY.value, 0, RolloutStatus.ROLLED_BACK.value)
-
-        return self._change(state.unit, decide, actor=actor, reason=reason)
+        return self._move(self.unit(name).unit, stages.rollback, actor=actor, reason=reason)
 
     def pause(self, name: str, *, actor: str, reason: str) -> Change:
         """Stop the analyzer moving this unit; the weight in force stays."""
-        return self._set_status(name, "pause", RolloutStatus.PAUSED, actor=actor, reason=reason)
+        return self._move(self.unit(name).unit, stages.pause, actor=actor, reason=reason)
 
     def resume(self, name: str, *, actor: str, reason: str) -> Change:
-        return self._set_status(name, "resume", RolloutStatus.RUNNING, actor=actor, reason=reason)
+        return self._move(self.unit(name).unit, stages.resume, actor=actor, reason=reason)
 
     def set_weight(self, name: str, weight: float, *, actor: str, reason: str) -> Change:
         """Set the canary weight of a unit in stage canary (up or down)."""
-        state = self.unit(name)
-        target = _checked_weight(weight, allow_zero=True)
-
-        def decide(current: Override | None) -> Proposal:
-            now_state = self._recheck(state.unit, current)
-            if now_state.stage is not Stage.CANARY:
-                raise ChangeRefused(
-                    f"{state.unit} is in stage {now_state.stage.value}, not canary: "
-                    f"{_way_to_canary(now_state)}{_held_by_override(now_state)}"
-                )
-            return Proposal(
-                "set_weight", Stage.CANARY.value, target,
-                now_state.status or RolloutStatus.RUNNING.value,
-            )  # fmt: skip
-
-        return self._change(state.unit, decide, actor=actor, reason=reason)
+        unit = self.unit(name).unit
+        target_bp = _checked_weight(weight, allow_zero=True)
+        move = functools.partial(stages.set_weight, weight_bp=target_bp)
+        return self._move(unit, move, actor=actor, reason=reason)
 
     def reset(self, name: str, *, actor: str, reason: str) -> Change:
         """Drop the unit's override: the YAML's stage and weight stand again. The audit entry's
@@ -284,43 +267,38 @@ class ControlService:
         return self._change(target, decide, actor=actor, reason=reason)
 
     def apply(
-        self, unit: str, expected_weight_bp: int, proposal: Proposal, *, reason: str
+        self,
+        unit: str,
+        expected_weight_bp: int,
+        move: Move,
+        *,
+        reason: str,
+        evidence: Mapping[str, object] | None = None,
     ) -> Change | None:
-        """The analyzer's change: written only if the unit is still running at the weight it
-        judged (a person may have paused, rolled back or moved it meanwhile)."""
+        """The analyzer's change, `move` (a function of rollout.stages): written only if the
+        unit is still running at the weight it judged (a person may have paused, rolled back
+        or moved it meanwhile) and the stage machine lets it move; else None."""
 
         def decide(current: Override | None) -> Proposal | None:
             now_state = self._recheck(unit, current)
-            if now_state.stage is not Stage.CANARY or now_state.status != "running":
+            if now_state.stage is not Stage.CANARY or now_state.status != RolloutStatus.RUNNING:
                 return None
             if now_state.weight_bp != expected_weight_bp:
                 return None
-            return proposal
+            moved = move(now_state.stage_state())
+            if isinstance(moved, Refusal):
+                return None
+            return _proposal(moved, evidence=evidence)
 
         return self.store.change(unit, decide, actor="analyzer", reason=reason, now=self.clock())
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _set_status(
-        self, name: str, action: str, status: RolloutStatus, *, actor: str, reason: str
-    ) -> Change:
-        state = self.unit(name)
-
+    def _move(self, unit: str, move: Move, *, actor: str, reason: str) -> Change:
         def decide(current: Override | None) -> Proposal:
-            now_state = self._recheck(state.unit, current)
-            if now_state.stage is not Stage.CANARY:
-                raise ChangeRefused(
-                    f"{state.unit} is in stage {now_state.stage.value}; only a canary rollout "
-                    f"can {action} ({_way_to_canary(now_state)}){_held_by_override(now_state)}"
-                )
-            if now_state.status == status.value:
-                raise ChangeRefused(f"{state.unit} is already {status.value}")
-            return Proposal(
-                action, Stage.CANARY.value, now_state.weight_bp, status.value,
-                keeps_step_start=status is RolloutStatus.PAUSED,
-            )  # fmt: skip
+            return _proposal(move(self._recheck(unit, current).stage_state()))
 
-        return self._change(state.unit, decide, actor=actor, reason=reason)
+        return self._change(unit, decide, actor=actor, reason=reason)
 
     def _change(
         self, unit: str, decide: Callable[[Override | None], Proposal], *, actor: str, reason: str
@@ -356,23 +334,6 @@ class ControlService:
         raise UnknownRoute(unit)
 
 
-class SimpleChange(Protocol):
-    """A change that needs nothing but the unit and a reason."""
-
-    def __call__(
-        self, service: ControlService, name: str, /, *, actor: str, reason: str
-    ) -> Change: ...
-
-
-# The changes every door (CLI, admin API) offers with a reason alone, by their action name.
-SIMPLE_CHANGES: Mapping[str, SimpleChange] = {
-    "rollback": ControlService.rollback,
-    "pause": ControlService.pause,
-    "resume": ControlService.resume,
-    "reset": ControlService.reset,
-}
-
-
 def unit_states(base: Config, overrides: Mapping[str, Override]) -> list[UnitState]:
     """Every rollout unit of `base` with `overrides` applied, in the order of their first
     route."""
@@ -401,33 +362,20 @@ def unit_states(base: Config, overrides: Mapping[str, Override]) -> list[UnitSta
     return states
 
 
-def _way_to_canary(state: UnitState) -> str:
-    """The command that brings `state`'s unit into stage canary, from the stage it is in."""
-    unit = state.unit
-    match state.stage:
-        case Stage.LEGACY:
-            return f"`strangler promote {unit} -r why` starts its shadow, a second one its canary"
-        case Stage.SHADOW:
-            return f"`strangler promote {unit} --weight W -r why` starts its canary at W %"
-        case Stage.CANARY:
-            return f"it is in its canary at {state.weight_bp / 100:g} %"
-        case Stage.NEW | Stage.RETIRED:
-            return (
-                f"new answers all of it; `strangler rollback {unit} -r why` sends it back to "
-                "legacy, from where promote starts over"
-            )
-        case _:
-            assert_never(state.stage)
-
-
-def _held_by_override(state: UnitState) -> str:
-    """Why the stage is not the YAML's, when an override holds it elsewhere; else ""."""
-    override = state.override
-    if override is None or state.stage is state.yaml_stage:
-        return ""
-    return (
-        f" (a runtime override by {override.actor} holds it there; the YAML says "
-        f"{state.yaml_stage.value}: `strangler reset {state.unit} -r why` lets the YAML stand)"
+def _proposal(
+    moved: Transition | Refusal, *, evidence: Mapping[str, object] | None = None
+) -> Proposal:
+    """The store's Proposal for a transition of the stage machine; ChangeRefused for a
+    refusal."""
+    if isinstance(moved, Refusal):
+        raise ChangeRefused(moved.message, status=moved.http_status, gate=moved.gate)
+    return Proposal(
+        moved.action.value,
+        moved.stage.value,
+        moved.weight_bp,
+        "" if moved.status is None else moved.status.value,
+        keeps_step_start=moved.keeps_step_start,
+        evidence=evidence,
     )
 
 

@@ -25,6 +25,7 @@ from strangler.config import Config, SloConfig
 from strangler.control.state import SLO_FINE_RETENTION_S, SloSample, Store
 from strangler.observe.slo.counter import DATA_LAG_S
 from strangler.observe.slo.evaluator import (
+    AlertState,
     SloState,
     budget_allows_promote,
     evaluate,
@@ -100,10 +101,10 @@ class SloView:
         }
 
 
-def slo_views(store: Store, config: Config, now: float) -> list[SloView]:
+def slo_views(store: Store | None, config: Config, now: float) -> list[SloView]:
     """Every SLO of `config`, in its order: the monitor's evaluation when it is fresh, else one
-    computed now."""
-    stored = store.slo_states()
+    computed now. `store` None: no store was created yet, so nothing was counted."""
+    stored = store.slo_states() if store is not None else {}
     stale_s = STALE_AFTER_INTERVALS * evaluate_interval_s(config.slos)
     views = []
     for slo in config.slos:
@@ -112,14 +113,79 @@ def slo_views(store: Store, config: Config, now: float) -> list[SloView]:
         if state is not None and now - state.evaluated_at <= stale_s:
             views.append(SloView(slo, state, "monitor", max(0.0, now - state.evaluated_at)))
             continue
-        computed = evaluate_now(store, slo, now, None)
+        if store is None:
+            computed = evaluate(slo, [], now - DATA_LAG_S, None)
+        else:
+            computed = evaluate_now(store, slo, now, None)
         views.append(SloView(slo, computed, "computed", 0.0))
     return views
 
 
+def unknown_slo(name: str, configured: Iterable[str]) -> str:
+    """The one way the CLI and the admin API say that no SLO has that name."""
+    return f"no SLO named {name} (configured: {', '.join(configured) or 'none'})"
+
+
+# The order alerts are listed in: firing before the rest, pages before tickets; ties keep the
+# config's order (SLOs, then each SLO's alerts).
+_STATE_RANK = {AlertState.FIRING: 0, AlertState.RESOLVED: 1, AlertState.INACTIVE: 2}
+_SEVERITY_RANK = {"page": 0, "ticket": 1}
+# What a row of GET /api/v1/alerts keeps of an alert's state, after its SLO's name.
+ALERT_ROW_KEYS = (
+    "severity", "burn", "long_s", "short_s", "state", "burn_long", "burn_short",
+    "fired_at", "fired_with", "resolved_at", "low_traffic",
+)  # fmt: skip
+
+
+def alert_rows(views: Iterable[SloView], *, include_all: bool) -> list[dict[str, object]]:
+    """The alerts that are firing (`include_all`: every alert of every SLO), one flat row each
+    with its SLO's name: what GET /api/v1/alerts answers."""
+    found = [
+        (view.slo.name, status)
+        for view in views
+        for status in view.state.alerts
+        if include_all or status.state is AlertState.FIRING
+    ]
+    found.sort(
+        key=lambda item: (_STATE_RANK[item[1].state], _SEVERITY_RANK[item[1].alert.severity])
+    )
+    rows: list[dict[str, object]] = []
+    for slo, status in found:
+        data = status.to_json()
+        rows.append({"slo": slo, **{key: data[key] for key in ALERT_ROW_KEYS}})
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRefusal:
+    """An SLO whose budget left is below its `budget_gate`, and the words of the refusal."""
+
+    slo: SloConfig
+    state: SloState
+    why: str
+
+
+def budget_json(refusals: Iterable[BudgetRefusal], *, forced: bool) -> dict[str, object]:
+    """The refusals as audit or verdict evidence: the numbers that held (or were forced)."""
+    return {
+        "forced": forced,
+        "slos": [
+            {
+                "slo": refusal.slo.name,
+                "budget_left_pct": refusal.state.budget_left_pct,
+                "gate_pct": refusal.slo.budget_gate,
+                "good": refusal.state.good,
+                "bad": refusal.state.bad,
+                "reason": refusal.why,
+            }
+            for refusal in refusals
+        ],
+    }
+
+
 def budget_refusals(
     store: Store, config: Config, routes: Iterable[str], now: float
-) -> list[tuple[SloConfig, SloState, str]]:
+) -> list[BudgetRefusal]:
     """For each SLO with a `budget_gate` over any of `routes` whose budget left is below it:
     the SLO, its state now, and why it refuses a promote."""
     names = set(routes)
@@ -131,5 +197,5 @@ def budget_refusals(
         state = evaluate_now(store, slo, now, None)
         why = budget_allows_promote(slo, state)
         if why is not None:
-            refusals.append((slo, state, why))
+            refusals.append(BudgetRefusal(slo, state, why))
     return refusals

@@ -53,9 +53,15 @@ class Hook:
 
 
 def where(url: str) -> str:
-    """A hook's URL for logs: scheme and host only (Slack's URLs carry their secret in the path)."""
+    """A hook's URL for logs and stored records: scheme, host and port only (Slack's URLs carry
+    their secret in the path, others in the query or as user:password@)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/..."
+    # Not netloc: it would keep a user:password@ the URL may carry.
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}/..."
 
 
 def sign(secret: bytes, body: bytes) -> str:

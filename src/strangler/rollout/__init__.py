@@ -2,7 +2,9 @@
 
 Pure: no I/O, no clock reads, no asyncio. The proxy records latencies into LatencyHistograms;
 the analyzer merges one interval's figures per side, asks `judge_interval` for a verdict and
-`advance` for the next step, then applies and stores what they return.
+`advance` for the next step, then applies and stores what they return. `stages` is the stage
+machine every change of a unit's stage goes through (promote, rollback, pause, resume,
+set_weight, complete), whoever asks.
 """
 
 from strangler.rollout.histogram import MAX_INDEX, MAX_S, MIN_S, LatencyHistogram, bucket_value
@@ -27,6 +29,7 @@ from strangler.rollout.machine import (
     shadow_gate,
 )
 from strangler.rollout.mann_whitney import MannWhitney, mann_whitney_u
+from strangler.rollout.stages import Refusal, StageAction, StageState, Transition
 
 __all__ = [
     "MAX_INDEX",
@@ -42,10 +45,14 @@ __all__ = [
     "Outcome",
     "Parity",
     "Policy",
+    "Refusal",
     "RolloutState",
     "RolloutStatus",
     "SideWindow",
+    "StageAction",
+    "StageState",
     "Step",
+    "Transition",
     "advance",
     "bucket_value",
     "judge_interval",

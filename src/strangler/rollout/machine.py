@@ -8,8 +8,8 @@ Rules:
   Action.NONE: a human resumes or restarts a rollout, never an interval.
 - FAIL rolls back to weight 0 (ROLLED_BACK) or pauses at the current weight, per `on_fail`.
 - PASS counts consecutive passes at the current step; at `passes_to_promote` the weight moves up
-  one step (the counters restart there), or the rollout completes at 100 % when it already sits
-  at or above the last step.
+  one step (the counters restart there), or the rollout completes (stage new, 100 %) when that
+  step is 100 % or it already sits at or above the last step.
 - INCONCLUSIVE counts consecutive inconclusive intervals and keeps the passes (quiet traffic is
   not evidence against the canary); at `max_inconclusive` the rollout pauses, because a canary
   nobody can judge should not sit at its weight unwatched.
@@ -144,8 +144,11 @@ def _after_pass(state: RolloutState, policy: Policy) -> Step:
         )
     counted = f"{passes} passing interval{'s' if passes != 1 else ''} at {at}"
     target = next_weight(policy.steps_bp, state.weight_bp)
-    if target is None:
-        reason = f"{counted}: complete at 100 %"
+    if target is None or target >= FULL_BP:
+        # At 100 % legacy answers nothing, so nothing could be compared there: the step to
+        # 100 % is the move to stage new.
+        done_text = "complete at 100 %" if target is None else "complete: stage new"
+        reason = f"{counted}: {done_text}"
         done = RolloutState(RolloutStatus.COMPLETE, FULL_BP, 0, 0, reason)
         return Step(Action.COMPLETE, done, reason)
     reason = f"{counted}: promote to {_percent(target)}"

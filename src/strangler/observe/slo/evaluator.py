@@ -250,7 +250,8 @@ def _at_least(value: float, threshold: float) -> bool:
     return value >= threshold * (1 - _RELATIVE_TOLERANCE)
 
 
-def _format_s(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """A window as the config would spell it: `28d`, `1h`, `5m`, `90s`."""
     for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
@@ -260,10 +261,10 @@ def _format_s(seconds: float) -> str:
 def _describe(slo: SloConfig, alert: SloAlertConfig, burn: Burn, verb: str) -> str:
     return (
         f"{slo.name} {alert.severity} alert (burn {alert.burn:g} over "
-        f"{_format_s(alert.long)}/{_format_s(alert.short)}) {verb}: burn "
-        f"{burn.long.burn_rate:.2f} over {_format_s(alert.long)} and "
-        f"{burn.short.burn_rate:.2f} over {_format_s(alert.short)}, "
-        f"{burn.long.bad} bad of {burn.long.requests} requests over {_format_s(alert.long)}"
+        f"{format_duration(alert.long)}/{format_duration(alert.short)}) {verb}: burn "
+        f"{burn.long.burn_rate:.2f} over {format_duration(alert.long)} and "
+        f"{burn.short.burn_rate:.2f} over {format_duration(alert.short)}, "
+        f"{burn.long.bad} bad of {burn.long.requests} requests over {format_duration(alert.long)}"
     )
 
 
@@ -349,7 +350,7 @@ def evaluate(
                 now,
                 f"{slo.name} has spent {100 - budget_left_pct:.1f} % of its error budget: "
                 f"{whole.bad} bad of {whole.requests} requests over "
-                f"{_format_s(slo.window_s)}",
+                f"{format_duration(slo.window_s)}",
             )
         )
     return SloState(
