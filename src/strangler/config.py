@@ -859,6 +859,174 @@ class WebhookConfig(_Model):
         return value
 
 
+DATA_URL_SCHEMES = ("mysql", "mysql+pymysql", "postgresql", "postgresql+psycopg", "sqlite")
+# A SQL identifier as the data section accepts it: letters, digits, `_` and `$`, optionally one
+# `schema.` in front. Anything else would have to be quoted, and a quoted typo hides too well.
+_SQL_NAME = r"^(?:[A-Za-z_][A-Za-z0-9_$]{0,63}\.)?[A-Za-z_][A-Za-z0-9_$]{0,63}$"
+SqlName = Annotated[str, Field(pattern=_SQL_NAME)]
+ColumnName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")]
+# `columns:` maps a legacy column to this: a new column's name, or "-" to leave it out.
+LEAVE_OUT = "-"
+
+
+def check_data_url(value: str) -> None:
+    """Raise ValueError unless `value` is a mysql://, postgresql:// or sqlite:/// URL naming a
+    database. Messages show the URL with its password masked and always say "got"."""
+    shown = hide_password(value)
+    parts = urlsplit(value)
+    if parts.scheme not in DATA_URL_SCHEMES:
+        raise ValueError(
+            "expected mysql://user@host:3306/database, postgresql://user@host:5432/database "
+            f"or sqlite:///path/to/file.db, got {shown!r}"
+        )
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path.removeprefix("/"):
+            raise ValueError(
+                f"expected sqlite:///relative.db or sqlite:////absolute.db, got {shown!r}"
+            )
+        return
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}; got {shown!r}") from None
+    database = parts.path.removeprefix("/")
+    if not database or "/" in database:
+        raise ValueError(f"expected one database name after the host, got {shown!r}")
+
+
+class DataSideConfig(_Model):
+    """One of the two databases: where it is. Passwords are better left to the environment,
+    ~/.pgpass or ~/.my.cnf than written here; kept out of repr and messages either way."""
+
+    url: str = Field(repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        check_data_url(value)
+        return value
+
+
+class DataTransformConfig(_Model):
+    """How a legacy column's values read on the new side: exactly one of the keys."""
+
+    # Rails integer enums: the legacy value (as text) -> the new one.
+    map: Annotated[dict[StrictInt | StrictStr, StrictStr], Field(min_length=1)] | None = None
+    # Both sides rounded half away from zero to this many decimal places.
+    decimal: Annotated[int, Field(ge=0, le=30)] | None = None
+    # An integer column that holds a boolean (non-zero is true) without saying so in its type.
+    bool: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DataTransformConfig:
+        given = [name for name in ("map", "decimal", "bool") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of map, decimal or bool (got {given or 'none'})")
+        return self
+
+
+class DataTableConfig(_Model):
+    """One legacy table, the new table that should hold the same rows, and how they read."""
+
+    name: SqlName
+    new: SqlName | None = None
+    key: Annotated[list[ColumnName], Field(min_length=1, max_length=8)]
+    columns: dict[ColumnName, str] = Field(default_factory=dict)
+    transform: dict[ColumnName, DataTransformConfig] = Field(default_factory=dict)
+    where: Annotated[str, Field(min_length=1)] | None = None
+    new_where: Annotated[str, Field(min_length=1)] | None = None
+    ignore: list[ColumnName] = Field(default_factory=list)
+    routes: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _one_key_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("columns")
+    @classmethod
+    def _check_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        for legacy, new in value.items():
+            if new != LEAVE_OUT and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]{0,63}", new) is None:
+                raise ValueError(
+                    f"{legacy}: {new!r} is not a column name (or {LEAVE_OUT!r} to leave it out)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _check_column_uses(self) -> DataTableConfig:
+        left_out = {column for column, new in self.columns.items() if new == LEAVE_OUT}
+        for column in self.key:
+            if column in left_out or column in self.ignore:
+                raise ValueError(f"key column {column!r} cannot be left out or ignored")
+        for column in self.transform:
+            if column in left_out or column in self.ignore:
+                raise ValueError(f"transform of {column!r}, which is left out or ignored")
+        return self
+
+    @property
+    def new_name(self) -> str:
+        return self.new or self.name
+
+    def new_column(self, legacy: str) -> str | None:
+        """The new side's name of a legacy column; None when it is left out or ignored."""
+        if legacy in self.ignore:
+            return None
+        mapped = self.columns.get(legacy, legacy)
+        return None if mapped == LEAVE_OUT else mapped
+
+    def selects(self, route: RouteConfig) -> bool:
+        """Whether `route` reads or writes this table (the data gate holds it back)."""
+        return any(selector_selects(selector, route) for selector in self.routes)
+
+
+class DataConfig(_Model):
+    """Data parity: the legacy and new databases, and the tables that must hold the same rows."""
+
+    legacy: DataSideConfig
+    new: DataSideConfig
+    # Rows updated this recently (by `updated_at`) are not judged yet: replication lag.
+    min_age_s: Annotated[float, Field(ge=0, le=7 * 86_400)] = 60.0
+    # A route whose table's last complete diff is older than this cannot be promoted to `new`.
+    max_age_h: Annotated[float, Field(gt=0, le=24 * 366)] = 24.0
+    # The zone of legacy's zone-less timestamps (MySQL DATETIME): Rails writes UTC by default.
+    legacy_timezone: Annotated[
+        str, Field(pattern=r"^(UTC|[+-]\d\d:\d\d|[A-Za-z_]+(/[A-Za-z_+-]+)*)$")
+    ] = "UTC"
+    tables: Annotated[list[DataTableConfig], Field(min_length=1)]
+
+    @field_validator("tables")
+    @classmethod
+    def _check_unique_tables(cls, value: list[DataTableConfig]) -> list[DataTableConfig]:
+        names = [table.name for table in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"table names must be unique; given more than once: {twice}")
+        return value
+
+    def tables_of(self, route: RouteConfig) -> list[DataTableConfig]:
+        """The tables `route` reads or writes."""
+        return [table for table in self.tables if table.selects(route)]
+
+
+def _data_problems(config: Config) -> list[_RefError]:
+    """Each selector of a data table's `routes` selects a route of the file."""
+    if config.data is None:
+        return []
+    problems: list[_RefError] = []
+    for index, table in enumerate(config.data.tables):
+        for number, selector in enumerate(table.routes):
+            if not any(selector_selects(selector, route) for route in config.routes):
+                problems.append(
+                    _RefError(
+                        ("data", "tables", index, "routes", number),
+                        f"{selector!r} selects no route (a route name, `group:NAME` of a "
+                        "canary group, or a glob such as `projects.*`)",
+                    )
+                )
+    return problems
+
+
 class Config(_Model):
     """The whole file."""
 
@@ -886,6 +1054,7 @@ class Config(_Model):
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
     slos: list[SloConfig] = Field(default_factory=list)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    data: DataConfig | None = None
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -963,6 +1132,7 @@ class Config(_Model):
         problems.extend(self._check_canaries())
         problems.extend(self._check_reachable())
         problems.extend(self._check_slos())
+        problems.extend(_data_problems(self))
         if self.admin.listen is not None:
             admin_host, admin_port = split_listen(self.admin.listen)
             if admin_port and (admin_host, admin_port) == split_listen(self.listen):

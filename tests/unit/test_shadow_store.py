@@ -38,7 +38,7 @@ from strangler.control.stores.schema import upgrade
 from tests.postgres import create_database, drop_database
 
 ADAPTERS = ["sqlite", "postgresql"]
-HEAD = "v0007"
+HEAD = "v0008"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,7 @@ TABLES = {
     "slo_seconds",
     "slo_minutes",
     "slo_states",
+    "data_runs",
     "admin_sessions",
     "alembic_version",
 }

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from strangler import __version__
 from strangler.admin.auth import Authenticator
+from strangler.admin.data import data_router
 from strangler.admin.diffs import diffs_router
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
@@ -66,5 +67,6 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     app.include_router(diffs_router(gateway))
     app.include_router(progress_router(gateway))
     app.include_router(slos_router(gateway))
+    app.include_router(data_router(gateway))
     app.include_router(metrics_router(gateway))
     return app

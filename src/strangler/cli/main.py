@@ -18,6 +18,7 @@ import typer
 from strangler.cli.canary import canary_app
 from strangler.cli.control import AdminOption
 from strangler.cli.control import register as register_control_commands
+from strangler.cli.data import data_app
 from strangler.cli.keys import keys_app
 from strangler.cli.observability import observability_app
 from strangler.cli.options import ConfigOption, OptionalConfigOption, default_config
@@ -317,6 +318,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(canary_app, name="canary")
 app.add_typer(observability_app, name="observability")
 app.add_typer(slo_app, name="slo")
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from strangler.cli.tables import print_table
 from strangler.control.effective import apply_overrides
 from strangler.control.state import Store
 from strangler.control.store import DEFAULT_ROUTE, RouteTotals, TrafficTotals
+from strangler.data.status import data_report
 from strangler.diff import wilson_interval
 from strangler.rollout.machine import MIN_COMPARED, PARITY_FLOOR, shadow_gate
 from strangler.routing.canary import CanaryPlan
@@ -169,11 +170,13 @@ def progress_report(snapshot: Snapshot, store: Store | None, *, now: float) -> d
     by_stage: dict[str, int] = {}
     for item in rows:
         by_stage[item.stage] = by_stage.get(item.stage, 0) + 1
+    statuses = store.data_statuses() if store is not None else {}
     return {
         "routes_by_stage": by_stage,
         "share_on_new": {"hour": _share(hour.values()), "day": _share(day.values())},
         "unmatched": _counts(hour.get(DEFAULT_ROUTE)),
         "routes": [_as_dict(item) for item in rows],
+        "data": data_report(snapshot.config, statuses, now=now),
     }
 
 
@@ -198,6 +201,28 @@ def print_progress(report: dict[str, Any]) -> None:
         for item in routes
     ]
     print_table(["ROUTE", "STAGE", "HOUR NEW/ALL", "DAY NEW/ALL", "PARITY", "NEXT"], table)
+    data: list[dict[str, Any]] = report.get("data") or []
+    if data:
+        typer.echo("")
+    for entry in data:
+        typer.echo(f"data {entry['table']}: {_data_text(entry)}")
+
+
+def _data_text(entry: dict[str, Any]) -> str:
+    """One table's parity in a line: its last run, and what the data gate says."""
+    run = entry["last_run"]
+    if run is None:
+        found = "never diffed"
+    else:
+        counts = [
+            f"{run[key]} {key.replace('_', ' ')}"
+            for key in ("missing_in_new", "missing_in_legacy", "different")
+            if run[key]
+        ]
+        found = (", ".join(counts) or "equal") + f" ({run['rows_legacy']} rows legacy, "
+        found += f"{run['rows_new']} new; {'complete' if run['complete'] else 'incomplete'})"
+    gate = entry["blocks_new"]
+    return f"{found}; blocks new: {gate}" if gate else found
 
 
 def _parity_text(parity: float | None, low: float | None) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from strangler.control.data_runs import DataStore
 from strangler.control.store import ShadowStore
 
 
@@ -349,8 +350,8 @@ class SloStore(Protocol):
         ...
 
 
-class Store(ShadowStore, ControlStore, SloStore, Protocol):
-    """Both ports: what `open_store` returns."""
+class Store(ShadowStore, ControlStore, SloStore, DataStore, Protocol):
+    """Every port: what `open_store` returns."""
 
 
 class SharedStore:

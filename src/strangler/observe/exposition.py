@@ -174,6 +174,22 @@ FAMILIES: dict[str, Family] = {
     "state_version": Family(
         "gauge", (), "Version of the control state in force.", combine="newest"
     ),
+    # Each table's last `data diff` run, as every worker reads it from the store.
+    "data_rows_different": Family(
+        "gauge", ("table",), "Rows that differ in the table's last data diff.", combine="newest"
+    ),
+    "data_rows_missing": Family(
+        "gauge",
+        ("table", "side"),
+        "Rows missing on one side (new or legacy) in the table's last data diff.",
+        combine="newest",
+    ),
+    "data_last_run_timestamp": Family(
+        "gauge",
+        ("table",),
+        "When the table's last data diff finished (unix time).",
+        combine="newest",
+    ),
     "build_info": Family(
         "gauge", ("version", "compiled"), "1, labelled with the gateway's version and build."
     ),

@@ -42,6 +42,7 @@ from strangler.observe.windows import WindowRecorder
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool, reconcile_pools
+from strangler.runtime.data_gauges import DataGauges
 from strangler.runtime.snapshot import BackendTarget, Snapshot
 from strangler.runtime.snapshot_build import build_snapshot, source_mtime
 from strangler.shadow import ShadowRunner
@@ -165,6 +166,7 @@ class Worker:
         self.watcher = StateWatcher(
             self._store.get, self._on_state, listen_url=store.url, closes_store=False
         )
+        self.data_gauges = DataGauges(self._store.get, loop)
         self._analyzer: AnalyzerThread | None = None
         self._relay: WebhookRelay | None = None
         self._slo_monitor: SloMonitorThread | None = None
@@ -336,6 +338,7 @@ class Worker:
                     routes.append((("canary_weight", route.name), float(route.canary.weight)))
             self._route_gauges = (self.snapshot.version, routes)
         gauges.extend(routes)
+        gauges.extend(self.data_gauges.gauges)
         return gauges
 
     def refresh_metrics(self) -> None:
@@ -509,6 +512,8 @@ class Worker:
             self.slos.tick(wall)
             if not self.publisher.is_busy:
                 self._publish(now)
+            if not self.is_draining:  # the store closes at the end of the drain
+                self.data_gauges.tick(now, self.snapshot.config)
             if now >= self._next_metrics:
                 self._next_metrics = now + METRICS_PUBLISH_INTERVAL_S
                 self._publish_metrics()

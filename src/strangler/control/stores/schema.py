@@ -232,3 +232,18 @@ slo_states_t = Table(
     Column("evaluated_at", Float, nullable=False),
     Column("state", StoredText, nullable=False),
 )
+# Data parity runs (v0008): see strangler.control.data_runs.DataStore.
+data_runs_t = Table(
+    "data_runs",
+    _metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("table_name", StoredText, nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("rows_legacy", BigInteger, nullable=False),
+    Column("rows_new", BigInteger, nullable=False),
+    Column("missing_in_new", BigInteger, nullable=False),
+    Column("missing_in_legacy", BigInteger, nullable=False),
+    Column("different", BigInteger, nullable=False),
+    Column("complete", Integer, nullable=False),
+)
