@@ -229,6 +229,8 @@ class Analyzer:
         proposed = None if move is None else move(state.stage_state())
         is_increase = isinstance(proposed, Transition) and proposed.action in CONFIRMED_ACTIONS
         budget = service.budget_gate(state) if is_increase else []
+        is_to_new = isinstance(proposed, Transition) and proposed.stage is Stage.NEW
+        data = service.data_gate(state) if is_to_new and not budget else []
         if budget:
             # An SLO's budget is too low to send more users to new: held like a gate's no,
             # asked again at the next passing interval (a rollback or pause is never held).
@@ -237,6 +239,12 @@ class Analyzer:
             reason = f"{step.reason}; held by the budget gate: " + "; ".join(
                 refusal.why for refusal in budget
             )
+        elif data:
+            # The route's tables are not known to agree: it must not stop reading legacy's.
+            move = None
+            asked = {"data_gate": {"forced": False, "tables": data}}
+            reason = f"{step.reason}; held by the data gate: " + "; ".join(data)
+        if budget or data:
             log.info(
                 "canary held: %s stays at %s: %s (%s)",
                 _named(state),
@@ -388,16 +396,16 @@ def _confirm_step(
 
 
 def _was_held(record: VerdictRecord) -> bool:
-    """Whether a gate or the budget gate held the step this verdict called for (so its weight
-    never moved)."""
+    """Whether a gate, the budget gate or the data gate held the step this verdict called for
+    (so its weight never moved)."""
     if record.action != Action.NONE.value:
         return False
     answers = record.verdict.get("gates")
-    budget = record.verdict.get("budget_gate")
+    held_by = [record.verdict.get(key) for key in ("budget_gate", "data_gate")]
     return (
         isinstance(answers, list)
         and any(isinstance(answer, dict) and not answer.get("ok") for answer in answers)
-    ) or (isinstance(budget, dict) and budget.get("forced") is False)
+    ) or any(isinstance(gate, dict) and gate.get("forced") is False for gate in held_by)
 
 
 def _log_hold(state: UnitState, refused: GateAnswer, reason: str, summary: str) -> None:

@@ -30,10 +30,11 @@ from strangler.config import Config, RouteConfig
 from strangler.control.effective import apply_overrides, unit_of
 from strangler.control.slo_status import BudgetRefusal, budget_json, budget_refusals
 from strangler.control.state import Change, Override, Proposal, Store
+from strangler.data.gate import data_gate_refusals
 from strangler.errors import StranglerError
 from strangler.rollout import Gate, RolloutStatus, shadow_gate, stages
 from strangler.rollout.stages import Refusal, StageState, Transition
-from strangler.routing.canary import weight_to_bp
+from strangler.routing.canary import FULL_WEIGHT_BP, weight_to_bp
 from strangler.routing.model import Stage
 
 
@@ -171,6 +172,11 @@ class ControlService:
             return []
         return budget_refusals(self.store, self.base, state.routes, self.clock())
 
+    def data_gate(self, state: UnitState) -> list[str]:
+        """Why the tables of the unit's routes (`data.tables[].routes`) keep it from moving to
+        stage new now: one line per table; [] when nothing blocks."""
+        return data_gate_refusals(self.store, self.base, state.routes, self.clock())
+
     def gate(self, state: UnitState) -> Gate:
         """The evidence gate for leaving `shadow`: the parity of the unit's shadowed routes."""
         totals = {t.route: t for t in self.store.routes()}
@@ -208,6 +214,9 @@ class ControlService:
                 + "; ".join(refusal.why for refusal in budget)
                 + " (pass --force with a reason to override the budget gate)"
             )
+        # Read before the transaction, used inside it only if the step turns out to send every
+        # request to new (stage new, or a canary at 100 %).
+        data = self.data_gate(state) if state.stage is Stage.CANARY else []
 
         def decide(current: Override | None) -> Proposal:
             now_state = self._recheck(state.unit, current).stage_state()
@@ -217,6 +226,14 @@ class ControlService:
                 evidence = {"gate": _gate_json(gate), "forced": force and not gate.passed}
             if budget:
                 evidence["budget_gate"] = budget_json(budget, forced=True)
+            if data and isinstance(moved, Transition) and _answers_all_from_new(moved):
+                if not force:
+                    raise ChangeRefused(
+                        f"{state.unit} stays in canary: its data disagrees or is not known to "
+                        f"agree: {'; '.join(data)} (pass --force with a reason to override the "
+                        "data gate)"
+                    )
+                evidence["data_gate"] = {"forced": True, "tables": data}
             return _proposal(moved, evidence=evidence or None)
 
         return self._change(state.unit, decide, actor=actor, reason=reason)
@@ -376,6 +393,14 @@ def _proposal(
         "" if moved.status is None else moved.status.value,
         keeps_step_start=moved.keeps_step_start,
         evidence=evidence,
+    )
+
+
+def _answers_all_from_new(moved: Transition) -> bool:
+    """Whether after `moved` the new backend answers every request of the unit: from then on
+    nothing reads legacy's data for it, so its tables must agree first (the data gate)."""
+    return moved.stage is Stage.NEW or (
+        moved.stage is Stage.CANARY and moved.weight_bp == FULL_WEIGHT_BP
     )
 
 
