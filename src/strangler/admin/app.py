@@ -11,8 +11,10 @@ Rules:
 - The OpenAPI document is served at /openapi.json. No /docs or /redoc: they load their
   JavaScript from a CDN, which an admin port on a private network should not depend on.
 - Public, on purpose: /healthz and /readyz (probes), /.well-known/jwks.json (public keys only),
-  /openapi.json. Everything under /api/v1 is authenticated (auth.py); `POST /api/v1/session`
-  (login) is the one exception, since it is how a browser gets its credentials.
+  /openapi.json, and the dashboard's static files at / and /assets/ (dashboard.py: they hold
+  no data; the page logs in through the API like any client). Everything under /api/v1 is
+  authenticated (auth.py); `POST /api/v1/session` (login) is the one exception, since it is
+  how a browser gets its credentials.
 - Resource routers (routes, stages, audit, verdicts, diffs, progress, slos and alerts) mount
   under /api/v1 with their scope on the router, `dependencies=[Depends(require_read)]`, and
   take `principal: Principal = Depends(require_write)` on the operations that change state; they
@@ -26,6 +28,7 @@ from fastapi import FastAPI
 
 from strangler import __version__
 from strangler.admin.auth import Authenticator
+from strangler.admin.dashboard import install_dashboard
 from strangler.admin.diffs import diffs_router
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
@@ -67,4 +70,5 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     app.include_router(progress_router(gateway))
     app.include_router(slos_router(gateway))
     app.include_router(metrics_router(gateway))
+    install_dashboard(app)
     return app
