@@ -512,6 +512,11 @@ export interface components {
              * @description Unix time when the session ends; null for a token
              */
             expires_at: number | null;
+            /**
+             * Csrf Token
+             * @description The session's CSRF token, to the session cookie's owner only; null for a token, and for a session begun before CSRF tokens were derived (log in again)
+             */
+            csrf_token: string | null;
         };
         /** ChangeBody */
         ChangeBody: {
@@ -658,7 +663,7 @@ export interface components {
             scope: components["schemas"]["Scope"];
             /**
              * Csrf Token
-             * @description Send it as X-CSRF-Token on every POST, PUT, PATCH and DELETE of this session. Shown once: only its hash is stored.
+             * @description Send it as X-CSRF-Token on every POST, PUT, PATCH and DELETE of this session. GET /api/v1/session with the session cookie answers it again.
              */
             csrf_token: string;
             /**
