@@ -30,6 +30,7 @@ from strangler import __version__
 from strangler.admin.auth import Authenticator
 from strangler.admin.dashboard import install_dashboard
 from strangler.admin.diffs import diffs_router
+from strangler.admin.events import EventHub, events_router
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
 from strangler.admin.login_throttle import LoginThrottle
@@ -57,7 +58,7 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
         redirect_slashes=False,
     )
     install_problem_handlers(app)
-    install_store_access(app, gateway)
+    store_access = install_store_access(app, gateway)
     install_change_refused_handler(app)
     app.state.authenticator = Authenticator(gateway)
     jwks_source = JwksSource()
@@ -70,5 +71,6 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     app.include_router(progress_router(gateway))
     app.include_router(slos_router(gateway))
     app.include_router(metrics_router(gateway))
+    app.include_router(events_router(gateway, EventHub(gateway, store_access)))
     install_dashboard(app)
     return app
