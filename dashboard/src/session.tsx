@@ -114,8 +114,10 @@ export function useLogout() {
     mutationFn: () => api<void>("/api/v1/session", { method: "DELETE" }),
     onSuccess: () => {
       setCsrfToken(null);
-      client.clear();
+      // Nothing of the old session's data stays in memory; the session query itself is kept
+      // (set to nobody) so that the page shows the login at once.
       client.setQueryData(SESSION_KEY, null);
+      client.removeQueries({ predicate: (query) => query.queryKey[0] !== SESSION_KEY[0] });
     },
   });
 }
