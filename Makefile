@@ -89,6 +89,7 @@ demo: setup
 # several tests share (the wheel in test_packaging.py) is made once per run, under a file lock.
 TEST_WORKERS ?= 2
 test: setup postgres prometheus-deps systemd-deps browser-deps
+	cd dashboard && npm test
 	STRANGLER_REQUIRE_NATIVE=1 STRANGLER_REQUIRE_PROMETHEUS=1 STRANGLER_REQUIRE_BROWSER=1 \
 		$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10
 
