@@ -9,9 +9,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # source changes: compiled modules inline what they import, and a stale build would run old code.
 NATIVE_STAMP := build/native/.built
 NATIVE_INPUTS := $(shell find src/strangler -name '*.py') tools/build_native.py setup.py
+# The dashboard (dashboard/, React + Vite) is built into the package's admin/static/, which the
+# admin listener serves at / and the wheel ships. Rebuilt when its sources or lockfile change.
+DASHBOARD_STAMP := src/strangler/admin/static/index.html
+DASHBOARD_MODULES := dashboard/node_modules/.package-lock.json
+DASHBOARD_INPUTS := $(shell find dashboard/src dashboard/scripts -type f 2>/dev/null) \
+	$(addprefix dashboard/,index.html package.json package-lock.json tsconfig.json vite.config.ts)
 
-.PHONY: help setup native native-deps demo test test-fast postgres prometheus-deps systemd-deps bench \
-	bench-deps lint format clean
+.PHONY: help setup native native-deps dashboard node-deps browser-deps demo test test-fast postgres \
+	prometheus-deps systemd-deps bench bench-deps lint format clean
 
 help:
 	@echo "make demo   - run the gateway in front of the bundled legacy and new demo apps"
@@ -20,7 +26,7 @@ help:
 	@echo "make lint   - ruff and mypy"
 	@echo "make native - compile the hot path with mypyc (every target above does it when needed)"
 
-setup: $(STAMP) $(NATIVE_STAMP)
+setup: $(STAMP) $(NATIVE_STAMP) $(DASHBOARD_STAMP)
 
 # The editable install is not compiled by pip (STRANGLER_PURE_PYTHON=1): `make native` compiles
 # in place. It builds with the venv's own setuptools, so the mypyc build's requirements (setup.py)
@@ -49,6 +55,31 @@ native-deps:
 		{ echo "installing gcc and the Python headers (Debian packages) to compile the hot path"; \
 		  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc python3-dev; }
 
+dashboard: $(DASHBOARD_STAMP)
+
+# npm packages come from the committed lockfile only (`npm ci`), never a fresh resolution.
+$(DASHBOARD_MODULES): dashboard/package-lock.json
+	@$(MAKE) -s node-deps
+	cd dashboard && npm ci --no-audit --no-fund
+	@touch $@
+
+# The build type-checks (tsc, strict), bundles, and prints the gzipped size (budget 300 kB).
+$(DASHBOARD_STAMP): $(DASHBOARD_MODULES) $(DASHBOARD_INPUTS)
+	cd dashboard && npm run build
+	@touch $@
+
+node-deps:
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
+		{ echo "installing nodejs and npm (Debian packages) to build the dashboard"; \
+		  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
+
+# The dashboard's end-to-end tests drive Debian's Chromium (tests/e2e/); Playwright's own browser
+# download is not used. Without it they skip, saying so (STRANGLER_REQUIRE_BROWSER=1 fails).
+browser-deps:
+	@[ -x /usr/bin/chromium ] || \
+		{ echo "installing chromium (Debian package) for the dashboard's browser tests"; \
+		  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
 demo: setup
 	$(VENV)/bin/strangler demo
 
@@ -57,8 +88,9 @@ demo: setup
 # cores that halves the wall time. TEST_WORKERS=0 runs them in one process. A costly build that
 # several tests share (the wheel in test_packaging.py) is made once per run, under a file lock.
 TEST_WORKERS ?= 2
-test: setup postgres prometheus-deps systemd-deps
-	STRANGLER_REQUIRE_NATIVE=1 STRANGLER_REQUIRE_PROMETHEUS=1 \
+test: setup postgres prometheus-deps systemd-deps browser-deps
+	cd dashboard && npm test
+	STRANGLER_REQUIRE_NATIVE=1 STRANGLER_REQUIRE_PROMETHEUS=1 STRANGLER_REQUIRE_BROWSER=1 \
 		$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10
 
 # The PostgreSQL store's tests want a server on 127.0.0.1:5432: start the local cluster if it is
@@ -112,5 +144,6 @@ format: setup
 	$(VENV)/bin/ruff check --fix src tests bench tools setup.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache \
+		src/strangler/admin/static dashboard/node_modules
 	find src -name '*.so' -delete

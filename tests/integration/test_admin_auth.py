@@ -80,6 +80,7 @@ def test_a_token_from_the_cli_opens_the_admin_api_until_it_is_revoked(
         "scope": "write",
         "via": "token",
         "expires_at": None,
+        "csrf_token": None,
     }
 
     listed = _strangler("token", "list", "--config", str(config), "--json")

@@ -112,7 +112,8 @@ def _snapshot(text: str, source: Path) -> Snapshot:
 
 VIEW = View(_snapshot(BACKENDS, Path("placeholder/strangler.yaml")))
 APP = create_admin_app(VIEW)
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# The event stream never ends on its own (test_admin_events.py covers it over a real socket).
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/api/v1/events")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import importlib.machinery
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -189,6 +190,13 @@ def test_the_wheel_holds_the_compiled_hot_path_its_data_and_license(compiled_whe
     assert "Apache License\n                           Version 2.0" in license_text.decode()
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
     assert "Root-Is-Purelib: false" in wheel_info.splitlines()
+    # The built dashboard (make setup): its page and every asset the page names.
+    page = "strangler/admin/static/index.html"
+    assert page in names, "the wheel has no dashboard: was it built (`make dashboard`)?"
+    assets = {name for name in names if name.startswith("strangler/admin/static/assets/")}
+    with zipfile.ZipFile(compiled_wheel) as wheel:
+        named = re.findall(r'"/(assets/[^"]+)"', wheel.read(page).decode())
+    assert named and {f"strangler/admin/static/{name}" for name in named} <= assets
 
 
 def test_the_installed_wheel_runs_its_compiled_hot_path(

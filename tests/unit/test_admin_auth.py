@@ -190,6 +190,7 @@ def test_a_token_authenticates_with_its_scope(setup: Setup) -> None:
             "scope": "read",
             "via": "token",
             "expires_at": None,
+            "csrf_token": None,
         }
         change = await client.post(CHANGE_PATH, headers=_bearer(write_token))
         assert change.status_code == 204
@@ -343,6 +344,27 @@ def test_an_unsafe_call_with_a_session_needs_its_csrf_token(
             assert str(body["detail"]).startswith("csrf: ")
         else:
             assert response.status_code == status
+
+    setup.run(scenario)
+
+
+def test_the_cookies_owner_reads_its_csrf_token_again_and_nobody_else_does(setup: Setup) -> None:
+    _, token = setup.token("write")
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        login = (await _login(client, token=token)).json()
+        # A reloaded page: the cookie alone gets the session's token back, and it works.
+        again = await client.get("/api/v1/session")
+        assert again.json()["csrf_token"] == login["csrf_token"]
+        assert again.headers["cache-control"] == "no-store"
+        headers = {"X-CSRF-Token": again.json()["csrf_token"]}
+        assert (await client.post(CHANGE_PATH, headers=headers)).status_code == 204
+        # A bearer caller holding the same cookie gets none: the bearer token decides.
+        as_bearer = await client.get("/api/v1/session", headers=_bearer(token))
+        assert as_bearer.json()["csrf_token"] is None
+        # Another session's cookie derives another token.
+        await _login(client, token=token)
+        assert (await client.get("/api/v1/session")).json()["csrf_token"] != login["csrf_token"]
 
     setup.run(scenario)
 

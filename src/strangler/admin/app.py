@@ -11,8 +11,10 @@ Rules:
 - The OpenAPI document is served at /openapi.json. No /docs or /redoc: they load their
   JavaScript from a CDN, which an admin port on a private network should not depend on.
 - Public, on purpose: /healthz and /readyz (probes), /.well-known/jwks.json (public keys only),
-  /openapi.json. Everything under /api/v1 is authenticated (auth.py); `POST /api/v1/session`
-  (login) is the one exception, since it is how a browser gets its credentials.
+  /openapi.json, and the dashboard's static files at / and /assets/ (dashboard.py: they hold
+  no data; the page logs in through the API like any client). Everything under /api/v1 is
+  authenticated (auth.py); `POST /api/v1/session` (login) is the one exception, since it is
+  how a browser gets its credentials.
 - Resource routers (routes, stages, audit, verdicts, diffs, progress, slos and alerts) mount
   under /api/v1 with their scope on the router, `dependencies=[Depends(require_read)]`, and
   take `principal: Principal = Depends(require_write)` on the operations that change state; they
@@ -26,8 +28,10 @@ from fastapi import FastAPI
 
 from strangler import __version__
 from strangler.admin.auth import Authenticator
+from strangler.admin.dashboard import install_dashboard
 from strangler.admin.data import data_router
 from strangler.admin.diffs import diffs_router
+from strangler.admin.events import EventHub, events_router
 from strangler.admin.health import health_router
 from strangler.admin.jwks import JwksSource, jwks_router
 from strangler.admin.login_throttle import LoginThrottle
@@ -55,7 +59,7 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
         redirect_slashes=False,
     )
     install_problem_handlers(app)
-    install_store_access(app, gateway)
+    store_access = install_store_access(app, gateway)
     install_change_refused_handler(app)
     app.state.authenticator = Authenticator(gateway)
     jwks_source = JwksSource()
@@ -69,4 +73,6 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     app.include_router(slos_router(gateway))
     app.include_router(data_router(gateway))
     app.include_router(metrics_router(gateway))
+    app.include_router(events_router(gateway, EventHub(gateway, store_access)))
+    install_dashboard(app)
     return app

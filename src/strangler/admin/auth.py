@@ -9,8 +9,9 @@ Rules:
   logout live in session_routes.py); only the SHA-256 of its value is stored. A cookie is an
   ambient credential, so every unsafe method (POST, PUT, PATCH, DELETE) made with one also
   needs the session's CSRF token in `X-CSRF-Token`: SameSite alone is not a CSRF defence (old
-  browsers, same-site sibling hosts). A bearer token is never sent by a browser on its own, so
-  it needs no CSRF token.
+  browsers, same-site sibling hosts). The CSRF token is derived from the cookie value
+  (`csrf_token_of`), so its owner can read it again after a page reload. A bearer token is
+  never sent by a browser on its own, so it needs no CSRF token.
 - When a request carries both, the bearer token decides; an invalid one is a 401 even if the
   cookie is good, so a client never silently acts as someone else.
 - No credentials, unknown, revoked or expired ones: 401 problem+json with
@@ -53,6 +54,8 @@ SESSION_COOKIE = "strangler_admin"
 CSRF_HEADER = "X-CSRF-Token"
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="strangler"'}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The HMAC message of csrf_token_of: names what the digest is for, so it is never reused.
+_CSRF_LABEL = b"strangler admin session csrf token v1"
 # A token's last_used_at is rewritten at most this often: a poller must not make every
 # request a write (SQLite has one writer for every worker).
 TOUCH_INTERVAL_S = 60.0
@@ -109,6 +112,26 @@ def hash_token(token: str) -> str:
     only protects secrets people choose.
     """
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def csrf_token_of(cookie: str) -> str:
+    """The CSRF token of the session whose cookie value is `cookie`: HMAC-SHA256 keyed by it.
+
+    Derived, not random, so that the cookie's owner can get it again after a page reload
+    (GET /api/v1/session) while the store still holds only hashes. Why this is as strong as a
+    random token:
+    - Only a request that carries the cookie can learn it, and no page script can read the
+      cookie (HttpOnly). A cross-site page can make the browser send the cookie, but it can't
+      read the answer (no CORS is ever granted), so it can't learn the token; that is all a
+      CSRF token has to withstand.
+    - The key is the cookie's 256 random bits, so the token is as unguessable as the cookie.
+      No server key is needed: every admin process and replica derives the same token from the
+      request alone, and there is no key to keep, rotate or leak.
+    - The store keeps SHA-256 of the cookie and of the token; neither digest yields the other
+      secret, or the cookie behind them.
+    """
+    digest = hmac.new(cookie.encode(), _CSRF_LABEL, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def new_token(name: str, scope: Scope, created_by: str, now: float) -> tuple[str, TokenRecord]:

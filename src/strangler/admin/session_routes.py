@@ -1,10 +1,13 @@
 """`/api/v1/session`: log in (a token or a configured user), who am I, log out.
 
 Rules:
-- Login answers the session's CSRF token in its body, once, and sets the `strangler_admin`
-  cookie: `HttpOnly` (page scripts never read it), `SameSite=Strict`, `Path=/`, `Max-Age` of
+- Login answers the session's CSRF token in its body and sets the `strangler_admin` cookie:
+  `HttpOnly` (page scripts never read it), `SameSite=Strict`, `Path=/`, `Max-Age` of
   `admin.session_ttl_s`, and `Secure` when the request came over https. Only the SHA-256 of the
-  cookie value and of the CSRF token are stored; neither can be shown again.
+  cookie value and of the CSRF token are stored. The CSRF token is an HMAC of the cookie value
+  (auth.csrf_token_of), so `GET /api/v1/session` made with the cookie answers it again (a
+  dashboard reloaded keeps its session); no other caller ever gets it. Answers that hold it are
+  `Cache-Control: no-store`.
 - Login takes JSON only (`application/json`; FastAPI leaves any other body unparsed, a 422):
   a cross-site HTML form can't send it, and a cross-site script can't without a CORS preflight
   this API never grants. So another site can't log a browser in as someone else.
@@ -22,6 +25,7 @@ Rules:
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import secrets
@@ -42,8 +46,10 @@ from strangler.admin.auth import (
     Principal,
     Scope,
     Via,
+    csrf_token_of,
     hash_token,
     require_read,
+    session_scheme,
     unauthorized,
     verify_password,
 )
@@ -84,7 +90,7 @@ class SessionCreated(BaseModel):
     scope: Scope
     csrf_token: str = Field(
         description="Send it as X-CSRF-Token on every POST, PUT, PATCH and DELETE of this "
-        "session. Shown once: only its hash is stored."
+        "session. GET /api/v1/session with the session cookie answers it again."
     )
     expires_at: float = Field(description="Unix time when the session ends")
 
@@ -95,6 +101,10 @@ class Caller(BaseModel):
     via: Via
     expires_at: float | None = Field(
         description="Unix time when the session ends; null for a token"
+    )
+    csrf_token: str | None = Field(
+        description="The session's CSRF token, to the session cookie's owner only; null for a "
+        "token, and for a session begun before CSRF tokens were derived (log in again)"
     )
 
 
@@ -231,7 +241,8 @@ def session_router(gateway: GatewayView, throttle: LoginThrottle) -> APIRouter:
             raise unauthorized("wrong token, user or password")
         throttle.succeeded(key)
         subject, scope, token_id = subject_scope
-        value, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        value = secrets.token_urlsafe(32)
+        csrf_token = csrf_token_of(value)
         expires_at = now + admin.session_ttl_s
         store.add_session(
             SessionRecord(
@@ -260,12 +271,22 @@ def session_router(gateway: GatewayView, throttle: LoginThrottle) -> APIRouter:
         summary="Who the credentials of this request belong to",
         responses=AUTH_RESPONSES,
     )
-    def whoami(principal: Annotated[Principal, Depends(require_read)]) -> Caller:
+    def whoami(
+        request: Request,
+        response: FastAPIResponse,
+        principal: Annotated[Principal, Depends(require_read)],
+        cookie: Annotated[str | None, Depends(session_scheme)],
+    ) -> Caller:
+        csrf_token = None
+        if principal.via is Via.SESSION and principal.session_hash is not None and cookie:
+            csrf_token = _session_csrf_token(store_dependency(request), principal, cookie)
+            response.headers["Cache-Control"] = _NO_STORE
         return Caller(
             subject=principal.name,
             scope=principal.scope,
             via=principal.via,
             expires_at=principal.expires_at,
+            csrf_token=csrf_token,
         )
 
     @router.delete(
@@ -286,6 +307,16 @@ def session_router(gateway: GatewayView, throttle: LoginThrottle) -> APIRouter:
         return answer
 
     return router
+
+
+def _session_csrf_token(store: Store, principal: Principal, cookie: str) -> str | None:
+    """The CSRF token of the session this cookie authenticated, if it is the derived one."""
+    assert principal.session_hash is not None  # the caller checked: a session principal
+    session = store.session(principal.session_hash, time.time())
+    token = csrf_token_of(cookie)
+    if session is None or not hmac.compare_digest(session.csrf_hash, hash_token(token)):
+        return None
+    return token
 
 
 def _check_login(

@@ -57,6 +57,7 @@ import httpx
 import yaml
 
 import strangler
+from strangler.cli.tokens import create_token
 from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV
 from strangler.demo.new_app import (
     CHAOS_DELAY_S,
@@ -353,6 +354,7 @@ def _print_banner(
     config: Path,
     plan: str,
     chaos: ChaosMode,
+    dashboard_token: str,
 ) -> None:
     gateway, legacy, new = urls["gateway"], urls["legacy"], urls["new"]
     setup = _shell_setup(config)
@@ -380,6 +382,8 @@ strangler demo is running
                         {gateway}/api/me  (the new app: who you are, once logged in)
   legacy app, direct    {legacy}/   (the "Rails monolith")
   new app, direct       {new}/api/projects.json
+  dashboard             {admin}/   (log in with the demo's write token:
+                        {dashboard_token} )
   gateway admin         {admin}{JWKS_PATH}   (the identity keys)
   gateway metrics       {admin}/metrics   (Prometheus; the "red |" lines below read it)
   gateway config        {config}
@@ -515,9 +519,12 @@ def run_demo(
         config_path = write_demo_config(config_dir, config)
         children.append(_start_gateway(config_path, gateway_port))
         admin_url = _wait_gateway_ready(children[2])
+        # A write token of the demo's own, for the dashboard's login: the store is the demo's
+        # temporary one, removed with it.
+        _, dashboard_token = create_token(config_path, "demo", "write", "demo")
         _print_banner(
             urls, admin_url, rate_per_s, api_rate_per_s, config_path,
-            _canary_plan_text(config), chaos,
+            _canary_plan_text(config), chaos, dashboard_token,
         )  # fmt: skip
         stats, casualty = asyncio.run(
             _drive_traffic(

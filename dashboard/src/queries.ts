@@ -1,0 +1,47 @@
+import { useQuery } from "@tanstack/react-query";
+import { ApiError, api } from "./api/client";
+import type { AlertRow, Change, Progress, RolloutReport, RouteDiffs, RouteList } from "./api/types";
+
+const path = encodeURIComponent;
+
+export const useProgress = () =>
+  useQuery({ queryKey: ["progress"], queryFn: () => api<Progress>("/api/v1/progress") });
+
+export const useRoutes = () =>
+  useQuery({ queryKey: ["routes"], queryFn: () => api<RouteList>("/api/v1/routes") });
+
+export const useAlerts = () =>
+  useQuery({
+    queryKey: ["alerts"],
+    queryFn: () => api<{ alerts: AlertRow[] }>("/api/v1/alerts"),
+  });
+
+export const useAudit = (unit?: string, limit = 100) =>
+  useQuery({
+    queryKey: ["audit", unit ?? null, limit],
+    queryFn: () => {
+      const query = new URLSearchParams({ limit: String(limit) });
+      if (unit) query.set("unit", unit);
+      return api<Change[]>(`/api/v1/audit?${query.toString()}`);
+    },
+  });
+
+export const useRollout = (name: string) =>
+  useQuery({
+    queryKey: ["route", name],
+    queryFn: () => api<RolloutReport>(`/api/v1/routes/${path(name)}`),
+  });
+
+/** A route's shadow differences; null when it has no shadow results (a 404). */
+export const useDiffs = (name: string) =>
+  useQuery({
+    queryKey: ["diffs", name],
+    queryFn: async () => {
+      try {
+        return await api<RouteDiffs>(`/api/v1/diffs/${path(name)}`);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) return null;
+        throw error;
+      }
+    },
+  });
