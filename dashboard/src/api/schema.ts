@@ -378,6 +378,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/data": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Data parity: each table's last diff and whether it blocks a move to new
+         * @description `tables` has one entry per table under `data.tables` (then any table the store has runs of that
+         *     the config no longer lists): its newest run in `last_run` (`finished_at`, `seconds`,
+         *     `rows_legacy`, `rows_new`, `missing_in_new`, `missing_in_legacy`, `different`, `complete`; null
+         *     before any run), the time of its newest complete run in `last_complete_at`, and in `blocks_new`
+         *     why the data gate keeps its routes from moving to stage new (null when it does not).
+         */
+        get: operations["data_api_v1_data_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -3508,6 +3532,117 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AlertList"];
+                };
+            };
+            /** @description No credentials, or an unknown, revoked or expired token or session */
+            401: {
+                headers: {
+                    /** @description Always `Bearer realm="strangler"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The scope is read where write is needed, or a session's CSRF token is missing or wrong */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request parameters (named in the detail) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The control store can't be reached (the reason is in the gateway's log) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+        };
+    };
+    data_api_v1_data_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's CSRF token (from login); required with the session cookie on POST, PUT, PATCH and DELETE. Not needed with a bearer token. */
+                "X-CSRF-Token"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
                 };
             };
             /** @description No credentials, or an unknown, revoked or expired token or session */
