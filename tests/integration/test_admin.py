@@ -245,6 +245,7 @@ def test_the_openapi_document_lists_the_endpoints(gateway: GatewayProcess) -> No
         "/api/v1/slos/{name}",
         "/api/v1/alerts",
         "/api/v1/data",
+        "/api/v1/events",
     }
     jwks_answers = document["paths"]["/.well-known/jwks.json"]["get"]["responses"]
     assert "application/problem+json" in jwks_answers["404"]["content"]
