@@ -26,6 +26,7 @@ from strangler.control.store import (
     NoiseDelta,
     PathDelta,
     RouteDelta,
+    SeriesBucket,
     ShadowStore,
     SignatureDelta,
     StoreUnavailable,
@@ -38,7 +39,7 @@ from strangler.control.stores.schema import upgrade
 from tests.postgres import create_database, drop_database
 
 ADAPTERS = ["sqlite", "postgresql"]
-HEAD = "v0008"
+HEAD = "v0009"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,7 @@ TABLES = {
     "shadow_examples",
     "shadow_signatures",
     "traffic",
+    "route_series",
     "control_overrides",
     "control_audit",
     "rollout_windows",
@@ -238,6 +240,48 @@ def test_traffic_adds_up_per_route_and_reads_from_a_minute_on(store: ShadowStore
     # Older than the retention: pruned.
     store.prune((minute + 11) * 60, max_age_s=300, max_paths_per_route=10)
     assert store.traffic(since=0) == [TrafficTotals("a", 4, 4, 0, 0)]
+
+
+def test_route_series_adds_histograms_per_width_and_prunes_each_width_on_its_own(
+    store: ShadowStore,
+) -> None:
+    minute = 29_000_040  # a multiple of 120: the 15 min and 2 h buckets start with it
+    fast, slow = {"400": 3}, {"400": 1, "600": 2}
+    store.apply([], 1.0, traffic=[TrafficDelta("a", minute, 3, 0, 1, 0, legacy_latency=fast)])
+    store.apply(
+        [],
+        2.0,
+        traffic=[
+            TrafficDelta("a", minute, 3, 1, 0, 1, legacy_latency=slow, new_latency={"7": 1}),
+            TrafficDelta("a", minute + 1, 1, 0, legacy_latency={"400": 1}),
+            TrafficDelta("b", minute, 0, 2, new_latency={"5": 2}),
+        ],
+    )
+    at = minute * 60
+    assert store.route_series("a", at, at + 120, 60) == [
+        SeriesBucket(at, "legacy", 6, 1, {"400": 4, "600": 2}),
+        SeriesBucket(at, "new", 1, 1, {"7": 1}),
+        SeriesBucket(at + 60, "legacy", 1, 0, {"400": 1}),
+    ]
+    for width in (900, 7200):
+        assert store.route_series("a", at, at + 60, width) == [
+            SeriesBucket(at, "legacy", 7, 1, {"400": 5, "600": 2}),
+            SeriesBucket(at, "new", 1, 1, {"7": 1}),
+        ]
+    # Every route summed, counts only.
+    assert store.route_series(None, at, at + 60, 900) == [
+        SeriesBucket(at, "legacy", 7, 1, {}),
+        SeriesBucket(at, "new", 3, 1, {}),
+    ]
+    # Minutes go after 3 h; quarter hours after 2 d, two-hour buckets after the retention.
+    store.prune(at + 4 * 3600, max_age_s=7 * 86400, max_paths_per_route=10)
+    assert store.route_series("a", at, at + 120, 60) == []
+    assert len(store.route_series("a", at, at + 60, 900)) == 2
+    store.prune(at + 3 * 86400, max_age_s=7 * 86400, max_paths_per_route=10)
+    assert store.route_series("a", at, at + 60, 900) == []
+    assert len(store.route_series("a", at, at + 60, 7200)) == 2
+    with pytest.raises(ValueError, match="width_s"):
+        store.route_series("a", at, at + 60, 120)
 
 
 def test_a_review_clears_earlier_comparisons_too(store: ShadowStore) -> None:

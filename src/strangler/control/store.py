@@ -8,7 +8,11 @@ Rules every adapter keeps:
 - `apply` is additive. Workers send DELTAS (counts since their last flush), so several processes
   writing the same store concurrently end with exact totals, whatever the interleaving.
 - Everything that grows is bounded: examples per path (newest K kept), paths per route, and
-  traffic minutes older than the retention (`prune`).
+  traffic minutes older than the retention (`prune`); the route series' buckets by width (a
+  minute's for 3 h, a quarter hour's for 2 d, two hours' for the retention).
+- The route series' buckets are additive upserts too, latency histograms included: the store
+  adds their bucket counts, so one row holds a bucket's whole histogram and a 7 d read is 168
+  rows per route, whatever the number of workers and flushes.
 - A human review ("accepted" / "noise") is never overwritten by `apply` nor removed by `prune`.
 - Calls block (file or network I/O). Call them from a worker thread, never from the event loop.
 """
@@ -16,7 +20,7 @@ Rules every adapter keeps:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -148,6 +152,9 @@ class TrafficDelta:
     new: int
     legacy_errors: int = 0
     new_errors: int = 0
+    # Latency histograms of those answers (LatencyHistogram.to_json), for the route series.
+    legacy_latency: Mapping[str, int] = field(default_factory=dict)
+    new_latency: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         counts = (self.legacy, self.new, self.legacy_errors, self.new_errors)
@@ -164,6 +171,24 @@ class TrafficTotals:
     new: int
     legacy_errors: int
     new_errors: int
+
+
+# The bucket widths the route series keeps, one per window the admin API offers (1 h in
+# minutes, 24 h in quarter hours, 7 d in two hours): a read sums at most a few hundred rows.
+SERIES_WIDTHS_S = (60, 900, 7200)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesBucket:
+    """One side's answers to one route (or to all) in one bucket, summed over every worker.
+
+    `latency` is a LatencyHistogram's `to_json` (empty when all routes are summed)."""
+
+    start: int  # unix seconds, a multiple of the bucket width
+    side: str  # "legacy" or "new"
+    requests: int
+    errors: int
+    latency: Mapping[str, int]
 
 
 # Requests no route matched (the config's `default` backend answered them).
@@ -225,6 +250,14 @@ class ShadowStore(Protocol):
         self, deltas: Sequence[RouteDelta], now: float, traffic: Sequence[TrafficDelta] = ()
     ) -> None:
         """Add one flush of deltas, atomically. Called every few seconds by each worker."""
+        ...
+
+    def route_series(
+        self, route: str | None, since: float, until: float, width_s: int
+    ) -> list[SeriesBucket]:
+        """Buckets of `width_s` (one of SERIES_WIDTHS_S) that start in [since, until), by
+        start then side; only those with answers. `route` None sums every route, without
+        latency."""
         ...
 
     def traffic(self, since: float) -> list[TrafficTotals]:

@@ -1,6 +1,8 @@
-"""Answers per route and minute, by side (legacy or new), counted in one worker.
+"""Answers per route and minute, by side (legacy or new), counted in one worker, with their
+latency histogram (the route series the admin API charts).
 
-Rules: counting is one dict update on the request path (errors, rare, a second one); the
+Rules: counting is one dict lookup and one histogram record on the request path (the latency
+is the one the exchange already measured for metrics and windows: nothing new is timed); the
 minute comes from the worker's sweeper (`tick`), never from a clock read per request. What is
 pending is bounded by the number of routes times the minutes between two flushes;
 `take_deltas` hands it to the store.
@@ -9,6 +11,16 @@ pending is bounded by the number of routes times the minutes between two flushes
 from __future__ import annotations
 
 from strangler.control.store import DEFAULT_ROUTE, TrafficDelta
+from strangler.rollout import LatencyHistogram
+
+
+class _Side:
+    __slots__ = ("answers", "errors", "latency")
+
+    def __init__(self) -> None:
+        self.answers = 0
+        self.errors = 0
+        self.latency = LatencyHistogram()
 
 
 class TrafficCounter:
@@ -16,12 +28,9 @@ class TrafficCounter:
 
     def __init__(self, now: float) -> None:
         self.minute = int(now // 60)
-        self._answers: dict[tuple[str | None, bool], int] = {}
-        self._errors: dict[tuple[str | None, bool], int] = {}
-        # Minutes that ended before the last flush: (minute, answers, errors).
-        self._closed: list[
-            tuple[int, dict[tuple[str | None, bool], int], dict[tuple[str | None, bool], int]]
-        ] = []
+        self._open: dict[tuple[str | None, bool], _Side] = {}
+        # Minutes that ended before the last flush: (minute, sides).
+        self._closed: list[tuple[int, dict[tuple[str | None, bool], _Side]]] = []
 
     def tick(self, now: float) -> None:
         minute = int(now // 60)
@@ -30,29 +39,45 @@ class TrafficCounter:
             self.minute = minute
 
     def _close_minute(self) -> None:
-        if self._answers:
-            self._closed.append((self.minute, self._answers, self._errors))
-            self._answers, self._errors = {}, {}
+        if self._open:
+            self._closed.append((self.minute, self._open))
+            self._open = {}
 
-    def count(self, route: str | None, is_new: bool, status: int) -> None:
-        """Called once per answered request (an upstream's answer or the gateway's error)."""
+    def count(self, route: str | None, is_new: bool, status: int, latency_s: float) -> None:
+        """Called once per answered request (an upstream's answer or the gateway's error),
+        with the time from its head to its last byte."""
         key = (route, is_new)
-        answers = self._answers
-        answers[key] = answers.get(key, 0) + 1
+        side = self._open.get(key)
+        if side is None:
+            side = self._open[key] = _Side()
+        side.answers += 1
         if status >= 500:
-            self._errors[key] = self._errors.get(key, 0) + 1
+            side.errors += 1
+        side.latency.record(latency_s)
 
     def take_deltas(self) -> tuple[TrafficDelta, ...]:
         self._close_minute()
         closed, self._closed = self._closed, []
-        rows: dict[tuple[str, int], list[int]] = {}
-        for minute, answers, errors in closed:
-            for (route, is_new), count in answers.items():
-                row = rows.setdefault((route or DEFAULT_ROUTE, minute), [0, 0, 0, 0])
-                side = 2 if is_new else 0
-                row[side] += count
-                row[side + 1] += errors.get((route, is_new), 0)
+        rows: dict[tuple[str, int], list[_Side]] = {}
+        for minute, sides in closed:
+            for (route, is_new), side in sides.items():
+                pair = rows.get((route or DEFAULT_ROUTE, minute))
+                if pair is None:
+                    pair = rows[(route or DEFAULT_ROUTE, minute)] = [_Side(), _Side()]
+                merged = pair[1 if is_new else 0]
+                merged.answers += side.answers
+                merged.errors += side.errors
+                merged.latency.merge(side.latency)
         return tuple(
-            TrafficDelta(route, minute, legacy=r[0], new=r[2], legacy_errors=r[1], new_errors=r[3])
-            for (route, minute), r in rows.items()
+            TrafficDelta(
+                route,
+                minute,
+                legacy=legacy.answers,
+                new=new.answers,
+                legacy_errors=legacy.errors,
+                new_errors=new.errors,
+                legacy_latency=legacy.latency.to_json(),
+                new_latency=new.latency.to_json(),
+            )
+            for (route, minute), (legacy, new) in rows.items()
         )

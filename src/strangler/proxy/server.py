@@ -890,8 +890,8 @@ class ClientConnection(asyncio.Protocol):
         worker = self.worker
         is_new = decision.is_new_side or decision.backend == worker.new_backend
         status = exchange.status
-        worker.traffic.count(decision.route, is_new, status)
         elapsed = perf_counter() - exchange.started_at
+        worker.traffic.count(decision.route, is_new, status, elapsed)
         slo_targets = worker.snapshot.slo_targets.get(decision.route or "")
         if slo_targets is not None:
             # What the client received counts, whichever side (after a fallback: legacy's).

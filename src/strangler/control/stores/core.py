@@ -59,13 +59,14 @@ from strangler.control.stores.schema import (
     storable,
     traffic_t,
 )
+from strangler.control.stores.series_sql import SqlRouteSeries
 from strangler.control.stores.slo_sql import SqlSloState
 
 if TYPE_CHECKING:
     pass
 
 
-class SqlShadowStore(SqlControlState, SqlSloState, SqlDataRuns):
+class SqlShadowStore(SqlControlState, SqlSloState, SqlDataRuns, SqlRouteSeries):
     """ShadowStore over SQLAlchemy Core; subclasses supply transactions and dialect spellings."""
 
     def __init__(self, *, max_examples_per_path: int) -> None:
@@ -102,6 +103,7 @@ class SqlShadowStore(SqlControlState, SqlSloState, SqlDataRuns):
                 self._apply_route(conn, delta, now)
             if minutes:
                 self._apply_traffic(conn, minutes)
+                self._apply_series(conn, minutes)
 
         self._write(work)
 
@@ -436,6 +438,7 @@ class SqlShadowStore(SqlControlState, SqlSloState, SqlDataRuns):
         def work(conn: Connection) -> int:
             removed = conn.execute(aged).rowcount + conn.execute(crowded).rowcount
             conn.execute(old_minutes)
+            self._prune_series(conn, now, max_age_s)
             conn.execute(rare_signatures)
             conn.execute(orphans)
             return int(removed)

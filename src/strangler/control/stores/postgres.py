@@ -22,7 +22,16 @@ Rules:
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, func, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    func,
+    literal_column,
+    text,
+)
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -149,6 +158,15 @@ class PostgresShadowStore(SqlShadowStore):
         # The database's default collation is the locale's (en_US sorts "$.b" and "$.B" and
         # punctuation its own way); "C" is codepoint order, as SQLite's BINARY.
         return column.collate("C")
+
+    def _json_add(self, table: str, column: str) -> ColumnElement[str]:
+        return literal_column(
+            "(SELECT coalesce(jsonb_object_agg(key, total), '{}'::jsonb)::text FROM ("
+            "SELECT key, sum(value::bigint) AS total FROM ("
+            f"SELECT key, value FROM jsonb_each_text({table}.{column}::jsonb) UNION ALL "
+            f"SELECT key, value FROM jsonb_each_text(excluded.{column}::jsonb)) AS added "
+            "GROUP BY key) AS sums)"
+        )
 
     def close(self) -> None:
         self._engine.dispose()

@@ -247,3 +247,18 @@ data_runs_t = Table(
     Column("different", BigInteger, nullable=False),
     Column("complete", Integer, nullable=False),
 )
+
+
+# Route series (v0009): see strangler.control.store.SeriesBucket.
+series_t = Table(
+    "route_series",
+    _metadata,
+    Column("route", StoredText, primary_key=True),
+    Column("width_s", Integer, primary_key=True),
+    Column("slot", BigInteger, primary_key=True),  # unix time // width_s
+    Column("side", StoredText, primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    # A LatencyHistogram's to_json, its counts added by each upsert (the adapter's `_json_add`).
+    Column("latency", StoredText, nullable=False),
+)

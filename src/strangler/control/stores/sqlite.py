@@ -27,7 +27,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, func
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    event,
+    func,
+    literal_column,
+)
 from sqlalchemy.dialects.sqlite import Insert, insert
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -162,6 +171,13 @@ class SqliteShadowStore(SqlShadowStore):
 
     def _least(self, a: ColumnElement[float], b: ColumnElement[float]) -> ColumnElement[float]:
         return func.min(a, b)
+
+    def _json_add(self, table: str, column: str) -> ColumnElement[str]:
+        return literal_column(
+            "(SELECT json_group_object(key, total) FROM (SELECT key, sum(value) AS total FROM ("
+            f"SELECT key, value FROM json_each({table}.{column}) UNION ALL "
+            f"SELECT key, value FROM json_each(excluded.{column})) GROUP BY key))"
+        )
 
     def close(self) -> None:
         self._engine.dispose()
