@@ -15,11 +15,12 @@ Rules:
   no data; the page logs in through the API like any client). Everything under /api/v1 is
   authenticated (auth.py); `POST /api/v1/session` (login) is the one exception, since it is
   how a browser gets its credentials.
-- Resource routers (routes, stages, audit, verdicts, diffs, progress, slos and alerts) mount
-  under /api/v1 with their scope on the router, `dependencies=[Depends(require_read)]`, and
-  take `principal: Principal = Depends(require_write)` on the operations that change state; they
-  list `AUTH_RESPONSES` in `responses=`. They reach the store with
-  `store: Store = Depends(store_dependency)`, the app's one StoreAccess (`app.state`).
+- Resource routers (routes, stages, audit, verdicts, diffs, progress, series, slos, alerts and
+  identity) mount under /api/v1 with their scope on the router,
+  `dependencies=[Depends(require_read)]`, and take `principal: Principal = Depends(require_write)`
+  on the operations that change state; they list `AUTH_RESPONSES` in `responses=`. They reach
+  the store with `store: Store = Depends(store_dependency)`, the app's one StoreAccess
+  (`app.state`).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from strangler.admin.data import data_router
 from strangler.admin.diffs import diffs_router
 from strangler.admin.events import EventHub, events_router
 from strangler.admin.health import health_router
+from strangler.admin.identity import identity_router
 from strangler.admin.jwks import JwksSource, jwks_router
 from strangler.admin.login_throttle import LoginThrottle
 from strangler.admin.metrics_route import metrics_router
 from strangler.admin.problems import install_problem_handlers
 from strangler.admin.progress import progress_router
 from strangler.admin.rollouts import install_change_refused_handler, rollouts_router
+from strangler.admin.series import series_router
 from strangler.admin.session_routes import session_router
 from strangler.admin.slos import slos_router
 from strangler.admin.store_access import install_store_access
@@ -66,10 +69,12 @@ def create_admin_app(gateway: GatewayView) -> FastAPI:
     jwks_source.prime(gateway.snapshot.bridge)
     app.include_router(health_router(gateway))
     app.include_router(jwks_router(gateway, jwks_source))
+    app.include_router(identity_router(gateway, jwks_source))
     app.include_router(session_router(gateway, LoginThrottle()))
     app.include_router(rollouts_router(gateway))
     app.include_router(diffs_router(gateway))
     app.include_router(progress_router(gateway))
+    app.include_router(series_router(gateway))
     app.include_router(slos_router(gateway))
     app.include_router(data_router(gateway))
     app.include_router(metrics_router(gateway))

@@ -290,6 +290,17 @@ class MetricsHub:
         with self._lock:
             return [(s.worker, s.pid) for s in self._sources.values()]
 
+    def counter_totals(self, name: str) -> dict[tuple[str, ...], float]:
+        """The counter family `name` summed over every worker (gone ones too), by label values."""
+        with self._lock:
+            out: dict[tuple[str, ...], float] = {}
+            sources = [dict(self._retired), *(s.totals for s in self._sources.values())]
+            for totals in sources:
+                for key, value in totals.items():
+                    if key[0] == name:
+                        out[key[1:]] = out.get(key[1:], 0.0) + value
+            return out
+
     # -- output -------------------------------------------------------------------------------
 
     def render(self, *, openmetrics: bool = False) -> bytes:
