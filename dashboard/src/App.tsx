@@ -3,7 +3,9 @@ import { useHashLocation } from "wouter/use-hash-location";
 import type { Caller } from "./api/types";
 import { Failed, Loading } from "./components/states";
 import { useLiveEvents } from "./events";
+import { useIdentity } from "./queries";
 import { Audit } from "./screens/Audit";
+import { Identity } from "./screens/Identity";
 import { Overview } from "./screens/Overview";
 import { RouteDetail } from "./screens/RouteDetail";
 import { Routes } from "./screens/Routes";
@@ -24,6 +26,7 @@ export function App() {
 function Shell({ caller }: { caller: Caller }) {
   const logout = useLogout();
   const isLive = useLiveEvents();
+  const identity = useIdentity();
   return (
     <>
       <header>
@@ -32,6 +35,7 @@ function Shell({ caller }: { caller: Caller }) {
           <Link href="/">Overview</Link>
           <Link href="/routes">Routes</Link>
           <Link href="/audit">Audit</Link>
+          {identity.data && <Link href="/identity">Identity</Link>}
         </nav>
         <div className="who">
           <span className={isLive ? "live" : "offline"} title={isLive ? "live updates on" : "live updates off"}>
@@ -58,6 +62,9 @@ function Shell({ caller }: { caller: Caller }) {
           </Route>
           <Route path="/audit">
             <Audit />
+          </Route>
+          <Route path="/identity">
+            <Identity />
           </Route>
           <Route>
             <h1>Not found</h1>

@@ -1,6 +1,17 @@
 import { useQuery } from "@tanstack/react-query";
 import { ApiError, api } from "./api/client";
-import type { AlertRow, Change, Progress, RolloutReport, RouteDiffs, RouteList } from "./api/types";
+import type {
+  AlertRow,
+  Change,
+  Identity,
+  Progress,
+  ProgressSeries,
+  RolloutReport,
+  RouteDiffs,
+  RouteList,
+  RouteSeries,
+  SeriesWindow,
+} from "./api/types";
 
 const path = encodeURIComponent;
 
@@ -39,6 +50,32 @@ export const useDiffs = (name: string) =>
     queryFn: async () => {
       try {
         return await api<RouteDiffs>(`/api/v1/diffs/${path(name)}`);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) return null;
+        throw error;
+      }
+    },
+  });
+
+export const useRouteSeries = (name: string, window: SeriesWindow) =>
+  useQuery({
+    queryKey: ["series", name, window],
+    queryFn: () => api<RouteSeries>(`/api/v1/routes/${path(name)}/series?window=${window}`),
+  });
+
+export const useProgressSeries = (window: SeriesWindow) =>
+  useQuery({
+    queryKey: ["progress-series", window],
+    queryFn: () => api<ProgressSeries>(`/api/v1/progress/series?window=${window}`),
+  });
+
+/** The identity bridge; null when the gateway has no `rails:` (a 404). */
+export const useIdentity = () =>
+  useQuery({
+    queryKey: ["identity"],
+    queryFn: async () => {
+      try {
+        return await api<Identity>("/api/v1/identity");
       } catch (error) {
         if (error instanceof ApiError && error.status === 404) return null;
         throw error;

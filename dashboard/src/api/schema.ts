@@ -55,6 +55,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/identity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The identity signing keys (no key material) and the bridge's counts */
+        get: operations["identity_api_v1_identity_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/session": {
         parameters: {
             query?: never;
@@ -298,6 +315,40 @@ export interface paths {
          *     bound over `compared` comparisons, and `next_step`: what stands between it and its next stage.
          */
         get: operations["progress_api_v1_progress_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/routes/{name}/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One route's answers, 5xx, p50 and p99 per side over a window */
+        get: operations["get_route_series_api_v1_routes__name__series_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/progress/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The share of all answers that came from new, per bucket over a window */
+        get: operations["get_progress_series_api_v1_progress_series_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -606,6 +657,32 @@ export interface components {
              */
             status: "ok";
         };
+        /** IdentityOut */
+        IdentityOut: {
+            /** Keys */
+            keys: components["schemas"]["SigningKeyOut"][];
+            /** Token Ttl S */
+            token_ttl_s: number;
+            /**
+             * Sessions
+             * @description Rails session cookies read by the bridge, by outcome; null: metrics off.
+             */
+            sessions: {
+                [key: string]: number;
+            } | null;
+            /**
+             * Csrf Refused
+             * @description Requests refused by Rails' forgery protection, by reason; null: metrics off.
+             */
+            csrf_refused: {
+                [key: string]: number;
+            } | null;
+            /**
+             * Tokens Issued
+             * @description Identity tokens minted; null: metrics off.
+             */
+            tokens_issued: number | null;
+        };
         /**
          * JsonWebKey
          * @description An Ed25519 public key (RFC 8037 §2); `kid` is its RFC 7638 thumbprint.
@@ -638,6 +715,14 @@ export interface components {
             user: string;
             /** Password */
             password: string;
+        };
+        /** ProgressSeries */
+        ProgressSeries: {
+            window: components["schemas"]["Window"];
+            /** Bucket S */
+            bucket_s: number;
+            /** Buckets */
+            buckets: components["schemas"]["ShareBucket"][];
         };
         /** PromoteBody */
         PromoteBody: {
@@ -689,6 +774,31 @@ export interface components {
              */
             reason: string;
         };
+        /** RouteBucket */
+        RouteBucket: {
+            /**
+             * Start
+             * @description Unix seconds.
+             */
+            start: number;
+            /**
+             * Seconds
+             * @description Seconds covered: the width, less for the current bucket.
+             */
+            seconds: number;
+            legacy: components["schemas"]["SideFigures"];
+            new: components["schemas"]["SideFigures"];
+        };
+        /** RouteSeries */
+        RouteSeries: {
+            /** Route */
+            route: string;
+            window: components["schemas"]["Window"];
+            /** Bucket S */
+            bucket_s: number;
+            /** Buckets */
+            buckets: components["schemas"]["RouteBucket"][];
+        };
         /**
          * Scope
          * @enum {string}
@@ -712,6 +822,78 @@ export interface components {
              * @description Unix time when the session ends
              */
             expires_at: number;
+        };
+        /** ShareBucket */
+        ShareBucket: {
+            /**
+             * Start
+             * @description Unix seconds.
+             */
+            start: number;
+            /** Seconds */
+            seconds: number;
+            /**
+             * Legacy
+             * @description Answers from legacy, every route summed.
+             */
+            legacy: number;
+            /**
+             * New
+             * @description Answers from new, every route summed.
+             */
+            new: number;
+            /**
+             * Ratio
+             * @description new / (legacy + new); null without answers.
+             */
+            ratio: number | null;
+        };
+        /**
+         * SideFigures
+         * @description One side's answers in one bucket.
+         */
+        SideFigures: {
+            /** Requests */
+            requests: number;
+            /**
+             * Errors
+             * @description 5xx answers, the gateway's own 502/503/504 included.
+             */
+            errors: number;
+            /**
+             * P50 Ms
+             * @description Median latency (ms); null without answers.
+             */
+            p50_ms: number | null;
+            /**
+             * P99 Ms
+             * @description 99th percentile latency (ms); null without answers.
+             */
+            p99_ms: number | null;
+        };
+        /** SigningKeyOut */
+        SigningKeyOut: {
+            /**
+             * Kid
+             * @description The key's RFC 7638 thumbprint, as tokens name it.
+             */
+            kid: string;
+            /**
+             * State
+             * @description next, active, retired or removed.
+             */
+            state: string;
+            /** Published At */
+            published_at: number;
+            /** Activated At */
+            activated_at: number | null;
+            /** Retired At */
+            retired_at: number | null;
+            /**
+             * Removed At
+             * @description When a retired key stops being published.
+             */
+            removed_at: number | null;
         };
         /** SloList */
         SloList: {
@@ -805,6 +987,11 @@ export interface components {
             /** Weight */
             weight: number;
         };
+        /**
+         * Window
+         * @enum {string}
+         */
+        Window: "1h" | "24h" | "7d";
         /**
          * WindowOut
          * @description Counts over one window, [start, end) in epoch seconds.
@@ -914,6 +1101,136 @@ export interface operations {
             };
             /** @description `rails:` is not configured, so there are no identity keys */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The identity key ring cannot be read (see the gateway's log) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+        };
+    };
+    identity_api_v1_identity_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's CSRF token (from login); required with the session cookie on POST, PUT, PATCH and DELETE. Not needed with a bearer token. */
+                "X-CSRF-Token"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityOut"];
+                };
+            };
+            /** @description No credentials, or an unknown, revoked or expired token or session */
+            401: {
+                headers: {
+                    /** @description Always `Bearer realm="strangler"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The scope is read where write is needed, or a session's CSRF token is missing or wrong */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description `rails:` is not configured */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request parameters (named in the detail) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3179,6 +3496,253 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+            /** @description No credentials, or an unknown, revoked or expired token or session */
+            401: {
+                headers: {
+                    /** @description Always `Bearer realm="strangler"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The scope is read where write is needed, or a session's CSRF token is missing or wrong */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request parameters (named in the detail) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The control store can't be reached (the reason is in the gateway's log) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+        };
+    };
+    get_route_series_api_v1_routes__name__series_get: {
+        parameters: {
+            query?: {
+                /** @description 1h (1 min buckets), 24h (15 min buckets) or 7d (2 h buckets). */
+                window?: components["schemas"]["Window"];
+            };
+            header?: {
+                /** @description The session's CSRF token (from login); required with the session cookie on POST, PUT, PATCH and DELETE. Not needed with a bearer token. */
+                "X-CSRF-Token"?: string | null;
+            };
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouteSeries"];
+                };
+            };
+            /** @description No credentials, or an unknown, revoked or expired token or session */
+            401: {
+                headers: {
+                    /** @description Always `Bearer realm="strangler"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The scope is read where write is needed, or a session's CSRF token is missing or wrong */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description No route by that name */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request parameters (named in the detail) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The control store can't be reached (the reason is in the gateway's log) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+        };
+    };
+    get_progress_series_api_v1_progress_series_get: {
+        parameters: {
+            query?: {
+                /** @description 1h (1 min buckets), 24h (15 min buckets) or 7d (2 h buckets). */
+                window?: components["schemas"]["Window"];
+            };
+            header?: {
+                /** @description The session's CSRF token (from login); required with the session cookie on POST, PUT, PATCH and DELETE. Not needed with a bearer token. */
+                "X-CSRF-Token"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProgressSeries"];
                 };
             };
             /** @description No credentials, or an unknown, revoked or expired token or session */

@@ -13,6 +13,11 @@ export type ChangeBody = Schemas["ChangeBody"];
 export type WeightBody = Schemas["WeightBody"];
 export type ReviewBody = Schemas["ReviewBody"];
 export type AlertRow = Schemas["AlertRowOut"];
+export type RouteSeries = Schemas["RouteSeries"];
+export type ProgressSeries = Schemas["ProgressSeries"];
+export type SeriesWindow = RouteSeries["window"];
+export type Identity = Schemas["IdentityOut"];
+export type SigningKey = Schemas["SigningKeyOut"];
 
 export const STAGES = ["legacy", "shadow", "canary", "new", "retired"] as const;
 export type Stage = (typeof STAGES)[number];

@@ -1,5 +1,6 @@
 import { Link } from "wouter";
 import { STAGES, type Share } from "../api/types";
+import { Burndown } from "../components/Burndown";
 import { Query } from "../components/states";
 import { StageBadge } from "../components/StageBadge";
 import { percent, routeHref, when } from "../format";
@@ -52,6 +53,7 @@ export function Overview() {
           }}
         </Query>
       </section>
+      <Burndown />
       <section aria-labelledby="rollouts-title">
         <h2 id="rollouts-title">Active rollouts</h2>
         <Query

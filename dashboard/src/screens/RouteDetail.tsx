@@ -3,6 +3,7 @@ import { Link } from "wouter";
 import { api } from "../api/client";
 import type { Caller, DiffPath, RolloutReport, RouteDiffs } from "../api/types";
 import { type Action, ConfirmDialog } from "../components/ConfirmDialog";
+import { RouteCharts } from "../components/RouteCharts";
 import { Query } from "../components/states";
 import { StageBadge } from "../components/StageBadge";
 import { percent, when } from "../format";
@@ -133,6 +134,7 @@ export function RouteDetail({ name, caller }: { name: string; caller: Caller }) 
           </>
         )}
       </Query>
+      <RouteCharts name={name} />
       <section aria-labelledby="diffs-title">
         <h2 id="diffs-title">Shadow differences</h2>
         <Query what="shadow differences" query={diffs} isEmpty={(d) => d === null} empty="No shadow results for this route.">

@@ -81,6 +81,9 @@ describe("the route page", () => {
   const handlers = [
     http.get("/api/v1/routes/projects.show", () => HttpResponse.json(report)),
     http.get("/api/v1/diffs/projects.show", () => HttpResponse.json({ detail: "none" }, { status: 404 })),
+    http.get("/api/v1/routes/projects.show/series", () =>
+      HttpResponse.json({ route: "projects.show", window: "1h", bucket_s: 60, buckets: [] }),
+    ),
   ];
 
   it("confirms a promote with what it will do, and shows the service's refusal", async () => {
