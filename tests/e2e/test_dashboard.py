@@ -1,8 +1,9 @@
 """The dashboard in a real browser (Debian's Chromium, driven by Playwright) against a real
 gateway: log in, the routes table, promote and roll back from the route page, a CLI change
 showing on the open page within a second (the event stream), a reload keeping the session, a
-read token that cannot act, and axe-core's accessibility check on every screen at 1280x800 and
-390 px wide. Screenshots of every screen go to the test's tmp folder.
+read token that cannot act, a route's traffic charts and the share on new (uPlot, from the
+store's route series), the identity screen, and axe-core's accessibility check on every screen
+at 1280x800 and 390 px wide. Screenshots of every screen go to the test's tmp folder.
 
 One gateway and one browser for the module: a browser start costs a second or two.
 """
@@ -10,6 +11,7 @@ One gateway and one browser for the module: a browser start costs a second or tw
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,6 +21,9 @@ import orjson
 import pytest
 
 from strangler.admin.dashboard import STATIC_DIR
+from strangler.control.store import TrafficDelta
+from strangler.control.stores import SqliteShadowStore
+from strangler.rollout import LatencyHistogram
 from tests.integration.gateway_process import GatewayProcess, run_cli, write_config
 from tests.integration.upstreams import EchoUpstream
 
@@ -37,6 +42,14 @@ ROUTES = """\
     stage: canary
     canary: {weight: 10}
 """
+SECRET_ENV = {"STRANGLER_TEST_SECRET_KEY_BASE": "ab" * 64}
+RAILS = (
+    "rails:\n"
+    "  cookie: _app_session\n"
+    "  secret_key_base_env: STRANGLER_TEST_SECRET_KEY_BASE\n"
+    "identity:\n"
+    "  keys_path: keys.json\n"
+)
 # The event stream polls every 0.25 s; the page then refetches the route.
 LIVE_DEADLINE_MS = 1000
 
@@ -67,12 +80,42 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
         legacy=legacy.url,
         new=new.url,
         routes=ROUTES,
+        extra=RAILS,
     )
-    gw = GatewayProcess(path).start()
+    _seed_traffic(path.parent / "strangler.db")
+    gw = GatewayProcess(path, env=SECRET_ENV).start()
     yield gw
     gw.stop()
     legacy.stop()
     new.stop()
+
+
+def _seed_traffic(store_path: Path) -> None:
+    """The last hour of the canary route `tasks`, as a replica's workers flush it: 90 % on
+    legacy at ~20 ms, 10 % on new at ~12 ms with a 1 % error rate (minutes of traffic through
+    the gateway would make the test wait for them; tests/integration/test_series.py does that)."""
+    store = SqliteShadowStore(store_path)
+    now = time.time()
+    deltas = []
+    for ago in range(60, 0, -1):
+        legacy, new = LatencyHistogram(), LatencyHistogram()
+        for i in range(90):
+            legacy.record(0.018 + (ago % 7) * 0.001 + i * 0.0001)
+        for i in range(10):
+            new.record(0.011 + i * 0.0002)
+        deltas.append(
+            TrafficDelta(
+                "tasks",
+                int(now // 60) - ago,
+                legacy=90,
+                new=10,
+                new_errors=1 if ago % 10 == 0 else 0,
+                legacy_latency=legacy.to_json(),
+                new_latency=new.to_json(),
+            )
+        )
+    store.apply([], now, deltas)
+    store.close()
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +258,30 @@ def test_a_write_user_moves_a_route_and_sees_cli_changes_live(
     expect(page.get_by_role("cell", name="shadow it again", exact=True)).to_be_visible()
     _check(page, shots, "audit-wide")
 
+    # A route's traffic, legacy and new, drawn from the store's series; then over a week.
+    page.goto(gateway.admin_url + "/#/routes/tasks")  # type: ignore[operator]
+    charts = page.locator("[data-testid=chart] canvas")
+    expect(charts).to_have_count(4)
+    # 90 answers a minute on legacy: 1.5 a second.
+    expect(
+        page.get_by_role(
+            "img", name=re.compile(r"^Requests per second\. legacy: .*highest 1\.50 req.s")
+        )
+    ).to_be_visible()
+    _check(page, shots, "route-charts-wide")
+    page.get_by_label("Window").select_option("7d")
+    expect(charts).to_have_count(4)
+    page.get_by_role("link", name="Overview", exact=True).click()
+    expect(
+        page.get_by_role("img", name=re.compile(r"^Last week\. answered by new"))
+    ).to_be_visible()
+
+    page.get_by_role("link", name="Identity", exact=True).click()
+    keys = page.locator("section[aria-labelledby=keys-title] tbody tr")
+    expect(keys).to_have_count(2)  # the active key and the next one
+    expect(page.get_by_text("0 minted for requests to new.")).to_be_visible()
+    _check(page, shots, "identity-wide")
+
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
     page.close()
@@ -233,7 +300,11 @@ def test_a_read_token_sees_every_screen_on_a_phone_but_cannot_act(
     for name in ("Promote", "Roll back", "Pause", "Resume", "Set weight"):
         expect(page.get_by_role("button", name=name, exact=True)).to_be_disabled()
     expect(page.get_by_text("token:read has scope read")).to_be_visible()
+    expect(page.locator("[data-testid=chart] canvas")).to_have_count(4)
     _check(page, shots, "route-detail-narrow")
+    page.goto(gateway.admin_url + "/#/identity")  # type: ignore[operator]
+    expect(page.get_by_role("heading", name="Signing keys")).to_be_visible()
+    _check(page, shots, "identity-narrow")
     page.goto(gateway.admin_url + "/#/audit")  # type: ignore[operator]
     _check(page, shots, "audit-narrow")
     print(f"screenshots in {shots}")

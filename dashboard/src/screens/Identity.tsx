@@ -45,7 +45,8 @@ function Bridge({ identity }: { identity: IdentityDoc }) {
           Public halves at <a href="/.well-known/jwks.json">/.well-known/jwks.json</a>; tokens live{" "}
           {identity.token_ttl_s} s.
         </p>
-        <div className="scroll">
+        {/* Focusable: on a phone the kids overflow, and a keyboard must be able to scroll them. */}
+        <div className="scroll" tabIndex={0} role="region" aria-labelledby="keys-title">
           <table>
             <thead>
               <tr>
