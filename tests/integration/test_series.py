@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess, run_cli, write_config
+from tests.integration.probes import wait_until
 from tests.integration.upstreams import EchoUpstream
 
 ROUTES = """\
@@ -27,6 +28,10 @@ ROUTES = """\
   - name: status
     match: "GET /status/:code"
     stage: new
+  - name: shadowed
+    match: "GET /echo/*rest"
+    stage: shadow
+    shadow: {noise_sample_rate: 0}
 """
 SECRET_ENV = {"STRANGLER_TEST_SECRET_KEY_BASE": "ab" * 64}
 RAILS = (
@@ -54,8 +59,9 @@ def _token(gw: GatewayProcess) -> str:
 def replica(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[GatewayProcess, httpx.Client]]:
-    """A gateway reading what another one (stopped) counted: 5 answers of `pages` (legacy) and
-    3 of `status` (new, one 503), and an answer to no route."""
+    """A gateway reading what another one (stopped) counted: 5 answers of `pages` (legacy),
+    3 of `status` (new, one 503), 2 of `shadowed` (legacy, copied to new), and an answer to no
+    route."""
     tmp = tmp_path_factory.mktemp("series")
     legacy, new = EchoUpstream("legacy").start(), EchoUpstream("new").start()
     config = write_config(tmp / "strangler.yaml", legacy=legacy.url, new=new.url, routes=ROUTES)
@@ -65,7 +71,10 @@ def replica(
             assert client.get(f"{first.url}/pages/{i}").status_code == 200
         for code in (200, 200, 503):
             assert client.get(f"{first.url}/status/{code}").status_code == code
+        for i in range(2):
+            assert client.get(f"{first.url}/echo/{i}").status_code == 200
         client.get(f"{first.url}/nowhere")
+    wait_until(lambda: len(new.requests) >= 2, "the shadow copies")  # /status is not recorded
     assert first.stop() == 0
     second = GatewayProcess(config).start()
     assert second.admin_url is not None
@@ -118,6 +127,19 @@ def test_errors_are_counted_on_the_side_that_answered(
     assert sum(row["legacy"]["requests"] for row in rows) == 0
 
 
+def test_a_shadowed_routes_new_side_is_its_copies_answers(
+    replica: tuple[GatewayProcess, httpx.Client],
+) -> None:
+    _, client = replica
+    rows = client.get("/api/v1/routes/shadowed/series").json()["buckets"]
+    assert sum(row["legacy"]["requests"] for row in rows) == 2
+    assert sum(row["new"]["requests"] for row in rows) == 0
+    assert sum(row["shadow"]["requests"] for row in rows) == 2
+    for row in rows:
+        if row["shadow"]["requests"]:
+            assert 0 < row["shadow"]["p50_ms"] <= row["shadow"]["p99_ms"] < 1000
+
+
 def test_the_share_on_new_sums_every_route(replica: tuple[GatewayProcess, httpx.Client]) -> None:
     _, client = replica
     response = client.get("/api/v1/progress/series", params={"window": "7d"})
@@ -126,7 +148,8 @@ def test_the_share_on_new_sums_every_route(replica: tuple[GatewayProcess, httpx.
     assert len(rows) == 84
     legacy = sum(row["legacy"] for row in rows)
     new = sum(row["new"] for row in rows)
-    assert (legacy, new) == (6, 3)  # the unmatched request was answered by legacy too
+    # Legacy answered the unmatched request and the shadowed ones too; copies are no answers.
+    assert (legacy, new) == (8, 3)
     ratios = [row["ratio"] for row in rows if row["ratio"] is not None]
     assert ratios and all(0 <= ratio <= 1 for ratio in ratios)
 

@@ -284,6 +284,19 @@ def test_route_series_adds_histograms_per_width_and_prunes_each_width_on_its_own
         store.route_series("a", at, at + 60, 120)
 
 
+def test_shadow_copies_are_in_the_series_but_not_in_the_traffic(store: ShadowStore) -> None:
+    minute = 29_000_040
+    store.apply(
+        [], 1.0, traffic=[TrafficDelta("s", minute, 0, 0, shadow=2, shadow_latency={"9": 2})]
+    )
+    store.apply([], 2.0, traffic=[TrafficDelta("s", minute, 1, 0, legacy_latency={"8": 1})])
+    assert store.traffic(since=0) == [TrafficTotals("s", 1, 0, 0, 0)]
+    assert store.route_series("s", minute * 60, minute * 60 + 60, 60) == [
+        SeriesBucket(minute * 60, "legacy", 1, 0, {"8": 1}),
+        SeriesBucket(minute * 60, "shadow", 2, 0, {"9": 2}),
+    ]
+
+
 def test_a_review_clears_earlier_comparisons_too(store: ShadowStore) -> None:
     store.apply([_different("r", (("$.a",), 5), (("$.a", "$.b"), 3), (("$.b",), 2))], now=1.0)
     assert store.routes()[0].equal_but_noise == 0

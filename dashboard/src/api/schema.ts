@@ -788,6 +788,8 @@ export interface components {
             seconds: number;
             legacy: components["schemas"]["SideFigures"];
             new: components["schemas"]["SideFigures"];
+            /** @description The new backend's answers to shadow copies (stage shadow): what new would have answered; no client saw them. Timed from the client request's head; dropped copies are not in them. */
+            shadow: components["schemas"]["SideFigures"];
         };
         /** RouteSeries */
         RouteSeries: {

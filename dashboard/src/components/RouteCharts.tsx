@@ -1,5 +1,6 @@
 // A route's answers per side over a window, from GET /api/v1/routes/{name}/series: requests per
-// second, error share, p50 and p99, legacy and new on the same axes.
+// second, error share, p50 and p99, legacy and new on the same axes (and new's answers to shadow
+// copies, for a shadowed route).
 import { useMemo, useState } from "react";
 import type { RouteSeries, SeriesWindow } from "../api/types";
 import { useRouteSeries } from "../queries";
@@ -17,11 +18,23 @@ export const NEW_COLOR = "#116329";
 
 type Side = RouteSeries["buckets"][number]["legacy"];
 
+export const SHADOW_COLOR = "#6639ba";
+
 function lines(series: RouteSeries, value: (side: Side, seconds: number) => number | null): Line[] {
-  return [
+  const drawn: Line[] = [
     { label: "legacy", color: LEGACY_COLOR, values: series.buckets.map((b) => value(b.legacy, b.seconds)) },
     { label: "new", color: NEW_COLOR, dash: [6, 4], values: series.buckets.map((b) => value(b.new, b.seconds)) },
   ];
+  // A shadowed route's new side: what new answered to the copies (no client saw those).
+  if (series.buckets.some((b) => b.shadow.requests > 0)) {
+    drawn.push({
+      label: "new (shadow copies)",
+      color: SHADOW_COLOR,
+      dash: [2, 3],
+      values: series.buckets.map((b) => value(b.shadow, b.seconds)),
+    });
+  }
+  return drawn;
 }
 
 function Charts({ series }: { series: RouteSeries }) {
@@ -81,7 +94,7 @@ export function RouteCharts({ name }: { name: string }) {
       <Query
         what="the traffic series"
         query={series}
-        isEmpty={(s) => s.buckets.every((b) => b.legacy.requests === 0 && b.new.requests === 0)}
+        isEmpty={(s) => s.buckets.every((b) => b.legacy.requests + b.new.requests + b.shadow.requests === 0)}
         empty="No answers to this route in this window."
       >
         {(s) => <Charts series={s} />}

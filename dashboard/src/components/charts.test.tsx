@@ -22,7 +22,13 @@ vi.mock("uplot", () => ({
 
 type Side = RouteSeries["buckets"][number]["legacy"];
 const quiet: Side = { requests: 0, errors: 0, p50_ms: null, p99_ms: null };
-const bucket = (start: number, legacy: Side = quiet, fresh: Side = quiet) => ({ start, seconds: 60, legacy, new: fresh });
+const bucket = (start: number, legacy: Side = quiet, fresh: Side = quiet, shadow: Side = quiet) => ({
+  start,
+  seconds: 60,
+  legacy,
+  new: fresh,
+  shadow,
+});
 
 describe("the series chart", () => {
   it("shows its empty state, and no chart, when every value is null or zero", () => {
@@ -65,6 +71,25 @@ describe("the series chart", () => {
     expect(charts[0]?.getAttribute("aria-label")).toBe(
       "Requests per second. legacy: latest 2.00 req/s, highest 2.00 req/s; new: latest 0.00 req/s, highest 0.00 req/s",
     );
+  });
+
+  it("adds new's answers to shadow copies as a third line when there are some", async () => {
+    const answered = { requests: 60, errors: 0, p50_ms: 4.2, p99_ms: 30.5 };
+    const series: RouteSeries = {
+      route: "tasks",
+      window: "1h",
+      bucket_s: 60,
+      buckets: [bucket(0), bucket(60, answered, quiet, answered)],
+    };
+    server.use(http.get("/api/v1/routes/tasks/series", () => HttpResponse.json(series)));
+    drawn.length = 0;
+    renderWithQueries(<RouteCharts name="tasks" />);
+    const p50 = await screen.findByRole("img", { name: /^Latency p50/ });
+    expect(p50.getAttribute("aria-label")).toContain("new (shadow copies): latest 4.20 ms");
+    // No errors on any side: that chart says so instead of drawing.
+    expect(screen.getByText("No errors in this window.")).toBeTruthy();
+    await vi.waitFor(() => expect(drawn).toHaveLength(3));
+    expect(drawn.every((chart) => chart.series === 3)).toBe(true);
   });
 
   it("shows the API's refusal", async () => {

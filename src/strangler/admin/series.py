@@ -1,6 +1,7 @@
 """Time series of the admin API, from the store (so they need no Prometheus and every replica
 answers the same): one route's answers, 5xx and latency quantiles per side and bucket, and the
-share of all answers that came from new (the migration's burndown).
+share of all answers that came from new (the migration's burndown). A shadowed route's new
+side is its shadow copies' answers, listed apart from the client's.
 
 Rules: scope read; sync `def`s (store I/O runs in the thread pool). A window has one bucket
 width (1 h: 1 min, 24 h: 15 min, 7 d: 2 h), the widths the store keeps; every bucket of the
@@ -55,6 +56,11 @@ class RouteBucket(BaseModel):
     seconds: int = Field(description="Seconds covered: the width, less for the current bucket.")
     legacy: SideFigures
     new: SideFigures
+    shadow: SideFigures = Field(
+        description="The new backend's answers to shadow copies (stage shadow): what new would "
+        "have answered; no client saw them. Timed from the client request's head; dropped "
+        "copies are not in them."
+    )
 
 
 class RouteSeries(BaseModel):
@@ -115,6 +121,7 @@ def route_series(store: Store, route: str, window: Window, now: float) -> RouteS
                 seconds=_covered(start, width_s, now),
                 legacy=_figures(found.get((start, "legacy"))),
                 new=_figures(found.get((start, "new"))),
+                shadow=_figures(found.get((start, "shadow"))),
             )
             for start in starts
         ],

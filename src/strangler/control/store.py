@@ -155,10 +155,16 @@ class TrafficDelta:
     # Latency histograms of those answers (LatencyHistogram.to_json), for the route series.
     legacy_latency: Mapping[str, int] = field(default_factory=dict)
     new_latency: Mapping[str, int] = field(default_factory=dict)
+    # The new backend's answers to shadow copies of this route's requests (series only: the
+    # client got legacy's answer, so they are not traffic).
+    shadow: int = 0
+    shadow_errors: int = 0
+    shadow_latency: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        counts = (self.legacy, self.new, self.legacy_errors, self.new_errors)
-        if min(counts) < 0 or self.legacy_errors > self.legacy or self.new_errors > self.new:
+        counts = (self.legacy, self.new, self.legacy_errors, self.new_errors, self.shadow)
+        is_over = self.legacy_errors > self.legacy or self.new_errors > self.new
+        if min(counts) < 0 or is_over or not 0 <= self.shadow_errors <= self.shadow:
             raise ValueError(f"bad traffic counts for route {self.route!r}: {counts}")
 
 
@@ -185,7 +191,7 @@ class SeriesBucket:
     `latency` is a LatencyHistogram's `to_json` (empty when all routes are summed)."""
 
     start: int  # unix seconds, a multiple of the bucket width
-    side: str  # "legacy" or "new"
+    side: str  # "legacy", "new" or "shadow" (new's answers to shadow copies)
     requests: int
     errors: int
     latency: Mapping[str, int]

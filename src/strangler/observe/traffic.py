@@ -1,5 +1,6 @@
 """Answers per route and minute, by side (legacy or new), counted in one worker, with their
-latency histogram (the route series the admin API charts).
+latency histogram (the route series the admin API charts); and the new backend's answers to
+shadow copies, kept apart (the client never saw them, so they are no share of the traffic).
 
 Rules: counting is one dict lookup and one histogram record on the request path (the latency
 is the one the exchange already measured for metrics and windows: nothing new is timed); the
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 from strangler.control.store import DEFAULT_ROUTE, TrafficDelta
 from strangler.rollout import LatencyHistogram
+
+# The side key of shadow copies; the client's answers are keyed by is_new (False 0, True 1).
+SHADOW = 2
 
 
 class _Side:
@@ -28,9 +32,9 @@ class TrafficCounter:
 
     def __init__(self, now: float) -> None:
         self.minute = int(now // 60)
-        self._open: dict[tuple[str | None, bool], _Side] = {}
+        self._open: dict[tuple[str | None, int], _Side] = {}
         # Minutes that ended before the last flush: (minute, sides).
-        self._closed: list[tuple[int, dict[tuple[str | None, bool], _Side]]] = []
+        self._closed: list[tuple[int, dict[tuple[str | None, int], _Side]]] = []
 
     def tick(self, now: float) -> None:
         minute = int(now // 60)
@@ -55,16 +59,28 @@ class TrafficCounter:
             side.errors += 1
         side.latency.record(latency_s)
 
+    def count_shadow(self, route: str, status: int, latency_s: float) -> None:
+        """Called once per shadow copy whose answer completed, with its time from the client
+        request's head (never for a dropped copy, nor for a noise probe sent to legacy)."""
+        key = (route, SHADOW)
+        side = self._open.get(key)
+        if side is None:
+            side = self._open[key] = _Side()
+        side.answers += 1
+        if status >= 500:
+            side.errors += 1
+        side.latency.record(latency_s)
+
     def take_deltas(self) -> tuple[TrafficDelta, ...]:
         self._close_minute()
         closed, self._closed = self._closed, []
         rows: dict[tuple[str, int], list[_Side]] = {}
         for minute, sides in closed:
-            for (route, is_new), side in sides.items():
-                pair = rows.get((route or DEFAULT_ROUTE, minute))
-                if pair is None:
-                    pair = rows[(route or DEFAULT_ROUTE, minute)] = [_Side(), _Side()]
-                merged = pair[1 if is_new else 0]
+            for (route, side_key), side in sides.items():
+                trio = rows.get((route or DEFAULT_ROUTE, minute))
+                if trio is None:
+                    trio = rows[(route or DEFAULT_ROUTE, minute)] = [_Side(), _Side(), _Side()]
+                merged = trio[int(side_key)]
                 merged.answers += side.answers
                 merged.errors += side.errors
                 merged.latency.merge(side.latency)
@@ -78,6 +94,9 @@ class TrafficCounter:
                 new_errors=new.errors,
                 legacy_latency=legacy.latency.to_json(),
                 new_latency=new.latency.to_json(),
+                shadow=shadow.answers,
+                shadow_errors=shadow.errors,
+                shadow_latency=shadow.latency.to_json(),
             )
-            for (route, minute), (legacy, new) in rows.items()
+            for (route, minute), (legacy, new, shadow) in rows.items()
         )

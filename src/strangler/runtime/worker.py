@@ -135,6 +135,7 @@ class Worker:
         self.journal = make_journal(snapshot.config, snapshot.source)
         self.shadow.journal = self.journal
         self.traffic = TrafficCounter(time.time())
+        self.shadow.traffic = self.traffic
         self.gateway_errors = GatewayErrorLog(loop.time)
         self.windows = WindowRecorder(time.time())
         self.slos = SloCounter(time.time())

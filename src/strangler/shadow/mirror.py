@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from strangler.observe.counters import Counters
     from strangler.observe.journal import RequestJournal
     from strangler.observe.metrics import WorkerMetrics
+    from strangler.observe.traffic import TrafficCounter
     from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool
     from strangler.routing.model import Decision
     from strangler.runtime.snapshot import ShadowRoute, Snapshot
@@ -303,6 +304,9 @@ class Mirror:
         metrics = self.runner.metrics
         if metrics is not None and not self.is_noise_probe:
             metrics.shadow(self.route, done - self.started_at)
+        traffic = self.runner.traffic
+        if traffic is not None and not self.is_noise_probe:
+            traffic.count_shadow(self.route, self.shadow_status, done - self.started_at)
         if self.is_primary_done:
             # Not the client's callback: an identical pair is counted right here.
             self.is_finished = True
@@ -400,6 +404,8 @@ class ShadowRunner:
         # log and tracer (None when both are off).
         self.metrics: WorkerMetrics | None = None
         self.journal: RequestJournal | None = None
+        # The worker's traffic counts, which keep the copies' answers for the route series.
+        self.traffic: TrafficCounter | None = None
 
     def __repr__(self) -> str:
         return f"<ShadowRunner {self.in_flight} in flight, {len(self.pools)} pools>"

@@ -101,8 +101,11 @@ class SqlShadowStore(SqlControlState, SqlSloState, SqlDataRuns, SqlRouteSeries):
         def work(conn: Connection) -> None:
             for delta in routes:
                 self._apply_route(conn, delta, now)
+            # A minute with only shadow copies is no traffic: the series alone keeps it.
+            answered = [t for t in minutes if t.legacy or t.new]
+            if answered:
+                self._apply_traffic(conn, answered)
             if minutes:
-                self._apply_traffic(conn, minutes)
                 self._apply_series(conn, minutes)
 
         self._write(work)

@@ -49,6 +49,7 @@ class SqlRouteSeries(SqlWork):
             for side, requests, errors, latency in (
                 ("legacy", delta.legacy, delta.legacy_errors, delta.legacy_latency),
                 ("new", delta.new, delta.new_errors, delta.new_latency),
+                ("shadow", delta.shadow, delta.shadow_errors, delta.shadow_latency),
             ):
                 if not requests:
                     continue
