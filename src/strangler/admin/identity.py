@@ -1,6 +1,8 @@
 """`GET /api/v1/identity`: the Rails bridge at a glance, for the dashboard's identity screen.
 
-Rules: scope read. The signing keys are listed by kid, state and times only: never a key's
+Rules: scope read. An async endpoint, like /metrics: the counts are brought up to date on the
+event loop (a lone worker hands over its own), and the key ring file is read in the thread pool.
+The signing keys are listed by kid, state and times only: never a key's
 material, public or private (the public halves are at /.well-known/jwks.json). The counts are
 the workers' counters as /metrics sums them (the metrics hub), null when metrics are off. 404
 problem without `rails:`, 503 when the key ring can't be read (the reason in the log), as the
@@ -14,6 +16,7 @@ import time
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from strangler.admin.auth import AUTH_RESPONSES, require_read
 from strangler.admin.jwks import JwksSource
@@ -61,12 +64,12 @@ def identity_router(gateway: GatewayView, source: JwksSource) -> APIRouter:
             503: problem_openapi("The identity key ring cannot be read (see the gateway's log)"),
         },
     )
-    def identity() -> IdentityOut:
+    async def identity() -> IdentityOut:
         bridge = gateway.snapshot.bridge
         if bridge is None:
             raise HTTPException(404, "no identity bridge: the gateway's config has no `rails:`")
         try:
-            ring = source.ring(bridge)
+            ring = await run_in_threadpool(source.ring, bridge)
         except KeyRingError as exc:
             log.error("identity: key ring unusable: %s", exc)
             raise HTTPException(503, "the identity key ring cannot be read") from exc
