@@ -1152,7 +1152,7 @@ class Config(_Model):
         """Whether the route, in `stage` (default: its own), sends a request (or a copy) to
         `new_backend` rather than to a backend it names itself."""
         stage = route.stage if stage is None else stage
-        if stage is Stage.NEW:
+        if stage in (Stage.NEW, Stage.RETIRED):
             return route.backend is None
         if stage is Stage.SHADOW:
             return route.shadow.backend is None
@@ -1284,7 +1284,7 @@ class Config(_Model):
     def backend_for(self, route: RouteConfig) -> str:
         if route.backend is not None:
             return route.backend
-        if route.stage is Stage.NEW and self.new_backend is not None:
+        if route.stage in (Stage.NEW, Stage.RETIRED) and self.new_backend is not None:
             return self.new_backend
         # Stage new with no new backend never validates; the control plane refuses to promote
         # into it, so this is legacy's route.

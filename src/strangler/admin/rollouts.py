@@ -48,6 +48,14 @@ class PromoteBody(BaseModel):
     )
 
 
+class RollbackBody(BaseModel):
+    reason: Reason
+    force: bool = Field(
+        default=False,
+        description="Roll back a retired route too (legacy must still have its code; audited).",
+    )
+
+
 class WeightBody(BaseModel):
     reason: Reason
     weight: Annotated[float, Field(ge=0, le=100)]
@@ -142,7 +150,22 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
 
         change.__name__ = action
 
-    simple("rollback", "Everyone back on legacy, at once")
+    @router.post(
+        "/routes/{name}/rollback",
+        responses=_CHANGE_RESPONSES,
+        summary="Everyone back on legacy, at once",
+        description="409 for a retired route unless `force`.",
+    )
+    def rollback(
+        name: str,
+        body: RollbackBody,
+        principal: Annotated[Principal, Depends(require_write)],
+        store: Annotated[Store, Depends(store_dependency)],
+    ) -> ChangeOut:
+        return changed(
+            "rollback", name, ChangeRequest(body.reason, force=body.force), principal, store
+        )
+
     simple("pause", "Stop the analyzer moving this rollout")
     simple("resume", "Let the analyzer move this rollout again")
     simple(

@@ -141,8 +141,8 @@ def promote(
 ) -> None:
     """Move a route one stage on.
 
-    legacy -> shadow -> canary (the plan's steps) -> new. Leaving shadow needs the evidence
-    gate (shadow parity), and past shadow every SLO with a budget_gate over the route needs
+    legacy -> shadow -> canary (the plan's steps) -> new -> retired. Leaving shadow needs the
+    evidence gate (shadow parity), and past shadow every SLO with a budget_gate over the route needs
     that much error budget left, unless --force.
     """
     body = {"reason": reason, "weight": weight, "force": force}
@@ -167,12 +167,29 @@ def _simple_change(action: str, help_text: str) -> Callable[..., None]:
     return command
 
 
-rollback = _simple_change(
-    "rollback",
-    "Send everyone back to legacy at once, from any stage.\n\n"
-    "Every worker follows within a second. The route stays on legacy (a runtime override) "
-    "until promoted again or `strangler reset` lets the YAML stand.",
-)
+def rollback(
+    route: Annotated[str, typer.Argument(metavar="ROUTE", help="A route or rollout group.")],
+    reason: ReasonOption,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Roll back a retired route too (legacy must still have its code; audited).",
+        ),
+    ] = False,
+    config: ConfigOption = Path("strangler.yaml"),
+    admin: AdminOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send everyone back to legacy at once, from any stage.
+
+    Every worker follows within a second. The route stays on legacy (a runtime override)
+    until promoted again or `strangler reset` lets the YAML stand. A retired route is refused
+    unless --force: legacy may no longer have its code.
+    """
+    _change(route, "rollback", {"reason": reason, "force": force}, config, admin, as_json)
+
+
 reset = _simple_change(
     "reset",
     "Let the YAML stand again: drop a route's runtime override.\n\n"

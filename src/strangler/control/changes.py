@@ -24,7 +24,8 @@ class ChangeRequest:
 
     reason: str
     weight: float | None = None  # % ; promote: where to move to (default: the next step)
-    force: bool = False  # promote: past a closed evidence gate or SLO budget gate
+    # promote: past a closed evidence gate or SLO budget gate; rollback: of a retired unit
+    force: bool = False
 
 
 class ChangeHandler(Protocol):
@@ -52,7 +53,7 @@ def _set_weight(
 def _rollback(
     service: ControlService, name: str, request: ChangeRequest, /, *, actor: str
 ) -> Change:
-    return service.rollback(name, actor=actor, reason=request.reason)
+    return service.rollback(name, actor=actor, reason=request.reason, force=request.force)
 
 
 def _pause(service: ControlService, name: str, request: ChangeRequest, /, *, actor: str) -> Change:

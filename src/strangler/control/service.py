@@ -238,9 +238,18 @@ class ControlService:
 
         return self._change(state.unit, decide, actor=actor, reason=reason)
 
-    def rollback(self, name: str, *, actor: str, reason: str) -> Change:
-        """Everyone back on legacy at once (stage legacy, weight 0)."""
-        return self._move(self.unit(name).unit, stages.rollback, actor=actor, reason=reason)
+    def rollback(self, name: str, *, actor: str, reason: str, force: bool = False) -> Change:
+        """Everyone back on legacy at once (stage legacy, weight 0). A retired unit only with
+        `force`; the audit entry says it was forced."""
+        unit = self.unit(name).unit
+
+        def decide(current: Override | None) -> Proposal:
+            now_state = self._recheck(unit, current).stage_state()
+            moved = stages.rollback(now_state, force=force)
+            forced = force and now_state.stage is Stage.RETIRED
+            return _proposal(moved, evidence={"forced_from_retired": True} if forced else None)
+
+        return self._change(unit, decide, actor=actor, reason=reason)
 
     def pause(self, name: str, *, actor: str, reason: str) -> Change:
         """Stop the analyzer moving this unit; the weight in force stays."""
@@ -399,7 +408,7 @@ def _proposal(
 def _answers_all_from_new(moved: Transition) -> bool:
     """Whether after `moved` the new backend answers every request of the unit: from then on
     nothing reads legacy's data for it, so its tables must agree first (the data gate)."""
-    return moved.stage is Stage.NEW or (
+    return moved.stage in (Stage.NEW, Stage.RETIRED) or (
         moved.stage is Stage.CANARY and moved.weight_bp == FULL_WEIGHT_BP
     )
 

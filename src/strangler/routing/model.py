@@ -22,8 +22,9 @@ class Stage(enum.StrEnum):
     RETIRED = "retired"
 
 
-# Stages whose behaviour ships today; the schema reserves the others for later issues.
-SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.SHADOW, Stage.CANARY, Stage.NEW})
+# Stages whose behaviour ships; a stage the enum gains before its behaviour does stays out
+# of this set, and the config refuses it as reserved.
+SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.SHADOW, Stage.CANARY, Stage.NEW, Stage.RETIRED})
 
 
 class DecisionReason(enum.StrEnum):

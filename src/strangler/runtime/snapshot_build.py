@@ -299,4 +299,6 @@ def _reason(stage: Stage, backend: str | None) -> DecisionReason:
         return DecisionReason.ROUTE_BACKEND
     if stage is Stage.SHADOW:
         return DecisionReason.STAGE_SHADOW
-    return DecisionReason.STAGE_NEW if stage is Stage.NEW else DecisionReason.STAGE_LEGACY
+    if stage in (Stage.NEW, Stage.RETIRED):
+        return DecisionReason.STAGE_NEW
+    return DecisionReason.STAGE_LEGACY
