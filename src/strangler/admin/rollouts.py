@@ -23,6 +23,7 @@ from strangler.admin.auth import AUTH_RESPONSES, Principal, require_read, requir
 from strangler.admin.problems import problem_openapi, problem_response
 from strangler.admin.store_access import store_dependency
 from strangler.admin.view import GatewayView
+from strangler.config import FaultsConfig
 from strangler.control.changes import CHANGES, ChangeRequest
 from strangler.control.reports import rollout_report, status_report
 from strangler.control.service import ChangeRefused, ControlService
@@ -54,6 +55,17 @@ class RollbackBody(BaseModel):
         default=False,
         description="Roll back a retired route too (legacy must still have its code; audited).",
     )
+
+
+class DrillBody(BaseModel):
+    reason: Reason
+    fault: FaultsConfig | None = Field(
+        default=None, description="The fault, as the YAML's `faults:` spells it."
+    )
+    for_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="Seconds until the drill ends by itself (with `fault`)."
+    )
+    clear: bool = Field(default=False, description="End the drill in force now.")
 
 
 class WeightBody(BaseModel):
@@ -175,6 +187,22 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         "`evidence.dropped`); `after` is the YAML's state. 409 when the route has no runtime "
         "override. A unit the YAML no longer has can be reset by its name.",
     )
+
+    @router.post(
+        "/routes/{name}/drill",
+        responses=_CHANGE_RESPONSES,
+        summary="Inject faults into a route's answers for a while (a drill), or end one",
+        description="Audited; every worker applies it within a second and ignores it once "
+        "`for_s` has passed. 409 to clear a unit without a drill in force.",
+    )
+    def drill(
+        name: str,
+        body: DrillBody,
+        principal: Annotated[Principal, Depends(require_write)],
+        store: Annotated[Store, Depends(store_dependency)],
+    ) -> ChangeOut:
+        request = ChangeRequest(body.reason, fault=body.fault, for_s=body.for_s, clear=body.clear)
+        return changed("drill", name, request, principal, store)
 
     @router.put("/routes/{name}/weight", responses=_CHANGE_RESPONSES, summary="Set the weight")
     def set_weight(
