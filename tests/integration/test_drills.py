@@ -129,6 +129,32 @@ def test_a_drill_applies_within_a_second_and_stops_applying_when_it_expires(
     cleared = run_cli("drill", "plain", "--clear", "-r", "over", "--config", config)
     assert cleared.returncode == 2 and "no drill in force" in cleared.stderr
 
+    # The admin API's door, through the same changes table: set one, then end it early.
+    made = run_cli(
+        "token", "create", "--scope", "write", "--name", "ci", "--json", "--config", config
+    )
+    writer = {"Authorization": f"Bearer {orjson.loads(made.stdout)['token']}"}
+    url = f"{gw.admin_url}/api/v1/routes/plain/drill"
+    fault = {"delay": {"percent": 100, "ms": 200}, "side": "both"}
+    assert httpx.post(url, json={"reason": "x", "fault": fault, "for_s": 60}).status_code == 401
+    bad = httpx.post(url, json={"reason": "x", "fault": fault}, headers=writer)
+    assert bad.status_code == 400 and "duration" in bad.json()["detail"]
+    done = httpx.post(url, json={"reason": "slow day", "fault": fault, "for_s": 60}, headers=writer)
+    assert done.status_code == 200, done.text
+    assert (done.json()["action"], done.json()["actor"]) == ("drill", "token:ci")
+    with httpx.Client(timeout=5.0) as client:
+
+        def delayed() -> bool:
+            started = time.monotonic()
+            client.get(f"{gw.url}/plain/1")
+            return time.monotonic() - started >= 0.2
+
+        wait_until(delayed, "the API's drill in force", timeout_s=2)
+        ended = httpx.post(url, json={"reason": "enough", "clear": True}, headers=writer)
+        assert ended.status_code == 200, ended.text
+        assert (ended.json()["action"], ended.json()["after"]) == ("drill_clear", {})
+        wait_until(lambda: not delayed() and not delayed(), "the drill to end", timeout_s=2)
+
 
 def test_a_drill_on_a_canarys_new_side_makes_the_analyzer_roll_it_back(
     upstreams: tuple[EchoUpstream, EchoUpstream], start_gateway: GatewayFactory
