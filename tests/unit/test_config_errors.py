@@ -304,3 +304,26 @@ def test_a_plan_has_no_gates_unless_given() -> None:
     [gate] = config.routes[0].canary.plan.gates
     assert (gate.url, gate.timeout_s, gate.secret_env) == ("https://ci.example/confirm", 5.0, None)
     assert config.routes[1].canary.plan.gates == []
+
+
+@pytest.mark.parametrize(
+    ("faults", "field", "message"),
+    [
+        ("{side: new}", "routes[0].faults", "names no fault: give `abort`, `delay` or both"),
+        ("{abort: {percent: 101}}", "routes[0].faults.abort.percent", "less than or equal to 100"),
+        ("{abort: {percent: 5, status: 302}}", "routes[0].faults.abort.status", "greater than"),
+        ("{delay: {percent: 5, ms: 0}}", "routes[0].faults.delay.ms", "greater than or equal"),
+        ("{abort: {percent: 5}, side: old}", "routes[0].faults.side", "'new', 'legacy' or 'both'"),
+        (
+            "{abort: {percent: 5}, only_when_header: X-Strangler-Fault}",
+            "routes[0].faults.only_when_header",
+            "would never be honoured: nobody is trusted to ask for a fault",
+        ),
+    ],
+)
+def test_a_bad_fault_names_its_field(faults: str, field: str, message: str) -> None:
+    problems = _problems(
+        "backends: {legacy: {url: 'http://x:1'}, new: {url: 'http://y:1'}}\n"
+        f"routes: [{{name: a, match: GET /a, stage: new, faults: {faults}}}]\n"
+    )
+    assert [(found, message in text) for _, found, text in problems] == [(field, True)], problems
