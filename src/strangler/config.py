@@ -1146,6 +1146,14 @@ class Config(_Model):
                             f"({', '.join(sorted(names))})",
                         )
                     )
+            if route.stage is Stage.RETIRED and route.backend == self.legacy_backend:
+                problems.append(
+                    _RefError(
+                        ("routes", index, "backend"),
+                        f"names the legacy backend {route.backend!r}, and stage retired means "
+                        "legacy no longer answers this route: drop `backend:` or use another stage",
+                    )
+                )
             faults = route.faults
             if (
                 faults is not None

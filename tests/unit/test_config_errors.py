@@ -327,3 +327,12 @@ def test_a_bad_fault_names_its_field(faults: str, field: str, message: str) -> N
         f"routes: [{{name: a, match: GET /a, stage: new, faults: {faults}}}]\n"
     )
     assert [(found, message in text) for _, found, text in problems] == [(field, True)], problems
+
+
+def test_a_retired_route_can_not_name_the_legacy_backend() -> None:
+    ((_, field, message),) = _problems(
+        "backends: {legacy: {url: 'http://x:1'}, new: {url: 'http://y:1'}}\n"
+        "routes: [{name: a, match: GET /a, stage: retired, backend: legacy}]\n"
+    )
+    assert field == "routes[0].backend"
+    assert "stage retired means legacy no longer answers this route" in message
