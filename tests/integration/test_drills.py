@@ -142,6 +142,8 @@ def test_a_drill_applies_within_a_second_and_stops_applying_when_it_expires(
     done = httpx.post(url, json={"reason": "slow day", "fault": fault, "for_s": 60}, headers=writer)
     assert done.status_code == 200, done.text
     assert (done.json()["action"], done.json()["actor"]) == ("drill", "token:ci")
+    detail = httpx.get(f"{gw.admin_url}/api/v1/routes/plain", headers=writer).json()
+    assert (detail["drill"]["fault"], detail["drill"]["reason"]) == (fault, "slow day")
     with httpx.Client(timeout=5.0) as client:
 
         def delayed() -> bool:
