@@ -38,7 +38,7 @@ from strangler.control.stores.schema import upgrade
 from tests.postgres import create_database, drop_database
 
 ADAPTERS = ["sqlite", "postgresql"]
-HEAD = "v0008"
+HEAD = "v0009"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +138,7 @@ TABLES = {
     "slo_minutes",
     "slo_states",
     "data_runs",
+    "control_drills",
     "admin_sessions",
     "alembic_version",
 }
