@@ -16,7 +16,7 @@ DASHBOARD_MODULES := dashboard/node_modules/.package-lock.json
 DASHBOARD_INPUTS := $(shell find dashboard/src dashboard/scripts -type f 2>/dev/null) \
 	$(addprefix dashboard/,index.html package.json package-lock.json tsconfig.json vite.config.ts)
 
-.PHONY: help setup native native-deps dashboard node-deps browser-deps demo test test-fast postgres \
+.PHONY: mariadb help setup native native-deps dashboard node-deps browser-deps demo test test-fast postgres \
 	prometheus-deps systemd-deps bench bench-deps lint format clean
 
 help:
@@ -88,7 +88,7 @@ demo: setup
 # cores that halves the wall time. TEST_WORKERS=0 runs them in one process. A costly build that
 # several tests share (the wheel in test_packaging.py) is made once per run, under a file lock.
 TEST_WORKERS ?= 2
-test: setup postgres prometheus-deps systemd-deps browser-deps
+test: setup postgres mariadb prometheus-deps systemd-deps browser-deps
 	cd dashboard && npm test
 	STRANGLER_REQUIRE_NATIVE=1 STRANGLER_REQUIRE_PROMETHEUS=1 STRANGLER_REQUIRE_BROWSER=1 \
 		$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10
@@ -101,6 +101,16 @@ postgres:
 	  { echo "starting the local PostgreSQL cluster for the store tests"; \
 	    $(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || true; } || \
 	  echo "no local PostgreSQL: the PostgreSQL store tests will be skipped"; }
+
+# The data parity tests want MariaDB on 127.0.0.1:3306 (root, no password): start the local
+# server if it is installed but stopped. Without one they skip, saying so
+# (STRANGLER_REQUIRE_MARIADB=1 fails).
+mariadb:
+	@command -v mariadb-admin >/dev/null 2>&1 && mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1 || { \
+	  [ -x /etc/init.d/mariadb ] && \
+	  { echo "starting the local MariaDB server for the data parity tests"; \
+	    $(SUDO) /etc/init.d/mariadb start >/dev/null || true; } || \
+	  echo "no local MariaDB: the data parity tests against MariaDB will be skipped"; }
 
 # The metrics tests scrape the gateway with a real Prometheus and lint /metrics with promtool
 # (Debian package `prometheus`). They run their own on a free loopback port with storage in a

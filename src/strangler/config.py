@@ -341,6 +341,47 @@ class RouteCanaryConfig(_Model):
         return tuple(StickinessSource(kind) for kind in kinds)
 
 
+class FaultAbortConfig(_Model):
+    """Answer `percent` % of the side's requests with `status` (problem+json), upstream
+    untouched."""
+
+    percent: Annotated[float, Field(ge=0, le=100)]
+    status: Annotated[int, Field(ge=400, le=599)] = 503
+
+
+class FaultDelayConfig(_Model):
+    """Hold `percent` % of the side's requests `ms` milliseconds before they go upstream."""
+
+    percent: Annotated[float, Field(ge=0, le=100)]
+    ms: Annotated[int, Field(ge=1, le=60_000)]
+
+
+class FaultsConfig(_Model):
+    """Faults injected into a route's answers on one side, for drills (`strangler drill`)."""
+
+    abort: FaultAbortConfig | None = None
+    delay: FaultDelayConfig | None = None
+    # Only requests carrying this header, from the canary override's networks or signed with
+    # its secret (the value `{expiry}:{hex HMAC-SHA256(secret, "fault:{path}:{expiry}")}`).
+    only_when_header: (
+        Annotated[str, Field(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")] | None
+    ) = None
+    side: Literal["new", "legacy", "both"] = "new"
+
+    @field_validator("only_when_header")
+    @classmethod
+    def _check_fault_header(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_header_name(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_some_fault(self) -> FaultsConfig:
+        if self.abort is None and self.delay is None:
+            raise ValueError("names no fault: give `abort`, `delay` or both")
+        return self
+
+
 class RouteConfig(_Model):
     """One route: a Rails-style `match`, its stage, and optionally its own backend."""
 
@@ -357,6 +398,7 @@ class RouteConfig(_Model):
     csrf: bool = True
     # The Rails session cookie is removed from requests to the new backend unless this is set.
     pass_session_cookie: bool = False
+    faults: FaultsConfig | None = None
 
     @field_validator("diff")
     @classmethod
@@ -1104,6 +1146,28 @@ class Config(_Model):
                             f"({', '.join(sorted(names))})",
                         )
                     )
+            if route.stage is Stage.RETIRED and route.backend == self.legacy_backend:
+                problems.append(
+                    _RefError(
+                        ("routes", index, "backend"),
+                        f"names the legacy backend {route.backend!r}, and stage retired means "
+                        "legacy no longer answers this route: drop `backend:` or use another stage",
+                    )
+                )
+            faults = route.faults
+            if (
+                faults is not None
+                and faults.only_when_header is not None
+                and not self.canary.override.networks
+                and self.canary.override.secret_env is None
+            ):
+                problems.append(
+                    _RefError(
+                        ("routes", index, "faults", "only_when_header"),
+                        "would never be honoured: nobody is trusted to ask for a fault; set "
+                        "canary.override.networks or canary.override.secret_env",
+                    )
+                )
             if self.new_backend is None and self.needs_new_backend(route):
                 problems.append(
                     _RefError(
@@ -1152,7 +1216,7 @@ class Config(_Model):
         """Whether the route, in `stage` (default: its own), sends a request (or a copy) to
         `new_backend` rather than to a backend it names itself."""
         stage = route.stage if stage is None else stage
-        if stage is Stage.NEW:
+        if stage in (Stage.NEW, Stage.RETIRED):
             return route.backend is None
         if stage is Stage.SHADOW:
             return route.shadow.backend is None
@@ -1284,7 +1348,7 @@ class Config(_Model):
     def backend_for(self, route: RouteConfig) -> str:
         if route.backend is not None:
             return route.backend
-        if route.stage is Stage.NEW and self.new_backend is not None:
+        if route.stage in (Stage.NEW, Stage.RETIRED) and self.new_backend is not None:
             return self.new_backend
         # Stage new with no new backend never validates; the control plane refuses to promote
         # into it, so this is legacy's route.

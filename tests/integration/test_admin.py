@@ -236,6 +236,7 @@ def test_the_openapi_document_lists_the_endpoints(gateway: GatewayProcess) -> No
         "/api/v1/routes/{name}/resume",
         "/api/v1/routes/{name}/reset",
         "/api/v1/routes/{name}/weight",
+        "/api/v1/routes/{name}/drill",
         "/api/v1/routes/{name}/series",
         "/api/v1/audit",
         "/api/v1/diffs",

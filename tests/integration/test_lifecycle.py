@@ -220,9 +220,9 @@ def test_a_worker_that_dies_after_a_refused_reload_is_replaced_with_the_config_i
 ) -> None:
     gw = start_gateway(workers=2, legacy=legacy_upstream.url, new=new_upstream.url)
     workers = _children(gw)
-    # An edit the supervisor refuses (a reserved stage): the workers keep version 1, on which
+    # An edit the supervisor refuses (an unknown stage): the workers keep version 1, on which
     # everything goes to legacy.
-    bad_route = '  - name: all\n    match: "ANY /*path"\n    stage: retired\n'
+    bad_route = '  - name: all\n    match: "ANY /*path"\n    stage: bogus\n'
     write_config(gw.config_path, legacy=legacy_upstream.url, new=new_upstream.url, routes=bad_route)
     gw.signal(signal.SIGHUP)
     gw.wait_for_log("config reload refused")

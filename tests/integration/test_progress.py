@@ -98,6 +98,7 @@ def _totals(compared: int, equal: int, noise: int = 0) -> RouteTotals:
         (Stage.SHADOW, _totals(1000, 990, noise=10), "ready to leave shadow: parity lower bound"),
         (Stage.SHADOW, _totals(5000, 4995), "ready to leave shadow"),
         (Stage.NEW, None, "done: served by the new backend"),
+        (Stage.RETIRED, None, "done: retired, legacy is no longer called"),
     ],
 )
 def test_the_gate_out_of_shadow_needs_enough_comparisons_and_parity(

@@ -183,6 +183,7 @@ def test_the_access_log_has_one_json_line_per_request_and_reopens_on_sigusr1(
         "canary_reason",
         "shadow",
         "user",
+        "fault",
     ]
     assert first["request_id"] == request_id
     assert first["client"] == "127.0.0.1"

@@ -13,7 +13,7 @@ from strangler.observe.access_log import AccessLog, AccessLogSettings
 FIELDS = [
     "ts", "request_id", "trace_id", "client", "method", "path", "route", "stage", "side",
     "status", "bytes_in", "bytes_out", "duration_ms", "upstream_ms", "canary_reason", "shadow",
-    "user",
+    "user", "fault",
 ]  # fmt: skip
 
 

@@ -156,12 +156,11 @@ def test_a_bare_port_gets_the_address_to_write(key: str, value: str) -> None:
     assert "`127.0.0.1:8100` (this machine only) or `0.0.0.0:8100`" in text
 
 
-def test_the_reserved_stage_is_not_offered_as_a_choice() -> None:
+def test_every_stage_is_offered_as_a_choice() -> None:
     ((_, _, bogus),) = _problems(
         "backends: {legacy: {url: 'http://x:1'}}\nroutes: [{name: a, match: GET /a, stage: x}]\n"
     )
-    assert bogus == "expected one of: legacy, shadow, canary, new (got 'x')"
-    assert "retired" not in bogus
+    assert bogus == "expected one of: legacy, shadow, canary, new, retired (got 'x')"
 
 
 def test_a_facade_in_front_of_legacy_only_is_a_valid_config() -> None:
@@ -305,3 +304,35 @@ def test_a_plan_has_no_gates_unless_given() -> None:
     [gate] = config.routes[0].canary.plan.gates
     assert (gate.url, gate.timeout_s, gate.secret_env) == ("https://ci.example/confirm", 5.0, None)
     assert config.routes[1].canary.plan.gates == []
+
+
+@pytest.mark.parametrize(
+    ("faults", "field", "message"),
+    [
+        ("{side: new}", "routes[0].faults", "names no fault: give `abort`, `delay` or both"),
+        ("{abort: {percent: 101}}", "routes[0].faults.abort.percent", "less than or equal to 100"),
+        ("{abort: {percent: 5, status: 302}}", "routes[0].faults.abort.status", "greater than"),
+        ("{delay: {percent: 5, ms: 0}}", "routes[0].faults.delay.ms", "greater than or equal"),
+        ("{abort: {percent: 5}, side: old}", "routes[0].faults.side", "'new', 'legacy' or 'both'"),
+        (
+            "{abort: {percent: 5}, only_when_header: X-Strangler-Fault}",
+            "routes[0].faults.only_when_header",
+            "would never be honoured: nobody is trusted to ask for a fault",
+        ),
+    ],
+)
+def test_a_bad_fault_names_its_field(faults: str, field: str, message: str) -> None:
+    problems = _problems(
+        "backends: {legacy: {url: 'http://x:1'}, new: {url: 'http://y:1'}}\n"
+        f"routes: [{{name: a, match: GET /a, stage: new, faults: {faults}}}]\n"
+    )
+    assert [(found, message in text) for _, found, text in problems] == [(field, True)], problems
+
+
+def test_a_retired_route_can_not_name_the_legacy_backend() -> None:
+    ((_, field, message),) = _problems(
+        "backends: {legacy: {url: 'http://x:1'}, new: {url: 'http://y:1'}}\n"
+        "routes: [{name: a, match: GET /a, stage: retired, backend: legacy}]\n"
+    )
+    assert field == "routes[0].backend"
+    assert "stage retired means legacy no longer answers this route" in message

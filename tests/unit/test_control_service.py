@@ -76,9 +76,15 @@ def test_a_group_moves_through_its_steps_to_new_and_every_step_is_audited(
     assert [(s.routes, s.stage.value) for s in service.units() if s.unit == "projects"] == [
         (("projects.show", "projects.tasks"), "new")
     ]
-    with pytest.raises(ChangeRefused, match="already served by the new backend"):
+    retired = service.promote("projects", actor="ana", reason="legacy's code is deleted")
+    assert (retired.before["stage"], retired.after["stage"]) == ("new", "retired")
+    with pytest.raises(ChangeRefused, match="is retired"):
         service.promote("projects", actor="ana", reason="again")
-    assert [c.version for c in store.audit()] == [3, 2, 1]
+    with pytest.raises(ChangeRefused, match="pass --force"):
+        service.rollback("projects", actor="ana", reason="oops")
+    forced = service.rollback("projects", actor="ana", reason="legacy still has it", force=True)
+    assert (forced.after["stage"], forced.evidence) == ("legacy", {"forced_from_retired": True})
+    assert [c.version for c in store.audit()] == [5, 4, 3, 2, 1]
 
 
 def test_leaving_shadow_needs_the_evidence_gate_or_force(

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from strangler.control.state import (
+    Drill,
     Override,
     Proposal,
     SessionRecord,
@@ -56,6 +57,30 @@ def test_a_change_writes_the_override_and_its_audit_entry(store: Store) -> None:
     ]
     assert entries[1].before == {}
     assert store.audit("other") == []
+
+
+def test_a_drill_is_written_with_its_audit_entry_and_moves_the_state_version(
+    store: Store,
+) -> None:
+    fault = {"abort": {"percent": 50.0, "status": 503}, "side": "new"}
+    set_at = store.set_drill(
+        "projects", Drill("projects", fault, 160.0), actor="ana", reason="drill", now=100.0
+    )
+    assert (set_at.version, set_at.action, set_at.before) == (1, "drill", {})
+    assert set_at.after == {"fault": fault, "expires_at": 160.0}
+    assert store.state_version() == 1
+    drill = store.drills()["projects"]
+    assert (drill.fault, drill.expires_at, drill.version, drill.actor) == (fault, 160.0, 1, "ana")
+    cleared = store.set_drill("projects", None, actor="bob", reason="done", now=120.0)
+    assert (cleared.action, cleared.after, cleared.before["expires_at"]) == (
+        "drill_clear",
+        {},
+        160.0,
+    )
+    assert store.drills() == {}
+    assert [c.action for c in store.audit("projects")] == ["drill_clear", "drill"]
+    # Overrides are untouched by drills.
+    assert store.overrides() == {}
 
 
 def test_a_proposal_that_clears_the_override_deletes_it_and_is_audited(store: Store) -> None:

@@ -39,7 +39,7 @@ from strangler.control.stores.schema import upgrade
 from tests.postgres import create_database, drop_database
 
 ADAPTERS = ["sqlite", "postgresql"]
-HEAD = "v0009"
+HEAD = "v0010"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +140,7 @@ TABLES = {
     "slo_minutes",
     "slo_states",
     "data_runs",
+    "control_drills",
     "admin_sessions",
     "alembic_version",
 }

@@ -151,8 +151,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Everyone back on legacy, at once */
-        post: operations["change_api_v1_routes__name__rollback_post"];
+        /**
+         * Everyone back on legacy, at once
+         * @description 409 for a retired route unless `force`.
+         */
+        post: operations["rollback_api_v1_routes__name__rollback_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -207,6 +210,26 @@ export interface paths {
          * @description The audit entry keeps the dropped override (`before`, and who set it in `evidence.dropped`); `after` is the YAML's state. 409 when the route has no runtime override. A unit the YAML no longer has can be reset by its name.
          */
         post: operations["change_api_v1_routes__name__reset_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/routes/{name}/drill": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Inject faults into a route's answers for a while (a drill), or end one
+         * @description Audited; every worker applies it within a second and ignores it once `for_s` has passed. 409 to clear a unit without a drill in force.
+         */
+        post: operations["drill_api_v1_routes__name__drill_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -648,6 +671,67 @@ export interface components {
                 [key: string]: unknown;
             } | null;
         };
+        /** DrillBody */
+        DrillBody: {
+            /**
+             * Reason
+             * @description Goes to the audit log.
+             */
+            reason: string;
+            /** @description The fault, as the YAML's `faults:` spells it. */
+            fault?: components["schemas"]["FaultsConfig"] | null;
+            /**
+             * For S
+             * @description Seconds until the drill ends by itself (with `fault`).
+             */
+            for_s?: number | null;
+            /**
+             * Clear
+             * @description End the drill in force now.
+             * @default false
+             */
+            clear: boolean;
+        };
+        /**
+         * FaultAbortConfig
+         * @description Answer `percent` % of the side's requests with `status` (problem+json), upstream
+         *     untouched.
+         */
+        FaultAbortConfig: {
+            /** Percent */
+            percent: number;
+            /**
+             * Status
+             * @default 503
+             */
+            status: number;
+        };
+        /**
+         * FaultDelayConfig
+         * @description Hold `percent` % of the side's requests `ms` milliseconds before they go upstream.
+         */
+        FaultDelayConfig: {
+            /** Percent */
+            percent: number;
+            /** Ms */
+            ms: number;
+        };
+        /**
+         * FaultsConfig
+         * @description Faults injected into a route's answers on one side, for drills (`strangler drill`).
+         */
+        FaultsConfig: {
+            abort?: components["schemas"]["FaultAbortConfig"] | null;
+            delay?: components["schemas"]["FaultDelayConfig"] | null;
+            /** Only When Header */
+            only_when_header?: string | null;
+            /**
+             * Side
+             * @default new
+             * @enum {string}
+             */
+            side: "new" | "legacy" | "both";
+        };
         /** Health */
         Health: {
             /**
@@ -773,6 +857,20 @@ export interface components {
              * @default
              */
             reason: string;
+        };
+        /** RollbackBody */
+        RollbackBody: {
+            /**
+             * Reason
+             * @description Goes to the audit log.
+             */
+            reason: string;
+            /**
+             * Force
+             * @description Roll back a retired route too (legacy must still have its code; audited).
+             * @default false
+             */
+            force: boolean;
         };
         /** RouteBucket */
         RouteBucket: {
@@ -2049,7 +2147,7 @@ export interface operations {
             };
         };
     };
-    change_api_v1_routes__name__rollback_post: {
+    rollback_api_v1_routes__name__rollback_post: {
         parameters: {
             query?: never;
             header?: {
@@ -2063,7 +2161,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ChangeBody"];
+                "application/json": components["schemas"]["RollbackBody"];
             };
         };
         responses: {
@@ -2598,6 +2696,184 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["ChangeBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChangeOut"];
+                };
+            };
+            /** @description The value is out of range (named in the detail) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description No credentials, or an unknown, revoked or expired token or session */
+            401: {
+                headers: {
+                    /** @description Always `Bearer realm="strangler"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The scope is read where write is needed, or a session's CSRF token is missing or wrong */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description No route or rollout group by that name */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The change does not apply: wrong stage, or the evidence gate is closed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request parameters (named in the detail) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+            /** @description The control store can't be reached (the reason is in the gateway's log) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        /**
+                         * Type
+                         * @default about:blank
+                         */
+                        type: string;
+                        /** Title */
+                        title: string;
+                        /** Status */
+                        status: number;
+                        /** Detail */
+                        detail?: string | null;
+                    };
+                };
+            };
+        };
+    };
+    drill_api_v1_routes__name__drill_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's CSRF token (from login); required with the session cookie on POST, PUT, PATCH and DELETE. Not needed with a bearer token. */
+                "X-CSRF-Token"?: string | null;
+            };
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DrillBody"];
             };
         };
         responses: {
@@ -3479,7 +3755,10 @@ export interface operations {
     };
     progress_api_v1_progress_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description How long legacy must have answered nothing. */
+                days?: number;
+            };
             header?: {
                 /** @description The session's CSRF token (from login); required with the session cookie on POST, PUT, PATCH and DELETE. Not needed with a bearer token. */
                 "X-CSRF-Token"?: string | null;

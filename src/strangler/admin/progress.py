@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from strangler.admin.auth import AUTH_RESPONSES, require_read
 from strangler.admin.store_access import store_dependency
 from strangler.admin.view import GatewayView
-from strangler.cli.progress import progress_report
+from strangler.cli.progress import LEGACY_QUIET_DAYS, progress_report
 from strangler.control.state import Store
 
 _DESCRIPTION = """\
@@ -37,7 +37,13 @@ def progress_router(gateway: GatewayView) -> APIRouter:
         summary="Where the migration stands: routes by stage, share on new, next steps",
         description=_DESCRIPTION,
     )
-    def progress(store: Annotated[Store, Depends(store_dependency)]) -> dict[str, Any]:
-        return progress_report(gateway.snapshot, store, now=time.time())
+    def progress(
+        store: Annotated[Store, Depends(store_dependency)],
+        days: Annotated[
+            int,
+            Query(ge=1, le=366, description="How long legacy must have answered nothing."),
+        ] = LEGACY_QUIET_DAYS,
+    ) -> dict[str, Any]:
+        return progress_report(gateway.snapshot, store, now=time.time(), legacy_days=days)
 
     return router

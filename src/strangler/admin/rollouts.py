@@ -23,6 +23,7 @@ from strangler.admin.auth import AUTH_RESPONSES, Principal, require_read, requir
 from strangler.admin.problems import problem_openapi, problem_response
 from strangler.admin.store_access import store_dependency
 from strangler.admin.view import GatewayView
+from strangler.config import FaultsConfig
 from strangler.control.changes import CHANGES, ChangeRequest
 from strangler.control.reports import rollout_report, status_report
 from strangler.control.service import ChangeRefused, ControlService
@@ -46,6 +47,25 @@ class PromoteBody(BaseModel):
             "Promote although the evidence gate or an SLO's budget gate is closed (audited)."
         ),
     )
+
+
+class RollbackBody(BaseModel):
+    reason: Reason
+    force: bool = Field(
+        default=False,
+        description="Roll back a retired route too (legacy must still have its code; audited).",
+    )
+
+
+class DrillBody(BaseModel):
+    reason: Reason
+    fault: FaultsConfig | None = Field(
+        default=None, description="The fault, as the YAML's `faults:` spells it."
+    )
+    for_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="Seconds until the drill ends by itself (with `fault`)."
+    )
+    clear: bool = Field(default=False, description="End the drill in force now.")
 
 
 class WeightBody(BaseModel):
@@ -142,7 +162,22 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
 
         change.__name__ = action
 
-    simple("rollback", "Everyone back on legacy, at once")
+    @router.post(
+        "/routes/{name}/rollback",
+        responses=_CHANGE_RESPONSES,
+        summary="Everyone back on legacy, at once",
+        description="409 for a retired route unless `force`.",
+    )
+    def rollback(
+        name: str,
+        body: RollbackBody,
+        principal: Annotated[Principal, Depends(require_write)],
+        store: Annotated[Store, Depends(store_dependency)],
+    ) -> ChangeOut:
+        return changed(
+            "rollback", name, ChangeRequest(body.reason, force=body.force), principal, store
+        )
+
     simple("pause", "Stop the analyzer moving this rollout")
     simple("resume", "Let the analyzer move this rollout again")
     simple(
@@ -152,6 +187,22 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
         "`evidence.dropped`); `after` is the YAML's state. 409 when the route has no runtime "
         "override. A unit the YAML no longer has can be reset by its name.",
     )
+
+    @router.post(
+        "/routes/{name}/drill",
+        responses=_CHANGE_RESPONSES,
+        summary="Inject faults into a route's answers for a while (a drill), or end one",
+        description="Audited; every worker applies it within a second and ignores it once "
+        "`for_s` has passed. 409 to clear a unit without a drill in force.",
+    )
+    def drill(
+        name: str,
+        body: DrillBody,
+        principal: Annotated[Principal, Depends(require_write)],
+        store: Annotated[Store, Depends(store_dependency)],
+    ) -> ChangeOut:
+        request = ChangeRequest(body.reason, fault=body.fault, for_s=body.for_s, clear=body.clear)
+        return changed("drill", name, request, principal, store)
 
     @router.put("/routes/{name}/weight", responses=_CHANGE_RESPONSES, summary="Set the weight")
     def set_weight(

@@ -1,5 +1,5 @@
-"""`strangler promote|rollback|pause|resume|reset|status|audit|export` and `strangler rollout
-status|weight`: read and steer the control state, locally or through `--admin URL`.
+"""`strangler promote|rollback|pause|resume|reset|drill|status|audit|export` and `strangler
+rollout status|weight`: read and steer the control state, locally or through `--admin URL`.
 
 Rule: wherever a route's stage or weight comes from a runtime override rather than the YAML,
 the output marks it (`canary*`) and says who set it and how to let the YAML stand again.
@@ -7,6 +7,7 @@ the output marks it (`canary*`) and says who set it and how to let the YAML stan
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -81,6 +82,14 @@ def _report_change(change: dict[str, Any], as_json: bool) -> None:
         return
     before, after, unit = change["before"], change["after"], change["unit"]
     by = f"by {change['actor']}, state version {change['version']}"
+    if change["action"] in ("drill", "drill_clear"):
+        what = (
+            f"drill on {unit}: {fault_text(after['fault'])} until {_when(after['expires_at'])}"
+            if after
+            else f"cleared the drill of {unit} ({fault_text(before['fault'])})"
+        )
+        typer.echo(f"{what} ({by}); every worker follows within a second")
+        return
     if change["action"] == "reset":
         dropped = (change.get("evidence") or {}).get("dropped") or {}
         setter = f", set by {dropped['actor']}" if dropped.get("actor") else ""
@@ -95,6 +104,33 @@ def _report_change(change: dict[str, Any], as_json: bool) -> None:
         f"{done} {unit}: {_stage_text(before)} → {_stage_text(after)} "
         f"({by}); every worker follows within a second"
     )
+
+
+def fault_text(fault: Mapping[str, Any]) -> str:
+    """A fault as `faults:` spells it, in words: "abort 50 % (503), delay 10 % by 300 ms on
+    new"."""
+    parts = []
+    abort, delay = fault.get("abort"), fault.get("delay")
+    if abort:
+        parts.append(f"abort {abort['percent']:g} % ({abort.get('status', 503)})")
+    if delay:
+        parts.append(f"delay {delay['percent']:g} % by {delay['ms']} ms")
+    text = ", ".join(parts) + f" on {fault.get('side', 'new')}"
+    if fault.get("only_when_header"):
+        text += f" when asked with {fault['only_when_header']}"
+    return text
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """`60s`, `5m`, `1h`, `1.5m` or plain seconds, in seconds; typer.BadParameter if not."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise typer.BadParameter(f"expected a duration like 60s, 5m or 1h, got {text!r}")
+    return float(match[1]) * _UNIT_S[match[2] or "s"]
 
 
 def override_notes(overridden: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
@@ -141,8 +177,8 @@ def promote(
 ) -> None:
     """Move a route one stage on.
 
-    legacy -> shadow -> canary (the plan's steps) -> new. Leaving shadow needs the evidence
-    gate (shadow parity), and past shadow every SLO with a budget_gate over the route needs
+    legacy -> shadow -> canary (the plan's steps) -> new -> retired. Leaving shadow needs the
+    evidence gate (shadow parity), and past shadow every SLO with a budget_gate over the route needs
     that much error budget left, unless --force.
     """
     body = {"reason": reason, "weight": weight, "force": force}
@@ -167,12 +203,83 @@ def _simple_change(action: str, help_text: str) -> Callable[..., None]:
     return command
 
 
-rollback = _simple_change(
-    "rollback",
-    "Send everyone back to legacy at once, from any stage.\n\n"
-    "Every worker follows within a second. The route stays on legacy (a runtime override) "
-    "until promoted again or `strangler reset` lets the YAML stand.",
-)
+def rollback(
+    route: Annotated[str, typer.Argument(metavar="ROUTE", help="A route or rollout group.")],
+    reason: ReasonOption,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Roll back a retired route too (legacy must still have its code; audited).",
+        ),
+    ] = False,
+    config: ConfigOption = Path("strangler.yaml"),
+    admin: AdminOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send everyone back to legacy at once, from any stage.
+
+    Every worker follows within a second. The route stays on legacy (a runtime override)
+    until promoted again or `strangler reset` lets the YAML stand. A retired route is refused
+    unless --force: legacy may no longer have its code.
+    """
+    _change(route, "rollback", {"reason": reason, "force": force}, config, admin, as_json)
+
+
+def drill(
+    route: Annotated[str, typer.Argument(metavar="ROUTE", help="A route or rollout group.")],
+    reason: ReasonOption,
+    abort: Annotated[
+        float | None,
+        typer.Option("--abort", metavar="PCT", min=0, max=100, help="Answer PCT % with --status."),
+    ] = None,
+    status_code: Annotated[
+        int, typer.Option("--status", min=400, max=599, help="The aborted answers' status.")
+    ] = 503,
+    delay_ms: Annotated[
+        int | None,
+        typer.Option("--delay-ms", metavar="MS", min=1, max=60_000, help="Hold requests MS ms."),
+    ] = None,
+    delay_percent: Annotated[
+        float,
+        typer.Option(
+            "--delay-percent", metavar="PCT", min=0, max=100, help="Share of requests delayed."
+        ),
+    ] = 100.0,
+    side: Annotated[
+        str, typer.Option("--side", help="The side whose answers suffer: new, legacy or both.")
+    ] = "new",
+    for_: Annotated[
+        str | None,
+        typer.Option("--for", metavar="DURATION", help="How long, e.g. 60s, 5m (required)."),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="End the drill in force now.")] = False,
+    config: ConfigOption = Path("strangler.yaml"),
+    admin: AdminOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Inject faults into a route's answers for a while: a drill.
+
+    Aborted requests get --status (problem+json) without reaching the backend; delayed ones
+    wait --delay-ms first. They are counted, logged and judged like real failures, so a drill
+    on a canary's new side shows whether the analyzer rolls it back. Audited; every worker
+    follows within a second, and the drill ends by itself after --for.
+    """
+    body: dict[str, Any] = {"reason": reason, "clear": clear}
+    if not clear:
+        if abort is None and delay_ms is None:
+            raise typer.BadParameter("give --abort PCT, --delay-ms MS (or both), or --clear")
+        if for_ is None:
+            raise typer.BadParameter("a drill needs --for DURATION (it ends by itself)")
+        fault: dict[str, Any] = {"side": side}
+        if abort is not None:
+            fault["abort"] = {"percent": abort, "status": status_code}
+        if delay_ms is not None:
+            fault["delay"] = {"percent": delay_percent, "ms": delay_ms}
+        body.update(fault=fault, for_s=parse_duration(for_))
+    _change(route, "drill", body, config, admin, as_json)
+
+
 reset = _simple_change(
     "reset",
     "Let the YAML stand again: drop a route's runtime override.\n\n"
@@ -405,6 +512,6 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (promote, rollback, pause, resume, reset, status, audit, export):
+    for command in (promote, rollback, pause, resume, reset, drill, status, audit, export):
         app.command()(command)
     app.add_typer(rollout_app, name="rollout")

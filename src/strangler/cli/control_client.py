@@ -73,15 +73,22 @@ class LocalClient:
             raise ControlError(str(exc), 2) from exc
 
     def change(self, name: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        from strangler.config import FaultsConfig
         from strangler.control.changes import ChangeRequest, change_handler
         from strangler.control.service import ChangeRefused, ControlService
 
-        weight = body.get("weight")
-        request = ChangeRequest(
-            str(body.get("reason", "")),
-            weight=None if weight is None else float(weight),
-            force=bool(body.get("force")),
-        )
+        weight, fault, for_s = body.get("weight"), body.get("fault"), body.get("for_s")
+        try:
+            request = ChangeRequest(
+                str(body.get("reason", "")),
+                weight=None if weight is None else float(weight),
+                force=bool(body.get("force")),
+                fault=None if fault is None else FaultsConfig.model_validate(fault),
+                for_s=None if for_s is None else float(for_s),
+                clear=bool(body.get("clear")),
+            )
+        except ValueError as exc:
+            raise ControlError(f"bad fault: {exc}", 2) from exc
         try:
             handler = change_handler(action)
             change = handler(ControlService(self.store, self.base), name, request, actor=self.actor)

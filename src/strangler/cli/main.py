@@ -298,17 +298,27 @@ def progress(
     config: ConfigOption = Path("strangler.yaml"),
     admin: AdminOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    days: Annotated[
+        int,
+        typer.Option(
+            "--days",
+            min=1,
+            max=366,
+            help="Legacy can be switched off after this many days without an answer from it.",
+        ),
+    ] = 7,
 ) -> None:
     """Show where the migration stands, route by route.
 
-    Routes by stage, the share answered by new over the last hour and day, and per route what
-    stands between it and its next stage.
+    Routes by stage, the share answered by new over the last hour and day, per route what
+    stands between it and its next stage, and whether legacy can be switched off (no route
+    left on it and no answer from it in the last --days days).
     """
     from strangler.cli.progress import show_progress
 
     snapshot = None if admin else _load_or_exit(config)
     with _store_errors():
-        code = show_progress(snapshot, as_json=as_json, admin=admin or None)
+        code = show_progress(snapshot, as_json=as_json, admin=admin or None, days=days)
     raise typer.Exit(code)
 
 

@@ -30,6 +30,11 @@ from strangler.runtime.snapshot_build import build_snapshot, store_path
 
 HOUR_S = 3600
 DAY_S = 86_400
+# How long legacy must have answered nothing before progress says it can be switched off:
+# a week covers the weekly jobs and reports that hit a route once in a while.
+LEGACY_QUIET_DAYS = 7
+# Stages in which legacy answers some of a route's requests.
+_LEGACY_STAGES = frozenset({Stage.LEGACY, Stage.SHADOW, Stage.CANARY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,11 @@ def next_step(
     if stage is Stage.NEW:
         if hour is not None and hour.new_errors:
             return f"done; {hour.new_errors} errors on new in the last hour"
-        return "done: served by the new backend"
+        return "done: served by the new backend; `strangler promote ROUTE` retires it"
+    if stage is Stage.RETIRED:
+        if hour is not None and hour.new_errors:
+            return f"retired; {hour.new_errors} errors on new in the last hour"
+        return "done: retired, legacy is no longer called"
     if stage is Stage.SHADOW:
         compared = totals.compared if totals is not None else 0
         equal = totals.equal + totals.equal_but_noise if totals is not None else 0
@@ -82,15 +91,21 @@ def next_step(
 
 
 def show_progress(
-    snapshot: Snapshot | None, *, as_json: bool, admin: str | None = None, now: float | None = None
+    snapshot: Snapshot | None,
+    *,
+    as_json: bool,
+    admin: str | None = None,
+    now: float | None = None,
+    days: int = LEGACY_QUIET_DAYS,
 ) -> int:
     """Print the progress report: read locally (the config's store, `snapshot` its YAML) or,
-    with `admin`, from a running gateway's GET /api/v1/progress (`snapshot` unused)."""
+    with `admin`, from a running gateway's GET /api/v1/progress (`snapshot` unused). `days`:
+    how long legacy must have answered nothing to be switched off."""
     if admin is not None:
-        report = _fetch(admin)
+        report = _fetch(admin, days)
     else:
         assert snapshot is not None
-        report = _local_report(snapshot, time.time() if now is None else now)
+        report = _local_report(snapshot, time.time() if now is None else now, days)
     if as_json:
         typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -98,9 +113,9 @@ def show_progress(
     return 0
 
 
-def _local_report(snapshot: Snapshot, now: float) -> dict[str, Any]:
+def _local_report(snapshot: Snapshot, now: float, days: int) -> dict[str, Any]:
     if snapshot.config.store.url is None and not store_path(snapshot).exists():
-        return progress_report(snapshot, None, now=now)
+        return progress_report(snapshot, None, now=now, legacy_days=days)
     from strangler.control.stores import open_store
 
     store = open_store(snapshot.config.store, snapshot.source)
@@ -111,18 +126,18 @@ def _local_report(snapshot: Snapshot, now: float) -> dict[str, Any]:
             snapshot = build_snapshot(
                 apply_overrides(snapshot.config, overrides), source=snapshot.source
             )
-        return progress_report(snapshot, store, now=now)
+        return progress_report(snapshot, store, now=now, legacy_days=days)
     finally:
         store.close()
 
 
-def _fetch(admin: str) -> dict[str, Any]:
+def _fetch(admin: str, days: int) -> dict[str, Any]:
     from strangler.cli.admin_reads import admin_or_exit
     from strangler.cli.control_client import ControlError
 
     client = admin_or_exit(admin)
     try:
-        report: dict[str, Any] = client.get("/api/v1/progress")
+        report: dict[str, Any] = client.get(f"/api/v1/progress?days={days}")
     except ControlError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.code) from exc
@@ -131,11 +146,18 @@ def _fetch(admin: str) -> dict[str, Any]:
     return report
 
 
-def progress_report(snapshot: Snapshot, store: Store | None, *, now: float) -> dict[str, Any]:
+def progress_report(
+    snapshot: Snapshot,
+    store: Store | None,
+    *,
+    now: float,
+    legacy_days: int = LEGACY_QUIET_DAYS,
+) -> dict[str, Any]:
     """The document `progress --json` prints and GET /api/v1/progress answers.
 
     `snapshot` is the one in force (the YAML with the runtime overrides applied); `store` is
-    None when none was created yet (no traffic recorded).
+    None when none was created yet (no traffic recorded). `legacy_days`: the quiet period
+    legacy must have had before it can be switched off.
     """
     hour: dict[str, TrafficTotals] = {}
     day: dict[str, TrafficTotals] = {}
@@ -171,12 +193,39 @@ def progress_report(snapshot: Snapshot, store: Store | None, *, now: float) -> d
     for item in rows:
         by_stage[item.stage] = by_stage.get(item.stage, 0) + 1
     statuses = store.data_statuses() if store is not None else {}
+    quiet = store.traffic(now - legacy_days * DAY_S) if store is not None else []
     return {
         "routes_by_stage": by_stage,
         "share_on_new": {"hour": _share(hour.values()), "day": _share(day.values())},
         "unmatched": _counts(hour.get(DEFAULT_ROUTE)),
         "routes": [_as_dict(item) for item in rows],
         "data": data_report(snapshot.config, statuses, now=now),
+        "legacy_switch_off": legacy_switch_off(snapshot, quiet, days=legacy_days),
+    }
+
+
+def legacy_switch_off(
+    snapshot: Snapshot, traffic: Iterable[TrafficTotals], *, days: int
+) -> dict[str, Any]:
+    """Whether legacy can be switched off: no route in a stage legacy answers in (nor one
+    whose own `backend:` is legacy, nor the unmatched default), and no answer from legacy in
+    the per-minute traffic counts of the last `days` days."""
+    config = snapshot.config
+    legacy = config.legacy_backend
+    on_legacy = [
+        row.spec.name
+        for row in snapshot.table.rows()
+        if row.spec.stage in _LEGACY_STAGES or row.spec.backend == legacy
+    ]
+    if config.default == legacy:
+        on_legacy.append(DEFAULT_ROUTE)
+    answered = {item.route: item.legacy for item in traffic if item.legacy}
+    return {
+        "ready": not on_legacy and not answered,
+        "days": days,
+        "routes_on_legacy": on_legacy,
+        "legacy_answers": sum(answered.values()),
+        "legacy_answers_by_route": answered,
     }
 
 
@@ -206,6 +255,25 @@ def print_progress(report: dict[str, Any]) -> None:
         typer.echo("")
     for entry in data:
         typer.echo(f"data {entry['table']}: {_data_text(entry)}")
+    switch_off = report.get("legacy_switch_off")
+    if switch_off is not None:
+        typer.echo("")
+        typer.echo(f"legacy can be switched off: {_switch_off_text(switch_off)}")
+
+
+def _switch_off_text(entry: dict[str, Any]) -> str:
+    days = entry["days"]
+    routes: list[str] = entry["routes_on_legacy"]
+    answers: int = entry["legacy_answers"]
+    if entry["ready"]:
+        return f"yes (no route on legacy, no answer from legacy in the last {days} days)"
+    why = []
+    if routes:
+        shown = ", ".join(routes[:5]) + (f" and {len(routes) - 5} more" if len(routes) > 5 else "")
+        why.append(f"{len(routes)} routes still on legacy ({shown})")
+    if answers:
+        why.append(f"{answers:,} answers from legacy in the last {days} days")
+    return "no: " + "; ".join(why)
 
 
 def _data_text(entry: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from strangler.config import FaultsConfig
 from strangler.control.service import ChangeRefused, ControlService
 from strangler.control.state import Change
 
@@ -24,7 +25,12 @@ class ChangeRequest:
 
     reason: str
     weight: float | None = None  # % ; promote: where to move to (default: the next step)
-    force: bool = False  # promote: past a closed evidence gate or SLO budget gate
+    # promote: past a closed evidence gate or SLO budget gate; rollback: of a retired unit
+    force: bool = False
+    # drill: the fault to inject and for how long (seconds), or `clear` the one in force.
+    fault: FaultsConfig | None = None
+    for_s: float | None = None
+    clear: bool = False
 
 
 class ChangeHandler(Protocol):
@@ -52,7 +58,7 @@ def _set_weight(
 def _rollback(
     service: ControlService, name: str, request: ChangeRequest, /, *, actor: str
 ) -> Change:
-    return service.rollback(name, actor=actor, reason=request.reason)
+    return service.rollback(name, actor=actor, reason=request.reason, force=request.force)
 
 
 def _pause(service: ControlService, name: str, request: ChangeRequest, /, *, actor: str) -> Change:
@@ -67,6 +73,17 @@ def _reset(service: ControlService, name: str, request: ChangeRequest, /, *, act
     return service.reset(name, actor=actor, reason=request.reason)
 
 
+def _drill(service: ControlService, name: str, request: ChangeRequest, /, *, actor: str) -> Change:
+    if request.clear == (request.fault is not None):
+        raise ChangeRefused(
+            "a drill needs either a fault (abort, delay) or clear, not both or neither",
+            status=400,
+        )
+    return service.drill(
+        name, request.fault, for_s=request.for_s, actor=actor, reason=request.reason
+    )
+
+
 CHANGES: Mapping[str, ChangeHandler] = {
     "promote": _promote,
     "weight": _set_weight,
@@ -74,6 +91,7 @@ CHANGES: Mapping[str, ChangeHandler] = {
     "pause": _pause,
     "resume": _resume,
     "reset": _reset,
+    "drill": _drill,
 }
 
 

@@ -98,7 +98,8 @@ def rollout_report(
     store: Store, base: Config, name: str, *, verdicts: int = 20, audit: int = 20
 ) -> dict[str, Any]:
     """One unit in detail: its state, its plan, the evidence gate when it is in shadow, what
-    blocks it, and its latest verdicts and audit entries. UnknownRoute if no such route."""
+    blocks it, the drill in force (null when none, or expired), and its latest verdicts and
+    audit entries. UnknownRoute if no such route."""
     service = ControlService(store, base)
     state = service.unit(name)
     plans = service.effective().canary_groups()
@@ -119,6 +120,9 @@ def rollout_report(
     else:
         report["blocked_by"] = _blocked_by(state)
     report["verdicts"] = [v.to_json() for v in store.verdicts(state.unit, limit=verdicts)]
+    drill = store.drills().get(state.unit)
+    in_force = drill is not None and drill.expires_at > service.clock()
+    report["drill"] = drill.to_json() if drill is not None and in_force else None
     report["audit"] = [c.to_json() for c in store.audit(state.unit, limit=audit)]
     return report
 

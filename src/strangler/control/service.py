@@ -15,6 +15,9 @@ Rules:
   dropped. Resetting a unit without an override is refused, never a silent no-op.
 - A refusal names the step that does apply to the unit's stage as it really is (override
   included), as a command the user can run.
+- A drill (`drill`) injects a fault into every route of a unit until it expires by itself; it
+  is audited under the caller's actor like any change and moves the state version, but changes
+  no stage: the analyzer judges what the drill does to the answers.
 - Blocking (store I/O): call from a thread, never from an event loop.
 """
 
@@ -26,10 +29,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from strangler.config import Config, RouteConfig
+from strangler.config import Config, FaultsConfig, RouteConfig
 from strangler.control.effective import apply_overrides, unit_of
 from strangler.control.slo_status import BudgetRefusal, budget_json, budget_refusals
-from strangler.control.state import Change, Override, Proposal, Store
+from strangler.control.state import Change, Drill, Override, Proposal, Store
 from strangler.data.gate import data_gate_refusals
 from strangler.errors import StranglerError
 from strangler.rollout import Gate, RolloutStatus, shadow_gate, stages
@@ -51,6 +54,10 @@ class ChangeRefused(StranglerError):
 
 # A change of the stage machine (rollout.stages), bound to its arguments but the unit's state.
 Move = Callable[[StageState], Transition | Refusal]
+
+
+# A drill longer than this is refused: a forgotten fault must not outlive the working day.
+MAX_DRILL_S = 12 * 3600.0
 
 
 class UnknownRoute(ChangeRefused):
@@ -238,9 +245,56 @@ class ControlService:
 
         return self._change(state.unit, decide, actor=actor, reason=reason)
 
-    def rollback(self, name: str, *, actor: str, reason: str) -> Change:
-        """Everyone back on legacy at once (stage legacy, weight 0)."""
-        return self._move(self.unit(name).unit, stages.rollback, actor=actor, reason=reason)
+    def rollback(self, name: str, *, actor: str, reason: str, force: bool = False) -> Change:
+        """Everyone back on legacy at once (stage legacy, weight 0). A retired unit only with
+        `force`; the audit entry says it was forced."""
+        unit = self.unit(name).unit
+
+        def decide(current: Override | None) -> Proposal:
+            now_state = self._recheck(unit, current).stage_state()
+            moved = stages.rollback(now_state, force=force)
+            forced = force and now_state.stage is Stage.RETIRED
+            return _proposal(moved, evidence={"forced_from_retired": True} if forced else None)
+
+        return self._change(unit, decide, actor=actor, reason=reason)
+
+    def drill(
+        self,
+        name: str,
+        fault: FaultsConfig | None,
+        *,
+        for_s: float | None,
+        actor: str,
+        reason: str,
+    ) -> Change:
+        """Inject `fault` into the answers of every route of the unit for `for_s` seconds, or
+        with None, clear the unit's drill (refused when none is in force)."""
+        unit = self.unit(name).unit
+        if not reason.strip():
+            raise ChangeRefused("a reason is required (it goes to the audit log)", status=400)
+        now = self.clock()
+        if fault is None:
+            current = self.store.drills().get(unit)
+            if current is None or current.expires_at <= now:
+                raise ChangeRefused(f"{unit} has no drill in force to clear")
+            return self.store.set_drill(unit, None, actor=actor, reason=reason, now=now)
+        if for_s is None or not 0 < for_s <= MAX_DRILL_S:
+            raise ChangeRefused(
+                f"a drill needs a duration from 1 s to {MAX_DRILL_S / 3600:g} h (--for), "
+                f"got {for_s}",
+                status=400,
+            )
+        override = self.base.canary.override
+        if fault.only_when_header is not None and not (
+            override.networks or override.secret_env is not None
+        ):
+            raise ChangeRefused(
+                "only_when_header would never be honoured: nobody is trusted to ask for a "
+                "fault; set canary.override.networks or canary.override.secret_env",
+                status=400,
+            )
+        drill = Drill(unit, fault.model_dump(mode="json", exclude_none=True), now + for_s)
+        return self.store.set_drill(unit, drill, actor=actor, reason=reason, now=now)
 
     def pause(self, name: str, *, actor: str, reason: str) -> Change:
         """Stop the analyzer moving this unit; the weight in force stays."""
@@ -399,7 +453,7 @@ def _proposal(
 def _answers_all_from_new(moved: Transition) -> bool:
     """Whether after `moved` the new backend answers every request of the unit: from then on
     nothing reads legacy's data for it, so its tables must agree first (the data gate)."""
-    return moved.stage is Stage.NEW or (
+    return moved.stage in (Stage.NEW, Stage.RETIRED) or (
         moved.stage is Stage.CANARY and moved.weight_bp == FULL_WEIGHT_BP
     )
 

@@ -94,6 +94,36 @@ def _number(value: object) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class Drill:
+    """A runtime fault on every route of one rollout unit, until `expires_at` (wall clock).
+
+    `fault` is the fault as the YAML's `faults:` spells it (FaultsConfig's JSON). A worker
+    ignores a drill past its expiry, so an expired row changes nothing and needs no clearing."""
+
+    unit: str
+    fault: Mapping[str, object]
+    expires_at: float
+    version: int = 0
+    updated_at: float = 0.0
+    actor: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        """The drill as audit entries keep it in `before` and `after`."""
+        return {"fault": dict(self.fault), "expires_at": self.expires_at}
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "unit": self.unit,
+            **self.as_dict(),
+            "version": self.version,
+            "actor": self.actor,
+            "reason": self.reason,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Proposal:
     """What a `decide` callback wants written; `None` from decide means "no change"."""
 
@@ -247,6 +277,17 @@ class ControlStore(Protocol):
 
     def audit(self, unit: str | None = None, *, limit: int = 100) -> list[Change]:
         """Newest first; one unit's, or all."""
+        ...
+
+    def drills(self) -> dict[str, Drill]:
+        """Every unit's drill, by unit, expired ones included (readers skip those)."""
+        ...
+
+    def set_drill(
+        self, unit: str, drill: Drill | None, *, actor: str, reason: str, now: float
+    ) -> Change:
+        """Replace the unit's drill with `drill` (None clears it) and write its audit entry
+        (action `drill` or `drill_clear`) in one transaction: the state version moves."""
         ...
 
     def add_windows(self, windows: Sequence[WindowDelta]) -> None: ...

@@ -1,6 +1,6 @@
 """`StateWatcher`: follows the store's control state from a thread and hands every new version
-of the overrides to its owner, so each worker (and replica) converges on a change within a
-second.
+of the overrides and drills to its owner, so each worker (and replica) converges on a change
+within a second.
 
 Rules:
 - PostgreSQL: LISTEN on the channel each change NOTIFYs on commit, and read the version at
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from strangler.control.background import Background
-from strangler.control.state import Override, Store
+from strangler.control.state import Drill, Override, Store
 
 log = logging.getLogger("strangler.watcher")
 
@@ -29,7 +29,7 @@ MAX_BACKOFF_S = 5.0
 # Why a watcher is degraded before the store first answered (compared by identity).
 NOT_READ_YET = "the control store has not answered yet"
 
-OnChange = Callable[[dict[str, Override], int], None]
+OnChange = Callable[[dict[str, Override], dict[str, Drill], int], None]
 
 
 class StateWatcher(Background):
@@ -84,7 +84,7 @@ class StateWatcher(Background):
         version = self._store.state_version()
         if version != self.version:
             overrides = self._store.overrides()
-            self._on_change(overrides, version)
+            self._on_change(overrides, self._store.drills(), version)
             self.version = version
         if self.degraded is not None:
             if self.degraded is not NOT_READ_YET:

@@ -89,8 +89,10 @@ class AccessLines:
         upstream_s: float,
         canary_reason: str | None,
         user: str | None,
+        fault: str | None = None,
     ) -> None:
-        """One answered request; `upstream_s` < 0 when no upstream answered."""
+        """One answered request; `upstream_s` < 0 when no upstream answered; `fault` the kind
+        of fault a drill injected into it, if any."""
         if len(self.pending) >= self._max_pending:
             self.dropped += 1
             return
@@ -142,6 +144,8 @@ class AccessLines:
             self._quote(canary_reason) if canary_reason is not None else b"null",
             b',"shadow":null,"user":',
             orjson.dumps(user) if user is not None else b"null",
+            b',"fault":',
+            self._quote(fault) if fault is not None else b"null",
             b"}\n",
         ]
         # `pending` read again here, next to the append: the writer swaps in a new queue, and

@@ -86,6 +86,16 @@ FAMILIES: dict[str, Family] = {
     "canary_overrides_ignored_total": Family(
         "counter", ("route", "reason"), "Canary override cookies or headers ignored, and why."
     ),
+    "faults_injected_total": Family(
+        "counter",
+        ("route", "kind"),
+        "Faults injected by drills (`faults:`, `strangler drill`), by route and kind.",
+    ),
+    "faults_refused_total": Family(
+        "counter",
+        ("route",),
+        "Requests that asked for a header-gated fault, untrusted and unsigned or badly signed.",
+    ),
     "canary_retries_on_legacy_total": Family(
         "counter", ("route",), "Safe canary requests new refused, answered by legacy instead."
     ),

@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
@@ -26,6 +27,7 @@ from strangler.proxy.headers import (
     drop_connection_listed,
 )
 from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool, _BadResponse
+from strangler.routing.faults import FaultKind
 from strangler.routing.model import Decision, DecisionReason
 
 if TYPE_CHECKING:
@@ -101,6 +103,12 @@ class Exchange:
     user: str | None = None
     # Canary `retry_on_legacy`: where this safe request goes if new refuses it.
     fallback: Fallback | None = None
+    # A drill's injected fault. An exchange that has one holds its pool aside in `fault_pool`
+    # (its `pool` is None) until the fault is done: the fault is applied in the branch of
+    # `ClientConnection._start` for exchanges without a pool, so others pay nothing for it.
+    fault: FaultKind | None = None
+    fault_pool: UpstreamPool | None = None
+    fault_timer: asyncio.TimerHandle | None = None
 
     def __init__(
         self,
@@ -250,6 +258,9 @@ class Exchange:
     def cancel(self) -> None:
         """The client went away: free whatever this exchange holds."""
         self.is_cancelled = True
+        if self.fault_timer is not None:
+            self.fault_timer.cancel()
+            self.fault_timer = None
         if self.mirror is not None:
             self.mirror.primary_failed()
         conn = self.conn

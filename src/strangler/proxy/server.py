@@ -46,10 +46,12 @@ from strangler.proxy.steering import (
     bridge_shadow_copy,
     bridge_to_new,
     choose_canary_side,
+    choose_fault,
     legacy_fallback,
 )
 from strangler.proxy.upstream_pool import UpstreamConnection
 from strangler.proxy.wire_guard import WireGuard
+from strangler.routing.faults import FaultKind
 from strangler.routing.method_override import form_override, override_matters, override_method
 from strangler.routing.model import Decision, DecisionReason, Stage
 
@@ -578,6 +580,9 @@ class ClientConnection(asyncio.Protocol):
         sides = decision.canary
         if sides is not None:
             decision, set_cookie, session = choose_canary_side(self, snapshot, sides, url, path)
+        fault = None
+        if decision.faults is not None:
+            fault = choose_fault(self, snapshot, decision.faults, decision.route_label, path)
         pool = self.worker.pools.get(decision.backend)
         request_id, traceparent = self._trace_ids()
         fallback = None
@@ -640,6 +645,9 @@ class ClientConnection(asyncio.Protocol):
         exchange.started_at = started_at
         if fallback is not None:
             exchange.fallback = fallback
+        if fault is not None:
+            exchange.fault = fault
+            exchange.fault_pool, exchange.pool = pool, None
         if (
             (body_gate is not None or exchange.is_body_held)
             and self._expects_continue
@@ -880,9 +888,46 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if exchange.pool is None:
+            if exchange.fault is not None:
+                self._inject_fault(exchange)
+                return
             self.fail_exchange(exchange, FailureKind.CONNECT_REFUSED)
             return
         exchange.pool.acquire(exchange)
+
+    def _inject_fault(self, exchange: Exchange) -> None:
+        """Apply a drill's fault to an exchange whose side was chosen and whose upstream was
+        not contacted yet: answer it as a failure would be (abort), or go on later (delay).
+        Either way it ends in exchange_done under its side, like any answer."""
+        plan = exchange.decision.faults
+        if exchange.fault is FaultKind.DELAY and plan is not None:
+            exchange.fault_timer = self.worker.loop.call_later(
+                plan.delay_s, self._after_fault_delay, exchange
+            )
+            return
+        status = plan.abort_status if plan is not None else 503
+        if exchange.mirror is not None:
+            exchange.mirror.primary_failed()
+        exchange.is_response_started = True
+        exchange.is_response_complete = True
+        exchange.status = status
+        if not exchange.request_done or exchange.is_upgrade:
+            exchange.keep_alive = False
+        route = exchange.decision.route_label
+        detail = f"a fault injected by a drill on route {route!r}; no backend was contacted"
+        self.write(exchange.problem(status, "Injected fault", detail, "injected_fault"))
+        self.exchange_done(exchange)
+
+    def _after_fault_delay(self, exchange: Exchange) -> None:
+        exchange.fault_timer = None
+        if exchange.is_cancelled or self.is_closed:
+            return
+        pool, exchange.fault_pool = exchange.fault_pool, None
+        exchange.pool = pool
+        if pool is None:
+            self.fail_exchange(exchange, FailureKind.CONNECT_REFUSED)
+            return
+        pool.acquire(exchange)
 
     def exchange_done(self, exchange: Exchange) -> None:
         """Called once when `exchange`'s answer is complete (or its error was written)."""
@@ -1238,4 +1283,5 @@ def _log_line(
         exchange.upstream_s,
         canary_reason,
         exchange.user,
+        None if exchange.fault is None else exchange.fault.value,
     )

@@ -29,6 +29,13 @@ from strangler.routing.canary import (
     query_values,
     set_cookie_header,
 )
+from strangler.routing.faults import (
+    ROLL_BP,
+    FaultKind,
+    FaultPlan,
+    is_fault_requested,
+    pick_fault,
+)
 
 if TYPE_CHECKING:
     from strangler.proxy.server import ClientConnection
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     from strangler.runtime.snapshot import Snapshot
 
 _getrandbits = random.getrandbits
+_randrange = random.randrange
 
 
 def choose_canary_side(
@@ -242,3 +250,39 @@ def legacy_fallback(
     head = conn._build_head(snapshot, method, url, pool, request_id, traceparent, False, b"")
     conn._out = saved
     return Fallback(legacy, pool, head)
+
+
+def choose_fault(
+    conn: ClientConnection, snapshot: Snapshot, plan: FaultPlan, route: str, path: bytes
+) -> FaultKind | None:
+    """The fault a request on a faulted side gets (None mostly), counted when it gets one.
+
+    Called only for a Decision that carries a FaultPlan, after the side is chosen."""
+    if plan.expires_at and plan.is_expired(time.time()):
+        return None
+    if plan.only_when_header:
+        value = _header_value(conn._out, plan.only_when_header)
+        if value is None:
+            return None
+        forwarded = conn._xff if conn.is_trusted_peer else None
+        client_ip = client_address(
+            conn.peer.decode("latin-1"),
+            None if forwarded is None else forwarded.decode("latin-1"),
+            snapshot.trusted_networks,
+        )
+        if not is_fault_requested(plan, client_ip, path.decode("latin-1"), value, time.time()):
+            conn.counters.inc("faults_refused_total", route)
+            return None
+    kind = pick_fault(plan, _randrange(ROLL_BP), _randrange(ROLL_BP))
+    if kind is not None:
+        conn.counters.inc("faults_injected_total", route, kind.value)
+    return kind
+
+
+def _header_value(out: list[bytes], name: bytes) -> str | None:
+    """The first value of header `name` (lowercase) among the copied request headers."""
+    # The copied headers sit in _out as (name, ": ", value, CRLF) after the request line.
+    for at in range(1, len(out) - 2, 4):
+        if out[at].lower() == name:
+            return out[at + 2].decode("latin-1").strip()
+    return None

@@ -9,7 +9,12 @@ Rules:
 - promote: legacy → shadow → canary (the first step, or `weight_bp`) → the next step → new.
   Leaving shadow needs the evidence gate (shadow parity) unless forced. A promotion never
   lowers the weight; past the last step the unit completes to stage new.
-- rollback: everyone back on legacy at once, from any stage but legacy.
+- promote from new: to retired (legacy's code for the unit is gone). It needs nothing more
+  than a reason: parity, the canary and the data gate were judged on the way to new, and
+  retiring changes no request (new answers both stages); it only takes legacy away as a
+  fallback.
+- rollback: everyone back on legacy at once, from any stage but legacy. From retired only when
+  forced: legacy may no longer have the code to answer.
 - pause, resume, set_weight: a canary rollout only. A pause keeps the step's start; a resume
   starts the step over, so no interval measured before the pause is judged after it.
 - complete: a canary rollout to stage new at 100 %. At 100 % legacy answers nothing, so
@@ -119,19 +124,32 @@ def promote(
             # another.
             status = state.status if state.status is RolloutStatus.PAUSED else RolloutStatus.RUNNING
             return Transition(StageAction.PROMOTE, Stage.CANARY, target, status)
-        case Stage.NEW | Stage.RETIRED:
+        case Stage.NEW:
+            if weight_bp is not None:
+                return Refusal(
+                    f"{unit} is in stage new: promote retires it, it takes no weight",
+                    http_status=400,
+                )
+            return Transition(StageAction.PROMOTE, Stage.RETIRED, None, None)
+        case Stage.RETIRED:
             return Refusal(
-                f"{unit} is already served by the new backend (stage {state.stage.value}): "
-                f"there is no later stage to promote it to{_held_by_override(state)}"
+                f"{unit} is retired (legacy's code is gone): there is no later stage to "
+                f"promote it to{_held_by_override(state)}"
             )
         case _:
             assert_never(state.stage)
 
 
-def rollback(state: StageState) -> Transition | Refusal:
-    """Everyone back on legacy at once (stage legacy, weight 0)."""
+def rollback(state: StageState, *, force: bool = False) -> Transition | Refusal:
+    """Everyone back on legacy at once (stage legacy, weight 0); a retired unit only when
+    `force`."""
     if state.stage is Stage.LEGACY:
         return Refusal(f"{state.unit} is already on legacy{_held_by_override(state)}")
+    if state.stage is Stage.RETIRED and not force:
+        return Refusal(
+            f"{state.unit} is retired: legacy may no longer have the code to answer it "
+            f"(pass --force with a reason if it still does){_held_by_override(state)}"
+        )
     return Transition(StageAction.ROLLBACK, Stage.LEGACY, 0, RolloutStatus.ROLLED_BACK)
 
 
@@ -207,10 +225,15 @@ def _way_to_canary(state: StageState) -> str:
             return f"`strangler promote {unit} --weight W -r why` starts its canary at W %"
         case Stage.CANARY:
             return f"it is in its canary at {state.weight_bp / 100:g} %"
-        case Stage.NEW | Stage.RETIRED:
+        case Stage.NEW:
             return (
                 f"new answers all of it; `strangler rollback {unit} -r why` sends it back to "
                 "legacy, from where promote starts over"
+            )
+        case Stage.RETIRED:
+            return (
+                f"it is retired; `strangler rollback {unit} --force -r why` sends it back to "
+                "legacy if legacy still has its code, from where promote starts over"
             )
         case _:
             assert_never(state.stage)

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass
 
 from strangler.routing.canary import CanaryPlan, Side
+from strangler.routing.faults import FaultPlan
 
 
 class Stage(enum.StrEnum):
@@ -22,8 +23,9 @@ class Stage(enum.StrEnum):
     RETIRED = "retired"
 
 
-# Stages whose behaviour ships today; the schema reserves the others for later issues.
-SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.SHADOW, Stage.CANARY, Stage.NEW})
+# Stages whose behaviour ships; a stage the enum gains before its behaviour does stays out
+# of this set, and the config refuses it as reserved.
+SUPPORTED_STAGES = frozenset({Stage.LEGACY, Stage.SHADOW, Stage.CANARY, Stage.NEW, Stage.RETIRED})
 
 
 class DecisionReason(enum.StrEnum):
@@ -64,6 +66,8 @@ class RouteSpec:
     canary_backend: str | None = None
     canary: CanaryPlan | None = None
     retries_on_legacy: bool = False
+    # Faults injected into the answers of the side the plan names (a drill).
+    faults: FaultPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,9 @@ class Decision:
     # with the table: `_default` and `none` when no route matched).
     route_label: str = "_default"
     stage_label: str = "none"
+    # Faults injected into this Decision's answers: set only on the Decision of the side the
+    # plan hits, so a route without faults costs one `is None` check per request.
+    faults: FaultPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from strangler.routing.faults import FaultPlan
 from strangler.routing.matcher import RouteMatcher
 from strangler.routing.model import CanarySides, Decision, DecisionReason, RouteSpec, Stage
 from strangler.routing.pattern import PatternError, RoutePattern, parse_match
@@ -103,6 +104,7 @@ def _decision(route: RouteSpec) -> Decision:
     """The Decision for one route; a canary route's also holds one Decision per side."""
     sides = None
     shadow_backend = route.shadow_backend
+    faults = route.faults
     if route.stage is Stage.CANARY and route.canary is not None and route.canary_backend:
         # A canary that keeps shadowing mirrors its legacy side only: users on new are
         # answered by new already.
@@ -115,6 +117,7 @@ def _decision(route: RouteSpec) -> Decision:
             mirrors_unsafe=route.mirrors_unsafe,
             route_label=route.name,
             stage_label=Stage.CANARY.value,
+            faults=_faults_on(faults, is_new=False),
         )
         sides = CanarySides(
             route.canary,
@@ -127,10 +130,14 @@ def _decision(route: RouteSpec) -> Decision:
                 is_new_side=True,
                 route_label=route.name,
                 stage_label=Stage.CANARY.value,
+                faults=_faults_on(faults, is_new=True),
             ),
             retries_on_legacy=route.retries_on_legacy,
         )
         shadow_backend = None
+        # The route's own Decision is replaced by a side's before anything is forwarded.
+        faults = None
+    is_new_side = route.stage in _NEW_SIDE_STAGES
     return Decision(
         route=route.name,
         stage=route.stage,
@@ -139,10 +146,18 @@ def _decision(route: RouteSpec) -> Decision:
         shadow_backend=shadow_backend,
         mirrors_unsafe=route.mirrors_unsafe,
         canary=sides,
-        is_new_side=route.stage in _NEW_SIDE_STAGES,
+        is_new_side=is_new_side,
         route_label=route.name,
         stage_label=route.stage.value,
+        faults=_faults_on(faults, is_new=is_new_side),
     )
+
+
+def _faults_on(faults: FaultPlan | None, *, is_new: bool) -> FaultPlan | None:
+    """`faults` if they hit the side a Decision answers from, else None."""
+    if faults is None or not faults.side.hits(is_new=is_new):
+        return None
+    return faults
 
 
 _NEW_SIDE_STAGES = frozenset({Stage.NEW, Stage.RETIRED})

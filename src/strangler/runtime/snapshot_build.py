@@ -8,6 +8,7 @@ at each reload, off the hot path, and is not compiled.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import stat
 import time
@@ -18,10 +19,14 @@ from types import MappingProxyType
 from strangler.config import (
     CanarySegmentConfig,
     Config,
+    FaultsConfig,
     RouteCanaryConfig,
+    RouteConfig,
     config_error,
     load_config,
 )
+from strangler.control.effective import unit_of
+from strangler.control.state import Drill
 from strangler.diff import DiffRules
 from strangler.identity.rails_session import (
     KeyDigest,
@@ -40,15 +45,28 @@ from strangler.routing.canary import (
     StickyCookie,
     weight_to_bp,
 )
+from strangler.routing.faults import FaultPlan, FaultSide
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
 from strangler.runtime.snapshot import BackendTarget, BridgeSetup, ShadowRoute, Snapshot
 from strangler.shadow.redact import Redactor
 
+log = logging.getLogger("strangler.snapshot")
 
-def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot:
+
+def build_snapshot(
+    config: Config,
+    *,
+    source: str,
+    version: int = 1,
+    drills: Mapping[str, Drill] | None = None,
+    now: float | None = None,
+) -> Snapshot:
     """Compile a validated Config into a Snapshot (route patterns were checked by the config);
-    ConfigError names the field when a secret it names is unset."""
+    ConfigError names the field when a secret it names is unset. `drills` (by rollout unit)
+    replace the YAML's `faults:` of their units' routes until they expire (`now`: the wall
+    clock, read when None)."""
     canaries = build_canary_plans(config, source)
+    faults = build_fault_plans(config, source, drills or {}, time.time() if now is None else now)
     rails_cookie = config.rails.cookie if config.rails is not None else None
     specs = [
         RouteSpec(
@@ -62,6 +80,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
             canary_backend=config.canary_backend_for(route),
             canary=canaries.get(route.canary_group) if route.stage is Stage.CANARY else None,
             retries_on_legacy=route.stage is Stage.CANARY and route.canary.retry_on_legacy,
+            faults=faults.get(route.name),
         )
         for route in config.routes
     ]
@@ -110,12 +129,57 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
 MIN_OVERRIDE_SECRET_BYTES = 16
 
 
-def build_canary_plans(config: Config, source: str) -> dict[str, CanaryPlan]:
-    """One compiled CanaryPlan per rollout group (shared by the group's routes); reads the
-    override secret from its environment variable, never from the YAML."""
-    groups = config.canary_groups()
-    if not groups:
-        return {}
+def build_fault_plans(
+    config: Config, source: str, drills: Mapping[str, Drill], now: float
+) -> dict[str, FaultPlan]:
+    """Each faulted route's FaultPlan, by route name: its unit's unexpired drill, else the
+    YAML's `faults:`. A drill whose fault this version can't read is skipped, never fatal."""
+    plans: dict[str, FaultPlan] = {}
+    trust: OverridePolicy | None = None
+    for route in config.routes:
+        drill = drills.get(unit_of(route))
+        fault, expires_at, origin = route.faults, 0.0, "yaml"
+        if drill is not None and drill.expires_at > now:
+            try:
+                fault = FaultsConfig.model_validate(dict(drill.fault))
+            except ValueError:
+                log.warning("drill of %s unreadable, skipped: %r", drill.unit, drill.fault)
+            else:
+                expires_at, origin = drill.expires_at, "drill"
+        if fault is None:
+            continue
+        if fault.only_when_header is not None and trust is None:
+            trust = override_policy(config, source)
+        plans[route.name] = _fault_plan(route, fault, trust, expires_at, origin)
+    return plans
+
+
+def _fault_plan(
+    route: RouteConfig,
+    fault: FaultsConfig,
+    trust: OverridePolicy | None,
+    expires_at: float,
+    origin: str,
+) -> FaultPlan:
+    abort, delay = fault.abort, fault.delay
+    header = fault.only_when_header
+    return FaultPlan(
+        abort_bp=0 if abort is None else weight_to_bp(abort.percent),
+        abort_status=503 if abort is None else abort.status,
+        delay_bp=0 if delay is None else weight_to_bp(delay.percent),
+        delay_s=0.0 if delay is None else delay.ms / 1000,
+        side=FaultSide(fault.side),
+        only_when_header=b"" if header is None else header.lower().encode("ascii"),
+        trust=trust if header is not None else None,
+        expires_at=expires_at,
+        source=origin,
+    )
+
+
+def override_policy(config: Config, source: str) -> OverridePolicy:
+    """Who the canary override trusts (its networks, its signing secret): the canary routes'
+    `X-Strangler-Backend` and the faults' `only_when_header` alike. Reads the secret from its
+    environment variable, never from the YAML."""
     settings = config.canary
     secret = b""
     if settings.override.secret_env is not None:
@@ -129,13 +193,23 @@ def build_canary_plans(config: Config, source: str) -> dict[str, CanaryPlan]:
                 f"environment variable {name} {problem} (the override signing secret; "
                 "make one with `openssl rand -hex 32`)",
             )
-    override = OverridePolicy(
+    return OverridePolicy(
         networks=tuple(
             ipaddress.ip_network(item, strict=False) for item in settings.override.networks
         ),
         secret=secret,
         max_ttl_s=settings.override.max_ttl_s,
     )
+
+
+def build_canary_plans(config: Config, source: str) -> dict[str, CanaryPlan]:
+    """One compiled CanaryPlan per rollout group (shared by the group's routes); reads the
+    override secret from its environment variable, never from the YAML."""
+    groups = config.canary_groups()
+    if not groups:
+        return {}
+    settings = config.canary
+    override = override_policy(config, source)
     cookie = StickyCookie(settings.sticky_cookie.name, settings.sticky_cookie.max_age_s)
     has_identity = config.rails is not None
     return {
@@ -299,4 +373,6 @@ def _reason(stage: Stage, backend: str | None) -> DecisionReason:
         return DecisionReason.ROUTE_BACKEND
     if stage is Stage.SHADOW:
         return DecisionReason.STAGE_SHADOW
-    return DecisionReason.STAGE_NEW if stage is Stage.NEW else DecisionReason.STAGE_LEGACY
+    if stage in (Stage.NEW, Stage.RETIRED):
+        return DecisionReason.STAGE_NEW
+    return DecisionReason.STAGE_LEGACY

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from strangler import __version__, native
 from strangler.config import Config, load_config
 from strangler.control.effective import apply_overrides, override_conflicts
-from strangler.control.state import Override, SharedStore, Store
+from strangler.control.state import Drill, Override, SharedStore, Store
 from strangler.control.store import TrafficDelta
 from strangler.control.watcher import StateWatcher
 from strangler.errors import ConfigError
@@ -93,6 +93,9 @@ class Worker:
         # The YAML as loaded; the snapshot in force is it with the store's overrides on top.
         self.base: Config = snapshot.config
         self.overrides: dict[str, Override] = {}
+        # Runtime faults by rollout unit; each expires by itself (the snapshot's FaultPlan
+        # carries its expiry), so none is ever removed here for being old.
+        self.drills: dict[str, Drill] = {}
         self.state_version = 0
         self._runs_analyzer = runs_analyzer
         self._on_degraded = on_degraded
@@ -376,28 +379,31 @@ class Worker:
             if self._on_degraded is not None:
                 self._on_degraded(is_degraded)
 
-    def _on_state(self, overrides: dict[str, Override], version: int) -> None:
+    def _on_state(
+        self, overrides: dict[str, Override], drills: dict[str, Drill], version: int
+    ) -> None:
         """Watcher thread: a new state version. The snapshot is built here, off the loop."""
         base = self.base
-        if not overrides and not self.overrides:
+        if not overrides and not self.overrides and not drills and not self.drills:
             # Nothing on top of the YAML before or after: the snapshot in force stays.
-            self.loop.call_soon_threadsafe(self._adopt, base, overrides, version, None)
+            self.loop.call_soon_threadsafe(self._adopt, base, overrides, drills, version, None)
             return
         snapshot: Snapshot | None = None
         try:
-            snapshot = self._build(base, overrides)
+            snapshot = self._build(base, overrides, drills)
         except ConfigError as exc:
             log.error("state version %d refused, keeping the one in force: %s", version, exc)
-        self.loop.call_soon_threadsafe(self._adopt, base, overrides, version, snapshot)
+        self.loop.call_soon_threadsafe(self._adopt, base, overrides, drills, version, snapshot)
 
     def _adopt(
         self,
         base: Config,
         overrides: dict[str, Override],
+        drills: dict[str, Drill],
         version: int,
         snapshot: Snapshot | None,
     ) -> None:
-        self.overrides, self.state_version = overrides, version
+        self.overrides, self.drills, self.state_version = overrides, drills, version
         if base is not self.base:
             # A reload came in between: build again on the config now in force.
             self.reload_from(self.base)
@@ -428,7 +434,7 @@ class Worker:
     def reload_from(self, base: Config) -> bool:
         """Build and swap in the snapshot of `base` with the overrides in force."""
         try:
-            snapshot = self._build(base, self.overrides)
+            snapshot = self._build(base, self.overrides, self.drills)
         except ConfigError as exc:
             self.counters.inc("config_reloads_total", "refused")
             log.error("config reload refused, keeping version %d: %s", self.snapshot.version, exc)
@@ -439,10 +445,13 @@ class Worker:
         self.base = base
         return True
 
-    def _build(self, base: Config, overrides: dict[str, Override]) -> Snapshot:
-        """The snapshot of `base` with `overrides` on top (numbered when it is swapped in)."""
+    def _build(
+        self, base: Config, overrides: dict[str, Override], drills: dict[str, Drill]
+    ) -> Snapshot:
+        """The snapshot of `base` with `overrides` and `drills` on top (numbered when it is
+        swapped in)."""
         return build_snapshot(
-            apply_overrides(base, overrides), source=self.snapshot.source, version=0
+            apply_overrides(base, overrides), source=self.snapshot.source, version=0, drills=drills
         )
 
     def _swap(self, snapshot: Snapshot, why: str) -> bool:

@@ -72,6 +72,10 @@ FROM_NEW = (
     "new answers all of it; `strangler rollback api -r why` sends it back to legacy, from where "
     "promote starts over"
 )
+FROM_RETIRED = (
+    "it is retired; `strangler rollback api --force -r why` sends it back to legacy if legacy "
+    "still has its code, from where promote starts over"
+)
 
 
 def moved(
@@ -170,22 +174,38 @@ CASES: list[tuple[str, Change, StageState, Transition | Refusal]] = [
         at(Stage.CANARY, RUNNING, 10_000),
         moved(P, Stage.NEW, 10_000, COMPLETE),
     ),
+    # new → retired needs nothing but the reason: the gates were judged on the way to new.
     (
-        "promote new, held by an override",
+        "promote new retires it",
         promote(),
+        at(Stage.NEW, COMPLETE),
+        moved(P, Stage.RETIRED, None, None),
+    ),
+    (
+        "promote new, held by an override, retires it too",
+        promote(gate=None),
         at(Stage.NEW, COMPLETE, yaml_stage=Stage.CANARY, override_by="ana"),
-        Refusal(
-            "api is already served by the new backend (stage new): there is no later stage to "
-            f"promote it to{HELD}"
-        ),
+        moved(P, Stage.RETIRED, None, None),
+    ),
+    (
+        "promote new to a weight",
+        promote(weight_bp=5000),
+        at(Stage.NEW, COMPLETE),
+        Refusal("api is in stage new: promote retires it, it takes no weight", http_status=400),
     ),
     (
         "promote retired",
         promote(),
         at(Stage.RETIRED),
+        Refusal("api is retired (legacy's code is gone): there is no later stage to promote it to"),
+    ),
+    (
+        "promote retired, held by an override",
+        promote(),
+        at(Stage.RETIRED, yaml_stage=Stage.CANARY, override_by="ana"),
         Refusal(
-            "api is already served by the new backend (stage retired): there is no later stage "
-            "to promote it to"
+            "api is retired (legacy's code is gone): there is no later stage to promote it "
+            f"to{HELD}"
         ),
     ),
     (
@@ -214,8 +234,35 @@ CASES: list[tuple[str, Change, StageState, Transition | Refusal]] = [
             (Stage.CANARY, RUNNING, 2500),
             (Stage.CANARY, PAUSED, 2500),
             (Stage.NEW, COMPLETE, 0),
-            (Stage.RETIRED, None, 0),
         ]
+    ),
+    # rollback of a retired unit: legacy may no longer have its code, so only when forced.
+    (
+        "rollback retired",
+        stages.rollback,
+        at(Stage.RETIRED),
+        Refusal(
+            "api is retired: legacy may no longer have the code to answer it (pass --force "
+            "with a reason if it still does)"
+        ),
+    ),
+    (
+        "rollback retired, forced",
+        functools.partial(stages.rollback, force=True),
+        at(Stage.RETIRED),
+        moved(RB, Stage.LEGACY, 0, ROLLED_BACK),
+    ),
+    (
+        "rollback new, forced, is a plain rollback",
+        functools.partial(stages.rollback, force=True),
+        at(Stage.NEW, COMPLETE),
+        moved(RB, Stage.LEGACY, 0, ROLLED_BACK),
+    ),
+    (
+        "pause retired",
+        stages.pause,
+        at(Stage.RETIRED),
+        Refusal(f"api is in stage retired; only a canary rollout can pause ({FROM_RETIRED})"),
     ),
     # pause and resume: a canary rollout only, and only a change of status.
     (
@@ -270,7 +317,7 @@ CASES: list[tuple[str, Change, StageState, Transition | Refusal]] = [
         "resume retired",
         stages.resume,
         at(Stage.RETIRED),
-        Refusal(f"api is in stage retired; only a canary rollout can resume ({FROM_NEW})"),
+        Refusal(f"api is in stage retired; only a canary rollout can resume ({FROM_RETIRED})"),
     ),
     # set_weight: a canary rollout only, up or down, its status kept.
     (

@@ -48,8 +48,8 @@ from strangler.control.store import (
     check_review,
     is_learned_noise,
 )
-from strangler.control.stores.control_sql import SqlControlState
 from strangler.control.stores.data_sql import SqlDataRuns
+from strangler.control.stores.drill_sql import SqlDrills
 from strangler.control.stores.schema import (
     dropped_t,
     examples_t,
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     pass
 
 
-class SqlShadowStore(SqlControlState, SqlSloState, SqlDataRuns, SqlRouteSeries):
+class SqlShadowStore(SqlDrills, SqlSloState, SqlDataRuns, SqlRouteSeries):
     """ShadowStore over SQLAlchemy Core; subclasses supply transactions and dialect spellings."""
 
     def __init__(self, *, max_examples_per_path: int) -> None:

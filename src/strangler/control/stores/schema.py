@@ -247,9 +247,21 @@ data_runs_t = Table(
     Column("different", BigInteger, nullable=False),
     Column("complete", Integer, nullable=False),
 )
+# Drills (v0009): see strangler.control.state.Drill.
+drills_t = Table(
+    "control_drills",
+    _metadata,
+    Column("unit", StoredText, primary_key=True),
+    Column("fault", StoredText, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("actor", StoredText, nullable=False),
+    Column("reason", StoredText, nullable=False),
+)
 
 
-# Route series (v0009): see strangler.control.store.SeriesBucket.
+# Route series (v0010): see strangler.control.store.SeriesBucket.
 series_t = Table(
     "route_series",
     _metadata,

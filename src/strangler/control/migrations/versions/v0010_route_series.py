@@ -1,8 +1,8 @@
 """Route series: answers, 5xx and a latency histogram per route, side and bucket, at three
 widths (1 min, 15 min, 2 h), for the admin API's charts.
 
-Revision ID: v0009
-Revises: v0008
+Revision ID: v0010
+Revises: v0009
 Create Date: 2026-12-07
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "v0009"
-down_revision: str | None = "v0008"
+revision: str = "v0010"
+down_revision: str | None = "v0009"
 branch_labels: str | None = None
 depends_on: str | None = None
 
