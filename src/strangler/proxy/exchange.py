@@ -24,6 +24,7 @@ from strangler.proxy.headers import (
     R_LENGTH,
     R_UPGRADE,
     drop_connection_listed,
+    with_path_prefix,
 )
 from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool, _BadResponse
 from strangler.routing.model import Decision, DecisionReason
@@ -175,7 +176,8 @@ class Exchange:
             # The answer's clock starts when the request is sent, not while a client uploads.
             conn.deadline = 0.0
         out = self.to_upstream
-        out.append(self.head)
+        prefix = conn.pool.target.path_prefix
+        out.append(with_path_prefix(self.head, prefix) if prefix else self.head)
         body = self.body
         if body:
             self.body = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from strangler.config import (
+    BackendConfig,
     CanarySegmentConfig,
     Config,
     RouteCanaryConfig,
@@ -42,6 +43,7 @@ from strangler.routing.canary import (
 )
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
 from strangler.runtime.snapshot import BackendTarget, BridgeSetup, ShadowRoute, Snapshot
+from strangler.runtime.tls_contexts import client_context, load_server_tls
 from strangler.shadow.redact import Redactor
 
 
@@ -65,21 +67,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         )
         for route in config.routes
     ]
-    backends = {
-        name: BackendTarget(
-            name=name,
-            host=backend.host,
-            port=backend.port,
-            authority=backend.authority.encode("ascii"),
-            connect_timeout_s=backend.connect_timeout_s,
-            read_timeout_s=backend.read_timeout_s,
-            pool_size=backend.pool_size,
-            pool_idle_s=backend.pool_idle_s,
-            is_host_preserved=backend.host_header == "preserve",
-            shadow_pipeline_depth=backend.shadow_pipeline_depth,
-        )
-        for name, backend in config.backends.items()
-    }
+    backends = {name: _target(name, backend, source) for name, backend in config.backends.items()}
     return Snapshot(
         version=version,
         source=source,
@@ -90,6 +78,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         trusted_networks=config.forwarding.networks(),
         via=b"1.1 " + config.forwarding.via.encode("ascii"),
         bridge=build_bridge(config, source),
+        server_tls=load_server_tls(config, source),
         slo_targets=MappingProxyType(slo_targets(config)),
         shadow_routes=MappingProxyType(
             {
@@ -102,6 +91,27 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
                 if config.is_shadowed(route)
             }
         ),
+    )
+
+
+def _target(name: str, backend: BackendConfig, source: str) -> BackendTarget:
+    ssl_context, server_name = None, None
+    if backend.is_https:
+        ssl_context, server_name = client_context(backend, name, source)
+    return BackendTarget(
+        name=name,
+        host=backend.host,
+        port=backend.port,
+        authority=backend.authority.encode("ascii"),
+        connect_timeout_s=backend.connect_timeout_s,
+        read_timeout_s=backend.read_timeout_s,
+        pool_size=backend.pool_size,
+        pool_idle_s=backend.pool_idle_s,
+        is_host_preserved=backend.host_header == "preserve",
+        shadow_pipeline_depth=backend.shadow_pipeline_depth,
+        ssl_context=ssl_context,
+        server_name=server_name,
+        path_prefix=backend.path_prefix.encode("ascii"),
     )
 
 
