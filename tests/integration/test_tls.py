@@ -202,15 +202,21 @@ def test_mtls_works_with_the_client_certificate_and_fails_without(
     assert refused.json()["reason"] == "upstream_reset"
 
 
-def _serial(url: str, context: ssl.SSLContext) -> int:
+def _handshake(url: str, context: ssl.SSLContext) -> tuple[int, str | None]:
+    """A fresh connection's certificate serial number and TLS version."""
     host, port = url.removeprefix("https://").rsplit(":", 1)
     with (
         socket.create_connection((host, int(port)), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="gateway.test") as tls,
     ):
         der = tls.getpeercert(binary_form=True)
+        version = tls.version()
     assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
+    return x509.load_der_x509_certificate(der).serial_number, version
+
+
+def _serial(url: str, context: ssl.SSLContext) -> int:
+    return _handshake(url, context)[0]
 
 
 def test_sighup_serves_a_new_certificate_and_keeps_open_connections(
@@ -267,3 +273,26 @@ def test_redirect_plain_answers_308_to_https(
             followed = client.get(gateway.url + "/page", follow_redirects=True)
         assert followed.status_code == 200
         assert followed.url.scheme == "https"
+
+
+def test_a_tls_only_gateway_with_two_workers(
+    pki: Pki, upstreams: dict[str, EchoUpstream], tmp_path: Path, client_tls: ssl.SSLContext
+) -> None:
+    path = tmp_path / "strangler.yaml"
+    path.write_text(
+        "listen: null\n"
+        f"tls: {{listen: 127.0.0.1:0, cert: {pki.server.cert}, key: {pki.server.key}, "
+        "min_version: '1.3'}\n"
+        f'backends: {{legacy: {{url: "{upstreams["legacy"].url}"}}}}\n'
+        "admin: {listen: null}\n"
+    )
+    for gateway in run_gateway(path, workers=2):
+        assert gateway.tls_url is not None
+        with httpx.Client(verify=client_tls) as client:
+            answer = client.get(gateway.tls_url + "/only-tls")
+        assert (answer.status_code, answer.json()["path"]) == (200, "/only-tls")
+        assert _handshake(gateway.tls_url, client_tls)[1] == "TLSv1.3"
+        too_old = ssl.create_default_context(cafile=pki.ca)
+        too_old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises(ssl.SSLError):
+            _handshake(gateway.tls_url, too_old)
