@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from strangler.config import parse_config
+from strangler.config import load_config, parse_config
 from strangler.errors import ConfigError
-from strangler.runtime.snapshot_build import load_snapshot
+from strangler.proxy.headers import with_path_prefix
+from strangler.runtime.snapshot_build import build_snapshot, load_snapshot
+from tests.integration.pki import make_pki
 
 
 def _problems(text: str) -> list[tuple[int | None, str, str]]:
@@ -126,3 +128,38 @@ def test_certificate_files_are_checked_when_the_snapshot_is_built(
     error = caught.value
     assert (error.line, error.field) == (line, field)
     assert error.message.startswith(message.format(folder=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("head", "prefixed"),
+    [
+        (b"GET /a?b=c HTTP/1.1\r\n", b"GET /v2/a?b=c HTTP/1.1\r\n"),
+        (b"GET / HTTP/1.1\r\n", b"GET /v2/ HTTP/1.1\r\n"),
+        # The asterisk-form names no path.
+        (b"OPTIONS * HTTP/1.1\r\n", b"OPTIONS * HTTP/1.1\r\n"),
+    ],
+)
+def test_the_path_prefix_goes_before_the_path(head: bytes, prefixed: bytes) -> None:
+    assert with_path_prefix(head, b"/v2") == prefixed
+
+
+def test_a_state_change_reuses_the_certificates_and_a_reload_reads_them_again(
+    tmp_path: Path,
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    path = tmp_path / "strangler.yaml"
+    path.write_text(
+        f"tls: {{listen: 127.0.0.1:0, cert: {pki.server.cert}, key: {pki.server.key}}}\n"
+        "backends:\n"
+        "  legacy: {url: 'http://x:1'}\n"
+        f"  new: {{url: 'https://x/v2', tls: {{ca: {pki.ca}}}}}\n"
+    )
+    first = load_snapshot(path)
+    pki.server.cert.unlink()
+    pki.ca.unlink()
+    again = build_snapshot(load_config(path), source=str(path), tls_from=first)
+    assert again.server_tls is first.server_tls
+    assert again.backends["new"].ssl_context is first.backends["new"].ssl_context
+    with pytest.raises(ConfigError) as caught:
+        build_snapshot(load_config(path), source=str(path))
+    assert caught.value.field == "backends.new.tls.ca"

@@ -47,9 +47,16 @@ from strangler.runtime.tls_contexts import client_context, load_server_tls
 from strangler.shadow.redact import Redactor
 
 
-def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot:
+def build_snapshot(
+    config: Config, *, source: str, version: int = 1, tls_from: Snapshot | None = None
+) -> Snapshot:
     """Compile a validated Config into a Snapshot (route patterns were checked by the config);
-    ConfigError names the field when a secret it names is unset."""
+    ConfigError names the field when a secret it names is unset.
+
+    `tls_from`: a snapshot whose certificates and backend TLS contexts are reused where the
+    config says the same. A state change (a rollback) passes the one in force, so it reads no
+    certificate file and can't be refused for one in the middle of a rotation; a reload
+    passes none, so it reads them all again."""
     canaries = build_canary_plans(config, source)
     rails_cookie = config.rails.cookie if config.rails is not None else None
     specs = [
@@ -67,7 +74,14 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         )
         for route in config.routes
     ]
-    backends = {name: _target(name, backend, source) for name, backend in config.backends.items()}
+    backends = {
+        name: _reused_target(tls_from, name, backend) or _target(name, backend, source)
+        for name, backend in config.backends.items()
+    }
+    if tls_from is not None and tls_from.config.tls == config.tls:
+        server_tls = tls_from.server_tls
+    else:
+        server_tls = load_server_tls(config, source)
     return Snapshot(
         version=version,
         source=source,
@@ -78,7 +92,7 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
         trusted_networks=config.forwarding.networks(),
         via=b"1.1 " + config.forwarding.via.encode("ascii"),
         bridge=build_bridge(config, source),
-        server_tls=load_server_tls(config, source),
+        server_tls=server_tls,
         slo_targets=MappingProxyType(slo_targets(config)),
         shadow_routes=MappingProxyType(
             {
@@ -92,6 +106,14 @@ def build_snapshot(config: Config, *, source: str, version: int = 1) -> Snapshot
             }
         ),
     )
+
+
+def _reused_target(
+    previous: Snapshot | None, name: str, backend: BackendConfig
+) -> BackendTarget | None:
+    if previous is None or previous.config.backends.get(name) != backend:
+        return None
+    return previous.backends.get(name)
 
 
 def _target(name: str, backend: BackendConfig, source: str) -> BackendTarget:

@@ -416,7 +416,7 @@ class Worker:
             return
         snapshot: Snapshot | None = None
         try:
-            snapshot = self._build(base, overrides)
+            snapshot = self._build(base, overrides, tls_from=self.snapshot)
         except ConfigError as exc:
             log.error("state version %d refused, keeping the one in force: %s", version, exc)
         self.loop.call_soon_threadsafe(self._adopt, base, overrides, version, snapshot)
@@ -471,10 +471,16 @@ class Worker:
         self.base = base
         return True
 
-    def _build(self, base: Config, overrides: dict[str, Override]) -> Snapshot:
-        """The snapshot of `base` with `overrides` on top (numbered when it is swapped in)."""
+    def _build(
+        self, base: Config, overrides: dict[str, Override], *, tls_from: Snapshot | None = None
+    ) -> Snapshot:
+        """The snapshot of `base` with `overrides` on top (numbered when it is swapped in);
+        `tls_from` as in build_snapshot."""
         return build_snapshot(
-            apply_overrides(base, overrides), source=self.snapshot.source, version=0
+            apply_overrides(base, overrides),
+            source=self.snapshot.source,
+            version=0,
+            tls_from=tls_from,
         )
 
     def _swap(self, snapshot: Snapshot, why: str) -> bool:
