@@ -241,6 +241,11 @@ def test_sighup_serves_a_new_certificate_and_keeps_open_connections(
         after = open_client.get(gateway.tls_url + "/after")
         assert after.status_code == 200
         assert _client_address(after) == _client_address(before)
+    # A rotation caught half-written is refused, and the certificate in force stays.
+    (live / "live.pem").write_text("-----BEGIN CERTIFICATE-----\ntruncated\n")
+    gateway.signal(signal.SIGHUP)
+    gateway.wait_for_log("config reload refused")
+    assert _serial(gateway.tls_url, client_tls) == serial_of(pki.rotated.cert)
 
 
 def _client_address(answer: httpx.Response) -> object:
