@@ -274,6 +274,10 @@ def test_redirect_plain_answers_308_to_https(
         assert answer.status_code == 308
         assert answer.headers["location"] == f"https://shop.test:{https_port}/orders?id=7"
         assert "/orders" not in upstreams["legacy"].hits
+        # Nothing but a host (and port) goes into the Location header.
+        with socket.create_connection((gateway.host, gateway.port), timeout=5) as raw:
+            raw.sendall(b"GET /x HTTP/1.1\r\nHost: a\"b.test\r\n\r\n")
+            assert raw.recv(65536).startswith(b"HTTP/1.1 400 Bad Request\r\n")
         with httpx.Client(verify=client_tls) as client:
             followed = client.get(gateway.url + "/page", follow_redirects=True)
         assert followed.status_code == 200

@@ -73,7 +73,12 @@ class RedirectConnection(asyncio.Protocol):
         match = _HOST.fullmatch(self.host or b"")
         if match is None or self.url[:1] != b"/":
             self._answer(
-                render_problem(400, "Bad Request", "a Host header is required", reason="bad_host")
+                render_problem(
+                    400,
+                    "Bad Request",
+                    "a valid Host header and an origin-form target (/path) are required",
+                    reason="bad_host",
+                )
             )
             return
         port = b"" if self.https_port == 443 else b":%d" % self.https_port
