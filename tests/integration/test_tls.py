@@ -276,7 +276,7 @@ def test_redirect_plain_answers_308_to_https(
         assert "/orders" not in upstreams["legacy"].hits
         # Nothing but a host (and port) goes into the Location header.
         with socket.create_connection((gateway.host, gateway.port), timeout=5) as raw:
-            raw.sendall(b"GET /x HTTP/1.1\r\nHost: a\"b.test\r\n\r\n")
+            raw.sendall(b'GET /x HTTP/1.1\r\nHost: a"b.test\r\n\r\n')
             assert raw.recv(65536).startswith(b"HTTP/1.1 400 Bad Request\r\n")
         with httpx.Client(verify=client_tls) as client:
             followed = client.get(gateway.url + "/page", follow_redirects=True)
