@@ -1,9 +1,11 @@
 """TLS on both sides of the real gateway: the HTTPS listener (ALPN, X-Forwarded-Proto, Secure
-cookies, the 308 redirect, certificate reload on SIGHUP) and https backends (verification with
-SNI, mTLS, and a 502 naming why a handshake failed), with certificates made for the module."""
+cookies, the Rails Origin check, the 308 redirect, certificate reload on SIGHUP) and https
+backends (verification with SNI, mTLS, and a 502 naming why a handshake failed), with
+certificates made for the module."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import signal
 import socket
@@ -15,6 +17,13 @@ import httpx
 import pytest
 from cryptography import x509
 
+from strangler.identity import (
+    KeyDigest,
+    RailsSessionEncoder,
+    SessionSecret,
+    mint_masked_token,
+    new_session_token,
+)
 from tests.integration.gateway_process import GatewayProcess, run_gateway
 from tests.integration.pki import Pki, make_pki
 from tests.integration.upstreams import EchoUpstream
@@ -305,3 +314,40 @@ def test_a_tls_only_gateway_with_two_workers(
         too_old.maximum_version = ssl.TLSVersion.TLSv1_2
         with pytest.raises(ssl.SSLError):
             _handshake(gateway.tls_url, too_old)
+
+
+def test_the_rails_origin_check_knows_the_request_came_over_https(
+    pki: Pki, upstreams: dict[str, EchoUpstream], tmp_path: Path, client_tls: ssl.SSLContext
+) -> None:
+    secret = "f" * 32 + "0123456789abcdef" * 6
+    path = tmp_path / "strangler.yaml"
+    legacy = upstreams["legacy"].url
+    path.write_text(
+        "listen: 127.0.0.1:0\n"
+        f"tls: {{listen: 127.0.0.1:0, cert: {pki.server.cert}, key: {pki.server.key}}}\n"
+        f'backends: {{legacy: {{url: "{legacy}"}}, new: {{url: "{legacy}"}}}}\n'
+        'routes: [{name: echo.new, match: "ANY /echo/*rest", stage: new}]\n'
+        "rails: {cookie: _app_session, secret_key_base_env: STRANGLER_TEST_SECRET_KEY_BASE}\n"
+        f"identity: {{keys_path: {tmp_path / 'keys.json'}, issuer: strangler-test}}\n"
+        "admin: {listen: null}\n"
+    )
+    csrf = new_session_token()
+    encoder = RailsSessionEncoder("_app_session", SessionSecret(secret.encode(), KeyDigest.SHA1))
+    cookie = encoder.encode({"session_id": "s-1", "user_id": 1, "_csrf_token": csrf})
+    raw = base64.urlsafe_b64decode(csrf + "=" * (-len(csrf) % 4))
+    headers = {"Cookie": f"_app_session={cookie}", "X-CSRF-Token": mint_masked_token(raw)}
+    env = {"STRANGLER_TEST_SECRET_KEY_BASE": secret}
+    for gateway in run_gateway(path, env=env):
+        assert gateway.tls_url is not None
+        https_origin = gateway.tls_url
+        http_origin = gateway.tls_url.replace("https://", "http://")
+        with httpx.Client(verify=client_tls) as client:
+            same = client.post(
+                gateway.tls_url + "/echo/s", headers={**headers, "Origin": https_origin}
+            )
+            downgraded = client.post(
+                gateway.tls_url + "/echo/s", headers={**headers, "Origin": http_origin}
+            )
+        assert same.status_code == 200, same.text
+        assert downgraded.status_code == 403
+        assert "bad_origin" in downgraded.json()["detail"]
