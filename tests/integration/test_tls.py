@@ -26,6 +26,7 @@ from strangler.identity import (
 )
 from tests.integration.gateway_process import GatewayProcess, run_gateway
 from tests.integration.pki import Pki, make_pki
+from tests.integration.probes import wait_until
 from tests.integration.upstreams import EchoUpstream
 
 
@@ -102,6 +103,10 @@ routes:
   - {{name: unknown_ca, match: "GET /unknown-ca", backend: unknown_ca}}
   - {{name: mtls, match: "GET /mtls", backend: mtls}}
   - {{name: mtls_without_cert, match: "GET /mtls-without-cert", backend: mtls_without_cert}}
+  - name: shadowed
+    match: "GET /shadowed/*rest"
+    stage: shadow
+    shadow: {{noise_sample_rate: 0}}
   - name: cookie
     match: "GET /c/*rest"
     stage: canary
@@ -165,6 +170,18 @@ def test_an_https_backend_is_verified_with_its_server_name(
     # Pooled: the next request reuses the TLS connection.
     again = httpx.get(gateway.url + "/secure/again")
     assert again.json()["path"] == "/v2/secure/again"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_shadow_copy_reaches_an_https_backend_under_its_path_prefix(
+    gateway: GatewayProcess, upstreams: dict[str, EchoUpstream], method: str
+) -> None:
+    # GET copies are pipelined on the shadow channel, HEAD copies go through the shadow pool.
+    path = f"/shadowed/{method.lower()}"
+    answer = httpx.request(method, gateway.url + path)
+    assert (answer.status_code, answer.headers["x-upstream"]) == (200, "legacy")
+    secure = upstreams["secure"]
+    wait_until(lambda: "/v2" + path in secure.hits, f"the shadow copy of {method} {path}")
 
 
 @pytest.mark.parametrize(
