@@ -107,6 +107,10 @@ routes:
     match: "GET /shadowed/*rest"
     stage: shadow
     shadow: {{noise_sample_rate: 0}}
+  - name: fallback
+    match: "GET /fallback"
+    stage: canary
+    canary: {{weight: 100, backend: expired, retry_on_legacy: true}}
   - name: cookie
     match: "GET /c/*rest"
     stage: canary
@@ -213,6 +217,12 @@ def test_a_certificate_that_does_not_verify_is_a_502_naming_why(
     assert gateway.admin_url is not None
     metrics = httpx.get(gateway.admin_url + "/metrics").text
     assert f'strangler_upstream_failures_total{{backend="{backend}",kind="tls_failed"}}' in metrics
+
+
+def test_a_canary_whose_handshake_fails_falls_back_to_legacy(gateway: GatewayProcess) -> None:
+    # No byte of the request reached the new side, so retry_on_legacy may send it to legacy.
+    answer = httpx.get(gateway.url + "/fallback")
+    assert (answer.status_code, answer.json()["name"]) == (200, "legacy")
 
 
 def test_mtls_works_with_the_client_certificate_and_fails_without(

@@ -198,8 +198,13 @@ class Exchange:
     def fail(self, kind: FailureKind) -> None:
         self.conn = None
         self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
-        # Nothing reached the backend: the request can safely go to legacy instead.
-        is_refused = kind is FailureKind.CONNECT_REFUSED or kind is FailureKind.DNS_FAILED
+        # Nothing reached the backend (a failed TLS handshake sent no request byte either): the
+        # request can safely go to legacy instead.
+        is_refused = (
+            kind is FailureKind.CONNECT_REFUSED
+            or kind is FailureKind.DNS_FAILED
+            or kind is FailureKind.TLS_FAILED
+        )
         if is_refused and self.fallback is not None and self.fall_back(kind.status()):
             return
         self.client.fail_exchange(self, kind)
