@@ -142,6 +142,7 @@ bench: setup bench-deps
 	$(PY) bench/proxy_bench.py
 	$(PY) bench/proxy_bench.py --shadow
 	$(PY) bench/proxy_bench.py --observability
+	$(PY) bench/proxy_bench.py --tls
 	$(PY) bench/bench_metrics_scrape.py
 
 lint: setup

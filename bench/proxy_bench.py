@@ -35,8 +35,14 @@ mirrored to a second upstream nginx and the answers compared) against the same r
 >= 0.55 x shadow-off and >= 1.5 x nginx-mirror; 8 connections: shadow-on p99 <= 1.5 x
 shadow-off. The gateway's `shadow results {...}` line at stop must show comparisons.
 
+`--tls` measures the client side over TLS: wrk speaks HTTPS (keep-alive, so mostly record
+encryption, a handshake per connection) to nginx and to the gateway, both serving the same
+self-signed ECDSA P-256 certificate and forwarding in plain HTTP to the upstream nginx; `direct`
+(plain) stays as the floor. Goals at 64 connections: strangler-tls req/s >= 0.5 x nginx-tls
+and p99 <= 2.5 x nginx-tls, the plain run's goals.
+
 Run: `python bench/proxy_bench.py [--duration 10] [--rounds 3] [--quick] [--skip-strangler]
-[--shadow]`.
+[--shadow | --observability | --tls]`.
 Needs nginx, wrk and taskset, and two cores. Exit codes: 0 measured (whatever the verdicts),
 1 something could not run, 2 a tool or the second core is missing, 130 interrupted.
 """
@@ -65,6 +71,7 @@ import yaml
 
 from proxy_lab import (
     BenchError,
+    Certificate,
     Lab,
     MissingToolError,
     Server,
@@ -75,6 +82,7 @@ from proxy_lab import (
     gateway_yaml,
     launch_gateway,
     launch_nginx,
+    make_certificate,
     mirror_proxy_conf,
     nginx_temp_paths,
     own_cpu_s,
@@ -256,8 +264,8 @@ def parse_wrk(output: str) -> WrkRun:
     raise BenchError(f"wrk printed no {WRK_MARKER.strip()} line:\n{output}")
 
 
-def run_wrk(lab: Lab, port: int, connections: int, duration_s: int) -> WrkRun:
-    url = f"http://127.0.0.1:{port}{lab.path}"
+def run_wrk(lab: Lab, port: int, connections: int, duration_s: int, scheme: str = "http") -> WrkRun:
+    url = f"{scheme}://127.0.0.1:{port}{lab.path}"
     lua = lab.workdir / "report.lua"
     argv = [lab.wrk, "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(lua)]
     done = subprocess.run(
@@ -286,6 +294,7 @@ class Contender:
     port: int
     proxy_pid: int | None
     runs: dict[int, list[WrkRun]] = field(default_factory=dict)
+    scheme: str = "http"
     cpu_s: float = 0.0
     requests: int = 0
 
@@ -340,11 +349,11 @@ def measure_one(
 ) -> WrkRun:
     """One warm-up and one measured run; accounts the proxy's CPU and other processes' CPU."""
     if settings.warmup_s:
-        run_wrk(lab, contender.port, connections, settings.warmup_s)
+        run_wrk(lab, contender.port, connections, settings.warmup_s, contender.scheme)
     cores = (lab.load_core, lab.proxy_core)
     busy_before, own_before = cores_busy_s(cores), own_cpu_s(servers)
     proxy_before = cpu_seconds(contender.proxy_pid) if contender.proxy_pid else 0.0
-    run = run_wrk(lab, contender.port, connections, settings.duration_s)
+    run = run_wrk(lab, contender.port, connections, settings.duration_s, contender.scheme)
     if contender.proxy_pid:
         contender.cpu_s += cpu_seconds(contender.proxy_pid) - proxy_before
         contender.requests += run.requests
@@ -409,6 +418,8 @@ def ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
         return shadow_ratios(by_name, connections)
     if "obs-off" in by_name:
         return observability_ratios(by_name, connections)
+    if "strangler-tls" in by_name:
+        return tls_ratios(by_name, connections)
     if "strangler" not in by_name:
         return {}
     s = by_name["strangler"].median(connections)
@@ -420,6 +431,40 @@ def ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
         "strangler_over_direct_rps": s.rps / d.rps,
         "strangler_minus_direct_p50_ms": s.p50_ms - d.p50_ms,
     }
+
+
+def tls_ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
+    s = by_name["strangler-tls"].median(connections)
+    n = by_name["nginx-tls"].median(connections)
+    d = by_name["direct"].median(connections)
+    return {
+        "strangler_tls_over_nginx_tls_rps": s.rps / n.rps,
+        "strangler_tls_over_nginx_tls_p99": s.p99_ms / n.p99_ms,
+        "strangler_tls_minus_direct_p50_ms": s.p50_ms - d.p50_ms,
+        "nginx_tls_minus_direct_p50_ms": n.p50_ms - d.p50_ms,
+    }
+
+
+def check_tls_goals(by_name: dict[str, Contender]) -> list[Goal]:
+    r64 = tls_ratios(by_name, 64)
+    rps, p99 = r64["strangler_tls_over_nginx_tls_rps"], r64["strangler_tls_over_nginx_tls_p99"]
+    strangler = by_name["strangler-tls"]
+    return [
+        _goal(
+            f"64c req/s >= {MIN_RPS_VS_NGINX} x nginx-tls",
+            [strangler],
+            64,
+            rps >= MIN_RPS_VS_NGINX,
+            f"{rps:.2f} x nginx-tls",
+        ),
+        _goal(
+            f"64c p99 <= {MAX_P99_VS_NGINX} x nginx-tls",
+            [strangler],
+            64,
+            p99 <= MAX_P99_VS_NGINX,
+            f"{p99:.2f} x nginx-tls",
+        ),
+    ]
 
 
 def shadow_ratios(by_name: dict[str, Contender], connections: int) -> dict[str, float]:
@@ -558,6 +603,13 @@ def print_report(
                 f"all-on/obs-off: req/s {r['all_on_over_off_rps']:.3f}x, "
                 f"p99 {r['all_on_over_off_p99']:.2f}x"
             )
+        elif "strangler_tls_over_nginx_tls_rps" in r:
+            print(
+                f"  strangler-tls/nginx-tls: req/s {r['strangler_tls_over_nginx_tls_rps']:.2f}x, "
+                f"p99 {r['strangler_tls_over_nginx_tls_p99']:.2f}x;  p50 over direct (plain): "
+                f"strangler-tls {r['strangler_tls_minus_direct_p50_ms']:+.3f} ms, "
+                f"nginx-tls {r['nginx_tls_minus_direct_p50_ms']:+.3f} ms"
+            )
         elif "shadow_on_over_off_rps" in r:
             print(
                 f"  shadow-on/shadow-off: req/s {r['shadow_on_over_off_rps']:.2f}x, "
@@ -658,10 +710,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --observability: also the access log alone and tracing alone",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="measure HTTPS clients instead: strangler's tls: listener vs nginx with ssl",
+    )
     args = parser.parse_args(argv)
-    if args.shadow and args.observability:
-        parser.error("--shadow and --observability are separate runs")
-    if (args.shadow or args.observability) and args.skip_strangler:
+    if sum((args.shadow, args.observability, args.tls)) > 1:
+        parser.error("--shadow, --observability and --tls are separate runs")
+    if (args.shadow or args.observability or args.tls) and args.skip_strangler:
         parser.error("--shadow measures strangler: it does not go with --skip-strangler")
     if args.quick:
         args.rounds, args.duration = 1, 3
@@ -705,6 +762,8 @@ def run(args: argparse.Namespace) -> int:
             contenders, costs, shadow = measure_shadow(lab, settings, routes_yaml, route)
         elif args.observability:
             contenders, costs = measure_observability(lab, settings, routes_yaml, each=args.each)
+        elif args.tls:
+            contenders, costs = measure_tls(lab, settings, routes_yaml)
         else:
             contenders, costs = measure_all(lab, settings, routes_yaml, args.skip_strangler)
 
@@ -713,12 +772,16 @@ def run(args: argparse.Namespace) -> int:
         goals = check_shadow_goals(by_name, shadow)
     elif args.observability:
         goals = check_observability_goals(by_name)
+    elif args.tls:
+        goals = check_tls_goals(by_name)
     else:
         goals = check_goals(by_name)
     print_report(contenders, costs, goals, shadow)
     kind = "proxy-shadow" if args.shadow else "proxy"
     if args.observability:
         kind = "proxy-observability"
+    if args.tls:
+        kind = "proxy-tls"
     out = RESULTS_DIR / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if args.shadow:
         meta["shadow_results"] = shadow
@@ -753,6 +816,42 @@ def measure_all(
             gateway = launch_gateway(lab, gw_port, up_port, routes_yaml)
             servers.append(stack.enter_context(serving(gateway, lab.proxy_core, lab.path)))
             contenders.append(Contender("strangler", gw_port, gateway.proc.pid))
+        measure(lab, settings, contenders, servers)
+        return contenders, proxy_costs(contenders)
+
+
+def measure_tls(
+    lab: Lab, settings: Settings, routes_yaml: str
+) -> tuple[list[Contender], list[ProxyCost]]:
+    """The client side over TLS: nginx with `listen ... ssl` and the gateway's `tls:` listener,
+    one certificate, both forwarding in plain HTTP to the upstream nginx."""
+    nginx_v = subprocess.run([lab.nginx, "-V"], capture_output=True, text=True, check=False).stderr
+    up_dir, px_dir = lab.workdir / "upstream", lab.workdir / "proxy-tls"
+    up_dir.mkdir()
+    px_dir.mkdir()
+    certificate: Certificate = make_certificate(lab.workdir)
+    up_port, px_port, gw_port, gw_tls_port = free_port(), free_port(), free_port(), free_port()
+    up_conf = upstream_conf(up_dir, nginx_temp_paths(nginx_v, up_dir), up_port)
+    px_conf = proxy_conf(
+        px_dir, nginx_temp_paths(nginx_v, px_dir), px_port, up_port, tls=certificate
+    )
+    with contextlib.ExitStack() as stack:
+        upstream = launch_nginx(
+            lab, "upstream nginx", up_dir, up_conf, port=up_port, core=lab.load_core
+        )
+        servers = [stack.enter_context(serving(upstream, lab.load_core, lab.path))]
+        proxy = launch_nginx(lab, "nginx-tls", px_dir, px_conf, port=px_port, core=lab.proxy_core)
+        proxy.tls = certificate.client
+        servers.append(stack.enter_context(serving(proxy, lab.proxy_core, lab.path)))
+        gateway = launch_gateway(
+            lab, gw_port, up_port, routes_yaml, name="strangler-tls", tls=(gw_tls_port, certificate)
+        )
+        servers.append(stack.enter_context(serving(gateway, lab.proxy_core, lab.path)))
+        contenders = [
+            Contender("direct", up_port, None),
+            Contender("nginx-tls", px_port, proxy.proc.pid, scheme="https"),
+            Contender("strangler-tls", gw_tls_port, gateway.proc.pid, scheme="https"),
+        ]
         measure(lab, settings, contenders, servers)
         return contenders, proxy_costs(contenders)
 

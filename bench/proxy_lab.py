@@ -17,6 +17,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -198,14 +199,75 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http_get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+def http_get(port: int, path: str, tls: ssl.SSLContext | None = None) -> tuple[int, str]:
+    conn: http.client.HTTPConnection
+    if tls is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=tls)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
         return response.status, response.read().decode("utf-8", "replace")
     finally:
         conn.close()
+
+
+# --- a certificate for the TLS run --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """A self-signed certificate for 127.0.0.1 (ECDSA P-256, the usual choice for speed) that
+    nginx and the gateway both serve, and `client` trusts."""
+
+    cert: Path
+    key: Path
+
+    @property
+    def client(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cert)
+
+
+def make_certificate(folder: Path) -> Certificate:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    paths = Certificate(folder / "bench-cert.pem", folder / "bench-key.pem")
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    # nginx started by root reads it as root; its workers never need it.
+    paths.key.chmod(0o600)
+    return paths
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -219,6 +281,8 @@ class Server:
     proc: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    # Set for a server that answers over TLS on `port` (the context trusts its certificate).
+    tls: ssl.SSLContext | None = None
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
@@ -248,7 +312,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited with code {self.proc.returncode}")
             try:
-                status, body = http_get(self.port, path)
+                status, body = http_get(self.port, path, self.tls)
             except OSError:
                 if time.monotonic() > deadline:
                     raise BenchError(f"{self.name} did not answer on port {self.port}") from None
@@ -288,8 +352,22 @@ def nginx_temp_paths(nginx_v: str, prefix: Path) -> str:
     )
 
 
-def nginx_conf(prefix: Path, temp_paths: str, port: int, location: str, upstream: str = "") -> str:
-    """A foreground, one-worker nginx whose pid, error log and temp files live in `prefix`."""
+def nginx_conf(
+    prefix: Path,
+    temp_paths: str,
+    port: int,
+    location: str,
+    upstream: str = "",
+    tls: Certificate | None = None,
+) -> str:
+    """A foreground, one-worker nginx whose pid, error log and temp files live in `prefix`;
+    with `tls`, it listens with TLS (1.2 and 1.3, nginx's default ciphers) instead."""
+    listen = f"127.0.0.1:{port}"
+    if tls is not None:
+        listen += (
+            f" ssl;\n    ssl_certificate {tls.cert};\n    ssl_certificate_key {tls.key};\n"
+            "    ssl_protocols TLSv1.2 TLSv1.3"
+        )
     return f"""daemon off;
 master_process on;
 worker_processes 1;
@@ -303,7 +381,7 @@ http {{
   keepalive_timeout 75s;
 {upstream}
   server {{
-    listen 127.0.0.1:{port};
+    listen {listen};
 {location}
   }}
 }}
@@ -315,7 +393,9 @@ def upstream_conf(prefix: Path, temp_paths: str, port: int) -> str:
     return nginx_conf(prefix, temp_paths, port, location)
 
 
-def proxy_conf(prefix: Path, temp_paths: str, port: int, upstream_port: int) -> str:
+def proxy_conf(
+    prefix: Path, temp_paths: str, port: int, upstream_port: int, tls: Certificate | None = None
+) -> str:
     # The forwarding headers a production nginx in front of Rails sets, so nginx does work
     # comparable to the gateway's (X-Forwarded-*, traceparent, request id).
     upstream = f"""  upstream app {{
@@ -331,7 +411,7 @@ def proxy_conf(prefix: Path, temp_paths: str, port: int, upstream_port: int) -> 
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Request-Id $request_id;
     }"""
-    return nginx_conf(prefix, temp_paths, port, location, upstream)
+    return nginx_conf(prefix, temp_paths, port, location, upstream, tls)
 
 
 def mirror_proxy_conf(
@@ -450,9 +530,17 @@ def launch_gateway(
     name: str = "strangler",
     new_port: int | None = None,
     extra: str = "",
+    tls: tuple[int, Certificate] | None = None,
 ) -> Server:
     """Start `strangler run --workers 1` on the proxy core; returns once it says it listens.
-    `extra` is YAML added to its config (top-level keys)."""
+    `extra` is YAML added to its config (top-level keys). With `tls` (a port and the
+    certificate), it also serves HTTPS there, and the Server returned is that listener."""
+    if tls is not None:
+        tls_port, certificate = tls
+        extra += (
+            f"tls: {{listen: 127.0.0.1:{tls_port}, cert: {certificate.cert}, "
+            f"key: {certificate.key}}}\n"
+        )
     config = lab.workdir / f"{name}.yaml"
     text = gateway_yaml(
         port=port,
@@ -474,6 +562,8 @@ def launch_gateway(
             start_new_session=True,
         )
     server = Server(name, proc, port, log_path)
+    if tls is not None:
+        server = Server(name, proc, tls[0], log_path, tls[1].client)
     watcher = OutputWatcher(proc, GATEWAY_READY_PREFIX)
     try:
         watcher.wait_ready(proc)

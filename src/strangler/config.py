@@ -57,6 +57,26 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BackendTlsConfig(_Model):
+    """How the gateway talks TLS to an https:// backend. Files are relative to the config file."""
+
+    # PEM bundle of the CAs to trust instead of the system store.
+    ca: str | None = None
+    # The name sent in SNI and checked against the certificate (default: the URL's host).
+    server_name: str | None = None
+    # A client certificate chain and its key, for a backend that asks for one (mTLS).
+    client_cert: str | None = None
+    client_key: str | None = None
+    # false accepts any certificate: only for a test backend with a throwaway certificate.
+    verify: bool = True
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> BackendTlsConfig:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together: give both or neither")
+        return self
+
+
 class BackendConfig(_Model):
     """One upstream the gateway can send requests to."""
 
@@ -71,6 +91,8 @@ class BackendConfig(_Model):
     # per connection, which saves most of their syscalls; 1 turns pipelining off for a server
     # that mishandles it (its failures would only ever show as shadow errors).
     shadow_pipeline_depth: Annotated[int, Field(ge=1, le=1024)] = 16
+    # Only for https:// URLs.
+    tls: BackendTlsConfig | None = None
 
     @field_validator("url")
     @classmethod
@@ -79,19 +101,32 @@ class BackendConfig(_Model):
             # urlsplit reads "127.0.0.1:3000" as scheme "127.0.0.1"; say what is missing.
             raise ValueError(f"expected a URL with a scheme, e.g. http://{value}")
         parts = urlsplit(value)
-        if parts.scheme == "https":
-            raise ValueError("https upstreams are not supported yet: use http://")
-        if parts.scheme != "http":
-            raise ValueError(f"expected an http:// URL, not {parts.scheme}://")
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"expected an http:// or https:// URL, not {parts.scheme}://")
         if not parts.hostname:
             raise ValueError("expected a host, e.g. http://127.0.0.1:3000")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("expected scheme, host and port only; path prefixes are not supported")
+        if parts.query or parts.fragment:
+            raise ValueError("expected scheme, host, port and a path prefix only (no ? or #)")
+        if parts.path and not _PATH_PREFIX.fullmatch(parts.path):
+            raise ValueError(
+                f"the path prefix {parts.path!r} may hold only unreserved characters, `%XX` "
+                "escapes and single slashes (it is prepended to every forwarded path as written)"
+            )
         try:
             _ = parts.port
         except ValueError as exc:
             raise ValueError(f"bad port: {exc}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> BackendConfig:
+        if self.tls is not None and not self.is_https:
+            raise ValueError("`tls:` is only for https:// backends; this url is http://")
+        return self
+
+    @property
+    def is_https(self) -> bool:
+        return urlsplit(self.url).scheme == "https"
 
     @property
     def host(self) -> str:
@@ -101,11 +136,39 @@ class BackendConfig(_Model):
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 80
+        return urlsplit(self.url).port or (443 if self.is_https else 80)
 
     @property
     def authority(self) -> str:
         return urlsplit(self.url).netloc
+
+    @property
+    def path_prefix(self) -> str:
+        """What goes before every forwarded path: `/v2` for `https://api:443/v2/` ("" for none)."""
+        return urlsplit(self.url).path.rstrip("/")
+
+
+# Segments of RFC 3986 unreserved characters and escapes; no empty or dot segment, so the
+# prefix can't turn a canonical path (proxy/request_target.py) into another one.
+_PATH_PREFIX = re.compile(r"(/(?!\.{1,2}(/|$))([A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})+)*/?")
+
+
+class TlsConfig(_Model):
+    """The HTTPS listener. Files are relative to the config file; re-read on SIGHUP."""
+
+    listen: str = "0.0.0.0:8443"
+    # PEM: the certificate chain (leaf first); `key` may be the same file when it holds both.
+    cert: str
+    key: str
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    # true: the plain listener answers every request with 308 to the same URL over https.
+    redirect_plain: bool = False
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _check_listen(cls, value: object) -> object:
+        check_listen(value)
+        return value
 
 
 # Rails 7.1's generated config/initializers/filter_parameter_logging.rb (without :email, which is
@@ -1072,7 +1135,9 @@ def _data_problems(config: Config) -> list[_RefError]:
 class Config(_Model):
     """The whole file."""
 
-    listen: str = "127.0.0.1:8000"
+    # Null: no plain HTTP listener (then `tls:` is required).
+    listen: str | None = "127.0.0.1:8000"
+    tls: TlsConfig | None = None
     backends: dict[str, BackendConfig]
     # A request path some backend could read as another path (`//`, `/./`, `%2F`, `%73`, `;`):
     # `strict` answers 400, `normalize` rewrites it and forwards the rewritten path.
@@ -1101,7 +1166,8 @@ class Config(_Model):
     @field_validator("listen", mode="before")
     @classmethod
     def _check_listen(cls, value: object) -> object:
-        check_listen(value)
+        if value is not None:
+            check_listen(value)
         return value
 
     @model_validator(mode="before")
@@ -1197,19 +1263,45 @@ class Config(_Model):
         problems.extend(self._check_reachable())
         problems.extend(self._check_slos())
         problems.extend(_data_problems(self))
-        if self.admin.listen is not None:
-            admin_host, admin_port = split_listen(self.admin.listen)
-            if admin_port and (admin_host, admin_port) == split_listen(self.listen):
-                problems.append(
-                    _RefError(
-                        ("admin", "listen"),
-                        f"is the same address as `listen` ({self.listen}); "
-                        "the admin listener needs a port of its own",
-                    )
-                )
+        problems.extend(self._check_listeners())
         if problems:
             raise _RefErrors(problems)
         return self
+
+    def _check_listeners(self) -> list[_RefError]:
+        problems: list[_RefError] = []
+        if self.listen is None and self.tls is None:
+            problems.append(
+                _RefError(
+                    ("listen",), "is null and there is no `tls:` listener: nothing would serve"
+                )
+            )
+        if self.tls is not None and self.tls.redirect_plain and self.listen is None:
+            problems.append(
+                _RefError(
+                    ("tls", "redirect_plain"),
+                    "is true but `listen` is null: there is no plain listener to redirect",
+                )
+            )
+        taken: list[tuple[str, str]] = []
+        if self.listen is not None:
+            taken.append(("listen", self.listen))
+        if self.tls is not None:
+            taken.append(("tls.listen", self.tls.listen))
+        if self.admin.listen is not None:
+            taken.append(("admin.listen", self.admin.listen))
+        for index, (key, address) in enumerate(taken):
+            host, port = split_listen(address)
+            for other_key, other in taken[:index]:
+                if port and (host, port) == split_listen(other):
+                    problems.append(
+                        _RefError(
+                            tuple(key.split(".")),
+                            f"is the same address as `{other_key}` ({other}); "
+                            "each listener needs a port of its own",
+                        )
+                    )
+        return problems
 
     @staticmethod
     def needs_new_backend(route: RouteConfig, stage: Stage | None = None) -> bool:

@@ -24,6 +24,7 @@ from strangler.config import load_config
 from strangler.errors import ConfigError
 
 READY_PREFIX = "strangler listening on http://"
+TLS_PREFIX = "strangler listening on https://"
 ADMIN_PREFIX = "strangler admin on http://"
 
 
@@ -49,7 +50,10 @@ class GatewayProcess:
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         self.admin_url: str | None = None
+        # The HTTPS listener's base URL when the config has `tls:`.
+        self.tls_url: str | None = None
         self._ready: queue.Queue[str] = queue.Queue()
+        self._tls_ready: queue.Queue[str] = queue.Queue()
         self._admin_ready: queue.Queue[str] = queue.Queue()
 
     @property
@@ -75,22 +79,29 @@ class GatewayProcess:
         ]
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         expects_admin = self._expects_admin()
+        has_plain, has_tls = self._expects_listeners()
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         threading.Thread(target=self._pump, args=(self.proc.stdout, True), daemon=True).start()
         threading.Thread(target=self._pump, args=(self.proc.stderr, False), daemon=True).start()
+        ready = self._ready if has_plain else self._tls_ready
         try:
-            line = self._ready.get(timeout=timeout_s)
+            line = ready.get(timeout=timeout_s)
         except queue.Empty:
             self.stop()
             raise RuntimeError(f"gateway not ready in {timeout_s}s: {self.stderr_text()}") from None
         if not line:
             raise RuntimeError(f"gateway exited: {self.stderr_text()}")
-        address = line[len(READY_PREFIX) :].split()[0]
-        self.host, port = address.rsplit(":", 1)
-        self.port = int(port)
+        if has_plain:
+            address = line[len(READY_PREFIX) :].split()[0]
+            self.host, port = address.rsplit(":", 1)
+            self.port = int(port)
+        if has_tls:
+            # Printed in the same write as the readiness line.
+            tls_line = line if not has_plain else self._tls_ready.get(timeout=timeout_s)
+            self.tls_url = "https://" + tls_line[len(TLS_PREFIX) :].split()[0]
         if expects_admin:
             # Printed in the same write as the readiness line: it is already in the pipe.
             admin = self._admin_ready.get(timeout=timeout_s)
@@ -105,15 +116,25 @@ class GatewayProcess:
         except ConfigError:
             return False  # the gateway refuses the file; start() reports how it exited
 
+    def _expects_listeners(self) -> tuple[bool, bool]:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError:
+            return True, False
+        return config.listen is not None, config.tls is not None
+
     def _pump(self, stream: IO[str], is_stdout: bool) -> None:
         for line in stream:
             (self.stdout_lines if is_stdout else self.stderr_lines).append(line)
             if is_stdout and line.startswith(READY_PREFIX):
                 self._ready.put(line.strip())
+            if is_stdout and line.startswith(TLS_PREFIX):
+                self._tls_ready.put(line.strip())
             if is_stdout and line.startswith(ADMIN_PREFIX):
                 self._admin_ready.put(line.strip())
         if is_stdout:
             self._ready.put("")
+            self._tls_ready.put("")
             self._admin_ready.put("")
 
     def stderr_text(self) -> str:

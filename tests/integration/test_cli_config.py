@@ -95,11 +95,11 @@ def test_good_file_passes(tmp_path: Path) -> None:
         ),
         pytest.param(
             3,
-            '  legacy: {url: "https://x:3000"}',
+            '  legacy: {url: "ftp://x:3000"}',
             3,
             "backends.legacy.url",
-            "https upstreams are not supported yet",
-            id="https-url",
+            "expected an http:// or https:// URL",
+            id="ftp-url",
         ),
         # A missing field points at its parent.
         pytest.param(

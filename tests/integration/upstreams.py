@@ -202,11 +202,13 @@ def echo_app(name: str) -> Starlette:
 
 
 class EchoUpstream:
-    """uvicorn serving `echo_app(name)` on 127.0.0.1:<free port> in a background thread."""
+    """uvicorn serving `echo_app(name)` on 127.0.0.1:<free port> in a background thread;
+    over https when given uvicorn's `ssl_*` options (ssl_certfile, ssl_keyfile, ...)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, **ssl_options: Any) -> None:
         self.name = name
         self.app = echo_app(name)
+        self.scheme = "https" if ssl_options else "http"
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -214,6 +216,7 @@ class EchoUpstream:
             log_level="warning",
             lifespan="off",
             ws="websockets-sansio",
+            **ssl_options,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -221,7 +224,7 @@ class EchoUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def hits(self) -> list[str]:

@@ -136,10 +136,17 @@ def test_duplicate_keys_anywhere_are_refused_naming_both_lines() -> None:
         ("127.0.0.1:3000", "expected a URL with a scheme, e.g. http://127.0.0.1:3000"),
         ("localhost:3000", "expected a URL with a scheme, e.g. http://localhost:3000"),
         (
-            "https://x:3000",
-            "https upstreams are not supported yet: use http:// (got 'https://x:3000')",
+            "https://x:3000/a//b",
+            "the path prefix '/a//b' may hold only unreserved characters, `%XX` escapes and single "
+            "slashes (it is prepended to every forwarded path as written) (got 'https://x:3000/a//b')",
         ),
-        ("ftp://x:3000", "expected an http:// URL, not ftp:// (got 'ftp://x:3000')"),
+        (
+            "http://x:3000/v2/../admin",
+            "the path prefix '/v2/../admin' may hold only unreserved characters, `%XX` escapes and "
+            "single slashes (it is prepended to every forwarded path as written) "
+            "(got 'http://x:3000/v2/../admin')",
+        ),
+        ("ftp://x:3000", "expected an http:// or https:// URL, not ftp:// (got 'ftp://x:3000')"),
     ],
 )
 def test_a_backend_url_says_what_is_wrong_with_it(url: str, message: str) -> None:

@@ -25,6 +25,7 @@ from strangler.proxy.headers import (
     R_LENGTH,
     R_UPGRADE,
     drop_connection_listed,
+    with_path_prefix,
 )
 from strangler.proxy.upstream_pool import UpstreamConnection, UpstreamPool, _BadResponse
 from strangler.routing.faults import FaultKind
@@ -183,7 +184,8 @@ class Exchange:
             # The answer's clock starts when the request is sent, not while a client uploads.
             conn.deadline = 0.0
         out = self.to_upstream
-        out.append(self.head)
+        prefix = conn.pool.target.path_prefix
+        out.append(with_path_prefix(self.head, prefix) if prefix else self.head)
         body = self.body
         if body:
             self.body = None
@@ -204,8 +206,13 @@ class Exchange:
     def fail(self, kind: FailureKind) -> None:
         self.conn = None
         self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
-        # Nothing reached the backend: the request can safely go to legacy instead.
-        is_refused = kind is FailureKind.CONNECT_REFUSED or kind is FailureKind.DNS_FAILED
+        # Nothing reached the backend (a failed TLS handshake sent no request byte either): the
+        # request can safely go to legacy instead.
+        is_refused = (
+            kind is FailureKind.CONNECT_REFUSED
+            or kind is FailureKind.DNS_FAILED
+            or kind is FailureKind.TLS_FAILED
+        )
         if is_refused and self.fallback is not None and self.fall_back(kind.status()):
             return
         self.client.fail_exchange(self, kind)

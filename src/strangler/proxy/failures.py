@@ -67,6 +67,9 @@ class FailureKind(enum.Enum):
     RESET = "upstream_reset"
     READ_TIMEOUT = "read_timeout"
     BAD_RESPONSE = "bad_response"
+    # The TLS handshake with an https backend failed: its certificate did not verify (expired,
+    # another name, an unknown CA) or it refused ours.
+    TLS_FAILED = "tls_failed"
 
     def status(self) -> int:
         return _FAILURE_STATUS[self]
@@ -83,6 +86,7 @@ _FAILURE_STATUS = {
     FailureKind.RESET: 502,
     FailureKind.READ_TIMEOUT: 504,
     FailureKind.BAD_RESPONSE: 502,
+    FailureKind.TLS_FAILED: 502,
 }
 _FAILURE_TITLE = {
     FailureKind.CONNECT_REFUSED: "Upstream unreachable",
@@ -92,6 +96,7 @@ _FAILURE_TITLE = {
     FailureKind.RESET: "Upstream closed the connection before answering",
     FailureKind.READ_TIMEOUT: "Upstream answer timed out",
     FailureKind.BAD_RESPONSE: "Upstream sent a malformed response",
+    FailureKind.TLS_FAILED: "Upstream TLS handshake failed",
 }
 
 

@@ -41,3 +41,12 @@ def drop_connection_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:
         if parts[index].lower() not in named:
             kept += parts[index : index + 4]
     return kept
+
+
+def with_path_prefix(head: bytes, prefix: bytes) -> bytes:
+    """A request head with a backend's path prefix (`/v2`) before its target's path; an
+    asterisk-form target (`OPTIONS *`, RFC 9112 §3.2.4) names no path and stays as it is."""
+    start = head.find(b" ") + 1
+    if head[start : start + 1] != b"/":
+        return head
+    return head[:start] + prefix + head[start:]

@@ -172,8 +172,12 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class ClientConnection(asyncio.Protocol):
     """One client socket: parses requests, runs their exchanges in order."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, *, is_tls: bool = False) -> None:
         self.worker = worker
+        # Fixed per listener, so no request pays for the scheme: X-Forwarded-Proto, Secure
+        # cookies and the CSRF Origin check read these.
+        self.is_tls = is_tls
+        self.proto = b"https" if is_tls else b"http"
         self.counters: Counters = worker.counters
         self.loop = worker.loop
         # The limits of the snapshot in force when the current request began.
@@ -851,10 +855,10 @@ class ClientConnection(asyncio.Protocol):
             out += (b"Host: ", host, b"\r\n")
         if self.is_trusted_peer:
             xff = self.peer if self._xff is None else self._xff + b", " + self.peer
-            proto = self._xfp or b"http"
+            proto = self._xfp or self.proto
             forwarded_host = self._xfh or self._host
         else:
-            xff, proto, forwarded_host = self.peer, b"http", self._host
+            xff, proto, forwarded_host = self.peer, self.proto, self._host
         out += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
         if forwarded_host is not None:
             out += (b"X-Forwarded-Host: ", forwarded_host, b"\r\n")
@@ -1004,6 +1008,8 @@ class ClientConnection(asyncio.Protocol):
             FailureKind.POOL_TIMEOUT,
         ):
             detail += f" after {timeout:g} s"
+        elif kind is FailureKind.TLS_FAILED and exchange.pool is not None:
+            detail += f": {exchange.pool.tls_failure}"
         exchange.is_response_started = True
         exchange.is_response_complete = True
         exchange.status = kind.status()

@@ -112,8 +112,7 @@ def choose_canary_side(
     set_cookie = b""
     if choice.sets_sticky_cookie and choice.sticky_value is not None:
         counters.inc("canary_sticky_cookies_issued_total", route)
-        # No TLS listener yet, so never Secure.
-        value = set_cookie_header(plan.sticky_cookie, choice.sticky_value, is_tls=False)
+        value = set_cookie_header(plan.sticky_cookie, choice.sticky_value, is_tls=conn.is_tls)
         set_cookie = b"Set-Cookie: " + value.encode("latin-1") + b"\r\n"
     return sides.side(choice.side), set_cookie, session
 
@@ -160,12 +159,12 @@ def bridge_to_new(
             # Cross-site WebSocket hijacking: the handshake is a GET, so CSRF tokens never
             # apply; the Origin is the defence (Action Cable's allow_request_origin?).
             refusal = (
-                bridge.check_upgrade_origin(facts, is_tls=False)
+                bridge.check_upgrade_origin(facts, is_tls=conn.is_tls)
                 if outcome.anonymous_reason is not AnonymousReason.MISSING
                 else None
             )
         else:
-            refusal = bridge.check_origin(facts, is_tls=False)
+            refusal = bridge.check_origin(facts, is_tls=conn.is_tls)
             if refusal is None and bridge.wants_form_body(facts):
                 gate = functools.partial(bridge.check_token, facts, outcome)
             elif refusal is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
+import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -326,6 +327,8 @@ class UpstreamPool:
         self.waiters: collections.deque[PoolClient] = collections.deque()
         # Set when a reload dropped or moved this backend: connections close as they free up.
         self.is_retired = False
+        # Why the last TLS handshake failed (OpenSSL's words), for the 502 it becomes.
+        self.tls_failure = ""
 
     def __repr__(self) -> str:
         return (
@@ -441,12 +444,25 @@ class UpstreamPool:
             try:
                 _, conn = await asyncio.wait_for(
                     self.loop.create_connection(
-                        lambda: UpstreamConnection(self), target.host, target.port
+                        lambda: UpstreamConnection(self),
+                        target.host,
+                        target.port,
+                        ssl=target.ssl_context,
+                        server_hostname=target.server_name,
                     ),
                     timeout=target.connect_timeout_s,
                 )
             finally:
                 self.connecting -= 1
+        except ssl.SSLError as exc:
+            # Before OSError, its base class. verify_message is OpenSSL's X509 verify text
+            # ("certificate has expired", "Hostname mismatch, ...", "unable to get local issuer
+            # certificate"); other handshake failures have only a reason code.
+            verify = exc.verify_message if isinstance(exc, ssl.SSLCertVerificationError) else None
+            self.tls_failure = verify or exc.reason or str(exc)
+            self._counters.inc("upstream_connect_failures_total", target.name, "tls")
+            self._fail_or_next(client, FailureKind.TLS_FAILED)
+            return
         except TimeoutError:
             self._counters.inc("upstream_connect_failures_total", target.name, "timeout")
             self._fail_or_next(client, FailureKind.CONNECT_TIMEOUT)

@@ -8,6 +8,7 @@ Values only: building one (which reads the config's secrets) is runtime/snapshot
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +46,18 @@ class BackendTarget:
     pool_idle_s: float
     is_host_preserved: bool
     shadow_pipeline_depth: int = 1
+    # https backends: the context every connection is made with (built once per snapshot: one
+    # per connection would re-read the CA store each time), and the name sent in SNI.
+    ssl_context: ssl.SSLContext | None = None
+    server_name: str | None = None
+    # Goes before every forwarded path (`/v2`); empty for none.
+    path_prefix: bytes = b""
 
     @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
+    def address(self) -> tuple[str, int, str | None]:
+        """Where connections go: a pool keeps its idle sockets across a reload only while this
+        stays the same (a backend moved to https, or to another SNI name, starts afresh)."""
+        return (self.host, self.port, self.server_name if self.ssl_context else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,18 @@ class Snapshot:
     slo_targets: Mapping[str, tuple[SloTarget, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # The HTTPS listener's certificate, when `tls:` is configured (the worker loads it into the
+    # context its listener serves with).
+    server_tls: ServerTls | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """The HTTPS listener's certificate files, checked loadable when the snapshot was built."""
+
+    cert_path: Path
+    key_path: Path
+    min_version: ssl.TLSVersion
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from strangler.config import (
+    BackendConfig,
     CanarySegmentConfig,
     Config,
     FaultsConfig,
@@ -48,6 +49,7 @@ from strangler.routing.canary import (
 from strangler.routing.faults import FaultPlan, FaultSide
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
 from strangler.runtime.snapshot import BackendTarget, BridgeSetup, ShadowRoute, Snapshot
+from strangler.runtime.tls_contexts import client_context, load_server_tls
 from strangler.shadow.redact import Redactor
 
 log = logging.getLogger("strangler.snapshot")
@@ -60,11 +62,17 @@ def build_snapshot(
     version: int = 1,
     drills: Mapping[str, Drill] | None = None,
     now: float | None = None,
+    tls_from: Snapshot | None = None,
 ) -> Snapshot:
     """Compile a validated Config into a Snapshot (route patterns were checked by the config);
     ConfigError names the field when a secret it names is unset. `drills` (by rollout unit)
     replace the YAML's `faults:` of their units' routes until they expire (`now`: the wall
-    clock, read when None)."""
+    clock, read when None).
+
+    `tls_from`: a snapshot whose certificates and backend TLS contexts are reused where the
+    config says the same. A state change (a rollback) passes the one in force, so it reads no
+    certificate file and can't be refused for one in the middle of a rotation; a reload
+    passes none, so it reads them all again."""
     canaries = build_canary_plans(config, source)
     faults = build_fault_plans(config, source, drills or {}, time.time() if now is None else now)
     rails_cookie = config.rails.cookie if config.rails is not None else None
@@ -85,20 +93,13 @@ def build_snapshot(
         for route in config.routes
     ]
     backends = {
-        name: BackendTarget(
-            name=name,
-            host=backend.host,
-            port=backend.port,
-            authority=backend.authority.encode("ascii"),
-            connect_timeout_s=backend.connect_timeout_s,
-            read_timeout_s=backend.read_timeout_s,
-            pool_size=backend.pool_size,
-            pool_idle_s=backend.pool_idle_s,
-            is_host_preserved=backend.host_header == "preserve",
-            shadow_pipeline_depth=backend.shadow_pipeline_depth,
-        )
+        name: _reused_target(tls_from, name, backend) or _target(name, backend, source)
         for name, backend in config.backends.items()
     }
+    if tls_from is not None and tls_from.config.tls == config.tls:
+        server_tls = tls_from.server_tls
+    else:
+        server_tls = load_server_tls(config, source)
     return Snapshot(
         version=version,
         source=source,
@@ -109,6 +110,7 @@ def build_snapshot(
         trusted_networks=config.forwarding.networks(),
         via=b"1.1 " + config.forwarding.via.encode("ascii"),
         bridge=build_bridge(config, source),
+        server_tls=server_tls,
         slo_targets=MappingProxyType(slo_targets(config)),
         shadow_routes=MappingProxyType(
             {
@@ -121,6 +123,35 @@ def build_snapshot(
                 if config.is_shadowed(route)
             }
         ),
+    )
+
+
+def _reused_target(
+    previous: Snapshot | None, name: str, backend: BackendConfig
+) -> BackendTarget | None:
+    if previous is None or previous.config.backends.get(name) != backend:
+        return None
+    return previous.backends.get(name)
+
+
+def _target(name: str, backend: BackendConfig, source: str) -> BackendTarget:
+    ssl_context, server_name = None, None
+    if backend.is_https:
+        ssl_context, server_name = client_context(backend, name, source)
+    return BackendTarget(
+        name=name,
+        host=backend.host,
+        port=backend.port,
+        authority=backend.authority.encode("ascii"),
+        connect_timeout_s=backend.connect_timeout_s,
+        read_timeout_s=backend.read_timeout_s,
+        pool_size=backend.pool_size,
+        pool_idle_s=backend.pool_idle_s,
+        is_host_preserved=backend.host_header == "preserve",
+        shadow_pipeline_depth=backend.shadow_pipeline_depth,
+        ssl_context=ssl_context,
+        server_name=server_name,
+        path_prefix=backend.path_prefix.encode("ascii"),
     )
 
 

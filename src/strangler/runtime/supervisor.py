@@ -3,9 +3,11 @@
 Rules:
 - Nothing listens until the config is valid; a bad file exits 2 before any socket is bound.
 - The readiness line ("strangler listening on http://HOST:PORT ...") is printed once every
-  worker accepts connections; tests and the demo wait for it instead of sleeping. When the
-  admin listener is on, "strangler admin on http://HOST:PORT" follows it, in the same write;
-  its socket is bound before either line, so a taken admin address exits 1 announcing nothing.
+  worker accepts connections, followed by "strangler listening on https://HOST:PORT" when
+  `tls:` is configured (with `listen: null`, the https line is the readiness line); tests
+  and the demo wait for it instead of sleeping. When the admin listener is on, "strangler
+  admin on http://HOST:PORT" follows them, in the same write; its socket is bound before
+  any line, so a taken admin address exits 1 announcing nothing.
 - The admin app runs where an event loop is: on the worker's loop with one worker, in a thread
   of the supervisor with --workers N (the workers never serve it; each closes its copy of the
   admin socket). It reads the snapshot in force, so it follows reloads.
@@ -25,6 +27,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import uvloop
 
@@ -43,40 +46,82 @@ log = logging.getLogger("strangler.supervisor")
 _SIGNALS = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1}
 
 
-def ready_line(host: str, port: int, workers: int, snapshot: Snapshot) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return (
-        f"strangler listening on http://{shown}:{port} "
+@dataclass(frozen=True, slots=True)
+class Listeners:
+    """The gateway's client addresses, ports resolved: plain HTTP and HTTPS (either may be off)."""
+
+    plain: tuple[str, int] | None
+    tls: tuple[str, int] | None
+
+
+def ready_line(listeners: Listeners, workers: int, snapshot: Snapshot) -> str:
+    urls = []
+    if listeners.plain is not None:
+        urls.append(_url("http", *listeners.plain))
+    if listeners.tls is not None:
+        urls.append(_url("https", *listeners.tls))
+    first = (
+        f"strangler listening on {urls[0]} "
         f"(workers: {workers}, routes: {len(snapshot.table)}, config: {snapshot.source})"
     )
+    return "\n".join([first, *(f"strangler listening on {url}" for url in urls[1:])])
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+def _hold(key: str, address: str, *, one: bool, written: bool) -> socket.socket:
+    # Port 0 is resolved by a socket that stays bound: a port found free and released would be
+    # free for any other process too until the workers bind it (the admin listener's imports
+    # alone take ~0.5 s), and parallel test runs did take it.
+    host, port = split_listen(address)
+    try:
+        return listen_socket(host, port, reuse_port=False) if one else reserve_port(host, port)
+    except ListenError as exc:
+        hint = taken_hint(key, port, written=written)
+        raise ListenError(f"{key}: {exc}; {hint}") from exc
 
 
 def run(config_path: str, *, workers: int, watch: bool) -> int:
     """Serve until told to stop; returns the process exit code."""
     snapshot = load_snapshot(config_path)
-    host, port = split_listen(snapshot.config.listen)
-    # Port 0 is resolved by a socket that stays bound: a port found free and released would be
-    # free for any other process too until the workers bind it (the admin listener's imports
-    # alone take ~0.5 s), and parallel test runs did take it.
+    config = snapshot.config
     one = workers <= 1
-    try:
-        held = listen_socket(host, port, reuse_port=False) if one else reserve_port(host, port)
-    except ListenError as exc:
-        hint = taken_hint("listen", port, written="listen" in snapshot.config.model_fields_set)
-        raise ListenError(f"listen: {exc}; {hint}") from exc
-    port = int(held.getsockname()[1])
+    held: list[socket.socket] = []
     admin_sock = None
     try:
+        plain = tls = None
+        if config.listen is not None:
+            written = "listen" in config.model_fields_set
+            held.append(_hold("listen", config.listen, one=one, written=written))
+            plain = held[-1]
+        if config.tls is not None:
+            written = "listen" in config.tls.model_fields_set
+            held.append(_hold("tls.listen", config.tls.listen, one=one, written=written))
+            tls = held[-1]
+        listeners = Listeners(_address(plain), _address(tls))
         admin_sock = _bind_admin(snapshot)
         if workers <= 1:
-            lines = _ready_lines(ready_line(host, port, 1, snapshot), admin_sock)
-            uvloop.run(_serve_one(snapshot, held, admin_sock, watch, lambda: _announce(lines)))
+            lines = _ready_lines(ready_line(listeners, 1, snapshot), admin_sock)
+            uvloop.run(
+                _serve_one(snapshot, plain, admin_sock, watch, lambda: _announce(lines), tls=tls)
+            )
             return 0
-        return _supervise(snapshot, host, port, workers, watch, admin_sock)
+        return _supervise(snapshot, listeners, workers, watch, admin_sock)
     finally:
-        held.close()
+        for sock in held:
+            sock.close()
         if admin_sock is not None:
             admin_sock.close()
+
+
+def _address(sock: socket.socket | None) -> tuple[str, int] | None:
+    if sock is None:
+        return None
+    host, port = sock.getsockname()[:2]
+    return str(host), int(port)
 
 
 def _bind_admin(snapshot: Snapshot) -> socket.socket | None:
@@ -104,7 +149,7 @@ def _announce(lines: str) -> None:
 
 async def _serve_one(
     snapshot: Snapshot,
-    sock: socket.socket,
+    sock: socket.socket | None,
     admin_sock: socket.socket | None,
     watch: bool,
     on_ready: Callable[[], object],
@@ -114,6 +159,7 @@ async def _serve_one(
     supervisor_pid: int | None = None,
     worker_index: int = 0,
     metrics_writer: PipeWriter | None = None,
+    tls: socket.socket | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     worker = Worker(
@@ -133,7 +179,7 @@ async def _serve_one(
         admin = AdminServer(create_admin_app(worker), admin_sock)
         await admin.start()
     try:
-        await worker.serve(sock, on_ready)  # type: ignore[arg-type]
+        await worker.serve(sock, on_ready, tls_sock=tls)  # type: ignore[arg-type]
     finally:
         # After the drain: /readyz answers 503 (draining) while requests in flight finish.
         if admin is not None:
@@ -175,8 +221,7 @@ class _SupervisorView:
 
 def _supervise(
     snapshot: Snapshot,
-    host: str,
-    port: int,
+    listeners: Listeners,
     workers: int,
     watch: bool,
     admin_sock: socket.socket | None,
@@ -198,11 +243,11 @@ def _supervise(
     ready_read, ready_write = os.pipe()
     children: dict[int, int] = {}
     for index in range(workers):
-        children[_spawn(snapshot, host, port, ready_write, admin_sock, index, view)] = index
+        children[_spawn(snapshot, listeners, ready_write, admin_sock, index, view)] = index
     for _ in range(workers):
         if not os.read(ready_read, 1):
             break
-    _announce(_ready_lines(ready_line(host, port, workers, snapshot), admin_sock))
+    _announce(_ready_lines(ready_line(listeners, workers, snapshot), admin_sock))
     stopping = False
     while children:
         info = signal.sigtimedwait(list(_SIGNALS), 1.0)
@@ -227,7 +272,7 @@ def _supervise(
                 # The replacement starts from the config in force, not from a file that may
                 # have been refused since.
                 log.error("worker %d exited (status %d); starting a new one", pid, status)
-                children[_spawn(snapshot, host, port, ready_write, admin_sock, index, view)] = index
+                children[_spawn(snapshot, listeners, ready_write, admin_sock, index, view)] = index
     if admin is not None:
         admin.stop()
     if view.metrics_reader is not None:
@@ -237,8 +282,7 @@ def _supervise(
 
 def _spawn(
     snapshot: Snapshot,
-    host: str,
-    port: int,
+    listeners: Listeners,
     ready_write: int,
     admin_sock: socket.socket | None,
     index: int,
@@ -268,7 +312,11 @@ def _spawn(
             # The supervisor serves the admin port; a worker holding a copy would keep it
             # accepting connections (into a queue nobody reads) after the supervisor is gone.
             admin_sock.close()
-        sock = listen_socket(host, port, reuse_port=True)
+        sock = tls = None
+        if listeners.plain is not None:
+            sock = listen_socket(*listeners.plain, reuse_port=True)
+        if listeners.tls is not None:
+            tls = listen_socket(*listeners.tls, reuse_port=True)
         uvloop.run(
             _serve_one(
                 snapshot,
@@ -281,6 +329,7 @@ def _spawn(
                 supervisor_pid=supervisor_pid,
                 worker_index=index,
                 metrics_writer=writer,
+                tls=tls,
             )
         )
         code = 0

@@ -1,10 +1,14 @@
-"""One worker: an event loop serving client connections on one listening socket.
+"""One worker: an event loop serving client connections on its listening sockets (plain HTTP,
+HTTPS, or both).
 
 Rules:
 - The snapshot is swapped atomically on reload (SIGHUP, or a changed file with --watch);
   a bad new file is refused, logged, and the old snapshot stays in force.
 - Deadlines (slowloris header timeout, idle keep-alive, upstream read timeout, pool waits and
   idle expiry) are checked by one sweeper every 100 ms instead of a timer per request.
+- The HTTPS listener serves one SSLContext for the worker's life; a reload loads the
+  certificate files again into it, so new handshakes get the new certificate while open
+  connections keep theirs.
 - SIGTERM/SIGINT drain: stop accepting, close idle connections, let in-flight exchanges finish
   up to `drain_timeout_s`, then abort what is left.
 """
@@ -17,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -39,12 +44,14 @@ from strangler.observe.slo.counter import FLUSH_INTERVAL_S as SLO_FLUSH_INTERVAL
 from strangler.observe.slo.counter import SloCounter
 from strangler.observe.traffic import TrafficCounter
 from strangler.observe.windows import WindowRecorder
+from strangler.proxy.redirect import RedirectConnection
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool, reconcile_pools
 from strangler.runtime.data_gauges import DataGauges
 from strangler.runtime.snapshot import BackendTarget, Snapshot
 from strangler.runtime.snapshot_build import build_snapshot, source_mtime
+from strangler.runtime.tls_contexts import reload_server_context, server_context
 from strangler.shadow import ShadowRunner
 from strangler.shadow.channel import reconcile_channels
 from strangler.shadow.publisher import ResultsPublisher
@@ -111,6 +118,9 @@ class Worker:
         # peers only).
         self.connections_by_peer: dict[bytes, int] = {}
         self.pools: dict[str, UpstreamPool] = {}
+        # The HTTPS listener's context and port, once serve() opened it.
+        self.tls_context: ssl.SSLContext | None = None
+        self.https_port = 0
         self.is_draining = False
         self._watch = watch
         self._mtime = source_mtime(snapshot.source)
@@ -191,9 +201,31 @@ class Worker:
     def __repr__(self) -> str:
         return f"<Worker pid={os.getpid()} v{self.snapshot.version} conns={len(self.connections)}>"
 
-    async def serve(self, sock: socket.socket, on_ready: Callable[[], None]) -> None:
-        """Serve until SIGTERM/SIGINT, then drain."""
-        server = await self.loop.create_server(lambda: ClientConnection(self), sock=sock)
+    async def serve(
+        self,
+        sock: socket.socket | None,
+        on_ready: Callable[[], None],
+        *,
+        tls_sock: socket.socket | None = None,
+    ) -> None:
+        """Serve until SIGTERM/SIGINT, then drain. `sock` is the plain listener (None: TLS
+        only), `tls_sock` the HTTPS one (None: `tls:` is not configured)."""
+        servers: list[asyncio.AbstractServer] = []
+        if sock is not None:
+            servers.append(await self.loop.create_server(self._plain_connection, sock=sock))
+        server_tls = self.snapshot.server_tls
+        if tls_sock is not None and server_tls is not None:
+            self.tls_context = server_context(server_tls)
+            self.https_port = int(tls_sock.getsockname()[1])
+            servers.append(
+                await self.loop.create_server(
+                    lambda: ClientConnection(self, is_tls=True),
+                    sock=tls_sock,
+                    ssl=self.tls_context,
+                    # A handshake that never finishes is a slowloris too.
+                    ssl_handshake_timeout=self.snapshot.limits.header_timeout_s,
+                )
+            )
         # The store flush runs SQLAlchemy on a thread every few seconds; with CPython's default
         # 5 ms switch interval the event loop could wait that long for the GIL, which showed in
         # the shadow benchmark's 8-connection p99. 0.5 ms bounds the wait; it costs nothing
@@ -261,7 +293,7 @@ class Worker:
         try:
             await self._stop
         finally:
-            await self._drain(server)
+            await self._drain(servers)
 
     def _count_verdict(self, record: VerdictRecord) -> None:
         """Analyzer thread: one verdict stored (a dict update under the GIL)."""
@@ -390,7 +422,7 @@ class Worker:
             return
         snapshot: Snapshot | None = None
         try:
-            snapshot = self._build(base, overrides, drills)
+            snapshot = self._build(base, overrides, drills, tls_from=self.snapshot)
         except ConfigError as exc:
             log.error("state version %d refused, keeping the one in force: %s", version, exc)
         self.loop.call_soon_threadsafe(self._adopt, base, overrides, drills, version, snapshot)
@@ -424,6 +456,7 @@ class Worker:
         if not self.reload_from(base):
             return False
         self._mtime = source_mtime(path)
+        self._reload_certificate()
         self.counters.inc("config_reloads_total", "applied")
         # Every worker reloads on its own SIGHUP; one of them says what the file can't change.
         if self.worker_index == 0:
@@ -446,12 +479,21 @@ class Worker:
         return True
 
     def _build(
-        self, base: Config, overrides: dict[str, Override], drills: dict[str, Drill]
+        self,
+        base: Config,
+        overrides: dict[str, Override],
+        drills: dict[str, Drill],
+        *,
+        tls_from: Snapshot | None = None,
     ) -> Snapshot:
         """The snapshot of `base` with `overrides` and `drills` on top (numbered when it is
-        swapped in)."""
+        swapped in); `tls_from` as in build_snapshot."""
         return build_snapshot(
-            apply_overrides(base, overrides), source=self.snapshot.source, version=0, drills=drills
+            apply_overrides(base, overrides),
+            source=self.snapshot.source,
+            version=0,
+            drills=drills,
+            tls_from=tls_from,
         )
 
     def _swap(self, snapshot: Snapshot, why: str) -> bool:
@@ -564,9 +606,38 @@ class Worker:
         slo_counts = self.slos.take_deltas() if is_slo_due else []
         self.publisher.publish(self.shadow.results.take_deltas(), traffic, windows, slo_counts)
 
-    async def _drain(self, server: asyncio.AbstractServer) -> None:
+    def _plain_connection(self) -> asyncio.Protocol:
+        # Decided per connection, so a reload that turns redirect_plain on or off takes effect
+        # for the next client; the request path itself never asks.
+        tls = self.snapshot.config.tls
+        if tls is not None and tls.redirect_plain and self.https_port:
+            return RedirectConnection(
+                self.https_port, header_timeout_s=self.snapshot.limits.header_timeout_s
+            )
+        return ClientConnection(self)
+
+    def _reload_certificate(self) -> None:
+        """Serve the certificate the reloaded snapshot names (its files were checked loadable
+        when it was built). The listeners themselves are fixed at start."""
+        context, server_tls = self.tls_context, self.snapshot.server_tls
+        if context is None:
+            if server_tls is not None:
+                log.warning("tls: added by a reload; the HTTPS listener starts with a restart")
+            return
+        if server_tls is None:
+            log.warning("tls: removed by a reload; the HTTPS listener stays until a restart")
+            return
+        try:
+            reload_server_context(context, server_tls)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("tls.cert: reload failed, serving the previous certificate: %s", exc)
+            return
+        log.info("tls.cert: serving %s", server_tls.cert_path)
+
+    async def _drain(self, servers: list[asyncio.AbstractServer]) -> None:
         self.is_draining = True
-        server.close()
+        for server in servers:
+            server.close()
         for conn in list(self.connections):
             conn.begin_drain()
         deadline = self.loop.time() + self.snapshot.limits.drain_timeout_s

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from strangler.proxy.headers import with_path_prefix
 from strangler.shadow.drop import DropReason
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ class ShadowChannel:
                 mirror.drop(DropReason.QUEUE_FULL)
                 return
         conn.in_line.append(mirror)
-        conn.to_write.append(mirror.wire)
+        prefix = self.target.path_prefix
+        conn.to_write.append(with_path_prefix(mirror.wire, prefix) if prefix else mirror.wire)
         if not self._is_flush_scheduled:
             self._is_flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -204,7 +206,13 @@ class _PipelinedConnection(asyncio.Protocol):
         target = self.channel.target
         try:
             await asyncio.wait_for(
-                self.channel.loop.create_connection(lambda: self, target.host, target.port),
+                self.channel.loop.create_connection(
+                    lambda: self,
+                    target.host,
+                    target.port,
+                    ssl=target.ssl_context,
+                    server_hostname=target.server_name,
+                ),
                 timeout=target.connect_timeout_s,
             )
         except (OSError, TimeoutError) as exc:

@@ -34,7 +34,7 @@ import orjson
 
 from strangler.diff import BodyKind, Comparison, ResponseSample, compare_responses
 from strangler.proxy.failures import FailureKind
-from strangler.proxy.headers import R_CONNECTION, R_UPGRADE
+from strangler.proxy.headers import R_CONNECTION, R_UPGRADE, with_path_prefix
 from strangler.shadow.channel import ShadowChannel
 from strangler.shadow.drop import DropReason
 from strangler.shadow.offload import DiffHelper
@@ -240,7 +240,8 @@ class Mirror:
         conn.read_timeout_s = self.setup.settings.timeout_s
         conn.deadline = conn.pool.loop.time() + conn.read_timeout_s
         conn.set_reading(is_paused=False)
-        conn.writelines([self.wire])
+        prefix = conn.pool.target.path_prefix
+        conn.writelines([with_path_prefix(self.wire, prefix) if prefix else self.wire])
         self.wire = b""
 
     def fail(self, kind: FailureKind) -> None:
