@@ -57,16 +57,23 @@ export const useDiffs = (name: string) =>
     },
   });
 
+/** How often an open chart asks again: workers add their counts to the store's buckets as
+ * they flush (store.traffic_flush_interval_s, 15 s by default), so the current bucket fills
+ * in while the page is open; a narrow window's buckets fill fastest. */
+export const SERIES_REFRESH_MS: Record<SeriesWindow, number> = { "1h": 5_000, "24h": 60_000, "7d": 300_000 };
+
 export const useRouteSeries = (name: string, window: SeriesWindow) =>
   useQuery({
     queryKey: ["series", name, window],
     queryFn: () => api<RouteSeries>(`/api/v1/routes/${path(name)}/series?window=${window}`),
+    refetchInterval: SERIES_REFRESH_MS[window],
   });
 
 export const useProgressSeries = (window: SeriesWindow) =>
   useQuery({
     queryKey: ["progress-series", window],
     queryFn: () => api<ProgressSeries>(`/api/v1/progress/series?window=${window}`),
+    refetchInterval: SERIES_REFRESH_MS[window],
   });
 
 /** The identity bridge; null when the gateway has no `rails:` (a 404). */

@@ -2,24 +2,31 @@ import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { type FormEvent, type ReactNode, useEffect, useId, useRef, useState } from "react";
 import { errorText } from "../api/client";
 
+export interface Input {
+  reason: string;
+  weight: number;
+  force: boolean;
+}
+
 export interface Action {
   title: string;
-  /** What will happen, in the user's terms ("25 % → 50 % of users of group projects"). */
-  effect: ReactNode;
+  /** What will happen, in the user's terms ("25 % → 50 % of users of group projects"), from
+   * what the dialog holds (the weight typed, whether force is ticked). */
+  effect: ReactNode | ((input: Input) => ReactNode);
   /** Ask for a number (set weight). */
   weight?: { initial: number };
-  /** Offer "force" (promote past a closed gate; audited). */
-  canForce?: boolean;
-  /** Whether a reason is required (every stage change; a noise review may go without). */
-  reasonRequired?: boolean;
-  run: (input: { reason: string; weight: number; force: boolean }) => Promise<unknown>;
+  /** Offer "force" (promote past a closed gate; audited as forced). */
+  force?: { label: string };
+  run: (input: Input) => Promise<unknown>;
 }
 
 /** A modal that says what an action will do, takes a reason, and shows the service's refusal
- * in its own words. The native <dialog> traps focus and closes on Escape. */
+ * in its own words. The native <dialog> traps focus and closes on Escape; once it is gone,
+ * focus goes back to what opened it, so a keyboard user carries on from there. */
 export function ConfirmDialog({ action, onClose }: { action: Action; onClose: () => void }) {
   const ref = useRef<HTMLDialogElement>(null);
   const titleId = useId();
+  const effectId = useId();
   const client = useQueryClient();
   const [reason, setReason] = useState("");
   const [weight, setWeight] = useState(action.weight?.initial ?? 0);
@@ -33,17 +40,25 @@ export function ConfirmDialog({ action, onClose }: { action: Action; onClose: ()
   });
   useEffect(() => {
     const dialog = ref.current;
+    const opener = document.activeElement;
     if (dialog && !dialog.open) dialog.showModal?.();
+    return () => {
+      if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
+    };
   }, []);
+  const input = { reason, weight, force };
+  const effect = typeof action.effect === "function" ? action.effect(input) : action.effect;
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    mutation.mutate({ reason, weight, force });
+    mutation.mutate(input);
   };
   return (
-    <dialog ref={ref} aria-labelledby={titleId} onClose={onClose} onCancel={onClose}>
+    <dialog ref={ref} aria-labelledby={titleId} aria-describedby={effectId} onClose={onClose} onCancel={onClose}>
       <form onSubmit={submit}>
         <h2 id={titleId}>{action.title}</h2>
-        <p className="effect">{action.effect}</p>
+        <p className="effect" id={effectId} aria-live="polite">
+          {effect}
+        </p>
         {action.weight && (
           <label>
             New weight (%)
@@ -61,16 +76,16 @@ export function ConfirmDialog({ action, onClose }: { action: Action; onClose: ()
         <label>
           Reason (goes to the audit log)
           <textarea
-            required={action.reasonRequired ?? true}
+            required
             maxLength={2000}
             value={reason}
             onChange={(event) => setReason(event.target.value)}
           />
         </label>
-        {action.canForce && (
+        {action.force && (
           <label className="inline">
             <input type="checkbox" checked={force} onChange={(event) => setForce(event.target.checked)} />
-            Force past a closed evidence or SLO budget gate (audited)
+            {action.force.label}
           </label>
         )}
         {mutation.isError && (

@@ -37,11 +37,27 @@ function lines(series: RouteSeries, value: (side: Side, seconds: number) => numb
   return drawn;
 }
 
+/** The share of the route's client answers that came from new, per bucket (a canary's weight
+ * at work); shadow copies are not answers any client saw. */
+function share(series: RouteSeries): Line[] {
+  return [
+    {
+      label: "answered by new",
+      color: NEW_COLOR,
+      values: series.buckets.map((b) => {
+        const total = b.legacy.requests + b.new.requests;
+        return total === 0 ? null : (b.new.requests / total) * 100;
+      }),
+    },
+  ];
+}
+
 function Charts({ series }: { series: RouteSeries }) {
   const charts = useMemo(() => {
     const xs = series.buckets.map((b) => b.start);
     return {
       xs,
+      share: share(series),
       rate: lines(series, (side, seconds) => side.requests / seconds),
       errors: lines(series, (side) => (side.requests ? (side.errors / side.requests) * 100 : null)),
       p50: lines(series, (side) => side.p50_ms),
@@ -51,6 +67,7 @@ function Charts({ series }: { series: RouteSeries }) {
   const empty = "No answers in this window.";
   return (
     <div className="charts">
+      <SeriesChart title="Share answered by new" xs={charts.xs} lines={charts.share} unit="%" empty="No answers from new in this window." />
       <SeriesChart title="Requests per second" xs={charts.xs} lines={charts.rate} unit="req/s" empty={empty} />
       <SeriesChart title="Errors (5xx)" xs={charts.xs} lines={charts.errors} unit="%" empty="No errors in this window." />
       <SeriesChart title="Latency p50" xs={charts.xs} lines={charts.p50} unit="ms" empty={empty} />

@@ -92,6 +92,27 @@ describe("the series chart", () => {
     expect(drawn.every((chart) => chart.series === 3)).toBe(true);
   });
 
+  it("draws a canary's share on new per bucket, from the answers of both sides", async () => {
+    const side = (requests: number) => ({ requests, errors: 0, p50_ms: 4.2, p99_ms: 30.5 });
+    const series: RouteSeries = {
+      route: "tasks",
+      window: "1h",
+      bucket_s: 60,
+      // 10 % on new, then 50 % (the weight was set), then a bucket without answers.
+      buckets: [bucket(0, side(90), side(10)), bucket(60, side(30), side(30)), bucket(120)],
+    };
+    server.use(http.get("/api/v1/routes/tasks/series", () => HttpResponse.json(series)));
+    drawn.length = 0;
+    renderWithQueries(<RouteCharts name="tasks" />);
+    const shared = await screen.findByRole("img", { name: /^Share answered by new/ });
+    expect(shared.getAttribute("aria-label")).toBe(
+      "Share answered by new. answered by new: latest 50.0 %, highest 50.0 %",
+    );
+    expect(await screen.findAllByTestId("chart")).toHaveLength(4); // no errors: that one says so
+    await vi.waitFor(() => expect(drawn).toHaveLength(4));
+    expect(drawn[0]).toEqual({ series: 1, points: 3 });
+  });
+
   it("shows the API's refusal", async () => {
     server.use(
       http.get("/api/v1/routes/tasks/series", () => HttpResponse.json({ detail: "store unavailable" }, { status: 503 })),

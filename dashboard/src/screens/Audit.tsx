@@ -1,7 +1,7 @@
 import { useMemo, useState } from "react";
 import { Link } from "wouter";
 import { Query } from "../components/states";
-import { routeHref, when } from "../format";
+import { isForced, routeHref, when } from "../format";
 import { useAudit, useRoutes } from "../queries";
 
 export function Audit() {
@@ -63,7 +63,10 @@ export function Audit() {
                       <td>
                         <Link href={routeHref(entry.unit)}>{entry.unit}</Link>
                       </td>
-                      <td>{entry.action}</td>
+                      <td>
+                        {entry.action}
+                        {isForced(entry) && <strong className="forced"> (forced)</strong>}
+                      </td>
                       <td>
                         {String(entry.before.stage ?? "–")} → {String(entry.after.stage ?? "–")}
                       </td>

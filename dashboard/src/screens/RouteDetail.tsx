@@ -6,7 +6,7 @@ import { type Action, ConfirmDialog } from "../components/ConfirmDialog";
 import { RouteCharts } from "../components/RouteCharts";
 import { Query } from "../components/states";
 import { StageBadge } from "../components/StageBadge";
-import { percent, when } from "../format";
+import { isForced, percent, when } from "../format";
 import { useDiffs, useRollout } from "../queries";
 import { cannotAct } from "../session";
 
@@ -35,20 +35,38 @@ export function promoteEffect(report: RolloutReport): string {
   }
 }
 
+const FORCE_PROMOTE = "Force it past a closed evidence, data or SLO budget gate (the audit log says it was forced)";
+
+/** What a set weight does, in words, for the weight typed so far. */
+export function weightEffect(report: RolloutReport, weight: number): string {
+  const group = `group ${report.unit}`;
+  if (report.stage !== "canary") return `Only a canary has a weight: ${group} is in stage ${report.stage}; the service will refuse.`;
+  if (!Number.isFinite(weight) || weight < 0 || weight > 100) return "A weight is a number from 0 to 100 %.";
+  if (weight === report.weight) return `${report.weight} % stays ${weight} % of users of ${group}: nothing changes.`;
+  return `${report.weight} % → ${weight} % of users of ${group}.`;
+}
+
+function forced(text: string, force: boolean): string {
+  return force ? `${text} Forced: the audit entry records it as such.` : text;
+}
+
 function actionsFor(name: string, report: RolloutReport): Record<string, Action> {
   const url = `/api/v1/routes/${encodeURIComponent(name)}`;
   const group = `group ${report.unit}`;
   return {
     Promote: {
       title: `Promote ${name}`,
-      effect: promoteEffect(report),
-      canForce: true,
+      effect: ({ force }) => forced(promoteEffect(report), force),
+      force: { label: FORCE_PROMOTE },
       run: ({ reason, force }) => api(`${url}/promote`, { method: "POST", body: { reason, force } }),
     },
     "Roll back": {
       title: `Roll back ${name}`,
-      effect: `${report.stage} → legacy: every user of ${group} back on legacy, at once.`,
-      run: ({ reason }) => api(`${url}/rollback`, { method: "POST", body: { reason } }),
+      effect: ({ force }) =>
+        forced(`${report.stage} → legacy: every user of ${group} back on legacy, at once.`, force),
+      // Only a retired route needs force to come back (legacy must still have its code).
+      force: report.stage === "retired" ? { label: "Force it back from retired (audited as forced)" } : undefined,
+      run: ({ reason, force }) => api(`${url}/rollback`, { method: "POST", body: { reason, force } }),
     },
     Pause: {
       title: `Pause ${name}`,
@@ -62,7 +80,7 @@ function actionsFor(name: string, report: RolloutReport): Record<string, Action>
     },
     "Set weight": {
       title: `Set the canary weight of ${name}`,
-      effect: `${report.weight} % → the weight below, of users of ${group}.`,
+      effect: ({ weight }) => weightEffect(report, weight),
       weight: { initial: nextWeight(report) ?? report.weight },
       run: ({ reason, weight }) => api(`${url}/weight`, { method: "PUT", body: { reason, weight } }),
     },
@@ -157,7 +175,8 @@ function Timeline({ report }: { report: RolloutReport }) {
         <ol className="timeline">
           {entries.map((entry) => (
             <li key={entry.version}>
-              <time>{when(entry.at)}</time> {entry.action}: {String(entry.before.stage ?? "–")} →{" "}
+              <time>{when(entry.at)}</time> {entry.action}
+              {isForced(entry) && <strong className="forced"> (forced)</strong>}: {String(entry.before.stage ?? "–")} →{" "}
               {String(entry.after.stage ?? "–")}
               {typeof entry.after.weight_bp === "number" && ` at ${entry.after.weight_bp / 100} %`} by {entry.actor}
               {entry.reason && <>: “{entry.reason}”</>}
@@ -212,9 +231,8 @@ function reviewAction(route: string, path: DiffPath, verdict: "accepted" | "nois
     title: verdict === "accepted" ? `Accept ${path.rule_path}` : `Mark ${path.rule_path} as noise`,
     effect:
       verdict === "accepted"
-        ? `An intended change: ${path.count} differences at ${path.rule_path} leave the parity.`
-        : `Noise: ${path.rule_path} is ignored when comparing (${path.noise_count} times legacy differed from itself).`,
-    reasonRequired: verdict === "accepted",
+        ? `An intended change: the ${path.count} differences at ${path.rule_path} no longer count against the parity.`
+        : `Noise: ${path.rule_path} no longer counts against the parity (legacy differed from itself there ${path.noise_count} times).`,
     run: ({ reason }) =>
       api(`/api/v1/diffs/${encodeURIComponent(route)}/reviews`, {
         method: "POST",
@@ -240,7 +258,7 @@ function Differences({
   const examples = diffs.examples.filter((example) => example.rule_path === selected).slice(0, 3);
   return (
     <>
-      <p>
+      <p data-testid="parity">
         Parity {percent(diffs.parity)} over {diffs.compared} comparisons (95 %: {percent(diffs.parity_interval_95[0])} –{" "}
         {percent(diffs.parity_interval_95[1])}); legacy compared with itself {diffs.noise_samples} times.
       </p>
@@ -278,6 +296,8 @@ function Differences({
                     <button
                       type="button"
                       disabled={refusal !== null}
+                      aria-label={`Accept ${path.rule_path}`}
+                      aria-describedby={refusal ? "why-disabled" : undefined}
                       onClick={() => onAction(reviewAction(diffs.route, path, "accepted"))}
                     >
                       Accept
@@ -285,6 +305,8 @@ function Differences({
                     <button
                       type="button"
                       disabled={refusal !== null}
+                      aria-label={`Noise ${path.rule_path}`}
+                      aria-describedby={refusal ? "why-disabled" : undefined}
                       onClick={() => onAction(reviewAction(diffs.route, path, "noise"))}
                     >
                       Noise
