@@ -530,6 +530,9 @@ class StoreConfig(_Model):
     # ~/.pgpass (libpq reads both) than written here. Kept out of repr either way.
     url: str | None = Field(default=None, repr=False)
     flush_interval_s: PositiveSeconds = 2.0
+    # Traffic counts and latency histograms (the series, `progress`, the share on new) wait
+    # longer by default: each flush holds a worker's GIL for a few ms of SQLAlchemy.
+    traffic_flush_interval_s: PositiveSeconds = 15.0
     retention_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
     max_paths_per_route: Annotated[int, Field(ge=1, le=100_000)] = 200
 

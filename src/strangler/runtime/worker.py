@@ -70,7 +70,6 @@ log = logging.getLogger("strangler.worker")
 SWEEP_INTERVAL_S = 0.1
 WATCH_INTERVAL_S = 1.0
 SHADOW_REPORT_INTERVAL_S = 60.0
-TRAFFIC_FLUSH_INTERVAL_S = 15.0
 # Canary windows go to the store every second: the analyzer judges an interval ~2 s after it.
 WINDOW_FLUSH_INTERVAL_S = 1.0
 # Metrics go to the supervisor twice a second: a scrape shows a request within a second.
@@ -174,7 +173,7 @@ class Worker:
             on_reviews=self._take_reviews,
         )
         self._next_publish = loop.time() + store.flush_interval_s
-        self._next_traffic_publish = loop.time() + TRAFFIC_FLUSH_INTERVAL_S
+        self._next_traffic_publish = loop.time() + store.traffic_flush_interval_s
         self._next_window_publish = loop.time() + WINDOW_FLUSH_INTERVAL_S
         self._next_slo_publish = loop.time() + SLO_FLUSH_INTERVAL_S
         self.watcher = StateWatcher(
@@ -583,7 +582,8 @@ class Worker:
     def _publish(self, now: float) -> None:
         """Start a store flush when something is due: canary windows every second, SLO counts
         every SLO_FLUSH_INTERVAL_S, shadow
-        results every `store.flush_interval_s`, traffic counts every 15 s."""
+        results every `store.flush_interval_s`, traffic counts every
+        `store.traffic_flush_interval_s`."""
         is_window_due = self.windows.has_closed and now >= self._next_window_publish
         is_shadow_due = now >= self._next_publish and bool(self.snapshot.shadow_routes)
         # Traffic alone waits longer: `progress` reads whole minutes, and each flush holds the
@@ -600,7 +600,7 @@ class Worker:
             self._next_publish = now + self.snapshot.config.store.flush_interval_s
         traffic: tuple[TrafficDelta, ...] = ()
         if is_traffic_due:
-            self._next_traffic_publish = now + TRAFFIC_FLUSH_INTERVAL_S
+            self._next_traffic_publish = now + self.snapshot.config.store.traffic_flush_interval_s
             traffic = self.traffic.take_deltas()
         windows = self.windows.take_deltas() if is_window_due else []
         slo_counts = self.slos.take_deltas() if is_slo_due else []
