@@ -5,17 +5,21 @@ A real SQLite store, the run summaries `strangler data diff` writes, and an inje
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from strangler.cli.progress import progress_report
 from strangler.config import parse_config
 from strangler.control.data_runs import DataRun
+from strangler.control.reports import rollout_report
 from strangler.control.service import ChangeRefused, ControlService
 from strangler.control.state import Store
 from strangler.control.stores import SqliteShadowStore
+from strangler.runtime.snapshot_build import build_snapshot
 from tests.integration.test_confirm_gates import Rollout
 
 CONFIG = """\
@@ -81,3 +85,30 @@ def test_the_analyzer_holds_the_step_to_new_until_a_clean_diff(store: Store) -> 
     moved = rollout.judge()
     assert (moved.outcome, moved.action) == ("pass", "complete")
     assert store.overrides()["api"].stage == "new"
+
+
+def test_the_route_report_and_progress_say_the_data_gate_blocks_new(store: Store) -> None:
+    """What the dashboard's "what blocks the next stage" shows: the route's report (the route
+    page, `strangler rollout status`) and `progress` (the routes table) name the table."""
+    config = parse_config(CONFIG, "strangler.yaml")
+    snapshot = build_snapshot(config, source="strangler.yaml")
+    now = time.time()
+
+    def said() -> tuple[str | None, str]:
+        (route,) = progress_report(snapshot, store, now=now)["routes"]
+        return rollout_report(store, config, "api")["blocked_by"], route["next_step"]
+
+    blocked_by, step = said()
+    gate = (
+        "table projects (read or written by api): never diffed; run `strangler data diff projects`"
+    )
+    assert blocked_by == f"the data gate (for new): {gate}"
+    assert step.startswith("canary at 5 % (group api), 0 errors in 0 answers from new")
+    assert step.endswith(f"; new is blocked by the data gate: {gate}")
+    _diffed(store, now - 60, different=2)
+    blocked_by, step = said()
+    assert blocked_by is not None and "found 2 different" in blocked_by
+    assert "found 2 different" in step
+    _diffed(store, now - 30, different=0)
+    blocked_by, step = said()
+    assert blocked_by is None and "data gate" not in step

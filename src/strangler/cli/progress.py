@@ -9,7 +9,7 @@ Nothing here changes anything.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from strangler.cli.tables import print_table
 from strangler.control.effective import apply_overrides
 from strangler.control.state import Store
 from strangler.control.store import DEFAULT_ROUTE, RouteTotals, TrafficTotals
+from strangler.data.gate import refusals_of
 from strangler.data.status import data_report
 from strangler.diff import wilson_interval
 from strangler.rollout.machine import MIN_COMPARED, PARITY_FLOOR, shadow_gate
@@ -54,16 +55,21 @@ def next_step(
     totals: RouteTotals | None,
     hour: TrafficTotals | None,
     canary: CanaryPlan | None = None,
+    data_gate: Sequence[str] = (),
 ) -> str:
-    """What stands between a route and its next stage, in words."""
+    """What stands between a route and its next stage, in words. `data_gate`: the data gate's
+    refusals for the route's group (what keeps a canary from moving to new)."""
     if stage is Stage.CANARY and canary is not None:
         share = f"canary at {canary.weight_bp / 100:g} % (group {canary.group})"
         errors = hour.new_errors if hour is not None else 0
         answered = hour.new if hour is not None else 0
-        return (
+        step = (
             f"{share}, {errors} errors in {answered} answers from new in the last hour; "
             "see `strangler rollout status ROUTE` for its verdicts"
         )
+        if data_gate:
+            step += "; new is blocked by the data gate: " + "; ".join(data_gate)
+        return step
     if stage is Stage.LEGACY:
         return "implement it in the new backend, then `strangler promote ROUTE` (to shadow)"
     if stage is Stage.NEW:
@@ -166,9 +172,21 @@ def progress_report(
         hour = {t.route: t for t in store.traffic(now - HOUR_S)}
         day = {t.route: t for t in store.traffic(now - DAY_S)}
         shadow = {t.route: t for t in store.routes()}
+    statuses = store.data_statuses() if store is not None else {}
+    groups: dict[str, list[str]] = {}
+    for row in snapshot.table.rows():
+        if row.decision.canary is not None:
+            groups.setdefault(row.decision.canary.plan.group, []).append(row.spec.name)
     rows: list[RouteProgress] = []
     for row in snapshot.table.rows():
         spec = row.spec
+        canary = row.decision.canary.plan if row.decision.canary is not None else None
+        # The group moves to new together: any of its routes' tables holds every one of them.
+        data_gate = (
+            refusals_of(statuses, snapshot.config, groups[canary.group], now)
+            if canary is not None and spec.stage is Stage.CANARY
+            else []
+        )
         totals = shadow.get(spec.name)
         compared = totals.compared if totals is not None else 0
         equal = totals.equal + totals.equal_but_noise if totals is not None else 0
@@ -181,18 +199,12 @@ def progress_report(
                 parity=equal / compared if compared else None,
                 parity_low=wilson_interval(equal, compared)[0] if compared else None,
                 compared=compared,
-                next_step=next_step(
-                    spec.stage,
-                    totals,
-                    hour.get(spec.name),
-                    row.decision.canary.plan if row.decision.canary is not None else None,
-                ),
+                next_step=next_step(spec.stage, totals, hour.get(spec.name), canary, data_gate),
             )
         )
     by_stage: dict[str, int] = {}
     for item in rows:
         by_stage[item.stage] = by_stage.get(item.stage, 0) + 1
-    statuses = store.data_statuses() if store is not None else {}
     quiet = store.traffic(now - legacy_days * DAY_S) if store is not None else []
     return {
         "routes_by_stage": by_stage,

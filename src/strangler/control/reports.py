@@ -119,6 +119,10 @@ def rollout_report(
         report["blocked_by"] = None if gate.passed else gate.reason
     else:
         report["blocked_by"] = _blocked_by(state)
+        if report["blocked_by"] is None and state.stage is Stage.CANARY:
+            data = service.data_gate(state)
+            if data:
+                report["blocked_by"] = "the data gate (for new): " + "; ".join(data)
     report["verdicts"] = [v.to_json() for v in store.verdicts(state.unit, limit=verdicts)]
     drill = store.drills().get(state.unit)
     in_force = drill is not None and drill.expires_at > service.clock()

@@ -8,7 +8,7 @@ while that table's newest run found no differences and its newest complete run i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from strangler.config import Config, DataTableConfig
 from strangler.control.data_runs import DataStatus, DataStore
@@ -21,6 +21,16 @@ def data_gate_refusals(
     routes and what is wrong; [] when nothing blocks (or the config has no `data:`)."""
     if config.data is None:
         return []
+    return refusals_of(store.data_statuses(), config, routes, now)
+
+
+def refusals_of(
+    statuses: Mapping[str, DataStatus], config: Config, routes: Iterable[str], now: float
+) -> list[str]:
+    """data_gate_refusals from statuses already read (a report over many routes reads the
+    store once)."""
+    if config.data is None:
+        return []
     wanted = set(routes)
     blocking: dict[str, tuple[DataTableConfig, list[str]]] = {}
     for route in config.routes:
@@ -30,7 +40,6 @@ def data_gate_refusals(
             blocking.setdefault(table.name, (table, []))[1].append(route.name)
     if not blocking:
         return []
-    statuses = store.data_statuses()
     max_age_s = config.data.max_age_h * 3600
     refusals = []
     for name, (_table, names) in blocking.items():
