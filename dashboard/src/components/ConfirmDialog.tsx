@@ -42,6 +42,8 @@ export function ConfirmDialog({ action, onClose }: { action: Action; onClose: ()
     const dialog = ref.current;
     const opener = document.activeElement;
     if (dialog && !dialog.open) dialog.showModal?.();
+    // The first field (the weight, else the reason), whatever the browser's own choice.
+    dialog?.querySelector<HTMLElement>("input, textarea")?.focus();
     return () => {
       if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
     };
