@@ -797,6 +797,14 @@ def test_run_demo_sends_traffic_through_the_real_gateway(
     assert exit_code == 0, out
     assert f"http://127.0.0.1:{gateway_port}/api/projects.json" in out
     assert f"http://127.0.0.1:{admin_port}/.well-known/jwks.json" in out
+    # The dashboard and a way in: the demo's write token (tests/e2e/test_demo_live.py logs in
+    # with one made the same way).
+    assert re.search(
+        rf"^  dashboard +http://127\.0\.0\.1:{admin_port}/ +\(log in with the demo's write "
+        r"token:\n +stk_[A-Za-z0-9_-]{43} \)$",
+        out,
+        re.MULTILINE,
+    ), out
     assert f"http://127.0.0.1:{gateway_port}/api/me" in out
     assert "Ctrl-C to stop" in out
     assert re.search(r"by backend: .*legacy x \d+.*new x \d+", out), out
