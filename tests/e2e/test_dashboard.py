@@ -333,6 +333,15 @@ def test_a_weight_set_from_the_keyboard_moves_the_share_on_new_under_real_traffi
     print(f"answers by upstream: {dict(answered)}")
     assert answered["new"] > 0 and answered["legacy"] > 0
     check(page, shots, "route-share-moved-wide")
+
+    # Pause and resume: the status says so, and what blocks the next stage names the pause.
+    figures = page.locator(".figures")
+    status = figures.locator("dt", has_text="Status").locator("xpath=following-sibling::dd[1]")
+    assert _act(page, "Pause", "hold it while we look") is None
+    expect(status).to_have_text("paused")
+    expect(figures).to_contain_text("paused: hold it while we look")
+    assert _act(page, "Resume", "carry on") is None
+    expect(status).to_have_text("running")
     page.close()
 
 
@@ -401,7 +410,6 @@ def test_reviewing_the_difference_paths_changes_the_parity_on_the_page(
     expect(parity).to_contain_text("Parity 0.0 % over 6 comparisons")
     paths = page.locator("section[aria-labelledby=diffs-title] tbody tr")
     expect(paths).to_have_count(2)
-    check(page, shots, "route-diffs-wide")
 
     # Noise needs a reason too: the browser won't submit the dialog without one.
     page.get_by_role("button", name="Noise $.headers[*]").click()
