@@ -8,7 +8,8 @@ reviewed (Noise, Accept) until the parity changes, the identity screen, and axe-
 accessibility check on every screen and open dialog at 1280x800 and 390 px wide. Screenshots of
 every screen go to the test's tmp folder.
 
-One gateway and one browser for the module: a browser start costs a second or two. The
+One gateway and one browser for the module: a browser start costs a second or two. Each test
+moves routes of its own, so none depends on another having run (xdist may split them). The
 gateway's store flushes shadow results every 0.5 s and traffic every second (instead of 2 s and
 15 s), so what the page shows follows the traffic within a few seconds.
 """
@@ -447,8 +448,15 @@ def test_reviewing_the_difference_paths_changes_the_parity_on_the_page(
 def test_a_read_token_sees_every_screen_on_a_phone_but_cannot_act(
     browser: Browser, gateway: GatewayProcess, shots: Path
 ) -> None:
+    token = _token(gateway, "read")
+    # A difference path to review (xdist may run this test on a gateway of its own, without
+    # the review test's traffic).
+    assert httpx.get(f"{gateway.url}/api/projects/99", trust_env=False).status_code == 200
+    wait_until(
+        lambda: bool(_diffs(gateway, token, "projects.show").get("paths")), "a difference path"
+    )
     page = _page(browser, gateway, 390, 844)
-    log_in(page, _token(gateway, "read"))
+    log_in(page, token)
     check(page, shots, "overview-narrow")
     page.goto(gateway.admin_url + "/#/routes")  # type: ignore[operator]
     expect(page.locator("tbody tr[data-route]")).to_have_count(len(ROUTE_NAMES))
