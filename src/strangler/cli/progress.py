@@ -199,7 +199,12 @@ def progress_report(
         "share_on_new": {"hour": _share(hour.values()), "day": _share(day.values())},
         "unmatched": _counts(hour.get(DEFAULT_ROUTE)),
         "routes": [_as_dict(item) for item in rows],
-        "data": data_report(snapshot.config, statuses, now=now),
+        "data": data_report(
+            snapshot.config,
+            statuses,
+            now=now,
+            watched=store.watch_statuses() if store is not None else {},
+        ),
         "legacy_switch_off": legacy_switch_off(snapshot, quiet, days=legacy_days),
     }
 
@@ -289,6 +294,11 @@ def _data_text(entry: dict[str, Any]) -> str:
         ]
         found = (", ".join(counts) or "equal") + f" ({run['rows_legacy']} rows legacy, "
         found += f"{run['rows_new']} new; {'complete' if run['complete'] else 'incomplete'})"
+    watch = entry.get("watch")
+    if watch is not None:
+        lag = "n/a" if watch["lag_s"] is None else f"{watch['lag_s']:.1f} s"
+        found += f"; watch: {watch['checked']} keys checked, lag {lag}, "
+        found += f"{watch['open_drift']} open drift"
     gate = entry["blocks_new"]
     return f"{found}; blocks new: {gate}" if gate else found
 
