@@ -38,7 +38,7 @@ from tests.integration.private_databases import (
 )
 
 WATCH = """\
-  watch: {lag_s: 0.2, max_lag_s: 1.0, poll_s: 0.1, max_pending: 10}
+  watch: {lag_s: 0.2, max_lag_s: 1.0, poll_s: 0.1, max_pending: 50}
 """
 
 
@@ -65,10 +65,14 @@ class Setup:
     store_path: Path
 
     def watch(self, *args: str) -> tuple[int, str]:
+        code, out, _ = self.watch_streams(*args)
+        return code, out
+
+    def watch_streams(self, *args: str) -> tuple[int, str, str]:
         result = CliRunner().invoke(
             app, ["data", "watch", "--config", str(self.config), *args], catch_exceptions=False
         )
-        return result.exit_code, result.stdout
+        return result.exit_code, result.stdout, result.stderr
 
     def watch_json(self) -> tuple[int, dict[str, Any]]:
         code, out = self.watch("--until-idle", "--json")
@@ -217,9 +221,13 @@ def test_a_burst_larger_than_the_queue_is_read_in_parts(setup: Setup) -> None:
     code, run = setup.watch_json()
     assert code == 1
     assert (run["changes"], run["checked"], run["drift_found"]) == (300, 300, 1)
-    # At most max_pending (10) keys waited at once: the rest waited in the database's log.
-    assert run["pending_high_water"] <= 10
+    # At most max_pending (50) keys waited at once: the rest waited in the database's log.
+    assert run["pending_high_water"] <= 50
     assert [record["key"] for record in setup.drift()] == ["150"]
+    # A truncate lists no keys: the watch says so and points at data diff.
+    both(setup, "TRUNCATE TABLE items")
+    code, _, err = setup.watch_streams("--until-idle")
+    assert "truncated: items was emptied on legacy" in err
 
 
 # The gate and the stop path read the store and run the engine-independent loop: one engine.

@@ -339,7 +339,7 @@ def watch(
             store,
             loaded.data.watch,
             redactor_of(loaded),
-            echo=None if as_json else lambda line: typer.echo(line, err=True),
+            echo=lambda line: typer.echo(line, err=True),
         )
         if not as_json:
             typer.echo(

@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from strangler.config import DataWatchConfig
-from strangler.control.data_watch import DataWatchStore, DriftUpdate, TableWatchDelta
+from strangler.control.data_watch import (
+    KEEP_DRIFT_PER_TABLE,
+    DataWatchStore,
+    DriftUpdate,
+    TableWatchDelta,
+)
 from strangler.data.bisect import Difference, DiffKind, Key
 from strangler.data.plan import TablePlan
 from strangler.data.recheck import check_keys, key_of
@@ -39,6 +44,9 @@ CHECK_BATCH = 1000
 READ_BATCH = 5000
 # Open drift re-checked per round of the periodic re-check.
 DRIFT_RECHECK_LIMIT = 1000
+# Commits taken per read beyond its changes: transactions of other tables (or, on the binlog,
+# other databases) end a read too, so that it stays bounded.
+COMMITS_PER_READ = 5000
 Redact = Callable[[str, str | None], str | None]
 
 
@@ -52,6 +60,13 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class Truncated:
+    """A watched table was truncated: the stream does not list the keys that went."""
+
+    table: str
+
+
+@dataclass(frozen=True, slots=True)
 class Committed:
     """The end of a transaction: the stream may be confirmed up to `position` once its keys
     are handled."""
@@ -59,7 +74,7 @@ class Committed:
     position: str
 
 
-Event = Change | Committed
+Event = Change | Truncated | Committed
 
 
 class ChangeSource(Protocol):
@@ -69,7 +84,8 @@ class ChangeSource(Protocol):
     position: str  # where reading started (a confirmed position)
 
     def read(self, limit: int) -> list[Event]:
-        """The next events, with at most `limit` Changes; [] when nothing new has committed."""
+        """The next events, with at most `limit` Changes and about COMMITS_PER_READ more
+        commits; [] when nothing new has committed."""
         ...
 
     def confirm(self, position: str) -> None:
@@ -143,6 +159,9 @@ class Watcher:
         self._queued_in_transaction = False
         self._updates: list[DriftUpdate] = []
         self._deltas: dict[str, TableWatchDelta] = {}
+        # The keys with kept open drift (at most KEEP_DRIFT_PER_TABLE per table): only their
+        # equal checks need a write.
+        self._open: set[tuple[str, str]] = set()
 
     def __repr__(self) -> str:
         return f"<Watcher {self.source.stream} at {self.summary.position}: {self.queue!r}>"
@@ -154,6 +173,9 @@ class Watcher:
         next_drift_check = 0.0
         # Kept at once: a first run's starting point is where the next run resumes.
         self.store.save_watch(self.source.stream, self.source.position, [], [], self.clock())
+        for table in self.plans:
+            records = self.store.drift(table, is_open=True, limit=KEEP_DRIFT_PER_TABLE)
+            self._open.update((table, record.key) for record in records)
         try:
             while not stop.is_set():
                 now = self.clock()
@@ -193,6 +215,12 @@ class Watcher:
                 self._seq += 1
                 self._queued_in_transaction = False
                 continue
+            if isinstance(event, Truncated):
+                self.echo(
+                    f"truncated: {event.table} was emptied on legacy; the change stream does not "
+                    f"list the keys that went: run `strangler data diff {event.table}`"
+                )
+                continue
             self.summary.changes += 1
             if self.queue.add(event.table, event.key, self._seq, event.committed_at):
                 self._queued_in_transaction = True
@@ -225,9 +253,14 @@ class Watcher:
         *,
         lag_s: float | None,
     ) -> None:
+        name = (table, key_json(key))
         if difference is None:
-            self._updates.append(DriftUpdate(table, key_json(key), now))
-        else:
+            if name in self._open:
+                self._updates.append(DriftUpdate(table, name[1], now))
+                self._open.discard(name)
+        elif len(self._open) < KEEP_DRIFT_PER_TABLE * len(self.plans):
+            # Past that, the periodic re-check of open drift resolves what is not here.
+            self._open.add(name)
             columns = {
                 name: [self.redact(name, before), self.redact(name, after)]
                 for name, (before, after) in difference.columns.items()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -33,10 +34,12 @@ from strangler.config import hide_password
 from strangler.data.engines import _with_mysql_password
 from strangler.data.plan import TablePlan
 from strangler.data.recheck import key_of
-from strangler.data.watch import Change, Committed, Event
+from strangler.data.watch import COMMITS_PER_READ, Change, Committed, Event, Truncated
 from strangler.data.watch_postgres import WatchSetupError
 
 _ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+# TRUNCATE is logged as a statement even in row format: it lists no keys.
+_TRUNCATE = re.compile(r"\s*TRUNCATE\s+(?:TABLE\s+)?(?:`?(\w+)`?\.)?`?(\w+)`?", re.IGNORECASE)
 
 
 class BinlogChanges:
@@ -147,12 +150,14 @@ class BinlogChanges:
             for event in stream:
                 if isinstance(event, QueryEvent) and event.query.strip().upper() == "BEGIN":
                     continue
+                if isinstance(event, QueryEvent):
+                    events.extend(self._truncated(event))
                 if isinstance(event, XidEvent | QueryEvent):
                     # The end of a transaction (a commit, or a DDL statement's own).
                     self._file, self._pos = str(stream.log_file), int(stream.log_pos)
                     self._partial = skip = in_transaction = 0
                     events.append(Committed(_position(self._file, self._pos)))
-                    if taken >= limit:
+                    if taken >= limit or len(events) >= limit + COMMITS_PER_READ:
                         break
                     continue
                 for change in self._changes(event):
@@ -191,6 +196,14 @@ class BinlogChanges:
                     found.append(Change(name, key, float(event.timestamp)))
         return found
 
+    def _truncated(self, event: Any) -> list[Truncated]:
+        found = _TRUNCATE.match(event.query)
+        if found is None:
+            return []
+        schema = found.group(1) or _text(event.schema) or self.database
+        name = self._by_table.get((schema, found.group(2)))
+        return [] if name is None else [Truncated(name)]
+
     def confirm(self, position: str) -> None:
         """Nothing to tell the server: the store keeps the position."""
 
@@ -208,6 +221,10 @@ def _column(image: Mapping[str, Any], name: str) -> Any:
         if column.lower() == name.lower():
             return value
     return None
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
 def _position(file: str, pos: int) -> str:

@@ -43,7 +43,7 @@ from strangler.data.pgoutput import (
 )
 from strangler.data.plan import TablePlan
 from strangler.data.recheck import key_of
-from strangler.data.watch import Change, Committed, Event
+from strangler.data.watch import COMMITS_PER_READ, Change, Committed, Event, Truncated
 from strangler.errors import StranglerError
 
 SLOT_PREFIX = "strangler_watch"
@@ -78,6 +78,7 @@ class PostgresChanges:
         create: bool = True,
     ) -> None:
         self.shown_url = hide_password(url)
+        self.password = unquote(urlsplit(url).password or "")
         self.stream = self.stream_of(url)
         self.slot = self.publication = self.stream.partition(":")[2]
         self.conn = self._connect(url)
@@ -128,7 +129,10 @@ class PostgresChanges:
             ) from exc
 
     def _error(self, exc: BaseException) -> WatchSetupError:
-        return WatchSetupError(f"legacy database ({self.shown_url}): {_first_line(exc)}")
+        detail = _first_line(exc)
+        if self.password:
+            detail = detail.replace(self.password, "***")
+        return WatchSetupError(f"legacy database ({self.shown_url}): {detail}")
 
     @staticmethod
     def _relation_of(plan: TablePlan) -> tuple[str, str]:
@@ -260,8 +264,15 @@ class PostgresChanges:
                         self._done_lsn = current.final_lsn
                         self._partial = None
                         current = None
-                        if taken >= limit:
+                        if taken >= limit or len(events) >= limit + COMMITS_PER_READ:
                             break
+                        continue
+                    if isinstance(message, Truncate):
+                        events.extend(
+                            Truncated(self._by_relation[(relation.schema, relation.name)])
+                            for relation in message.relations
+                            if (relation.schema, relation.name) in self._by_relation
+                        )
                         continue
                     for change in self._changes(message, current):
                         if skip > 0:
@@ -279,8 +290,6 @@ class PostgresChanges:
         return events
 
     def _changes(self, message: object, begin: Begin) -> list[Change]:
-        if isinstance(message, Truncate):
-            return []
         if not isinstance(message, RowChange):
             return []
         name = self._by_relation.get((message.relation.schema, message.relation.name))
