@@ -306,6 +306,10 @@ def test_drop_slot_removes_what_watch_created(setup: Setup) -> None:
     with psycopg.connect(setup.legacy_url, autocommit=True) as conn:
         slots = conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall()
         assert len(slots) == 1 and slots[0][0].startswith("strangler_watch_")
+        # A slot dropped behind strangler's back: created anew, and the gap is said.
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slots[0][0],))
+        code, _, err = setup.watch_streams("--until-idle")
+        assert code == 0 and f"warning: slot {slots[0][0]} was gone" in err
         code, out = setup.watch("--drop-slot")
         assert code == 0 and "replication slot strangler_watch_" in out
         assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)

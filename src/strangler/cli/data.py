@@ -345,6 +345,8 @@ def watch(
             typer.echo(
                 f"watching {', '.join(plans)} from {source.stream} at {source.position}", err=True
             )
+        for note in source.notes:
+            typer.echo(f"warning: {note}", err=True)
         try:
             summary = watcher.run(stop, until_idle=until_idle)
         finally:

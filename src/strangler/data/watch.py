@@ -82,6 +82,7 @@ class ChangeSource(Protocol):
 
     stream: str  # the store's name for it
     position: str  # where reading started (a confirmed position)
+    notes: list[str]  # what the user should know before the run starts
 
     def read(self, limit: int) -> list[Event]:
         """The next events, with at most `limit` Changes and about COMMITS_PER_READ more

@@ -38,6 +38,8 @@ from strangler.data.watch import COMMITS_PER_READ, Change, Committed, Event, Tru
 from strangler.data.watch_postgres import WatchSetupError
 
 _ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+# The server's error when a dump asks for a position its binary log no longer has.
+_ER_MASTER_FATAL_READING_BINLOG = 1236
 # TRUNCATE is logged as a statement even in row format: it lists no keys.
 _TRUNCATE = re.compile(r"\s*TRUNCATE\s+(?:TABLE\s+)?(?:`?(\w+)`?\.)?`?(\w+)`?", re.IGNORECASE)
 
@@ -82,6 +84,7 @@ class BinlogChanges:
         except pymysql.Error as exc:
             raise self._error(exc) from exc
         self._partial = 0  # changes taken of the transaction starting at (_file, _pos)
+        self.notes: list[str] = []
         self.position = _position(self._file, self._pos)
 
     @staticmethod
@@ -171,6 +174,13 @@ class BinlogChanges:
                     taken += 1
                     in_transaction += 1
         except pymysql.Error as exc:
+            if exc.args and exc.args[0] == _ER_MASTER_FATAL_READING_BINLOG:
+                raise WatchSetupError(
+                    f"legacy database ({self.shown_url}) no longer has its binary log at the "
+                    f"kept position {self._file}:{self._pos} (purged?): run `strangler data "
+                    "diff`, then `strangler data watch --drop-slot` to start again at the end "
+                    f"({' '.join(str(exc).split())[:200]})"
+                ) from exc
             raise self._error(exc) from exc
         finally:
             stream.close()

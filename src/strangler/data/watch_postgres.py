@@ -90,16 +90,24 @@ class PostgresChanges:
             None  # (final LSN, changes taken) of one read in part
         )
         self.position = ""
+        # What the user should know before the run starts (printed once).
+        self.notes: list[str] = []
         if not create:
             return
         try:
             self._check_wal_level()
             self._check_identity()
             self._ensure_publication()
-            confirmed = self._ensure_slot()
+            confirmed, created = self._ensure_slot()
             if stored_position is not None:
                 stored = parse_lsn(json.loads(stored_position)["lsn"])
-                if stored > confirmed:
+                if created:
+                    self.notes.append(
+                        f"slot {self.slot} was gone (dropped outside strangler?) and is created "
+                        f"anew at {lsn_text(confirmed)}: changes since {lsn_text(stored)} were "
+                        "not checked; run `strangler data diff` for them"
+                    )
+                elif stored > confirmed:
                     self._advance(stored)
                     confirmed = stored
         except psycopg.Error as exc:
@@ -207,12 +215,14 @@ class PostgresChanges:
                 )
             )
 
-    def _ensure_slot(self) -> int:
+    def _ensure_slot(self) -> tuple[int, bool]:
+        """The slot's confirmed position, and whether it was created now."""
         row = self.conn.execute(
             "SELECT confirmed_flush_lsn::text, plugin FROM pg_replication_slots "
             "WHERE slot_name = %s",
             (self.slot,),
         ).fetchone()
+        created = row is None
         if row is None:
             row = self.conn.execute(
                 "SELECT lsn::text, 'pgoutput' FROM "
@@ -225,7 +235,7 @@ class PostgresChanges:
                 f"slot {self.slot} exists with plugin {row[1]}, not pgoutput: drop it "
                 "(`strangler data watch --drop-slot`) and start again"
             )
-        return parse_lsn(str(row[0]))
+        return parse_lsn(str(row[0])), created
 
     def _advance(self, lsn: int) -> None:
         self.conn.execute(
