@@ -259,6 +259,8 @@ class Watcher:
             if name in self._open:
                 self._updates.append(DriftUpdate(table, name[1], now))
                 self._open.discard(name)
+                self.summary.resolved += 1
+                self.echo(f"resolved: {table} {name[1]} is equal on new now")
         elif len(self._open) < KEEP_DRIFT_PER_TABLE * len(self.plans):
             # Past that, the periodic re-check of open drift resolves what is not here.
             self._open.add(name)
@@ -296,11 +298,8 @@ class Watcher:
             differing = check_keys(plan, keys)
             checked_at = self.clock()
             for key in keys:
-                difference = differing.get(key)
-                if difference is None:
-                    self.summary.resolved += 1
-                    self.echo(f"resolved: {table} {key_json(key)} is equal on new now")
-                self._conclude(table, key, difference, checked_at, lag_s=None)
+                self._open.add((table, key_json(key)))
+                self._conclude(table, key, differing.get(key), checked_at, lag_s=None)
 
     def _save(self) -> None:
         position = self.commits.confirmable(self.queue.oldest_seq())
