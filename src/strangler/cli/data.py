@@ -261,7 +261,7 @@ def watch(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Follow the legacy database's changes and check each changed key on new.
+    """Check each key legacy's changes touch on new.
 
     A key still different `data.watch.max_lag_s` after its change is drift: kept in the store,
     shown by `progress` and GET /api/v1/data, and it holds the data gate. Runs until Ctrl-C or
