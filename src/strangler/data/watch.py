@@ -83,6 +83,7 @@ class ChangeSource(Protocol):
     stream: str  # the store's name for it
     position: str  # where reading started (a confirmed position)
     notes: list[str]  # what the user should know before the run starts
+    at_end: bool  # whether the last read stopped at the end of the stream (not at a limit)
 
     def read(self, limit: int) -> list[Event]:
         """The next events, with at most `limit` Changes and about COMMITS_PER_READ more
@@ -184,8 +185,12 @@ class Watcher:
                 if self.queue.room() > 0 and now >= next_read:
                     events = self.source.read(min(self.queue.room(), READ_BATCH))
                     self._take(events)
-                    is_idle = not events
-                    if is_idle:
+                    # Caught up: nothing of the watched tables up to the stream's end (on a
+                    # busy server, other tables' commits never stop coming).
+                    is_idle = self.source.at_end and not any(
+                        isinstance(event, Change) for event in events
+                    )
+                    if self.source.at_end:
                         next_read = now + self.settings.poll_s
                 if now >= next_drift_check:
                     self._check_open_drift(now)
@@ -196,9 +201,10 @@ class Watcher:
                 self._save()
                 if until_idle and is_idle and not len(self.queue):
                     break
+                due_at = self.queue.next_due()
                 wake = min(
                     next_read if self.queue.room() > 0 else float("inf"),
-                    self.queue.next_due() or float("inf"),
+                    float("inf") if due_at is None else due_at,
                     next_drift_check,
                 )
                 delay = wake - self.clock()

@@ -85,6 +85,7 @@ class BinlogChanges:
             raise self._error(exc) from exc
         self._partial = 0  # changes taken of the transaction starting at (_file, _pos)
         self.notes: list[str] = []
+        self.at_end = False
         self.position = _position(self._file, self._pos)
 
     @staticmethod
@@ -132,6 +133,7 @@ class BinlogChanges:
         raise WatchSetupError(f"legacy database ({self.shown_url}) reports no binary log position")
 
     def read(self, limit: int) -> list[Event]:
+        self.at_end = False
         events: list[Event] = []
         taken = in_transaction = 0
         skip = self._partial
@@ -173,6 +175,8 @@ class BinlogChanges:
                     events.append(change)
                     taken += 1
                     in_transaction += 1
+            else:
+                self.at_end = True
         except pymysql.Error as exc:
             if exc.args and exc.args[0] == _ER_MASTER_FATAL_READING_BINLOG:
                 raise WatchSetupError(

@@ -90,6 +90,7 @@ class PostgresChanges:
             None  # (final LSN, changes taken) of one read in part
         )
         self.position = ""
+        self.at_end = False
         # What the user should know before the run starts (printed once).
         self.notes: list[str] = []
         if not create:
@@ -243,6 +244,7 @@ class PostgresChanges:
         )
 
     def read(self, limit: int) -> list[Event]:
+        self.at_end = False
         events: list[Event] = []
         taken = 0
         current: Begin | None = None
@@ -295,6 +297,8 @@ class PostgresChanges:
                         events.append(change)
                         taken += 1
                         in_transaction += 1
+                else:
+                    self.at_end = True
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         return events
