@@ -13,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -356,3 +357,35 @@ data:
     finally:
         postgres.drop_database(pg_admin, pg_url)
         mariadb.drop_database(my_admin, my_url)
+
+
+def test_until_idle_ends_while_other_tables_keep_changing(setup: Setup) -> None:
+    setup.watch_json()
+    setup.legacy("CREATE TABLE other (id integer PRIMARY KEY)")
+    connect = (
+        (lambda: psycopg.connect(setup.legacy_url, autocommit=True))
+        if setup.engine == "postgresql"
+        else (lambda: mariadb_connect(setup.legacy_url))
+    )
+    done = threading.Event()
+    written = [0]
+
+    def busy() -> None:
+        conn: Any = connect()
+        try:
+            while not done.is_set():
+                written[0] += 1
+                conn.cursor().execute(f"INSERT INTO other VALUES ({written[0]})")
+        finally:
+            conn.close()
+
+    writer = threading.Thread(target=busy)
+    writer.start()
+    try:
+        both(setup, "INSERT INTO items VALUES (1, 'one', 1, NULL)")
+        code, run = setup.watch_json()
+        assert (code, run["checked"]) == (0, 1)
+    finally:
+        done.set()
+        writer.join()
+    assert written[0] > 0
