@@ -97,3 +97,15 @@ def test_the_queue_coalesces_bounds_and_holds_back_the_confirmation() -> None:
     assert queue.is_final(again, 161.0)  # 60 s after its newest change
     queue.done(again)
     assert log.confirmable(queue.oldest_seq()) == "p2"
+
+
+def test_the_commit_log_keeps_only_where_a_confirmation_can_stop() -> None:
+    log = CommitLog()
+    for seq in range(10):
+        log.add(seq, f"p{seq}", queued_keys=True)
+    # Keys still wait from transactions 3 and 7: the stream can stop before each, or at the end.
+    log.compact([7, 3])
+    assert len(log) == 3
+    assert log.confirmable(3) == "p2"
+    assert log.confirmable(7) == "p6"
+    assert log.confirmable(None) == "p9"

@@ -309,6 +309,8 @@ class Watcher:
 
     def _save(self) -> None:
         position = self.commits.confirmable(self.queue.oldest_seq())
+        if len(self.commits) > 2 * len(self.queue) + 64:
+            self.commits.compact(self.queue.first_seqs())
         if position is None and not self._updates and not self._deltas:
             return
         kept = position or self.summary.position

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from strangler.data.bisect import Key
@@ -120,11 +121,15 @@ class PendingKeys:
     def is_pending(self, table: str, key: Key) -> bool:
         return (table, key) in self._entries
 
+    def first_seqs(self) -> list[int]:
+        """The first transaction of every waiting key (for `CommitLog.compact`)."""
+        return [entry.first_seq for entry in self._entries.values()]
+
 
 class CommitLog:
     """The commits read but not yet confirmed, each with its stream position, in order.
-    Consecutive commits that queued no key are kept as one (the newest): bounded by twice the
-    pending keys."""
+    Consecutive commits that queued no key are kept as one (the newest), and `compact` keeps only
+    the commits a confirmation can still stop at: bounded by about twice the pending keys."""
 
     def __init__(self) -> None:
         self._commits: deque[tuple[int, str, bool]] = deque()
@@ -137,6 +142,22 @@ class CommitLog:
             self._commits[-1] = (seq, position, False)
         else:
             self._commits.append((seq, position, queued_keys))
+
+    def compact(self, pending_seqs: Iterable[int]) -> None:
+        """Keep, for each pending key's first transaction, only the newest commit before it
+        (where the stream may be confirmed once the keys before are handled), and the newest
+        commit of all."""
+        firsts = sorted(set(pending_seqs))
+        kept: deque[tuple[int, str, bool]] = deque()
+        commits = list(self._commits)
+        at = 0
+        for index, commit in enumerate(commits):
+            following = commits[index + 1][0] if index + 1 < len(commits) else None
+            while at < len(firsts) and firsts[at] <= commit[0]:
+                at += 1
+            if following is None or (at < len(firsts) and firsts[at] <= following):
+                kept.append(commit)
+        self._commits = kept
 
     def confirmable(self, oldest_pending_seq: int | None) -> str | None:
         """Drop and return the newest position whose commits' keys are all handled (None when
