@@ -103,6 +103,17 @@ def test_the_admin_api_lists_the_last_run_per_table(
         "open_drift": 2,
         "example_key": "7",
         "untracked": 0,
+        "drift": [
+            {
+                "key": key,
+                "kind": "different",
+                "columns": {"title": ["a", "b"]},
+                "first_seen": NOW,
+                "last_checked": NOW,
+                "resolved_at": None,
+            }
+            for key in ("7", "9")
+        ],
     }
     assert "`data watch` found 2 keys drifted (e.g. key 7)" in tables[0]["blocks_new"]
     assert (tables[1]["watch"], tables[2]["watch"]) == (None, None)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 KEEP_DRIFT_PER_TABLE = 1000
+# Open drift records a table's status carries (the oldest), for `progress` and the admin API.
+DRIFT_SAMPLES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class WatchStatus:
     example_key: str | None  # one open drift key (the oldest), for messages
     untracked: int  # open drift past KEEP_DRIFT_PER_TABLE, counted and not kept
     untracked_at: float | None  # when the newest of those was counted
+    samples: tuple[Drift, ...] = ()  # the oldest DRIFT_SAMPLES open drift records
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,10 @@ class WatchStatus:
             "open_drift": self.open_drift,
             "example_key": self.example_key,
             "untracked": self.untracked,
+            "drift": [
+                {key: value for key, value in sample.to_json().items() if key != "table"}
+                for sample in self.samples
+            ],
         }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, update
 
 from strangler.control.data_watch import (
+    DRIFT_SAMPLES,
     KEEP_DRIFT_PER_TABLE,
     Drift,
     DriftUpdate,
@@ -156,13 +157,17 @@ class SqlDataWatch(SqlWork):
             tables = {row.table_name: row for row in conn.execute(select(watch_tables_t))}
             d = drift_t
             open_rows = conn.execute(
-                select(d.c.table_name, d.c.drift_key)
+                select(d)
                 .where(d.c.resolved_at.is_(None))
                 .order_by(d.c.table_name, d.c.first_seen, d.c.drift_key)
             ).all()
             opened: dict[str, list[str]] = {}
+            samples: dict[str, list[Drift]] = {}
             for row in open_rows:
-                opened.setdefault(row.table_name, []).append(row.drift_key)
+                keys = opened.setdefault(row.table_name, [])
+                keys.append(row.drift_key)
+                if len(keys) <= DRIFT_SAMPLES:
+                    samples.setdefault(row.table_name, []).append(_drift(row))
             statuses = {}
             for name in sorted(tables.keys() | opened.keys()):
                 counters = tables.get(name)
@@ -176,6 +181,7 @@ class SqlDataWatch(SqlWork):
                     example_key=keys[0] if keys else None,
                     untracked=int(counters.untracked) if counters is not None else 0,
                     untracked_at=counters.untracked_at if counters is not None else None,
+                    samples=tuple(samples.get(name, [])),
                 )
             return statuses
 
@@ -191,15 +197,16 @@ class SqlDataWatch(SqlWork):
         if is_open:
             query = query.where(d.c.resolved_at.is_(None))
         rows = self._read(lambda conn: conn.execute(query).all())
-        return [
-            Drift(
-                table=row.table_name,
-                key=row.drift_key,
-                kind=row.kind,
-                columns=json.loads(row.columns),
-                first_seen=row.first_seen,
-                last_checked=row.last_checked,
-                resolved_at=row.resolved_at,
-            )
-            for row in rows
-        ]
+        return [_drift(row) for row in rows]
+
+
+def _drift(row: Any) -> Drift:
+    return Drift(
+        table=row.table_name,
+        key=row.drift_key,
+        kind=row.kind,
+        columns=json.loads(row.columns),
+        first_seen=row.first_seen,
+        last_checked=row.last_checked,
+        resolved_at=row.resolved_at,
+    )
