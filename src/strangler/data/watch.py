@@ -216,6 +216,9 @@ class Watcher:
         return self.summary
 
     def _take(self, events: Sequence[Event]) -> None:
+        # Commit times are the database server's clock: one ahead of this host's must not put
+        # a key's check in the future.
+        now = self.clock()
         for event in events:
             if isinstance(event, Committed):
                 self.commits.add(self._seq, event.position, queued_keys=self._queued_in_transaction)
@@ -229,7 +232,7 @@ class Watcher:
                 )
                 continue
             self.summary.changes += 1
-            if self.queue.add(event.table, event.key, self._seq, event.committed_at):
+            if self.queue.add(event.table, event.key, self._seq, min(event.committed_at, now)):
                 self._queued_in_transaction = True
         self.summary.pending_high_water = max(self.summary.pending_high_water, len(self.queue))
 
