@@ -1088,6 +1088,27 @@ class DataTableConfig(_Model):
         return any(selector_selects(selector, route) for selector in self.routes)
 
 
+class DataWatchConfig(_Model):
+    """`strangler data watch`: how long a changed key may differ on new before it is drift."""
+
+    # A changed key is first checked this long after its change committed on legacy (the sync
+    # job's usual lag), then again until `max_lag_s`; still different then, it is drift.
+    lag_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    max_lag_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    # Keys waiting for their check; when full, the stream is not read (backpressure).
+    max_pending: Annotated[int, Field(ge=10, le=10_000_000)] = 100_000
+    # How often the change stream is polled for new changes when it was idle.
+    poll_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DataWatchConfig:
+        if self.max_lag_s < self.lag_s:
+            raise ValueError(
+                f"max_lag_s ({self.max_lag_s:g}) must be at least lag_s ({self.lag_s:g})"
+            )
+        return self
+
+
 class DataConfig(_Model):
     """Data parity: the legacy and new databases, and the tables that must hold the same rows."""
 
@@ -1102,6 +1123,7 @@ class DataConfig(_Model):
         str, Field(pattern=r"^(UTC|[+-]\d\d:\d\d|[A-Za-z_]+(/[A-Za-z_+-]+)*)$")
     ] = "UTC"
     tables: Annotated[list[DataTableConfig], Field(min_length=1)]
+    watch: DataWatchConfig = Field(default_factory=DataWatchConfig)
 
     @field_validator("tables")
     @classmethod

@@ -9,6 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from strangler.control.data_runs import DataRun
+from strangler.control.data_watch import DriftUpdate, TableWatchDelta
 from strangler.control.stores import SqliteShadowStore
 from tests.integration.conftest import GatewayFactory
 from tests.integration.probes import wait_until
@@ -28,6 +29,18 @@ def test_the_last_run_of_each_table_is_a_gauge(
 ) -> None:
     store = SqliteShadowStore(tmp_path / "strangler.db")
     store.add_data_run(DataRun("projects", 1_700_000_000.0, 2.0, 100, 98, 2, 1, 5, True))
+    # What `data watch` keeps: two keys drifted, the newest check 3.5 s after its change.
+    drift = [
+        DriftUpdate("projects", key, 1_700_000_100.0, "different", {"title": ["a", "b"]})
+        for key in ("7", "9")
+    ]
+    store.save_watch(
+        "postgresql:strangler_watch_legacy",
+        '{"lsn": "0/16B3748"}',
+        drift,
+        [TableWatchDelta("projects", 40, 3.5, 1_700_000_100.0)],
+        1_700_000_100.0,
+    )
     store.close()
     gw = start_gateway(
         legacy=legacy_upstream.url,
@@ -50,3 +63,5 @@ def test_the_last_run_of_each_table_is_a_gauge(
     assert found[("strangler_data_rows_missing", (("side", "new"), ("table", "projects")))] == 2
     assert found[("strangler_data_rows_missing", (("side", "legacy"), ("table", "projects")))] == 1
     assert found[("strangler_data_last_run_timestamp", (("table", "projects"),))] == 1.7e9
+    assert found[("strangler_data_watch_drift", (("table", "projects"),))] == 2
+    assert found[("strangler_data_watch_lag_seconds", (("table", "projects"),))] == 3.5

@@ -33,6 +33,7 @@ def test_the_issue_example_loads_with_its_defaults() -> None:
     data = parse_config(BASE, "s.yaml").data
     assert data is not None
     assert (data.min_age_s, data.max_age_h, data.legacy_timezone) == (60.0, 24.0, "UTC")
+    assert (data.watch.lag_s, data.watch.max_lag_s, data.watch.max_pending) == (5.0, 60.0, 100_000)
     table = data.tables[0]
     assert table.key == ["id"]
     assert table.new_name == "projects"
@@ -70,6 +71,13 @@ def test_the_issue_example_loads_with_its_defaults() -> None:
         ("key: id", "key: [id, lock_version]", "data.tables[0]", "cannot be left out"),
         ("- name: projects", "- name: 'projects; drop'", "data.tables[0].name", "should match"),
         ("ignore:", "ingore:", "data.tables[0].ingore", "did you mean `ignore`"),
+        (
+            "  tables:",
+            "  watch: {lag_s: 10, max_lag_s: 5}\n  tables:",
+            "data.watch",
+            "at least lag_s",
+        ),
+        ("  tables:", "  watch: {max_pending: 1}\n  tables:", "data.watch.max_pending", "10"),
     ],
 )
 def test_problems_name_the_field(old: str, new: str, field: str, message: str) -> None:

@@ -16,6 +16,7 @@ from strangler.admin.store_access import store_dependency
 from strangler.cli.progress import _data_text
 from strangler.config import parse_config
 from strangler.control.data_runs import DataRun
+from strangler.control.data_watch import DriftUpdate, TableWatchDelta
 from strangler.control.stores import SqliteShadowStore
 from strangler.data.status import data_report
 from strangler.runtime.snapshot_build import build_snapshot
@@ -86,8 +87,35 @@ def test_the_admin_api_lists_the_last_run_per_table(
         async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
             return await client.get("/api/v1/data")
 
+    # What `data watch` keeps: two keys of projects drifted.
+    drift = [
+        DriftUpdate("projects", key, NOW, "different", {"title": ["a", "b"]}) for key in ("7", "9")
+    ]
+    store.save_watch("s", "{}", drift, [TableWatchDelta("projects", 40, 3.5, NOW)], NOW)
     response = asyncio.run(get())
     assert response.status_code == 200
     tables = response.json()["tables"]
     assert [entry["table"] for entry in tables] == ["projects", "users", "retired"]
+    assert tables[0]["watch"] == {
+        "checked": 40,
+        "lag_s": 3.5,
+        "last_checked_at": NOW,
+        "open_drift": 2,
+        "example_key": "7",
+        "untracked": 0,
+        "drift": [
+            {
+                "key": key,
+                "kind": "different",
+                "columns": {"title": ["a", "b"]},
+                "first_seen": NOW,
+                "last_checked": NOW,
+                "resolved_at": None,
+            }
+            for key in ("7", "9")
+        ],
+    }
+    assert "`data watch` found 2 keys drifted (e.g. key 7)" in tables[0]["blocks_new"]
+    assert (tables[1]["watch"], tables[2]["watch"]) == (None, None)
+    assert "watch: 40 keys checked, lag 3.5 s, 2 open drift; blocks new:" in _data_text(tables[0])
     assert tables[0]["last_run"]["rows_new"] == 4999

@@ -39,7 +39,7 @@ from strangler.control.stores.schema import upgrade
 from tests.postgres import create_database, drop_database
 
 ADAPTERS = ["sqlite", "postgresql"]
-HEAD = "v0010"
+HEAD = "v0011"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +130,9 @@ TABLES = {
     "shadow_signatures",
     "traffic",
     "route_series",
+    "data_watch_positions",
+    "data_watch_tables",
+    "data_drift",
     "control_overrides",
     "control_audit",
     "rollout_windows",

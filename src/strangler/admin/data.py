@@ -21,8 +21,12 @@ _DESCRIPTION = """\
 `tables` has one entry per table under `data.tables` (then any table the store has runs of that
 the config no longer lists): its newest run in `last_run` (`finished_at`, `seconds`,
 `rows_legacy`, `rows_new`, `missing_in_new`, `missing_in_legacy`, `different`, `complete`; null
-before any run), the time of its newest complete run in `last_complete_at`, and in `blocks_new`
-why the data gate keeps its routes from moving to stage new (null when it does not).
+before any run), the time of its newest complete run in `last_complete_at`, `strangler data
+watch`'s state in `watch` (`checked`, `lag_s`, `last_checked_at`, `open_drift`, `example_key`,
+`untracked`, and in `drift` the oldest 10 open drift records: `key`, `kind`, `columns` with
+both values (redacted) as `{column: [legacy, new]}`, `first_seen`, `last_checked`,
+`resolved_at`; null before its first check), and in `blocks_new` why the data gate keeps its
+routes from moving to stage new (null when it does not).
 """
 
 
@@ -37,6 +41,10 @@ def data_router(gateway: GatewayView) -> APIRouter:
     )
     def data(store: Annotated[Store, Depends(store_dependency)]) -> dict[str, Any]:
         config = gateway.snapshot.config
-        return {"tables": data_report(config, store.data_statuses(), now=time.time())}
+        return {
+            "tables": data_report(
+                config, store.data_statuses(), now=time.time(), watched=store.watch_statuses()
+            )
+        }
 
     return router

@@ -236,3 +236,143 @@ def _print_outcome(outcome: RunOutcome, redact: Callable[[str, str | None], str 
             )
     for name, reason in outcome.errors:
         typer.echo(f"error: table {name}: {reason}", err=True)
+
+
+@data_app.command("watch")
+def watch(
+    config: ConfigOption = Path("strangler.yaml"),
+    tables: Annotated[
+        list[str] | None,
+        typer.Option("--table", metavar="TABLE", help="Watch this table only (repeatable)."),
+    ] = None,
+    until_idle: Annotated[
+        bool,
+        typer.Option(
+            "--until-idle",
+            help="Stop once every change committed so far is judged (for cron and tests).",
+        ),
+    ] = False,
+    drop_slot: Annotated[
+        bool,
+        typer.Option(
+            "--drop-slot",
+            help="Drop the replication slot and publication this created, forget the position.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check each key legacy's changes touch on new.
+
+    A key still different `data.watch.max_lag_s` after its change is drift: kept in the store,
+    shown by `progress` and GET /api/v1/data, and it holds the data gate. Runs until Ctrl-C or
+    SIGTERM (or, with --until-idle, until caught up). Exits 0 when no drift is open, 1 when
+    some is, 2 when it could not run.
+    """
+    import signal
+    import threading
+
+    from strangler.control.stores import open_store
+    from strangler.data.engines import DataSourceError, open_database
+    from strangler.data.plan import DataPlanError, build_plan
+    from strangler.data.watch import Watcher
+    from strangler.data.watch_postgres import WatchSetupError
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    if loaded.data is None:
+        raise _fail(f"{config} has no `data:` section (the databases and tables to watch)")
+    try:
+        chosen = select_tables(loaded.data, tables or [])
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    scheme = loaded.data.legacy.url.partition(":")[0].partition("+")[0]
+    if scheme not in ("postgresql", "mysql"):
+        raise _fail(
+            "data watch follows a PostgreSQL (logical replication) or MySQL/MariaDB (binlog) "
+            f"legacy database; data.legacy.url is {scheme}://"
+        )
+    try:
+        store = open_store(loaded.store, str(config))
+    except StranglerError as exc:
+        raise _fail(f"cannot open the store: {exc}") from exc
+    legacy = new = None
+    source: Any = None
+    try:
+        legacy = open_database("legacy", loaded.data.legacy.url, source=config, pool_size=2)
+        new = open_database("new", loaded.data.new.url, source=config, pool_size=2)
+        plans = {table.name: build_plan(table, loaded.data, legacy, new) for table in chosen}
+        stored = None
+        if scheme == "postgresql":
+            from strangler.data.watch_postgres import PostgresChanges
+
+            probe = PostgresChanges.stream_of(loaded.data.legacy.url)
+        else:
+            from strangler.data.watch_binlog import BinlogChanges
+
+            probe = BinlogChanges.stream_of(loaded.data.legacy.url)
+        if not drop_slot:
+            found = store.watch_position(probe)
+            stored = found.position if found is not None else None
+        if scheme == "postgresql":
+            source = PostgresChanges(
+                loaded.data.legacy.url, plans, stored_position=stored, create=not drop_slot
+            )
+        else:
+            source = BinlogChanges(loaded.data.legacy.url, plans, stored_position=stored)
+        if drop_slot:
+            dropped = source.drop()
+            store.forget_watch(source.stream)
+            what = ", ".join(dropped) if dropped else "nothing on the server"
+            typer.echo(f"dropped {what}; forgot the position of {source.stream}")
+            store.close()
+            raise typer.Exit(0)
+        stop = threading.Event()
+        previous = {
+            signum: signal.signal(signum, lambda _signum, _frame: stop.set())
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        watcher = Watcher(
+            source,
+            plans,
+            store,
+            loaded.data.watch,
+            redactor_of(loaded),
+            echo=lambda line: typer.echo(line, err=True),
+        )
+        if not as_json:
+            typer.echo(
+                f"watching {', '.join(plans)} from {source.stream} at {source.position}", err=True
+            )
+        for note in source.notes:
+            typer.echo(f"warning: {note}", err=True)
+        try:
+            summary = watcher.run(stop, until_idle=until_idle)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    except (DataSourceError, DataPlanError, WatchSetupError) as exc:
+        raise _fail(str(exc)) from exc
+    except StranglerError as exc:  # the store refused
+        raise _fail(f"cannot record the watch: {exc}") from exc
+    finally:
+        if source is not None:
+            source.close()
+        for db in (legacy, new):
+            if db is not None:
+                db.close()
+    statuses = store.watch_statuses()
+    store.close()
+    open_drift = sum(statuses[name].open_drift for name in plans if name in statuses)
+    if as_json:
+        document = summary.to_json()
+        document["open_drift"] = open_drift
+        typer.echo(json.dumps(document, ensure_ascii=False))
+    else:
+        typer.echo(
+            f"{summary.changes} changes read, {summary.checked} keys checked, "
+            f"{summary.drift_found} drifted, {summary.resolved} resolved; "
+            f"{open_drift} open drift; confirmed at {summary.position}"
+        )
+    raise typer.Exit(EXIT_DIFFERENT if open_drift else EXIT_EQUAL)

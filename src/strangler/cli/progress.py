@@ -173,6 +173,7 @@ def progress_report(
         day = {t.route: t for t in store.traffic(now - DAY_S)}
         shadow = {t.route: t for t in store.routes()}
     statuses = store.data_statuses() if store is not None else {}
+    watched = store.watch_statuses() if store is not None else {}
     groups: dict[str, list[str]] = {}
     for row in snapshot.table.rows():
         if row.decision.canary is not None:
@@ -183,7 +184,7 @@ def progress_report(
         canary = row.decision.canary.plan if row.decision.canary is not None else None
         # The group moves to new together: any of its routes' tables holds every one of them.
         data_gate = (
-            refusals_of(statuses, snapshot.config, groups[canary.group], now)
+            refusals_of(statuses, watched, snapshot.config, groups[canary.group], now)
             if canary is not None and spec.stage is Stage.CANARY
             else []
         )
@@ -211,7 +212,12 @@ def progress_report(
         "share_on_new": {"hour": _share(hour.values()), "day": _share(day.values())},
         "unmatched": _counts(hour.get(DEFAULT_ROUTE)),
         "routes": [_as_dict(item) for item in rows],
-        "data": data_report(snapshot.config, statuses, now=now),
+        "data": data_report(
+            snapshot.config,
+            statuses,
+            now=now,
+            watched=watched,
+        ),
         "legacy_switch_off": legacy_switch_off(snapshot, quiet, days=legacy_days),
     }
 
@@ -301,6 +307,11 @@ def _data_text(entry: dict[str, Any]) -> str:
         ]
         found = (", ".join(counts) or "equal") + f" ({run['rows_legacy']} rows legacy, "
         found += f"{run['rows_new']} new; {'complete' if run['complete'] else 'incomplete'})"
+    watch = entry.get("watch")
+    if watch is not None:
+        lag = "n/a" if watch["lag_s"] is None else f"{watch['lag_s']:.1f} s"
+        found += f"; watch: {watch['checked']} keys checked, lag {lag}, "
+        found += f"{watch['open_drift']} open drift"
     gate = entry["blocks_new"]
     return f"{found}; blocks new: {gate}" if gate else found
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from strangler.control.data_runs import DataStore
+from strangler.control.data_watch import DataWatchStore
 from strangler.control.store import ShadowStore
 
 
@@ -391,7 +392,7 @@ class SloStore(Protocol):
         ...
 
 
-class Store(ShadowStore, ControlStore, SloStore, DataStore, Protocol):
+class Store(ShadowStore, ControlStore, SloStore, DataStore, DataWatchStore, Protocol):
     """Every port: what `open_store` returns."""
 
 

@@ -2,33 +2,44 @@
 
 Pure but for one store read. A route listed under a table's `routes` may move to `new` only
 while that table's newest run found no differences and its newest complete run is at most
-`data.max_age_h` old: a route whose data is not known to agree must not stop reading legacy's.
+`data.max_age_h` old, and `data watch` holds no open drift of it: a route whose data is not
+known to agree must not stop reading legacy's.
 `--force` (the caller's) overrides, audited; this function only says what blocks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from strangler.config import Config, DataTableConfig
 from strangler.control.data_runs import DataStatus, DataStore
+from strangler.control.data_watch import KEEP_DRIFT_PER_TABLE, DataWatchStore, WatchStatus
+
+
+class GateStore(DataStore, DataWatchStore, Protocol):
+    """What the gate reads: the diff runs and the watch's drift."""
 
 
 def data_gate_refusals(
-    store: DataStore, config: Config, routes: Iterable[str], now: float
+    store: GateStore, config: Config, routes: Iterable[str], now: float
 ) -> list[str]:
     """One line per table of `routes` that blocks a move to `new`, naming the table, its
     routes and what is wrong; [] when nothing blocks (or the config has no `data:`)."""
     if config.data is None:
         return []
-    return refusals_of(store.data_statuses(), config, routes, now)
+    return refusals_of(store.data_statuses(), store.watch_statuses(), config, routes, now)
 
 
 def refusals_of(
-    statuses: Mapping[str, DataStatus], config: Config, routes: Iterable[str], now: float
+    statuses: Mapping[str, DataStatus],
+    watched: Mapping[str, WatchStatus],
+    config: Config,
+    routes: Iterable[str],
+    now: float,
 ) -> list[str]:
-    """data_gate_refusals from statuses already read (a report over many routes reads the
-    store once)."""
+    """data_gate_refusals from the diff runs and watch states already read (a report over
+    many routes reads the store once)."""
     if config.data is None:
         return []
     wanted = set(routes)
@@ -43,13 +54,51 @@ def refusals_of(
     max_age_s = config.data.max_age_h * 3600
     refusals = []
     for name, (_table, names) in blocking.items():
-        reason = table_refusal(statuses.get(name), now, max_age_s)
+        status = statuses.get(name)
+        reasons = []
+        reason = table_refusal(status, now, max_age_s)
         if reason is not None:
+            reasons.append(f"{reason}; run `strangler data diff {name}`")
+        drift = drift_refusal(watched.get(name), status)
+        if drift is not None:
+            reasons.append(drift)
+        if reasons:
             refusals.append(
-                f"table {name} (read or written by {', '.join(sorted(names))}): {reason}; "
-                f"run `strangler data diff {name}`"
+                f"table {name} (read or written by {', '.join(sorted(names))}): "
+                + "; and ".join(reasons)
             )
     return refusals
+
+
+def drift_refusal(watch: WatchStatus | None, status: DataStatus | None) -> str | None:
+    """Why `data watch`'s drift of a table blocks its routes' move to `new`; None when none."""
+    if watch is None:
+        return None
+    reasons = []
+    if watch.open_drift:
+        plural = "key" if watch.open_drift == 1 else "keys"
+        reasons.append(
+            f"`data watch` found {watch.open_drift} {plural} drifted "
+            f"(e.g. key {watch.example_key}): still different on new after max_lag_s; it "
+            "resolves them once they agree (see `strangler progress`)"
+        )
+    # Drift counted past the cap was not kept, so it can't resolve: only a clean complete
+    # diff run after it clears it.
+    last = status.last_complete if status is not None else None
+    cleared = (
+        last is not None
+        and status is not None
+        and not status.last.differences
+        and watch.untracked_at is not None
+        and last.finished_at > watch.untracked_at
+    )
+    if watch.untracked and not cleared:
+        reasons.append(
+            f"`data watch` counted {watch.untracked} more drifted keys past its cap of "
+            f"{KEEP_DRIFT_PER_TABLE} kept per table; a complete, clean `strangler data diff "
+            f"{watch.table}` clears them"
+        )
+    return "; ".join(reasons) or None
 
 
 def table_refusal(status: DataStatus | None, now: float, max_age_s: float) -> str | None:

@@ -200,6 +200,19 @@ FAMILIES: dict[str, Family] = {
         "When the table's last data diff finished (unix time).",
         combine="newest",
     ),
+    # `strangler data watch`'s state of each table, as every worker reads it from the store.
+    "data_watch_drift": Family(
+        "gauge",
+        ("table",),
+        "Keys data watch found still different on new after max_lag_s, not yet resolved.",
+        combine="newest",
+    ),
+    "data_watch_lag_seconds": Family(
+        "gauge",
+        ("table",),
+        "Time from a legacy change's commit to its conclusive check, for the newest one.",
+        combine="newest",
+    ),
     "build_info": Family(
         "gauge", ("version", "compiled"), "1, labelled with the gateway's version and build."
     ),

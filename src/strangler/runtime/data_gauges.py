@@ -1,5 +1,5 @@
-"""The data parity gauges a worker exports: each table's last `data diff` run, read from the
-store off the event loop at most every DATA_GAUGES_INTERVAL_S.
+"""The data parity gauges a worker exports: each table's last `data diff` run and `data watch`'s
+drift and lag, read from the store off the event loop at most every DATA_GAUGES_INTERVAL_S.
 
 Rules: the read runs on the loop's default executor, one at a time; a failed read keeps the
 gauges of the last good one (the store's outage is counted and logged where the store is
@@ -33,6 +33,10 @@ def data_gauges(store: Store) -> list[Gauge]:
         gauges.append((("data_rows_missing", table, "new"), float(last.missing_in_new)))
         gauges.append((("data_rows_missing", table, "legacy"), float(last.missing_in_legacy)))
         gauges.append((("data_last_run_timestamp", table), last.finished_at))
+    for table, watch in store.watch_statuses().items():
+        gauges.append((("data_watch_drift", table), float(watch.open_drift + watch.untracked)))
+        if watch.lag_s is not None:
+            gauges.append((("data_watch_lag_seconds", table), watch.lag_s))
     return gauges
 
 

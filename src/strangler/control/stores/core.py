@@ -49,6 +49,7 @@ from strangler.control.store import (
     is_learned_noise,
 )
 from strangler.control.stores.data_sql import SqlDataRuns
+from strangler.control.stores.data_watch_sql import SqlDataWatch
 from strangler.control.stores.drill_sql import SqlDrills
 from strangler.control.stores.schema import (
     dropped_t,
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
     pass
 
 
-class SqlShadowStore(SqlDrills, SqlSloState, SqlDataRuns, SqlRouteSeries):
+class SqlShadowStore(SqlDrills, SqlSloState, SqlDataRuns, SqlDataWatch, SqlRouteSeries):
     """ShadowStore over SQLAlchemy Core; subclasses supply transactions and dialect spellings."""
 
     def __init__(self, *, max_examples_per_path: int) -> None:

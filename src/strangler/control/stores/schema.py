@@ -274,3 +274,34 @@ series_t = Table(
     # A LatencyHistogram's to_json, its counts added by each upsert (the adapter's `_json_add`).
     Column("latency", StoredText, nullable=False),
 )
+
+
+# Data watch (v0011): see strangler.control.data_watch.DataWatchStore.
+watch_positions_t = Table(
+    "data_watch_positions",
+    _metadata,
+    Column("stream", StoredText, primary_key=True),
+    Column("position", StoredText, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+watch_tables_t = Table(
+    "data_watch_tables",
+    _metadata,
+    Column("table_name", StoredText, primary_key=True),
+    Column("checked", BigInteger, nullable=False),
+    Column("lag_s", Float, nullable=True),
+    Column("last_checked_at", Float, nullable=True),
+    Column("untracked", BigInteger, nullable=False),
+    Column("untracked_at", Float, nullable=True),
+)
+drift_t = Table(
+    "data_drift",
+    _metadata,
+    Column("table_name", StoredText, primary_key=True),
+    Column("drift_key", StoredText, primary_key=True),
+    Column("kind", StoredText, nullable=False),
+    Column("columns", StoredText, nullable=False),  # JSON: {column: [legacy, new]}
+    Column("first_seen", Float, nullable=False),
+    Column("last_checked", Float, nullable=False),
+    Column("resolved_at", Float, nullable=True),
+)
