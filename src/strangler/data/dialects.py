@@ -50,6 +50,8 @@ class Spelling:
     places: int | None = None  # `decimal: N`
     as_bool: bool = False  # `bool: true` on an integer column
     mapping: Mapping[str, str] | None = None  # `map:`, applied to the canonical text
+    # Fractional second digits the column stores, when the schema says (MySQL DATETIME(6)).
+    fsp: int | None = None
 
 
 class Dialect(Protocol):
@@ -120,6 +122,14 @@ class MysqlDialect:
             expr = _trimmed(f"CAST({col} AS CHAR)")
         elif kind is Kind.FLOAT:
             expr = _trimmed(f"CAST(CAST({col} AS DECIMAL(65, 9)) AS CHAR)")
+        elif (
+            kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ)
+            and spelling.fsp == 6
+            and (kind is Kind.TIMESTAMPTZ or spelling.zone == "UTC")
+        ):
+            # A DATETIME(6)/TIMESTAMP(6) reads as exactly DATE_FORMAT's canonical text, and CAST
+            # costs a tenth of the whole row hash less on MariaDB (bench/bench_data.py).
+            expr = f"CAST({col} AS CHAR)"
         elif kind is Kind.TIMESTAMP:
             at = (
                 col

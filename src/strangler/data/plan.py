@@ -199,12 +199,15 @@ def build_plan(
         zone: str,
     ) -> SidePlan:
         def spelled(column: str, transform_of: str | None) -> str:
-            spelling = Spelling(kind_of(columns[column], db.dialect.name), zone=zone)
+            column_type = columns[column]
+            fsp = getattr(column_type, "fsp", None) if db.dialect.name == "mysql" else None
+            spelling = Spelling(kind_of(column_type, db.dialect.name), zone=zone, fsp=fsp)
             transform = transforms.get(transform_of) if transform_of else None
             if transform is not None:
                 spelling = Spelling(
                     spelling.kind,
                     zone=zone,
+                    fsp=fsp,
                     places=transform.decimal,
                     # A side whose column is a boolean already spells it canonically.
                     as_bool=bool(transform.bool) and spelling.kind is not Kind.BOOLEAN,
