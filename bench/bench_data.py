@@ -70,7 +70,7 @@ class Run:
     contender: str
     case: str
     seconds: float
-    rows: int
+    rows: int  # legacy rows the contender went through
     counts: dict[str, int]
     is_complete: bool
     # What is wrong with the answer ("" when it is right).
@@ -157,7 +157,8 @@ data:
     found: dict[str, set[Any]] = {kind.value: set() for kind in DiffKind}
     for difference in result.differences:
         found[difference.kind.value].add(difference.key[0])
-    return max(result.rows_legacy, lab.rows), found, result.complete
+    # The rows it counted: all of them, unless a cap stopped it first.
+    return result.rows_legacy, found, result.complete
 
 
 def reladiff_diff(lab: Lab, case: str) -> tuple[int, dict[str, set[Any]], bool]:
