@@ -443,6 +443,37 @@ def test_transforms_filters_and_a_legacy_time_zone(dbs: Databases, tmp_path: Pat
     assert document["tables"][0]["rows_legacy"] == ROWS - ROWS // 10
 
 
+def test_same_scale_decimals_and_microsecond_times_compare_as_printed(
+    dbs: Databases, tmp_path: Path
+) -> None:
+    # DECIMAL(10,2) on both sides and DATETIME(6) vs timestamp(6): the spellings that skip the
+    # trimming and formatting, with values whose text is easy to get wrong.
+    name = f"ledger_{secrets.token_hex(3)}"
+    dbs.legacy(f"CREATE TABLE {name} (id INT PRIMARY KEY, amount DECIMAL(10,2), at DATETIME(6))")
+    dbs.new(f"CREATE TABLE {name} (id integer PRIMARY KEY, amount numeric(10,2), at timestamp(6))")
+    values = (
+        "(1, 12.50, '2024-01-01 00:00:00'), (2, -0.50, '1999-12-31 23:59:59.999999'), "
+        "(3, 0, '2024-02-29 12:00:00.5'), (4, NULL, NULL), (5, 99999999.99, '0999-01-01 00:00:01')"
+    )
+    dbs.legacy(f"INSERT INTO {name} VALUES {values}")
+    dbs.new(f"INSERT INTO {name} VALUES {values}")
+    config = write_config(tmp_path, dbs.mysql_url, dbs.pg_url, f"    - {{name: {name}, key: id}}\n")
+    code, document, stderr = diff(config)
+    assert (code, stderr, document["tables"][0]["rows_new"]) == (0, "", 5)
+    dbs.new(f"UPDATE {name} SET amount = 12.51, at = at + interval '1 microsecond' WHERE id = 1")
+    code, document, _ = diff(config)
+    assert code == 1
+    assert document["tables"][0]["samples"]["different"] == [
+        {
+            "key": 1,
+            "columns": {
+                "amount": ["12.50", "12.51"],
+                "at": ["2024-01-01 00:00:00.000000", "2024-01-01 00:00:00.000001"],
+            },
+        }
+    ]
+
+
 def test_max_seconds_stops_and_is_not_a_pass(dbs: Databases, tmp_path: Path) -> None:
     name = projects(dbs)
     code, document, _ = diff(project_config(tmp_path, dbs, name), "--max-seconds", "0.001")

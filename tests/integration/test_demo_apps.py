@@ -721,7 +721,7 @@ def test_demo_config_keeps_the_gateway_schema_and_rewrites_ports() -> None:
     config = demo_config(9000, 9001, 9002, 9003)
     assert set(config) == {
         "listen", "backends", "default", "rails", "identity", "admin", "access_log", "routes",
-        "slos",
+        "slos", "data",
     }  # fmt: skip
     assert config["access_log"] == {"path": "access.log", "format": "json"}
     assert config["listen"] == "127.0.0.1:9000"

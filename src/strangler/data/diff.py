@@ -13,8 +13,9 @@ Rules:
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -43,6 +44,15 @@ from strangler.data.queries import SideQueries
 # checksummed concurrently, and progress moves once per segment.
 TOP_SEGMENT_ROWS = 64 * 1024
 MAX_TOP_SEGMENTS = 256
+# Each top segment's one scan already returns the checksums of its leaves of about LEAF_ROWS
+# rows (GROUP BY a key-range bucket), so a table with a few differences costs one scan per side
+# plus a fetch of each differing leaf, where splitting by SPLIT_FACTOR rescans every differing
+# segment once per level. Measured on MariaDB 10.11 and PostgreSQL 15 (bench/bench_data.py):
+# the grouped scan costs the same CPU with buckets of 64, 256 or 65,536 keys, so leaves are
+# small, and fetching one costs about a millisecond; the GROUP BY's answer stays under
+# MAX_BUCKETS rows.
+LEAF_ROWS = 64
+MAX_BUCKETS = 4096
 SIDES = ("legacy", "new")
 
 
@@ -139,6 +149,14 @@ class _Step:
     step: int = 1
     sample_side: str = "legacy"
 
+    @property
+    def priority(self) -> int:
+        """Fetches first, then splits, then top segments: differences surface (and a cap is
+        reached) early, and the queue holds few pending leaves."""
+        if self.kind is StepKind.ROWS:
+            return 0
+        return 2 if self.is_top or self.kind is StepKind.RANGE else 1
+
 
 class _Stop(Exception):
     """The run hit a cap: stop starting queries."""
@@ -202,11 +220,17 @@ class TableDiff:
         started = self.clock()
         deadline = None if self.limits.max_seconds is None else started + self.limits.max_seconds
         width = max(1, self.limits.concurrency)
-        todo: deque[_Step] = deque()
+        order = itertools.count()
+        todo: list[tuple[int, int, _Step]] = []
+
+        def plan(steps: list[_Step]) -> None:
+            for step in steps:
+                heapq.heappush(todo, (step.priority, next(order), step))
+
         if self.plan.has_integer_key:
-            todo.append(_Step(StepKind.RANGE, Segment(None, None)))
+            plan([_Step(StepKind.RANGE, Segment(None, None))])
         else:
-            todo.append(_Step(StepKind.CHECKSUM, Segment(None, None), is_top=True))
+            plan([_Step(StepKind.CHECKSUM, Segment(None, None), is_top=True)])
         pool = ThreadPoolExecutor(max_workers=2 * width, thread_name_prefix="data-diff")
         running: dict[Future[Any], tuple[_Step, str]] = {}
         answers: dict[_Step, dict[str, Any]] = {}
@@ -217,7 +241,7 @@ class TableDiff:
                         self.result.complete = False
                         todo.clear()
                         break
-                    step = todo.popleft()
+                    step = heapq.heappop(todo)[2]
                     answers[step] = {}
                     for side in SIDES:
                         running[pool.submit(self._ask, step, side)] = (step, side)
@@ -228,7 +252,7 @@ class TableDiff:
                     step, side = running.pop(future)
                     answers[step][side] = future.result()  # a DataSourceError ends the run
                     if len(answers[step]) == len(SIDES):
-                        todo.extend(self._handle(step, answers.pop(step)))
+                        plan(self._handle(step, answers.pop(step)))
                 if self.on_progress is not None:
                     self.on_progress(self._progress())
         except _Stop:
@@ -260,10 +284,14 @@ class TableDiff:
                         self.estimated = max(legacy.count, new.count)
                 return self._judge(step.segment, legacy, new)
             case StepKind.INTEGER_BUCKETS | StepKind.CUT_BUCKETS:
+                if step.is_top:
+                    self.result.rows_legacy += sum(c.count for c in legacy.values())
+                    self.result.rows_new += sum(c.count for c in new.values())
+                legacy, new = _by_child(legacy, step), _by_child(new, step)
                 follow: list[_Step] = []
                 for index, child in enumerate(step.children):
                     follow.extend(
-                        self._judge(child, _sum(legacy, index, step), _sum(new, index, step))
+                        self._judge(child, legacy.get(index, EMPTY), new.get(index, EMPTY))
                     )
                 return follow
             case StepKind.CUTS:
@@ -300,10 +328,34 @@ class TableDiff:
         self.estimated = max(estimates) if estimates else None
         rows = self.estimated if self.estimated is not None else high - low
         parts = max(1, min(MAX_TOP_SEGMENTS, rows // TOP_SEGMENT_ROWS + 1))
+        # Keys per leaf, from the rows per key the statistics suggest (1 when unknown).
+        density = min(1.0, rows / (high - low))
+        leaf_keys = max(1, int(LEAF_ROWS / density)) if density > 0 else high - low
         return [
-            _Step(StepKind.CHECKSUM, segment, is_top=True)
+            self._buckets(segment, leaf_keys, is_top=True)
             for segment in integer_parts(Segment(None, None), low, high, parts)
         ]
+
+    def _bounds(self, segment: Segment) -> tuple[int, int]:
+        """The integer key range [low, high) that `segment` covers, its open ends closed at the
+        range measured first."""
+        assert self.bounds is not None  # set by the first cut, before any checksum
+        low = self.bounds[0] if segment.low is None else int(segment.low[0])
+        high = self.bounds[1] if segment.high is None else int(segment.high[0])
+        return low, high
+
+    def _buckets(self, segment: Segment, leaf_keys: int, *, is_top: bool = False) -> _Step:
+        """One scan of `segment` that checksums its ranges of `leaf_keys` keys."""
+        low, high = self._bounds(segment)
+        parts = min(MAX_BUCKETS, max(1, -(-(high - low) // leaf_keys)))
+        return _Step(
+            StepKind.INTEGER_BUCKETS,
+            segment,
+            is_top=is_top,
+            children=tuple(integer_parts(segment, low, high, parts)),
+            low=low,
+            width=integer_width(low, high, parts),
+        )
 
     def _judge(self, segment: Segment, legacy: Checksum, new: Checksum) -> list[_Step]:
         """Equal segments are done; differing ones are fetched when small, else split."""
@@ -314,16 +366,12 @@ class TableDiff:
         if larger <= FETCH_ROWS:
             return [_Step(StepKind.ROWS, segment)]
         if self.plan.has_integer_key:
-            assert self.bounds is not None  # set by the first cut, before any checksum
-            low = self.bounds[0] if segment.low is None else int(segment.low[0])
-            high = self.bounds[1] if segment.high is None else int(segment.high[0])
+            low, high = self._bounds(segment)
             if high - low <= 1:
                 return [_Step(StepKind.ROWS, segment)]
-            width = integer_width(low, high, SPLIT_FACTOR)
-            children = tuple(integer_parts(segment, low, high, SPLIT_FACTOR))
-            return [
-                _Step(StepKind.INTEGER_BUCKETS, segment, children=children, low=low, width=width)
-            ]
+            # Straight to leaves when the rows allow it, in at least SPLIT_FACTOR parts.
+            parts = max(SPLIT_FACTOR, -(-larger // LEAF_ROWS))
+            return [self._buckets(segment, max(1, -(-(high - low) // parts)))]
         side = "legacy" if legacy.count >= new.count else "new"
         return [
             _Step(StepKind.CUTS, segment, step=max(1, larger // SPLIT_FACTOR), sample_side=side)
@@ -339,11 +387,15 @@ class TableDiff:
             raise _Stop
 
 
-def _sum(buckets: dict[int, Checksum], index: int, step: _Step) -> Checksum:
-    """The checksum of child `index` of a bucketed step. Integer buckets past either end (rows
-    written outside the range since it was measured) belong to the outer children."""
+def _by_child(buckets: dict[int, Checksum], step: _Step) -> dict[int, Checksum]:
+    """The checksums of a bucketed step's children, by child index. Integer buckets past either
+    end (rows written outside the range since it was measured) belong to the outer children."""
     if step.kind is StepKind.CUT_BUCKETS:
-        return buckets.get(index, EMPTY)
+        return buckets
     last = len(step.children) - 1
-    parts = [checksum for bucket, checksum in buckets.items() if min(max(bucket, 0), last) == index]
-    return Checksum(sum(c.count for c in parts), sum(c.total for c in parts))
+    children: dict[int, Checksum] = {}
+    for bucket, checksum in buckets.items():
+        index = min(max(bucket, 0), last)
+        before = children.get(index, EMPTY)
+        children[index] = Checksum(before.count + checksum.count, before.total + checksum.total)
+    return children

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from strangler.demo.databases import LegacyDatabase
 from strangler.demo.rails_conventions import is_authentic, request_id_of
 from strangler.demo.seed import Project, Task, seed_projects, seed_tasks
 
@@ -54,11 +55,23 @@ class LegacyStore:
     tasks: tuple[Task, ...] = ()
     users: dict[str, int] = field(default_factory=dict)
     next_project_id: int = 1
+    # The SQLite file every project write also goes to, when the demo gave the app one.
+    database: LegacyDatabase | None = None
 
     @classmethod
     def from_seed(cls) -> LegacyStore:
         projects = {project.id: project for project in seed_projects()}
         return cls(projects=projects, tasks=seed_tasks(), next_project_id=max(projects) + 1)
+
+    def put(self, project: Project) -> None:
+        self.projects[project.id] = project
+        if self.database is not None:
+            self.database.save(project)
+
+    def remove(self, project_id: int) -> None:
+        del self.projects[project_id]
+        if self.database is not None:
+            self.database.delete(project_id)
 
     def tasks_of(self, project_id: int) -> list[Task]:
         return [task for task in self.tasks if task.project_id == project_id]
@@ -178,7 +191,7 @@ async def api_create(request: Request) -> Response:
     now = _now()
     owner = str(request.session["user_email"])
     project = Project(store.next_project_id, name, owner, now, now)
-    store.projects[project.id] = project
+    store.put(project)
     store.next_project_id += 1
     location = f"{str(request.base_url).rstrip('/')}/api/projects/{project.id}"
     body = {"project": store.project_json(project)}
@@ -200,7 +213,7 @@ async def api_update(request: Request) -> Response:
         if not name:
             return RailsJSONResponse({"errors": {"name": ["can't be blank"]}}, status_code=422)
         project = replace(project, name=name, updated_at=_now())
-        store.projects[project.id] = project
+        store.put(project)
     return RailsJSONResponse({"project": store.project_json(project)})
 
 
@@ -211,7 +224,7 @@ async def api_destroy(request: Request) -> Response:
     if project is None:
         return rails_error(404, "Not Found")
     store = store_of(request)
-    del store.projects[project.id]
+    store.remove(project.id)
     # dependent: :destroy
     store.tasks = tuple(t for t in store.tasks if t.project_id != project.id)
     return Response(status_code=204)

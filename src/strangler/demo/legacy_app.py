@@ -31,6 +31,7 @@ import html
 import io
 import os
 from collections.abc import AsyncIterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -41,6 +42,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV, RailsCookieStore
+from strangler.demo.databases import LEGACY_DATABASE_ENV, LegacyDatabase
 from strangler.demo.legacy_api import (
     LegacyStore,
     api_routes,
@@ -315,7 +317,9 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 def create_legacy_app(secret_key_base: str | None = None) -> Starlette:
-    """A fresh legacy app with its own seeded store; no I/O until a server runs it.
+    """A fresh legacy app with its own seeded store; no I/O until a server runs it, except that
+    with LEGACY_DATABASE_ENV set it writes the seed to that SQLite file, where every later
+    project write goes too (databases.py).
 
     The session secret is `secret_key_base`, else the SECRET_KEY_BASE_ENV variable (the runner
     sets it, for this app and the gateway), else the demo's public DEMO_SECRET_KEY_BASE.
@@ -342,5 +346,9 @@ def create_legacy_app(secret_key_base: str | None = None) -> Starlette:
         middleware=middleware,
         exception_handlers={404: _not_found, 405: _not_found},
     )
-    app.state.store = LegacyStore.from_seed()
+    store = LegacyStore.from_seed()
+    if database := os.environ.get(LEGACY_DATABASE_ENV):
+        store.database = LegacyDatabase(Path(database))
+        store.database.create(store.projects.values())
+    app.state.store = store
     return app

@@ -59,6 +59,7 @@ import yaml
 import strangler
 from strangler.cli.tokens import create_token
 from strangler.demo.cookie_store import DEMO_SECRET_KEY_BASE, SECRET_KEY_BASE_ENV
+from strangler.demo.databases import LEGACY_DATABASE, LEGACY_DATABASE_ENV, NEW_DATABASE, SyncJob
 from strangler.demo.new_app import (
     CHAOS_DELAY_S,
     CHAOS_ENV,
@@ -432,6 +433,14 @@ interval does first; the audit log says who did.
 {starts_broken}To start broken, set {CHAOS_ENV}=fail (or slow) before starting the demo. Or act
 yourself: strangler pause|resume|promote|rollback {CANARY_ROUTE} -r "why"
 
+The data: each app keeps its projects in SQLite beside the config ({LEGACY_DATABASE}, a Rails
+table with an integer status enum; {NEW_DATABASE}, renamed columns and the enum as text), and a
+sync job copies legacy's rows over every second. Does the new database hold what legacy's holds?
+  strangler data diff            # checksums both sides, names every differing row
+  strangler data diff --json     # the same as JSON; `strangler progress` shows the last run
+The sync never deletes: once the traffic deletes a project on legacy, the diff reports it as
+missing_in_legacy (rows written in the last `min_age_s` are left for the next run).
+
 Sending {rate_per_s:g} actions/s of demo traffic (mostly single requests) into the gateway
 {api_traffic}; some of it logs in and checks /api/me. Ctrl-C to stop.
 """,
@@ -487,19 +496,27 @@ def run_demo(
             (("gateway", gateway_port), ("legacy", legacy_port), ("new", new_port))}  # fmt: skip
     exit_code = 1
     stats: TrafficStats | None = None
+    sync: SyncJob | None = None
     try:
         _check_ports_free(
             {"gateway": gateway_port, "legacy app": legacy_port, "new app": new_port,
              "gateway admin": admin_port}
         )  # fmt: skip
+        # The ports are free, so no other demo on this port uses the folder: what is left in it
+        # is a crashed run's.
+        shutil.rmtree(config_dir, ignore_errors=True)
+        config_dir.mkdir(parents=True)
         config = demo_config(gateway_port, legacy_port, new_port, admin_port)
         if chaos is None:
             try:
                 chaos = chaos_from_env()
             except ValueError as exc:
                 raise DemoError(f"{CHAOS_ENV}: {exc}") from exc
+        legacy_env = {LEGACY_DATABASE_ENV: str(config_dir / LEGACY_DATABASE)}
         children.append(
-            _start_app("legacy app", "strangler.demo.legacy_app:create_legacy_app", legacy_port)
+            _start_app(
+                "legacy app", "strangler.demo.legacy_app:create_legacy_app", legacy_port, legacy_env
+            )
         )
         # The new app starts before the gateway: it fetches the JWKS on its first token.
         new_env = {
@@ -512,10 +529,9 @@ def run_demo(
         )
         _wait_healthy(children[0], f"{urls['legacy']}/up")
         _wait_healthy(children[1], f"{urls['new']}/healthz")
-        # The ports are free, so no other demo on this port uses the folder: what is left in it
-        # is a crashed run's.
-        shutil.rmtree(config_dir, ignore_errors=True)
-        config_dir.mkdir(parents=True)
+        # Healthy, the legacy app has written its seed: the new app's table starts as its copy.
+        sync = SyncJob(config_dir / LEGACY_DATABASE, config_dir / NEW_DATABASE)
+        sync.start()
         config_path = write_demo_config(config_dir, config)
         children.append(_start_gateway(config_path, gateway_port))
         admin_url = _wait_gateway_ready(children[2])
@@ -553,6 +569,8 @@ def run_demo(
             if children:
                 print("stopping the gateway and both apps...", flush=True)
             _stop(children)
+            if sync is not None:
+                sync.stop()
             shutil.rmtree(config_dir, ignore_errors=True)
         finally:
             if is_main_thread:

@@ -24,6 +24,8 @@ class Project:
     owner: str
     created_at: datetime
     updated_at: datetime
+    # A Rails integer enum, `enum status: {active: 0, archived: 1}`: only the database has it.
+    status: int = 0
 
 
 @dataclass(frozen=True, slots=True)
