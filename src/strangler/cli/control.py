@@ -318,6 +318,29 @@ def _when(at: object) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
+def backend_rows(backends: dict[str, Any]) -> list[list[str]]:
+    """One row per server of each balanced backend, as the gateway's workers see it."""
+    rows = []
+    for name, backend in sorted(backends.items()):
+        healthy = f"{name} ({backend.get('healthy', 0)} healthy)"
+        for index, server in enumerate(backend.get("servers", [])):
+            state = server["state"]
+            workers = server.get("workers")
+            if state == "mixed" and isinstance(workers, dict):
+                state += " (" + ", ".join(f"{k} {v}" for k, v in sorted(workers.items())) + ")"
+            rows.append(
+                [
+                    healthy if index == 0 else "",
+                    server["server"],
+                    state,
+                    _when(server.get("ejected_until")),
+                    str(server.get("active_requests", "-")),
+                    str(server.get("weight", 1)),
+                ]
+            )
+    return rows
+
+
 def status(
     config: ConfigOption = Path("strangler.yaml"),
     admin: AdminOption = None,
@@ -363,6 +386,13 @@ def status(
     for note in notes:
         typer.echo(note)
     typer.echo(f"state version {report['state_version']} (changes: `strangler audit`)")
+    backends = report.get("backends")
+    if backends:
+        typer.echo("")
+        print_table(
+            ["BACKEND", "SERVER", "STATE", "EJECTED UNTIL", "ACTIVE", "WEIGHT"],
+            backend_rows(backends),
+        )
     if report["orphaned_overrides"]:
         typer.echo(
             f"overrides for units no longer in the YAML (they change nothing; "

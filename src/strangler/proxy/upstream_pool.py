@@ -34,6 +34,9 @@ class PoolClient(Protocol):
 
     is_cancelled: bool
     wait_deadline: float
+    # A safe request without a body: a balanced backend may send it to another server when
+    # the connect for it failed.
+    is_replayable: bool
 
     def attach(self, conn: UpstreamConnection) -> None:
         """Called once with a connection ready for this exchange's request."""
@@ -247,6 +250,10 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self.transport.resume_reading()
 
+    def response_status(self) -> int:
+        """The status of the response being read (0 before its head)."""
+        return self._parser.get_status_code()
+
     def has_length_framing(self) -> bool:
         """Whether the current response said where its body ends (Content-Length or chunked)."""
         return any(kind in (R_LENGTH, R_TE) for kind, _, _ in self.special_headers)
@@ -444,7 +451,7 @@ class UpstreamPool:
             try:
                 _, conn = await asyncio.wait_for(
                     self.loop.create_connection(
-                        lambda: UpstreamConnection(self),
+                        self.new_connection,
                         target.host,
                         target.port,
                         ssl=target.ssl_context,
@@ -480,6 +487,10 @@ class UpstreamPool:
             return
         self.busy.add(conn)
         client.attach(conn)
+
+    def new_connection(self) -> UpstreamConnection:
+        """The protocol of each connection this pool opens."""
+        return UpstreamConnection(self)
 
     def _fail_or_next(self, client: PoolClient, kind: FailureKind) -> None:
         if not client.is_cancelled:
