@@ -1,6 +1,7 @@
 """Several small HTTP/1.1 servers on one event loop thread: the servers of one balanced backend.
 
-Each `FarmServer` answers every request with 200 and its name (after `delay_s`), keeps
+Each `FarmServer` answers every request with `status` (200) and its name after `delay_s` (the
+health check `/up` at once, with 200), keeps
 connections alive, counts requests by method, and can be killed (listener and connections
 closed) and brought back on the same address.
 """
@@ -22,6 +23,8 @@ class FarmServer:
         self.host = host
         self.port = 0
         self.delay_s = 0.0
+        # The status of every answer but the health check's (which is always 200).
+        self.status = 200
         self.hits: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -56,9 +59,10 @@ class FarmServer:
                     if self.delay_s:
                         await asyncio.sleep(self.delay_s)
                 body = self.name.encode()
+                status = 200 if path == b"/up" else self.status
                 writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Server: %s\r\n\r\n%s"
-                    % (len(body), body, body)
+                    b"HTTP/1.1 %d -\r\nContent-Length: %d\r\nX-Server: %s\r\n\r\n%s"
+                    % (status, len(body), body, body)
                 )
                 if b"connection: close" in head.lower():
                     await writer.drain()

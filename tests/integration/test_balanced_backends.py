@@ -98,6 +98,26 @@ def test_least_request_sends_fewer_requests_to_the_slow_server(
     assert _readyz(farm_gateway)["status"] == "ready"
 
 
+def test_a_server_answering_5xx_is_ejected_for_a_while(
+    farm_gateway: GatewayProcess, servers: tuple[FarmServer, FarmServer, FarmServer]
+) -> None:
+    failing = servers[0]
+    failing.status = 500
+    try:
+        wanted = (
+            f"server {failing.address}: ejected for 0.5 s after 2 failures in a row (last: 5xx)"
+        )
+
+        def ejected() -> bool:
+            _get(farm_gateway)
+            return any(wanted in line for line in farm_gateway.stderr_lines)
+
+        wait_until(ejected, "the server answering 500 to be ejected")
+    finally:
+        failing.status = 200
+    farm_gateway.wait_for_log(f"server {failing.address}: ejection over, back in rotation")
+
+
 def test_a_killed_server_is_marked_down_and_requests_keep_succeeding(
     farm_gateway: GatewayProcess, servers: tuple[FarmServer, FarmServer, FarmServer]
 ) -> None:
@@ -205,7 +225,7 @@ admin: {{listen: "127.0.0.1:0"}}
 def test_outlier_detection_never_ejects_past_max_ejected_percent(
     outlier_gateway: tuple[GatewayProcess, FarmServer, list[str]],
 ) -> None:
-    gateway, alive, dead = outlier_gateway
+    gateway, _, dead = outlier_gateway
     answers = [_get(gateway) for _ in range(8)]
     assert [a.status_code for a in answers] == [200] * 8
     assert {a.headers["x-server"] for a in answers} == {"alive"}

@@ -91,8 +91,26 @@ class ServerPool(UpstreamPool):
     def is_available(self, now: float) -> bool:
         return self.is_up and self.ejected_until <= now
 
-    def new_connection(self) -> UpstreamConnection:
-        return ObservedConnection(self)
+    def release(self, conn: UpstreamConnection, *, is_reusable: bool) -> None:
+        # The status of the answer just completed (0 after HEAD: no verdict). Observed here and
+        # in forget(), not by a subclass of UpstreamConnection: a native class with subclasses
+        # costs every plain connection a subtype check per callback.
+        status = conn.response_status()
+        if status >= 200:
+            self.balancer.note_status(self, status)
+        super().release(conn, is_reusable=is_reusable)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        # Closed while an exchange waited on it. A reused connection the server closed before
+        # any byte of the answer is a stale keep-alive one (the exchange retries it): no fault
+        # of the server. Only the first forget of a busy connection counts.
+        if (
+            conn in self.busy
+            and conn.sink is not None
+            and (conn.has_response_bytes or not conn.is_reused)
+        ):
+            self.balancer.note_failure(self, "reset")
+        super().forget(conn)
 
     def _fail_or_next(self, client: PoolClient, kind: FailureKind) -> None:
         self.balancer.note_failure(self, kind.value)
@@ -104,29 +122,6 @@ class ServerPool(UpstreamPool):
             if conn.deadline and conn.deadline <= now and conn.sink is not None:
                 self.balancer.note_failure(self, "read_timeout")
         super().sweep(now)
-
-
-class ObservedConnection(UpstreamConnection):
-    """A connection to a balanced server: its answers and resets feed outlier detection."""
-
-    def on_headers_complete(self) -> None:
-        status = self.response_status()
-        pool = self.pool
-        if status >= 200 and self.sink is not None and isinstance(pool, ServerPool):
-            pool.balancer.note_status(pool, status)
-        super().on_headers_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pool = self.pool
-        # A reused connection the server closed before any byte of the answer is a stale
-        # keep-alive one (the exchange retries it): no fault of the server.
-        if (
-            self.sink is not None
-            and (self.has_response_bytes or not self.is_reused)
-            and isinstance(pool, ServerPool)
-        ):
-            pool.balancer.note_failure(pool, "reset")
-        super().connection_lost(exc)
 
 
 class NextServer:
@@ -213,7 +208,9 @@ class BalancedPool(UpstreamPool):
         self.target = target
         for server in self.servers:
             server.update_target(
-                dataclasses.replace(target, host=server.target.host, port=server.target.port)
+                dataclasses.replace(
+                    target, host=server.target.host, port=server.target.port, balance=None
+                )
             )
 
     def sweep(self, now: float) -> None:

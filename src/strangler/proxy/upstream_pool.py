@@ -451,7 +451,7 @@ class UpstreamPool:
             try:
                 _, conn = await asyncio.wait_for(
                     self.loop.create_connection(
-                        self.new_connection,
+                        lambda: UpstreamConnection(self),
                         target.host,
                         target.port,
                         ssl=target.ssl_context,
@@ -487,10 +487,6 @@ class UpstreamPool:
             return
         self.busy.add(conn)
         client.attach(conn)
-
-    def new_connection(self) -> UpstreamConnection:
-        """The protocol of each connection this pool opens."""
-        return UpstreamConnection(self)
 
     def _fail_or_next(self, client: PoolClient, kind: FailureKind) -> None:
         if not client.is_cancelled:
