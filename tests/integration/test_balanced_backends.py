@@ -162,6 +162,10 @@ def test_status_shows_each_server_of_the_backend(
     row = next(line for line in table.stdout.splitlines() if fast_b.address in line)
     assert row.split()[:2] == [fast_b.address, "down"]
     assert "legacy (2 healthy)" in table.stdout
+    # From the store alone (no --admin), it says where the servers' health is.
+    local = run_cli("status", "--config", config)
+    assert local.returncode == 0, local.stderr
+    assert "`strangler status --admin URL` asks the running gateway" in local.stdout
 
 
 def test_a_server_that_comes_back_takes_requests_again(
@@ -233,7 +237,15 @@ def test_outlier_detection_never_ejects_past_max_ejected_percent(
     # Both dead servers failed, but ejecting the second would take 2 of 3 (> 50 %) out.
     ejected = [line for line in gateway.stderr_lines if "ejected for" in line]
     assert len(ejected) == 1, ejected
-    assert any(address in ejected[0] for address in dead)
+    (address,) = [address for address in dead if address in ejected[0]]
+    counted = f'strangler_backend_ejections_total{{backend="legacy",server="{address}"}} 1'
+    out = f'strangler_backend_server_healthy{{backend="legacy",server="{address}"}} 0'
+
+    def scraped() -> bool:
+        text = httpx.get(f"{gateway.admin_url}/metrics", timeout=5).text
+        return counted in text and out in text
+
+    wait_until(scraped, "the ejection in /metrics")
 
 
 def test_a_post_is_not_retried_on_another_server(

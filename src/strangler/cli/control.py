@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from strangler.cli.control_client import ControlClient, ControlError, open_client
+from strangler.cli.control_client import ControlClient, ControlError, LocalClient, open_client
 from strangler.cli.options import ConfigOption, JsonOption
 from strangler.cli.tables import print_table
 
@@ -353,6 +353,7 @@ def status(
     """
     with _client(config, admin) as client:
         report = client.status()
+        base = client.base if isinstance(client, LocalClient) else None
     if as_json:
         _echo_json(report)
         return
@@ -393,6 +394,9 @@ def status(
             ["BACKEND", "SERVER", "STATE", "EJECTED UNTIL", "ACTIVE", "WEIGHT"],
             backend_rows(backends),
         )
+    elif base is not None and any(b.is_balanced for b in base.backends.values()):
+        # Servers' health lives in the running gateway, not in the store.
+        typer.echo("servers' health: `strangler status --admin URL` asks the running gateway")
     if report["orphaned_overrides"]:
         typer.echo(
             f"overrides for units no longer in the YAML (they change nothing; "
