@@ -77,10 +77,57 @@ class BackendTlsConfig(_Model):
         return self
 
 
-class BackendConfig(_Model):
-    """One upstream the gateway can send requests to."""
+class ServerUrlConfig(_Model):
+    """One server of a backend with several, and its share of the traffic."""
 
     url: str
+    # Relative to the other servers' weights (smooth weighted round robin, least_request).
+    weight: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _check_backend_url(value)
+
+
+class HealthCheckConfig(_Model):
+    """Active health checks: a GET of `path` on every server of the backend, each interval."""
+
+    # Rails 7.1 generates `/up` (rails/health#show): 200 when the app boots, 500 otherwise.
+    path: Annotated[str, Field(pattern=r"^/[^\s?#]*(\?[^\s#]*)?$")] = "/up"
+    interval_s: Annotated[float, Field(ge=0.05, le=3600)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # Consecutive failed checks that mark an up server down, and passed ones that bring it back.
+    unhealthy_after: Annotated[int, Field(ge=1, le=100)] = 3
+    healthy_after: Annotated[int, Field(ge=1, le=100)] = 2
+
+
+class OutlierConfig(_Model):
+    """Passive outlier detection: servers that fail requests are ejected for a while."""
+
+    # Connect failures, resets, read timeouts and 5xx answers in a row that eject a server.
+    consecutive_failures: Annotated[int, Field(ge=1, le=10_000)] = 5
+    # The first ejection lasts this long; each further one in a row lasts one more eject_s
+    # (at most 10 x eject_s), like Envoy's base_ejection_time.
+    eject_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    # Never eject more than this share of the servers (outlier detection alone never takes
+    # a backend's last server below 100).
+    max_ejected_percent: Annotated[int, Field(ge=0, le=100)] = 50
+
+
+class BackendConfig(_Model):
+    """One upstream the gateway can send requests to: one server (`url`) or several (`urls`)."""
+
+    url: str | None = None
+    # Several servers, each a URL or {url, weight}; same scheme, path prefix and `tls:`.
+    urls: Annotated[list[ServerUrlConfig], Field(min_length=1, max_length=256)] | None = None
+    balance: Literal["least_request", "round_robin"] = "least_request"
+    health: HealthCheckConfig | None = None
+    outlier: OutlierConfig | None = None
+    # How long a host name's addresses are used before they are looked up again; set, a name
+    # with several addresses is several servers (Envoy's STRICT_DNS). Unset for a lone `url`:
+    # every new connection resolves the name itself, as the system resolver answers.
+    dns_ttl_s: Annotated[float, Field(ge=0.05, le=86_400)] | None = None
     connect_timeout_s: PositiveSeconds = 1.0
     read_timeout_s: PositiveSeconds = 30.0
     pool_size: Annotated[int, Field(ge=1, le=100_000)] = 256
@@ -96,27 +143,40 @@ class BackendConfig(_Model):
 
     @field_validator("url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        if "://" not in value:
-            # urlsplit reads "127.0.0.1:3000" as scheme "127.0.0.1"; say what is missing.
-            raise ValueError(f"expected a URL with a scheme, e.g. http://{value}")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"expected an http:// or https:// URL, not {parts.scheme}://")
-        if not parts.hostname:
-            raise ValueError("expected a host, e.g. http://127.0.0.1:3000")
-        if parts.query or parts.fragment:
-            raise ValueError("expected scheme, host, port and a path prefix only (no ? or #)")
-        if parts.path and not _PATH_PREFIX.fullmatch(parts.path):
-            raise ValueError(
-                f"the path prefix {parts.path!r} may hold only unreserved characters, `%XX` "
-                "escapes and single slashes (it is prepended to every forwarded path as written)"
-            )
-        try:
-            _ = parts.port
-        except ValueError as exc:
-            raise ValueError(f"bad port: {exc}") from exc
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_backend_url(value)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _check_urls(cls, value: object) -> object:
+        # A plain string is a server of weight 1.
+        if isinstance(value, list):
+            return [{"url": item} if isinstance(item, str) else item for item in value]
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_name_servers(self) -> BackendConfig:
+        if self.url is not None and self.urls is not None:
+            raise _FieldError(("urls",), "give `url` (one server) or `urls` (several), not both")
+        if self.url is None and self.urls is None:
+            raise _FieldError(("url",), "this field is required (or `urls` for several servers)")
+        servers = self.servers
+        first = urlsplit(servers[0][0])
+        for index, (url, _) in enumerate(servers[1:], start=1):
+            parts = urlsplit(url)
+            if parts.scheme != first.scheme or parts.path.rstrip("/") != first.path.rstrip("/"):
+                raise _FieldError(
+                    ("urls", index),
+                    f"every server of a backend has the same scheme and path prefix: {url!r} "
+                    f"differs from {servers[0][0]!r}",
+                )
+        seen = set()
+        for index, (url, _) in enumerate(servers):
+            key = (urlsplit(url).hostname, _port_of(url))
+            if key in seen:
+                raise _FieldError(("urls", index), f"{url!r} names the same server twice")
+            seen.add(key)
+        return self
 
     @model_validator(mode="after")
     def _tls_needs_https(self) -> BackendConfig:
@@ -125,27 +185,77 @@ class BackendConfig(_Model):
         return self
 
     @property
+    def servers(self) -> list[tuple[str, int]]:
+        """Each server's URL and weight (one for a lone `url`)."""
+        if self.urls is None:
+            return [(self.url or "", 1)]
+        return [(item.url, item.weight) for item in self.urls]
+
+    @property
+    def is_balanced(self) -> bool:
+        """Whether requests go through the balancer (several servers, health, outlier
+        detection or DNS expansion); a lone `url` without them takes the plain pool."""
+        return (
+            self.urls is not None
+            or self.health is not None
+            or self.outlier is not None
+            or self.dns_ttl_s is not None
+        )
+
+    @property
+    def first_url(self) -> str:
+        return self.servers[0][0]
+
+    @property
     def is_https(self) -> bool:
-        return urlsplit(self.url).scheme == "https"
+        return urlsplit(self.first_url).scheme == "https"
 
     @property
     def host(self) -> str:
-        hostname = urlsplit(self.url).hostname
-        assert hostname is not None  # guaranteed by _check_url
+        hostname = urlsplit(self.first_url).hostname
+        assert hostname is not None  # guaranteed by _check_backend_url
         return hostname
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or (443 if self.is_https else 80)
+        return _port_of(self.first_url)
 
     @property
     def authority(self) -> str:
-        return urlsplit(self.url).netloc
+        return urlsplit(self.first_url).netloc
 
     @property
     def path_prefix(self) -> str:
         """What goes before every forwarded path: `/v2` for `https://api:443/v2/` ("" for none)."""
-        return urlsplit(self.url).path.rstrip("/")
+        return urlsplit(self.first_url).path.rstrip("/")
+
+
+def _port_of(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _check_backend_url(value: str) -> str:
+    if "://" not in value:
+        # urlsplit reads "127.0.0.1:3000" as scheme "127.0.0.1"; say what is missing.
+        raise ValueError(f"expected a URL with a scheme, e.g. http://{value}")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"expected an http:// or https:// URL, not {parts.scheme}://")
+    if not parts.hostname:
+        raise ValueError("expected a host, e.g. http://127.0.0.1:3000")
+    if parts.query or parts.fragment:
+        raise ValueError("expected scheme, host, port and a path prefix only (no ? or #)")
+    if parts.path and not _PATH_PREFIX.fullmatch(parts.path):
+        raise ValueError(
+            f"the path prefix {parts.path!r} may hold only unreserved characters, `%XX` "
+            "escapes and single slashes (it is prepended to every forwarded path as written)"
+        )
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}") from exc
+    return value
 
 
 # Segments of RFC 3986 unreserved characters and escapes; no empty or dot segment, so the
@@ -1480,6 +1590,14 @@ class _RefError(ValueError):
         self.loc = loc
 
 
+class _FieldError(ValueError):
+    """An error of a model's own field, `loc` relative to the model (which may sit anywhere)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class _RefErrors(ValueError):
     """Every cross-reference error of the file, so they are all reported at once."""
 
@@ -1564,6 +1682,8 @@ def _problems_of(error: Any, root: yaml.Node | None) -> list[ConfigProblem]:
         ]
     if isinstance(context, _RefError):
         loc, message = context.loc, str(context)
+    elif isinstance(context, _FieldError):
+        loc, message = (*loc, *context.loc), str(context)
     elif error["type"] == "extra_forbidden":
         message = _unknown_key_message(loc)
     elif error["type"] == "missing":

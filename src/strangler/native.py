@@ -34,6 +34,8 @@ COMPILED_MODULES: Final = (
     "strangler.proxy.server",
     "strangler.proxy.exchange",
     "strangler.proxy.upstream_pool",
+    # Subclasses upstream_pool's native classes (a balanced backend's servers and connections).
+    "strangler.proxy.balance",
     "strangler.proxy.headers",
     "strangler.proxy.wire_guard",
     "strangler.proxy.request_target",

@@ -107,7 +107,7 @@ def test_healthz_and_readyz_answer_with_the_config_version(
     ready = _admin(gw, "/readyz")
     assert (ready.status_code, ready.json()) == (
         200,
-        {"status": "ready", "config_version": 1, "reason": None},
+        {"status": "ready", "config_version": 1, "reason": None, "backends_down": []},
     )
 
 

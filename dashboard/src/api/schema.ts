@@ -843,6 +843,11 @@ export interface components {
             config_version: number;
             /** Reason */
             reason?: string | null;
+            /**
+             * Backends Down
+             * @default []
+             */
+            backends_down: string[];
         };
         /** ReviewBody */
         ReviewBody: {

@@ -4,7 +4,8 @@ Rules: public and cheap: no I/O, no lock, one attribute read of the view. `/read
 the moment the gateway starts draining (SIGTERM), so a load balancer stops sending it traffic
 while requests in flight finish. A gateway whose control store is unreachable stays ready (it
 serves its last-known-good state: it must never become the single point of failure) and says
-`degraded`, with why.
+`degraded`, with why; so does one with a balanced backend none of whose servers takes
+requests (it stays `ready` while one server of each backend answers).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.responses import Response
 
 from strangler.admin.problems import problem_openapi, problem_response
 from strangler.admin.view import GatewayView
+from strangler.runtime.health_board import backends_down
 
 
 class Health(BaseModel):
@@ -27,8 +29,10 @@ class Readiness(BaseModel):
     status: Literal["ready", "degraded"] = "ready"
     # The snapshot version in force: 1 at start, +1 per accepted reload or state change.
     config_version: int
-    # Why the state in force may be stale (status degraded), else null.
+    # Why the gateway is degraded (a stale state, backends with no healthy server), else null.
     reason: str | None = None
+    # Balanced backends with no server that takes requests (status degraded).
+    backends_down: list[str] = []
 
 
 def health_router(gateway: GatewayView) -> APIRouter:
@@ -47,10 +51,16 @@ def health_router(gateway: GatewayView) -> APIRouter:
     async def readyz() -> Readiness | Response:
         if gateway.is_draining:
             return problem_response(503, "the gateway is draining: it is stopping")
-        degraded = gateway.degraded
-        if degraded is not None:
+        reasons = [] if gateway.degraded is None else [gateway.degraded]
+        down = backends_down(gateway.backend_health())
+        if down:
+            reasons.append(f"no healthy server in backend(s) {', '.join(down)}")
+        if reasons:
             return Readiness(
-                status="degraded", config_version=gateway.snapshot.version, reason=degraded
+                status="degraded",
+                config_version=gateway.snapshot.version,
+                reason="; ".join(reasons),
+                backends_down=down,
             )
         return Readiness(config_version=gateway.snapshot.version)
 

@@ -124,7 +124,10 @@ def rollouts_router(gateway: GatewayView) -> APIRouter:
 
     @router.get("/routes", dependencies=read, summary="Every route's stage, weight and figures")
     def list_routes(store: Annotated[Store, Depends(store_dependency)]) -> dict[str, Any]:
-        return status_report(store, gateway.base)
+        report = status_report(store, gateway.base)
+        # Live, from the running gateway: its balanced backends' servers and their health.
+        report["backends"] = gateway.backend_health()
+        return report
 
     @router.get(
         "/routes/{name}",

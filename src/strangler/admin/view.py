@@ -8,7 +8,7 @@ supervisor's admin thread as well as on a worker's own loop.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from strangler.config import Config
 from strangler.runtime.snapshot import Snapshot
@@ -40,6 +40,12 @@ class GatewayView(Protocol):
     @property
     def metrics_hub(self) -> MetricsHub | None:
         """What /metrics renders (None: metrics are off)."""
+        ...
+
+    def backend_health(self) -> dict[str, dict[str, Any]]:
+        """Each balanced backend's servers and their health, by backend name (backends with
+        one plain `url` are absent): {"balance", "healthy", "servers": [{"server", "state",
+        "weight", "ejected_until", "active_requests"}]}."""
         ...
 
     def refresh_metrics(self) -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from strangler.cli.control_client import ControlClient, ControlError, open_client
+from strangler.cli.control_client import ControlClient, ControlError, LocalClient, open_client
 from strangler.cli.options import ConfigOption, JsonOption
 from strangler.cli.tables import print_table
 
@@ -318,6 +318,29 @@ def _when(at: object) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
+def backend_rows(backends: dict[str, Any]) -> list[list[str]]:
+    """One row per server of each balanced backend, as the gateway's workers see it."""
+    rows = []
+    for name, backend in sorted(backends.items()):
+        healthy = f"{name} ({backend.get('healthy', 0)} healthy)"
+        for index, server in enumerate(backend.get("servers", [])):
+            state = server["state"]
+            workers = server.get("workers")
+            if state == "mixed" and isinstance(workers, dict):
+                state += " (" + ", ".join(f"{k} {v}" for k, v in sorted(workers.items())) + ")"
+            rows.append(
+                [
+                    healthy if index == 0 else "",
+                    server["server"],
+                    state,
+                    _when(server.get("ejected_until")),
+                    str(server.get("active_requests", "-")),
+                    str(server.get("weight", 1)),
+                ]
+            )
+    return rows
+
+
 def status(
     config: ConfigOption = Path("strangler.yaml"),
     admin: AdminOption = None,
@@ -330,6 +353,7 @@ def status(
     """
     with _client(config, admin) as client:
         report = client.status()
+        base = client.base if isinstance(client, LocalClient) else None
     if as_json:
         _echo_json(report)
         return
@@ -363,6 +387,16 @@ def status(
     for note in notes:
         typer.echo(note)
     typer.echo(f"state version {report['state_version']} (changes: `strangler audit`)")
+    backends = report.get("backends")
+    if backends:
+        typer.echo("")
+        print_table(
+            ["BACKEND", "SERVER", "STATE", "EJECTED UNTIL", "ACTIVE", "WEIGHT"],
+            backend_rows(backends),
+        )
+    elif base is not None and any(b.is_balanced for b in base.backends.values()):
+        # Servers' health lives in the running gateway, not in the store.
+        typer.echo("servers' health: `strangler status --admin URL` asks the running gateway")
     if report["orphaned_overrides"]:
         typer.echo(
             f"overrides for units no longer in the YAML (they change nothing; "

@@ -151,7 +151,22 @@ FAMILIES: dict[str, Family] = {
         "counter", ("backend", "kind"), "Upstream attempts that got no usable answer, by kind."
     ),
     "upstream_retries_total": Family(
-        "counter", ("backend",), "Safe requests retried on a fresh upstream connection."
+        "counter",
+        ("backend",),
+        "Safe requests retried on a fresh upstream connection, or on another server.",
+    ),
+    "backend_ejections_total": Family(
+        "counter",
+        ("backend", "server"),
+        "Servers ejected by outlier detection (failures in a row), per worker.",
+    ),
+    "backend_health_changes_total": Family(
+        "counter",
+        ("backend", "server", "state"),
+        "Servers marked up or down by active health checks, per worker.",
+    ),
+    "backend_dns_failures_total": Family(
+        "counter", ("backend",), "Lookups of a balanced backend's host names that failed."
     ),
     "websocket_tunnels_total": Family("counter", (), "Upgraded connections tunnelled."),
     "store_failures_total": Family(
@@ -175,6 +190,13 @@ FAMILIES: dict[str, Family] = {
         "gauge", ("backend", "state"), "Upstream connections by state (busy, idle)."
     ),
     "shadow_in_flight": Family("gauge", (), "Shadow copies sent and not yet settled."),
+    "backend_server_healthy": Family(
+        "gauge",
+        ("backend", "server"),
+        "1 while a balanced backend's server takes requests (checks up, not ejected), else 0; "
+        "as the worker that reported last sees it.",
+        combine="newest",
+    ),
     "route_stage": Family(
         "gauge", ("route", "stage"), "1 for each route's stage in force.", combine="newest"
     ),

@@ -34,6 +34,9 @@ class PoolClient(Protocol):
 
     is_cancelled: bool
     wait_deadline: float
+    # A safe request without a body: a balanced backend may send it to another server when
+    # the connect for it failed.
+    is_replayable: bool
 
     def attach(self, conn: UpstreamConnection) -> None:
         """Called once with a connection ready for this exchange's request."""
@@ -246,6 +249,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
+
+    def response_status(self) -> int:
+        """The status of the response being read (0 before its head)."""
+        return self._parser.get_status_code()
 
     def has_length_framing(self) -> bool:
         """Whether the current response said where its body ends (Content-Length or chunked)."""

@@ -16,8 +16,10 @@ from types import MappingProxyType
 
 from strangler.config import (
     Config,
+    HealthCheckConfig,
     IdentityConfig,
     LimitsConfig,
+    OutlierConfig,
     RailsConfig,
     ShadowConfig,
 )
@@ -30,6 +32,27 @@ from strangler.proxy.headers import RESPONSE_SPECIAL
 from strangler.routing import RouteTable
 from strangler.shadow.picker import HeaderPicker
 from strangler.shadow.redact import Redactor
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """One configured server of a balanced backend (a host name may stand for several)."""
+
+    host: str
+    port: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalancePlan:
+    """How a backend with several servers, health checks or outlier detection is balanced."""
+
+    servers: tuple[ServerSpec, ...]
+    policy: str
+    health: HealthCheckConfig | None
+    outlier: OutlierConfig | None
+    # None: names are resolved by each connect; else their addresses are kept this long.
+    dns_ttl_s: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +75,15 @@ class BackendTarget:
     server_name: str | None = None
     # Goes before every forwarded path (`/v2`); empty for none.
     path_prefix: bytes = b""
+    # Set when the backend goes through the balancer (proxy/balance.py); None: one plain pool.
+    balance: BalancePlan | None = None
 
     @property
-    def address(self) -> tuple[str, int, str | None]:
+    def address(self) -> tuple[str, int, str | None, BalancePlan | None]:
         """Where connections go: a pool keeps its idle sockets across a reload only while this
-        stays the same (a backend moved to https, or to another SNI name, starts afresh)."""
-        return (self.host, self.port, self.server_name if self.ssl_context else None)
+        stays the same (a backend moved to https, or to another SNI name, or given other
+        servers or balancing, starts afresh)."""
+        return (self.host, self.port, self.server_name if self.ssl_context else None, self.balance)
 
 
 @dataclass(frozen=True, slots=True)

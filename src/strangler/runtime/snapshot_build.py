@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from strangler.config import (
     BackendConfig,
@@ -48,7 +49,14 @@ from strangler.routing.canary import (
 )
 from strangler.routing.faults import FaultPlan, FaultSide
 from strangler.routing.model import DecisionReason, RouteSpec, Stage
-from strangler.runtime.snapshot import BackendTarget, BridgeSetup, ShadowRoute, Snapshot
+from strangler.runtime.snapshot import (
+    BackendTarget,
+    BalancePlan,
+    BridgeSetup,
+    ServerSpec,
+    ShadowRoute,
+    Snapshot,
+)
 from strangler.runtime.tls_contexts import client_context, load_server_tls
 from strangler.shadow.redact import Redactor
 
@@ -152,6 +160,23 @@ def _target(name: str, backend: BackendConfig, source: str) -> BackendTarget:
         ssl_context=ssl_context,
         server_name=server_name,
         path_prefix=backend.path_prefix.encode("ascii"),
+        balance=_balance_plan(backend) if backend.is_balanced else None,
+    )
+
+
+def _balance_plan(backend: BackendConfig) -> BalancePlan:
+    servers = []
+    for url, weight in backend.servers:
+        parts = urlsplit(url)
+        assert parts.hostname is not None  # checked by the config
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        servers.append(ServerSpec(parts.hostname, port, weight))
+    return BalancePlan(
+        servers=tuple(servers),
+        policy=backend.balance,
+        health=backend.health,
+        outlier=backend.outlier,
+        dns_ttl_s=backend.dns_ttl_s,
     )
 
 

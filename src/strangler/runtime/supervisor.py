@@ -28,6 +28,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import uvloop
 
@@ -37,6 +38,7 @@ from strangler.errors import ConfigError
 from strangler.observe.exposition import MetricsHub
 from strangler.observe.metrics_pipe import PipeReader, PipeWriter, metrics_pipe
 from strangler.proxy.listen import ListenError, listen_socket, reserve_port, taken_hint
+from strangler.runtime.health_board import HealthBoard
 from strangler.runtime.snapshot import Snapshot
 from strangler.runtime.snapshot_build import load_snapshot, source_mtime
 from strangler.runtime.worker import Worker
@@ -160,6 +162,7 @@ async def _serve_one(
     worker_index: int = 0,
     metrics_writer: PipeWriter | None = None,
     tls: socket.socket | None = None,
+    health_board: HealthBoard | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     worker = Worker(
@@ -171,6 +174,7 @@ async def _serve_one(
         supervisor_pid=supervisor_pid,
         worker_index=worker_index,
         metrics_writer=metrics_writer,
+        health_board=health_board,
     )
     admin = None
     if admin_sock is not None:
@@ -196,6 +200,8 @@ class _SupervisorView:
         # One byte per worker, shared across the fork: 1 while that worker cannot reach the
         # control store. The supervisor itself runs no store I/O besides the admin API.
         self.flags = mmap.mmap(-1, max(workers, 1))
+        # The workers' views of their balanced backends, one slot each.
+        self.health_board = HealthBoard(workers)
         # The workers' metrics, read from their pipes by a thread (None: metrics are off).
         self.metrics_hub: MetricsHub | None = None
         self.metrics_reader: PipeReader | None = None
@@ -209,6 +215,9 @@ class _SupervisorView:
     @property
     def base(self) -> Config:
         return self.snapshot.config
+
+    def backend_health(self) -> dict[str, dict[str, Any]]:
+        return self.health_board.merged()
 
     @property
     def degraded(self) -> str | None:
@@ -330,6 +339,7 @@ def _spawn(
                 worker_index=index,
                 metrics_writer=writer,
                 tls=tls,
+                health_board=view.health_board,
             )
         )
         code = 0

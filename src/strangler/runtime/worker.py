@@ -44,11 +44,13 @@ from strangler.observe.slo.counter import FLUSH_INTERVAL_S as SLO_FLUSH_INTERVAL
 from strangler.observe.slo.counter import SloCounter
 from strangler.observe.traffic import TrafficCounter
 from strangler.observe.windows import WindowRecorder
+from strangler.proxy.balance import BalancedPool
 from strangler.proxy.redirect import RedirectConnection
 from strangler.proxy.server import ClientConnection
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.upstream_pool import UpstreamPool, reconcile_pools
 from strangler.runtime.data_gauges import DataGauges
+from strangler.runtime.health_board import HealthBoard
 from strangler.runtime.snapshot import BackendTarget, Snapshot
 from strangler.runtime.snapshot_build import build_snapshot, source_mtime
 from strangler.runtime.tls_contexts import reload_server_context, server_context
@@ -68,6 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("strangler.worker")
 
 SWEEP_INTERVAL_S = 0.1
+# How often a forked worker publishes its balanced backends' health to the supervisor.
+HEALTH_REPORT_INTERVAL_S = 0.25
 WATCH_INTERVAL_S = 1.0
 SHADOW_REPORT_INTERVAL_S = 60.0
 # Canary windows go to the store every second: the analyzer judges an interval ~2 s after it.
@@ -93,6 +97,7 @@ class Worker:
         supervisor_pid: int | None = None,
         worker_index: int = 0,
         metrics_writer: PipeWriter | None = None,
+        health_board: HealthBoard | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.worker_index = worker_index
@@ -134,6 +139,9 @@ class Worker:
         # Forked workers hand their metrics to the supervisor through a pipe; a lone worker
         # serves them itself, from its own hub (filled at each scrape: refresh_metrics).
         self._metrics_writer = metrics_writer
+        # Forked workers publish their balanced backends' health for the supervisor's admin.
+        self._health_board = health_board
+        self._next_health_report = 0.0
         self.metrics_hub: MetricsHub | None = None
         if self.metrics is not None and metrics_writer is None:
             from strangler.observe.exposition import MetricsHub
@@ -362,6 +370,9 @@ class Worker:
             (("state_version",), float(self.state_version)),
         ]
         for name, pool in self.pools.items():
+            if isinstance(pool, BalancedPool):
+                gauges.extend(_server_gauges(name, pool, self.loop.time()))
+                continue
             gauges.append((("upstream_connections", name, "busy"), float(len(pool.busy))))
             gauges.append((("upstream_connections", name, "idle"), float(len(pool.idle))))
         version, routes = self._route_gauges
@@ -535,14 +546,38 @@ class Worker:
 
     def _apply_pools(self, snapshot: Snapshot) -> None:
         def make(target: BackendTarget) -> UpstreamPool:
-            return UpstreamPool(target, self.loop, self.tasks, self.counters)
+            if target.balance is None:
+                return UpstreamPool(target, self.loop, self.tasks, self.counters)
+            # Every worker checks the servers; worker 0 alone logs what the checks find.
+            pool = BalancedPool(
+                target, self.loop, self.tasks, self.counters, logs_checks=self.worker_index == 0
+            )
+            pool.start()
+            return pool
+
+        def make_shadow(target: BackendTarget) -> UpstreamPool:
+            leader = self.pools.get(target.name)
+            if target.balance is None or not isinstance(leader, BalancedPool):
+                return UpstreamPool(target, self.loop, self.tasks, self.counters)
+            return BalancedPool(target, self.loop, self.tasks, self.counters, leader=leader)
 
         self.pools = reconcile_pools(self.pools, snapshot.backends, make)
         # Shadow traffic has pools of its own: a slow new backend never holds client sockets.
-        self.shadow.pools = reconcile_pools(self.shadow.pools, snapshot.backends, make)
+        self.shadow.pools = reconcile_pools(self.shadow.pools, snapshot.backends, make_shadow)
+        # A balanced backend's copies take its shadow balancer, not a pipelined channel to
+        # one address.
+        plain = {name: t for name, t in snapshot.backends.items() if t.balance is None}
         self.shadow.channels = reconcile_channels(
-            self.shadow.channels, snapshot.backends, self.loop, self.tasks
+            self.shadow.channels, plain, self.loop, self.tasks
         )
+
+    def backend_health(self) -> dict[str, dict[str, object]]:
+        """Each balanced backend's servers as this worker sees them (/readyz, status)."""
+        return {
+            name: pool.report()
+            for name, pool in self.pools.items()
+            if isinstance(pool, BalancedPool)
+        }
 
     def _sweep(self) -> None:
         now = self.loop.time()
@@ -557,6 +592,11 @@ class Worker:
                 self._supervisor_pid = None
                 self.stop()
             self._report_degraded()
+            if self._health_board is not None and now >= self._next_health_report:
+                self._next_health_report = now + HEALTH_REPORT_INTERVAL_S
+                health = self.backend_health()
+                if health:
+                    self._health_board.write(self.worker_index, health)
             wall = time.time()
             self.traffic.tick(wall)
             self.windows.tick(wall)
@@ -748,3 +788,19 @@ def make_journal(config: Config, source: str) -> RequestJournal | None:
             resource_attributes={"service.instance.id": f"{socket.gethostname()}:{os.getpid()}"},
         )
     return RequestJournal(access_log, exporter, sample_ratio=tracing.sample_ratio)
+
+
+def _server_gauges(
+    name: str, pool: BalancedPool, now: float
+) -> list[tuple[tuple[str, ...], float]]:
+    """A balanced backend's connections (summed over its servers) and each server's health."""
+    busy = sum(len(server.busy) for server in pool.servers)
+    idle = sum(len(server.idle) for server in pool.servers)
+    gauges: list[tuple[tuple[str, ...], float]] = [
+        (("upstream_connections", name, "busy"), float(busy)),
+        (("upstream_connections", name, "idle"), float(idle)),
+    ]
+    for server in pool.servers:
+        healthy = 1.0 if server.is_available(now) else 0.0
+        gauges.append((("backend_server_healthy", name, server.label), healthy))
+    return gauges

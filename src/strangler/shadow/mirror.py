@@ -83,6 +83,8 @@ class Mirror:
     # Seen by the shadow pool, which skips a copy dropped while it waited for a connection.
     is_cancelled = False
     wait_deadline = 0.0
+    # A copy whose connect failed is dropped, never sent to another server of the backend.
+    is_replayable = False
     # Times this copy went out again after its pipelined connection ended unanswered.
     resends = 0
     request_chunks: list[bytes] | None = None
