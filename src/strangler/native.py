@@ -37,6 +37,8 @@ COMPILED_MODULES: Final = (
     "strangler.proxy.headers",
     "strangler.proxy.wire_guard",
     "strangler.proxy.request_target",
+    "strangler.proxy.request_head",
+    "strangler.proxy.steering",
     "strangler.routing.matcher",
     "strangler.routing.table",
     "strangler.shadow.mirror",
