@@ -50,6 +50,9 @@ COMPILED_MODULES: Final = (
     "strangler.runtime.snapshot",
     "strangler.shadow.results",
     "strangler.observe.counters",
+    # Every answer is counted per route, with its latency, for the admin API's series.
+    "strangler.observe.traffic",
+    "strangler.rollout.histogram",
     "strangler.observe.metrics",
     "strangler.observe.access_line",
     # Spans to protobuf wire format: on the worker's core, in the exporter's thread.
