@@ -52,7 +52,6 @@ from strangler.routing.method_override import form_override, override_matters, o
 from strangler.routing.model import Decision, DecisionReason, Stage
 
 if TYPE_CHECKING:
-    from strangler.config import LimitsConfig
     from strangler.observe.access_line import AccessLines
     from strangler.observe.counters import Counters
     from strangler.observe.journal import RequestJournal
@@ -172,7 +171,7 @@ class ClientConnection(asyncio.Protocol):
         self.counters: Counters = worker.counters
         self.loop = worker.loop
         # The limits of the snapshot in force when the current request began.
-        self.limits: LimitsConfig = worker.snapshot.limits
+        self.limits = RequestLimits(worker.snapshot)
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.peer = b"-"
@@ -386,7 +385,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._is_head_pending = True
         self._head_raw_bytes = 0
-        limits = self.limits = self.worker.snapshot.limits
+        limits = self._limits_of(self.worker.snapshot)
         # Slowloris: the header section must arrive within header_timeout_s of its first byte.
         self._head_deadline = self.loop.time() + limits.header_timeout_s
         if self.current is None:
@@ -493,7 +492,7 @@ class ClientConnection(asyncio.Protocol):
                 self._is_head_pending = False
                 if head.expects_continue and self.current is None:
                     self.write(_CONTINUE)
-                self._await_body(snapshot.limits)
+                self._await_body(self._limits_of(snapshot))
                 return
             if header_method is not None:
                 route_method = header_method
@@ -533,7 +532,7 @@ class ClientConnection(asyncio.Protocol):
             url = self._origin_form(url)
         if url == b"*" and method != b"OPTIONS":
             self._fail_head(400, "the asterisk-form target is only for OPTIONS (RFC 9112 §3.2.4)")
-        if self._content_length > snapshot.limits.max_body_bytes:
+        if self._content_length > self._limits_of(snapshot).max_body_bytes:
             self._fail_head(413, "the request body is larger than the limit")
         question = url.find(b"?")
         path = url if question < 0 else url[:question]
@@ -580,7 +579,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _canonical_path(self, path: bytes, snapshot: Snapshot) -> bytes:
         try:
-            return canonical_path(path, snapshot.config.path_policy)
+            return canonical_path(path, self._limits_of(snapshot).path_policy)
         except ClientProtocolError as exc:
             self.counters.inc("client_requests_refused_total", "path")
             self._error = exc
@@ -613,7 +612,7 @@ class ClientConnection(asyncio.Protocol):
             self.deadline = 0.0
         elif not is_held:
             # (A held form's body is complete already: on_message_complete dispatched it.)
-            self._await_body(snapshot.limits)
+            self._await_body(self._limits_of(snapshot))
         if self.current is None:
             self.current = exchange
             exchange.start()
@@ -647,7 +646,7 @@ class ClientConnection(asyncio.Protocol):
         if steering.body_gate is not None:
             exchange.body_gate = steering.body_gate
         elif head.has_body and (
-            head.is_chunked or head.content_length <= snapshot.limits.buffer_body_bytes
+            head.is_chunked or head.content_length <= self._limits_of(snapshot).buffer_body_bytes
         ):
             # A small body is read whole before the exchange takes an upstream connection: a
             # client trickling it holds none of the backend's pool.
@@ -682,7 +681,13 @@ class ClientConnection(asyncio.Protocol):
             exchange.mirror = mirror
         return exchange
 
-    def _await_body(self, limits: LimitsConfig) -> None:
+    def _limits_of(self, snapshot: Snapshot) -> RequestLimits:
+        limits = self.limits
+        if limits.snapshot is not snapshot:
+            limits = self.limits = RequestLimits(snapshot)
+        return limits
+
+    def _await_body(self, limits: RequestLimits) -> None:
         """A body is due: each read within body_timeout_s of the last, all of it within
         body_deadline_s."""
         now = self.loop.time()
@@ -838,7 +843,8 @@ class ClientConnection(asyncio.Protocol):
         if self._is_head_pending:
             self.deadline = self._head_deadline
         elif self.parsing is None:
-            self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.idle_timeout_s
+            idle_s = self._limits_of(self.worker.snapshot).idle_timeout_s
+            self.deadline = self.worker.loop.time() + idle_s
 
     def start_tunnel(self, conn: UpstreamConnection, tail: bytes) -> None:
         """The upstream said 101: from now on bytes flow both ways untouched."""
@@ -1055,6 +1061,24 @@ def _response_tail(request_id: bytes, via: bytes) -> bytes:
 def _parser_reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return f"malformed request: {text}"
+
+
+class RequestLimits:
+    """The limits a request is held to, and the path policy, copied out of one snapshot's
+    config: compiled code reads a native object's field directly, and a pydantic model's
+    attribute through its __getattr__ hook, several times per request."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot: Final = snapshot
+        limits = snapshot.limits
+        self.max_header_bytes: Final = limits.max_header_bytes
+        self.max_body_bytes: Final = limits.max_body_bytes
+        self.buffer_body_bytes: Final = limits.buffer_body_bytes
+        self.header_timeout_s: Final = limits.header_timeout_s
+        self.body_timeout_s: Final = limits.body_timeout_s
+        self.body_deadline_s: Final = limits.body_deadline_s
+        self.idle_timeout_s: Final = limits.idle_timeout_s
+        self.path_policy: Final = snapshot.config.path_policy
 
 
 class _HeldHead:
