@@ -435,8 +435,7 @@ class Exchange:
         client = self.client
         route = self.decision.route or ""
         client.counters.inc("canary_retries_on_legacy_total", route)
-        worker = client.worker
-        worker.windows.record(route, True, status, perf_counter() - self.started_at)
+        client.windows.record(route, True, status, perf_counter() - self.started_at)
         self.decision, self.pool, self.head = fallback.decision, fallback.pool, fallback.head
         self.attempts = 0
         self.fell_back = True
@@ -461,7 +460,7 @@ class Exchange:
         self.status = status
         upstream_s = perf_counter() - self.sent_at
         self.upstream_s = upstream_s
-        metrics = client.worker.metrics
+        metrics = client.metrics
         if metrics is not None:
             metrics.upstream(self.decision.backend, upstream_s)
         if status == 101 and not self.is_upgrade:

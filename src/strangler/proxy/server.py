@@ -20,6 +20,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import binascii
 import collections
 import ipaddress
 import logging
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
     from strangler.observe.counters import Counters
     from strangler.observe.journal import RequestJournal
     from strangler.observe.metrics import WorkerMetrics
+    from strangler.observe.slo.counter import SloCounter
+    from strangler.observe.traffic import TrafficCounter
+    from strangler.observe.windows import WindowRecorder
     from strangler.proxy.upstream_pool import UpstreamPool
     from strangler.runtime.snapshot import BackendTarget, Snapshot
     from strangler.runtime.worker import Worker
@@ -150,6 +154,12 @@ _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 
 _getrandbits = random.getrandbits
+_hex = binascii.b2a_hex
+# Enum members as C statics: on Python 3.11 each `Stage.CANARY` read goes through EnumType's
+# __getattr__ hook.
+_CANARY: Final = Stage.CANARY
+_CANARY_NEW: Final = DecisionReason.CANARY_NEW
+_CANARY_LEGACY: Final = DecisionReason.CANARY_LEGACY
 _LOW_64: Final = (1 << 64) - 1
 _TOO_MANY_CONNECTIONS = render_problem(
     503,
@@ -170,6 +180,13 @@ class ClientConnection(asyncio.Protocol):
         self.is_tls = is_tls
         self.counters: Counters = worker.counters
         self.loop = worker.loop
+        # The worker's recorders, made once with it: read here for every answer, where a native
+        # field costs less than a Python object's attribute.
+        self.traffic: TrafficCounter = worker.traffic
+        self.slos: SloCounter = worker.slos
+        self.windows: WindowRecorder = worker.windows
+        self.metrics: WorkerMetrics | None = worker.metrics
+        self.journal: RequestJournal | None = worker.journal
         # The limits of the snapshot in force when the current request began.
         self.limits = RequestLimits(worker.snapshot)
         self.transport: asyncio.Transport | None = None
@@ -626,8 +643,7 @@ class ClientConnection(asyncio.Protocol):
         worker = self.worker
         decision = steering.decision
         pool = worker.pools.get(decision.backend)
-        journal = worker.journal
-        request_id, traceparent, trace = _trace_ids(head, journal)
+        request_id, traceparent, trace = _trace_ids(head, self.journal)
         via = snapshot.via
         request_head = upstream_head(
             head, _target(pool), via, request_id, traceparent, steering.identity, steering.cookie
@@ -800,26 +816,26 @@ class ClientConnection(asyncio.Protocol):
         is_new = decision.is_new_side or decision.backend == worker.new_backend
         status = exchange.status
         elapsed = perf_counter() - exchange.started_at
-        worker.traffic.count(decision.route, is_new, status, elapsed)
+        self.traffic.count(decision.route, is_new, status, elapsed)
         slo_targets = worker.snapshot.slo_targets.get(decision.route or "")
         if slo_targets is not None:
             # What the client received counts, whichever side (after a fallback: legacy's).
-            worker.slos.record(slo_targets, is_new, status, elapsed)
-        if decision.stage is Stage.CANARY:
+            self.slos.record(slo_targets, is_new, status, elapsed)
+        if decision.stage is _CANARY:
             # The side the canary chose, whatever backend the route names for it.
-            worker.windows.record(
+            self.windows.record(
                 decision.route or "",
-                decision.reason is DecisionReason.CANARY_NEW,
+                decision.reason is _CANARY_NEW,
                 status,
                 elapsed,
             )
         side = SIDE_NEW if is_new else SIDE_LEGACY
         if exchange.is_gateway_answer:
             side = SIDE_GATEWAY
-        metrics = worker.metrics
+        metrics = self.metrics
         if metrics is not None and status:
             _count_request(metrics, decision, side, status, elapsed)
-        journal = worker.journal
+        journal = self.journal
         if journal is not None:
             _journal_exchange(journal, exchange, self.peer, side, status, elapsed)
         if exchange is not self.current:
@@ -910,11 +926,11 @@ class ClientConnection(asyncio.Protocol):
         exchange = self.parsing
         started = exchange.started_at if exchange is not None else 0.0
         elapsed = perf_counter() - started if started else 0.0
-        metrics = self.worker.metrics
+        metrics = self.metrics
         if metrics is not None:
             decided = exchange.decision if exchange is not None else self._decided
             _count_request(metrics, decided, SIDE_GATEWAY, error.status, elapsed)
-        journal = self.worker.journal
+        journal = self.journal
         if journal is not None:
             if exchange is not None:
                 _journal_exchange(journal, exchange, self.peer, SIDE_GATEWAY, error.status, elapsed)
@@ -1016,7 +1032,8 @@ def _trace_ids(
     incoming ones passed through when valid, else made."""
     # One draw for both: a 32-digit trace (and request) id, then a 16-digit span id.
     bits = _getrandbits(192)
-    ids = b"%048x" % bits
+    # b"%048x" % bits, without the generic formatting machinery.
+    ids = _hex(bits.to_bytes(24, "big"))
     new_id, span = ids[:32], ids[32:]
     incoming = head.traceparent
     match = _TRACEPARENT.fullmatch(incoming) if incoming is not None else None
@@ -1128,9 +1145,9 @@ def _log_line(
     trace = exchange.trace
     reason = decision.reason
     canary_reason: str | None = None
-    if reason is DecisionReason.CANARY_NEW:
+    if reason is _CANARY_NEW:
         canary_reason = "canary_new"
-    elif reason is DecisionReason.CANARY_LEGACY:
+    elif reason is _CANARY_LEGACY:
         canary_reason = "canary_legacy"
     lines.add(
         exchange.request_id,
