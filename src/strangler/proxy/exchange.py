@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
-from strangler.proxy.failures import FailureKind, render_problem, status_line
+from strangler.proxy.failures import STATUS_LINES, FailureKind, render_problem, status_line
 from strangler.proxy.headers import (
     R_CONNECTION,
     R_LENGTH,
@@ -474,7 +474,8 @@ class Exchange:
             self.mirror.primary_head(status, conn)
         # The upstream connection already copied the plain headers into head_parts.
         parts = conn.head_parts
-        parts[0] = status_line(status)
+        # The table first: status_line is interpreted code (proxy.failures is not compiled).
+        parts[0] = STATUS_LINES.get(status) or status_line(status)
         has_length = False
         connection_tokens: bytes | None = None
         for kind, name, value in conn.special_headers:
