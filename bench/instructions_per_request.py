@@ -12,6 +12,12 @@ compared with main in one sitting:
 
 Needs valgrind (Debian: `apt-get install -y valgrind`). Under callgrind the gateway runs ~50x
 slower; 2,000 requests take about a minute.
+
+The count includes what the gateway process does by the clock while the burst runs: the
+worker's sweeper, the control plane's polls and store flushes (SQLAlchemy, in threads). Under
+callgrind that work is stretched over a minute, so it is a large share of the figure, and it
+grows when the machine is loaded. `--idle` counts a second gateway sitting idle for as long as
+the burst took and also prints the difference: the request path alone.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -65,7 +72,11 @@ def _burst(port: int, count: int) -> None:
     conn.close()
 
 
-def measure(tree: Path, requests: int, folder: Path, extra: str = "") -> int:
+def measure(
+    tree: Path, requests: int, folder: Path, extra: str = "", idle_s: float | None = None
+) -> tuple[int, float]:
+    """(instructions counted, seconds the counting lasted): over a burst of `requests`, or over
+    `idle_s` seconds without any request when it is given."""
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = _free_port()
@@ -112,7 +123,12 @@ def measure(tree: Path, requests: int, folder: Path, extra: str = "") -> int:
         _burst(port, 300)
         control = ["callgrind_control", "-i"]
         subprocess.run([*control, "on", str(gateway.pid)], check=True, capture_output=True)
-        _burst(port, requests)
+        started = time.monotonic()
+        if idle_s is None:
+            _burst(port, requests)
+        else:
+            time.sleep(idle_s)
+        seconds = time.monotonic() - started
         subprocess.run([*control, "off", str(gateway.pid)], check=True, capture_output=True)
     finally:
         gateway.terminate()
@@ -126,7 +142,7 @@ def measure(tree: Path, requests: int, folder: Path, extra: str = "") -> int:
     ]
     if not totals:
         raise SystemExit(f"no totals in {out}")
-    return max(totals) // requests
+    return max(totals), seconds
 
 
 def main() -> None:
@@ -142,16 +158,31 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="copy callgrind's output here (for callgrind_annotate)"
     )
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="also count an idle gateway for as long as the burst took, and print the request "
+        "path alone (the difference)",
+    )
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             print(f"{tool} not found (Debian: apt-get install -y valgrind)", file=sys.stderr)
             raise SystemExit(2)
+    tree = args.tree.resolve()
     with tempfile.TemporaryDirectory(prefix="strangler-ipr-") as folder:
-        per_request = measure(args.tree.resolve(), args.requests, Path(folder), args.extra)
+        total, seconds = measure(tree, args.requests, Path(folder), args.extra)
         if args.keep is not None:
             shutil.copy(Path(folder) / "callgrind.out", args.keep)
+    per_request = total // args.requests
     print(f"{args.tree}: {per_request:,} instructions per request ({args.requests:,} requests)")
+    if args.idle:
+        with tempfile.TemporaryDirectory(prefix="strangler-ipr-") as folder:
+            idle, _ = measure(tree, args.requests, Path(folder), args.extra, idle_s=seconds)
+        print(
+            f"  idle gateway over the same {seconds:.0f} s: {idle // args.requests:,} per request;"
+            f" request path alone: {(total - idle) // args.requests:,} instructions per request"
+        )
 
 
 if __name__ == "__main__":

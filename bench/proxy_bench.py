@@ -403,6 +403,10 @@ class ProxyCost:
     def cpu_s_per_10k_requests(self) -> float | None:
         return self.cpu_s / self.requests * 10_000 if self.requests else None
 
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        return self.cpu_s / self.requests * 1e6 if self.requests else None
+
 
 def proxy_costs(contenders: list[Contender]) -> list[ProxyCost]:
     """Read while the proxies still run: the RSS of every process in each proxy's tree."""
@@ -627,7 +631,11 @@ def print_report(
     for cost in costs:
         rss = ", ".join(f"pid {pid} {kib / 1024:.1f} MiB" for pid, kib in cost.rss_kib.items())
         cpu = cost.cpu_s_per_10k_requests
-        cpu_text = f"{cpu:.3f} CPU-s per 10k requests" if cpu is not None else "no requests"
+        cpu_text = (
+            f"{cost.cpu_us_per_request:.1f} CPU-µs per request ({cpu:.3f} CPU-s per 10k)"
+            if cpu is not None
+            else "no requests"
+        )
         print(f"  {cost.name:<12} {cpu_text};  RSS {rss}")
     runs = [run for c in contenders for per_count in c.runs.values() for run in per_count]
     if shared := sum(run.other_cpu_share > OTHER_CPU_MAX for run in runs):
@@ -673,7 +681,12 @@ def write_json(
         **meta,
         "results": results,
         "proxy_costs": [
-            asdict(c) | {"cpu_s_per_10k_requests": c.cpu_s_per_10k_requests} for c in costs
+            asdict(c)
+            | {
+                "cpu_s_per_10k_requests": c.cpu_s_per_10k_requests,
+                "cpu_us_per_request": c.cpu_us_per_request,
+            }
+            for c in costs
         ],
         "goals": [asdict(g) for g in goals],
     }

@@ -39,6 +39,8 @@ COMPILED_MODULES: Final = (
     "strangler.proxy.headers",
     "strangler.proxy.wire_guard",
     "strangler.proxy.request_target",
+    "strangler.proxy.request_head",
+    "strangler.proxy.steering",
     "strangler.routing.matcher",
     "strangler.routing.table",
     "strangler.shadow.mirror",
@@ -50,6 +52,9 @@ COMPILED_MODULES: Final = (
     "strangler.runtime.snapshot",
     "strangler.shadow.results",
     "strangler.observe.counters",
+    # Every answer is counted per route, with its latency, for the admin API's series.
+    "strangler.observe.traffic",
+    "strangler.rollout.histogram",
     "strangler.observe.metrics",
     "strangler.observe.access_line",
     # Spans to protobuf wire format: on the worker's core, in the exporter's thread.

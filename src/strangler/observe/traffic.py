@@ -11,11 +11,13 @@ pending is bounded by the number of routes times the minutes between two flushes
 
 from __future__ import annotations
 
+from typing import Final
+
 from strangler.control.store import DEFAULT_ROUTE, TrafficDelta
 from strangler.rollout import LatencyHistogram
 
 # The side key of shadow copies; the client's answers are keyed by is_new (False 0, True 1).
-SHADOW = 2
+SHADOW: Final = 2
 
 
 class _Side:

@@ -9,17 +9,22 @@ Rules:
   the client connection is aborted, so a truncated answer never looks complete.
 - A request that failed on a reused keep-alive connection before any byte of the answer came
   back is retried once on a fresh connection, but only if it is safe and has no body.
+- Its answer's lifecycle is one Phase, changed only here (see Phase for the transitions); the
+  client connection starts it (`start`), cancels it and is told when it is done
+  (`exchange_done`). How the request body arrives (`request_done`, held or gated bodies) is
+  another axis: an answer may begin before the body has finished.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from strangler.proxy.failures import FailureKind, render_problem, status_line
+from strangler.proxy.failures import STATUS_LINES, FailureKind, render_problem, status_line
 from strangler.proxy.headers import (
     R_CONNECTION,
     R_LENGTH,
@@ -32,6 +37,7 @@ from strangler.routing.faults import FaultKind
 from strangler.routing.model import Decision, DecisionReason
 
 if TYPE_CHECKING:
+    from strangler.proxy.request_head import RequestHead
     from strangler.proxy.server import ClientConnection
     from strangler.shadow import Mirror
 
@@ -45,8 +51,35 @@ _UPGRADE_HEADER = b"Connection: upgrade\r\n"
 
 # Safe to send twice (RFC 9110 §9.2.1), so a stale keep-alive connection may be retried.
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
-# What `retry_on_legacy` may send twice: RFC 9110 §9.2.1 safe methods a browser sends.
-IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+
+
+class Phase(enum.Enum):
+    """Where an exchange's answer stands. Transitions (all in this module):
+
+    WAITING -> SENT (attach) -> RESPONDING (a final answer's head relayed) -> DONE (its end,
+    or the connection became a tunnel). SENT -> WAITING when the request goes again (a retry on
+    a fresh connection, the legacy fallback). WAITING, SENT or RESPONDING -> FAILED (`fail`:
+    the gateway answered instead, or the client was aborted mid-answer; a drill's abort too).
+    Any phase -> CANCELLED (the client went away, or its request was refused mid-body).
+    """
+
+    # Made; not sent yet: its body is being read, it is queued behind another exchange, it waits
+    # for a pool connection or a drill's delay.
+    WAITING = "waiting"
+    SENT = "sent"
+    RESPONDING = "responding"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Module-level finals: compiled code reads them from a C static, not through the class.
+_WAITING: Final = Phase.WAITING
+_SENT: Final = Phase.SENT
+_RESPONDING: Final = Phase.RESPONDING
+_DONE: Final = Phase.DONE
+_FAILED: Final = Phase.FAILED
+_CANCELLED: Final = Phase.CANCELLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +97,12 @@ class Exchange:
     # Fields every exchange starts with alike are class-level defaults, set per exchange only
     # when they change: one is made per request, and assigning ~30 fields was a measurable part
     # of it (bench/proxy_bench.py).
+    phase: Phase = _WAITING
     request_done = False
     body: list[bytes] | None = None
     body_buffered_bytes = 0
     conn: UpstreamConnection | None = None
-    is_response_started = False
-    is_response_complete = False
     is_response_chunked = False
-    is_cancelled = False
     wait_deadline = 0.0
     attempts = 0
     error_response: bytes | None = None
@@ -106,7 +137,7 @@ class Exchange:
     fallback: Fallback | None = None
     # A drill's injected fault. An exchange that has one holds its pool aside in `fault_pool`
     # (its `pool` is None) until the fault is done: the fault is applied in the branch of
-    # `ClientConnection._start` for exchanges without a pool, so others pay nothing for it.
+    # `start` for exchanges without a pool, so others pay nothing for it.
     fault: FaultKind | None = None
     fault_pool: UpstreamPool | None = None
     fault_timer: asyncio.TimerHandle | None = None
@@ -114,34 +145,41 @@ class Exchange:
     def __init__(
         self,
         client: ClientConnection,
+        request: RequestHead | None,
         decision: Decision,
         pool: UpstreamPool | None,
         head: bytes,
-        method: bytes,
-        *,
-        keep_alive: bool,
-        is_http10: bool,
-        is_upgrade: bool,
-        is_request_chunked: bool,
-        has_body: bool,
-        expects_continue: bool,
         request_id: bytes,
         response_tail: bytes,
     ) -> None:
+        """`request` is the client's head (None for a refusal's placeholder), `head` the bytes
+        sent upstream for it."""
         self.client = client
         self.decision = decision
         self.pool = pool
         self.head = head
-        self.method = method
-        self.is_head = method == b"HEAD"
-        self.keep_alive = keep_alive
-        self.is_http10 = is_http10
-        self.is_upgrade = is_upgrade
-        self.is_request_chunked = is_request_chunked
-        self.expects_continue = expects_continue
         self.request_id = request_id
         self.response_tail = response_tail
-        self.is_replayable = not has_body and method in _SAFE_METHODS
+        if request is None:
+            self.method = b""
+            self.is_head = False
+            self.keep_alive = False
+            self.is_http10 = False
+            self.is_upgrade = False
+            self.is_request_chunked = False
+            self.expects_continue = False
+            self.is_replayable = False
+        else:
+            method = request.method
+            self.method = method
+            self.url = request.url
+            self.is_head = method == b"HEAD"
+            self.keep_alive = request.keep_alive
+            self.is_http10 = request.is_http10
+            self.is_upgrade = request.is_upgrade
+            self.is_request_chunked = request.is_chunked
+            self.expects_continue = request.expects_continue
+            self.is_replayable = not request.has_body and method in _SAFE_METHODS
         # Bytes produced while parsing one read, written with one writev when the read is done:
         # a response head and its body in one syscall instead of two (bench/: +25% req/s).
         self.to_client: list[bytes] = []
@@ -151,31 +189,91 @@ class Exchange:
     def rejected(cls, client: ClientConnection, response: bytes) -> Exchange:
         """A placeholder that answers a refused pipelined request in its turn."""
         decision = Decision(None, None, "-", DecisionReason.UNMATCHED_DEFAULT)
-        exchange = cls(
-            client,
-            decision,
-            None,
-            b"",
-            b"",
-            keep_alive=False,
-            is_http10=False,
-            is_upgrade=False,
-            is_request_chunked=False,
-            has_body=False,
-            expects_continue=False,
-            request_id=b"",
-            response_tail=b"",
-        )
+        exchange = cls(client, None, decision, None, b"", b"", b"")
         exchange.error_response = response
         exchange.is_gateway_answer = True
         return exchange
 
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.phase is _CANCELLED
+
+    @property
+    def is_response_started(self) -> bool:
+        """Something of the answer went to the client: a failure can no longer be answered."""
+        phase = self.phase
+        return phase is _RESPONDING or phase is _DONE or phase is _FAILED
+
+    @property
+    def is_response_complete(self) -> bool:
+        phase = self.phase
+        return phase is _DONE or phase is _FAILED
+
+    def start(self) -> None:
+        """Called by the client connection when this exchange becomes its current one, and when
+        the body it held (small, or checked by the Rails bridge) is complete."""
+        if self.body_gate is not None or self.is_body_held:
+            # Its body is still being read; on_message_complete or on_body starts it.
+            return
+        if self.error_response is not None:
+            self.client.write(self.error_response)
+            self.client.close()
+            return
+        pool = self.pool
+        if pool is None:
+            if self.fault is not None:
+                self._apply_fault()
+                return
+            self.fail(FailureKind.CONNECT_REFUSED)
+            return
+        pool.acquire(self)
+
+    def hold_for_fault(self, fault: FaultKind) -> None:
+        """A drill's fault for this request: its pool is held aside until the fault is applied,
+        so `start` takes its branch for exchanges without a pool and others pay nothing."""
+        self.fault = fault
+        self.fault_pool, self.pool = self.pool, None
+
+    def _apply_fault(self) -> None:
+        """Answer as a failure would be (abort), or go on later (delay); the upstream was not
+        contacted yet. Either way it ends in exchange_done under its side, like any answer."""
+        plan = self.decision.faults
+        client = self.client
+        if self.fault is FaultKind.DELAY and plan is not None:
+            self.fault_timer = client.worker.loop.call_later(plan.delay_s, self._after_fault_delay)
+            return
+        status = plan.abort_status if plan is not None else 503
+        if self.mirror is not None:
+            self.mirror.primary_failed()
+        self.phase = _FAILED
+        self.status = status
+        if not self.request_done or self.is_upgrade:
+            self.keep_alive = False
+        route = self.decision.route_label
+        detail = f"a fault injected by a drill on route {route!r}; no backend was contacted"
+        client.write(self.problem(status, "Injected fault", detail, "injected_fault"))
+        client.exchange_done(self)
+
+    def _after_fault_delay(self) -> None:
+        self.fault_timer = None
+        if self.phase is _CANCELLED or self.client.is_closed:
+            return
+        pool, self.fault_pool = self.fault_pool, None
+        self.pool = pool
+        if pool is None:
+            self.fail(FailureKind.CONNECT_REFUSED)
+            return
+        pool.acquire(self)
+
     # -- PoolClient ---------------------------------------------------------------------------
 
     def attach(self, conn: UpstreamConnection) -> None:
-        if self.is_cancelled:
+        if self.phase is _CANCELLED:
             conn.pool.release(conn, is_reusable=False)
             return
+        self.phase = _SENT
         self.attempts += 1
         self.conn = conn
         self.sent_at = perf_counter()
@@ -204,18 +302,62 @@ class Exchange:
             self.flush_upstream()
 
     def fail(self, kind: FailureKind) -> None:
+        """No answer from the upstream: called by the pool when no connection could be had, by
+        this exchange when its connection failed, and by `start` when its backend has no pool.
+        Goes to legacy instead when `retry_on_legacy` allows; else the client gets a
+        problem+json answer, or a reset when part of the answer already went out."""
         self.conn = None
-        self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
-        # Nothing reached the backend (a failed TLS handshake sent no request byte either): the
-        # request can safely go to legacy instead.
-        is_refused = (
-            kind is FailureKind.CONNECT_REFUSED
-            or kind is FailureKind.DNS_FAILED
-            or kind is FailureKind.TLS_FAILED
-        )
-        if is_refused and self.fallback is not None and self.fall_back(kind.status()):
+        if self.pool is not None:
+            self.client.counters.inc("upstream_failures_total", self.decision.backend, kind.value)
+            # Nothing reached the backend (a failed TLS handshake sent no request byte either):
+            # the request can safely go to legacy instead.
+            is_refused = (
+                kind is FailureKind.CONNECT_REFUSED
+                or kind is FailureKind.DNS_FAILED
+                or kind is FailureKind.TLS_FAILED
+            )
+            if is_refused and self.fallback is not None and self.fall_back(kind.status()):
+                return
+        client = self.client
+        if self.mirror is not None:
+            # Every way an exchange fails comes through here: its shadow copy has nothing to
+            # compare against.
+            self.mirror.primary_failed()
+        if self.is_response_started:
+            self.phase = _FAILED
+            client.abort()
             return
-        self.client.fail_exchange(self, kind)
+        pool = self.pool
+        target = pool.target if pool is not None else None
+        if target is None:
+            self.is_gateway_answer = True
+        waits_for_connect = kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.POOL_TIMEOUT)
+        timeout = 0.0
+        if target is not None:
+            timeout = target.connect_timeout_s if waits_for_connect else target.read_timeout_s
+        detail = f"backend {self.decision.backend!r}: {kind.title().lower()}"
+        if kind in (
+            FailureKind.CONNECT_TIMEOUT,
+            FailureKind.READ_TIMEOUT,
+            FailureKind.POOL_TIMEOUT,
+        ):
+            detail += f" after {timeout:g} s"
+        elif kind is FailureKind.TLS_FAILED and pool is not None:
+            detail += f": {pool.tls_failure}"
+        status = kind.status()
+        self.phase = _FAILED
+        self.status = status
+        if not self.request_done or self.is_upgrade:
+            self.keep_alive = False
+        client.worker.gateway_errors.note(
+            self.decision.route_label,
+            kind.value,
+            status,
+            detail,
+            self.request_id.decode("latin-1"),
+        )
+        client.write(self.problem(status, kind.title(), detail, kind.value))
+        client.exchange_done(self)
 
     # -- request body from the client ---------------------------------------------------------
 
@@ -229,7 +371,8 @@ class Exchange:
             else:
                 self.to_upstream.append(data)
             return
-        if self.is_response_complete or self.is_cancelled:
+        phase = self.phase
+        if phase is _DONE or phase is _FAILED or phase is _CANCELLED:
             return
         if self.body is None:
             self.body = []
@@ -245,7 +388,7 @@ class Exchange:
         if conn is not None:
             if self.is_request_chunked:
                 self.to_upstream.append(_LAST_CHUNK)
-            if not self.is_response_started:
+            if self.phase is _SENT:
                 conn.deadline = conn.pool.loop.time() + conn.read_timeout_s
 
     def flush_upstream(self) -> None:
@@ -264,14 +407,15 @@ class Exchange:
 
     def cancel(self) -> None:
         """The client went away: free whatever this exchange holds."""
-        self.is_cancelled = True
+        was_complete = self.is_response_complete
+        self.phase = _CANCELLED
         if self.fault_timer is not None:
             self.fault_timer.cancel()
             self.fault_timer = None
         if self.mirror is not None:
             self.mirror.primary_failed()
         conn = self.conn
-        if conn is not None and not self.is_response_complete:
+        if conn is not None and not was_complete:
             self.conn = None
             conn.sink = None
             conn.abort()
@@ -286,16 +430,16 @@ class Exchange:
         self.fallback = None
         if fallback is None or fallback.pool is None or self.is_response_started:
             return False
-        if self.is_cancelled:
+        if self.phase is _CANCELLED:
             return False
         client = self.client
         route = self.decision.route or ""
         client.counters.inc("canary_retries_on_legacy_total", route)
-        worker = client.worker
-        worker.windows.record(route, True, status, perf_counter() - self.started_at)
+        client.windows.record(route, True, status, perf_counter() - self.started_at)
         self.decision, self.pool, self.head = fallback.decision, fallback.pool, fallback.head
         self.attempts = 0
         self.fell_back = True
+        self.phase = _WAITING
         fallback.pool.acquire(self)
         return True
 
@@ -316,7 +460,7 @@ class Exchange:
         self.status = status
         upstream_s = perf_counter() - self.sent_at
         self.upstream_s = upstream_s
-        metrics = client.worker.metrics
+        metrics = client.metrics
         if metrics is not None:
             metrics.upstream(self.decision.backend, upstream_s)
         if status == 101 and not self.is_upgrade:
@@ -330,7 +474,8 @@ class Exchange:
             self.mirror.primary_head(status, conn)
         # The upstream connection already copied the plain headers into head_parts.
         parts = conn.head_parts
-        parts[0] = status_line(status)
+        # The table first: status_line is interpreted code (proxy.failures is not compiled).
+        parts[0] = STATUS_LINES.get(status) or status_line(status)
         has_length = False
         connection_tokens: bytes | None = None
         for kind, name, value in conn.special_headers:
@@ -362,7 +507,7 @@ class Exchange:
             elif self.is_http10:
                 parts.append(_KEEP_ALIVE_HEADER)
         parts.append(self.response_tail)
-        self.is_response_started = True
+        self.phase = _RESPONDING
         self.to_client.append(b"".join(parts))
 
     def on_response_body(self, data: bytes) -> None:
@@ -375,7 +520,7 @@ class Exchange:
             self.to_client.append(data)
 
     def on_response_complete(self, conn: UpstreamConnection, is_reusable: bool) -> None:
-        self.is_response_complete = True
+        self.phase = _DONE
         self.conn = None
         if self.is_response_chunked:
             self.to_client.append(_LAST_CHUNK)
@@ -387,20 +532,21 @@ class Exchange:
 
     def on_upgrade(self, conn: UpstreamConnection, tail: bytes) -> None:
         self.conn = None
-        self.is_response_complete = True
+        self.phase = _DONE
         self.flush_client()
         conn.pool.take_for_tunnel(conn)
         self.client.start_tunnel(conn, tail)
 
     def on_upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
         self.conn = None
-        if self.is_response_complete or self.is_cancelled:
+        phase = self.phase
+        if phase is _DONE or phase is _FAILED or phase is _CANCELLED:
             return
         client = self.client
-        if self.is_response_started:
+        if phase is _RESPONDING:
             if exc is None and not conn.has_length_framing():
                 # A close-delimited body (no Content-Length, not chunked) ends at EOF.
-                self.is_response_complete = True
+                self.phase = _DONE
                 if self.mirror is not None:
                     self.mirror.primary_complete()
                 if self.is_response_chunked:
@@ -411,6 +557,7 @@ class Exchange:
             if self.mirror is not None:
                 self.mirror.primary_failed()
             client.counters.inc("client_aborts_total", "upstream_died_mid_response")
+            self.phase = _FAILED
             client.abort()
             return
         if (
@@ -423,6 +570,7 @@ class Exchange:
         ):
             # The backend closed an idle keep-alive connection as we reused it: not its answer.
             client.counters.inc("upstream_retries_total", self.decision.backend)
+            self.phase = _WAITING
             self.pool.acquire(self, is_fresh=True)
             return
         if isinstance(exc, TimeoutError):

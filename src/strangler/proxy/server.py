@@ -9,14 +9,18 @@ Rules:
   waiting requests is bounded by one read.
 - Reading pauses for several independent reasons (pipeline, buffered body, upstream full,
   upgrade pending); each reason is a bit, and reading resumes only when no bit is set.
-- Canary routes and requests bound for the new backend go through `proxy.steering` (the
-  canary's side, the Rails bridge); the chosen side's Decision is then forwarded like any other.
-  `X-Strangler-Backend` and `X-Strangler-Signature` never reach any backend.
+- Each head that passes those checks becomes one frozen RequestHead; `proxy.steering` turns it
+  into a Steering (the route, the canary's side, a fault, the Rails bridge), and the chosen
+  side's Decision is then forwarded like any other. `X-Strangler-Backend` and
+  `X-Strangler-Signature` never reach any backend.
+- An exchange's lifecycle is its own (proxy.exchange): the connection starts, queues and
+  counts exchanges, and never sets their state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import collections
 import ipaddress
 import logging
@@ -38,30 +42,26 @@ from strangler.observe.metrics import (
     SIDE_NEW,
 )
 from strangler.observe.metrics import SIDES as SIDE_NAMES
-from strangler.proxy.exchange import IDEMPOTENT_METHODS, Exchange
-from strangler.proxy.failures import FailureKind, render_problem
-from strangler.proxy.headers import drop_connection_listed
+from strangler.proxy.exchange import Exchange, Fallback
+from strangler.proxy.failures import render_problem
+from strangler.proxy.request_head import RequestHead, upstream_head
 from strangler.proxy.request_target import canonical_path
-from strangler.proxy.steering import (
-    bridge_shadow_copy,
-    bridge_to_new,
-    choose_canary_side,
-    choose_fault,
-    legacy_fallback,
-)
+from strangler.proxy.steering import Steering, bridge_shadow_copy, steer
 from strangler.proxy.upstream_pool import UpstreamConnection
 from strangler.proxy.wire_guard import WireGuard
-from strangler.routing.faults import FaultKind
 from strangler.routing.method_override import form_override, override_matters, override_method
 from strangler.routing.model import Decision, DecisionReason, Stage
 
 if TYPE_CHECKING:
-    from strangler.config import LimitsConfig
     from strangler.observe.access_line import AccessLines
     from strangler.observe.counters import Counters
     from strangler.observe.journal import RequestJournal
     from strangler.observe.metrics import WorkerMetrics
-    from strangler.runtime.snapshot import Snapshot
+    from strangler.observe.slo.counter import SloCounter
+    from strangler.observe.traffic import TrafficCounter
+    from strangler.observe.windows import WindowRecorder
+    from strangler.proxy.upstream_pool import UpstreamPool
+    from strangler.runtime.snapshot import BackendTarget, Snapshot
     from strangler.runtime.worker import Worker
 
 log = logging.getLogger("strangler.proxy")
@@ -153,11 +153,13 @@ _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=@-]{1,200}")
 _ZERO_TRACE = b"0" * 32
 _ZERO_SPAN = b"0" * 16
 
-_METHOD_NAMES: dict[bytes, str] = {
-    m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")
-}
-
 _getrandbits = random.getrandbits
+_hex = binascii.b2a_hex
+# Enum members as C statics: on Python 3.11 each `Stage.CANARY` read goes through EnumType's
+# __getattr__ hook.
+_CANARY: Final = Stage.CANARY
+_CANARY_NEW: Final = DecisionReason.CANARY_NEW
+_CANARY_LEGACY: Final = DecisionReason.CANARY_LEGACY
 _LOW_64: Final = (1 << 64) - 1
 _TOO_MANY_CONNECTIONS = render_problem(
     503,
@@ -165,7 +167,6 @@ _TOO_MANY_CONNECTIONS = render_problem(
     "this client address has too many open connections (limits.max_connections_per_client)",
     reason="max_connections_per_client",
 )
-_NO_OVERRIDE: tuple[bytes | None, bytes | None] = (None, None)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -177,11 +178,17 @@ class ClientConnection(asyncio.Protocol):
         # Fixed per listener, so no request pays for the scheme: X-Forwarded-Proto, Secure
         # cookies and the CSRF Origin check read these.
         self.is_tls = is_tls
-        self.proto = b"https" if is_tls else b"http"
         self.counters: Counters = worker.counters
         self.loop = worker.loop
+        # The worker's recorders, made once with it: read here for every answer, where a native
+        # field costs less than a Python object's attribute.
+        self.traffic: TrafficCounter = worker.traffic
+        self.slos: SloCounter = worker.slos
+        self.windows: WindowRecorder = worker.windows
+        self.metrics: WorkerMetrics | None = worker.metrics
+        self.journal: RequestJournal | None = worker.journal
         # The limits of the snapshot in force when the current request began.
-        self.limits: LimitsConfig = worker.snapshot.limits
+        self.limits = RequestLimits(worker.snapshot)
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.peer = b"-"
@@ -211,7 +218,6 @@ class ClientConnection(asyncio.Protocol):
 
     def _reset_message(self) -> None:
         self._decided: Decision | None = None
-        self._trace: tuple[bytes, bytes, bytes, bytes] | None = None
         self._url = b""
         self._out: list[bytes] = [b""]
         self._header_bytes = 0
@@ -238,9 +244,9 @@ class ClientConnection(asyncio.Protocol):
         self._csrf_token: bytes | None = None
         self._origin: bytes | None = None
         self._content_type: bytes | None = None
-        # X-Strangler-Backend and X-Strangler-Signature, as sent (one attribute: every request
-        # resets it, and only canary routes read it).
-        self._override = _NO_OVERRIDE
+        # X-Strangler-Backend and X-Strangler-Signature, as sent.
+        self._override: bytes | None = None
+        self._signature: bytes | None = None
         self._method_override: bytes | None = None
         # A POST form whose `_method` decides its route: the head waits here, and its body in
         # _held_body, until the body is complete (see routing.method_override).
@@ -396,7 +402,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._is_head_pending = True
         self._head_raw_bytes = 0
-        limits = self.limits = self.worker.snapshot.limits
+        limits = self._limits_of(self.worker.snapshot)
         # Slowloris: the header section must arrive within header_timeout_s of its first byte.
         self._head_deadline = self.loop.time() + limits.header_timeout_s
         if self.current is None:
@@ -462,9 +468,9 @@ class ClientConnection(asyncio.Protocol):
         elif kind in (_H_VIA, _H_PASS):
             self._out += (name, b": ", value, b"\r\n")
         elif kind == _H_OVERRIDE:
-            self._override = (value, self._override[1])
+            self._override = value
         elif kind == _H_SIGNATURE:
-            self._override = (self._override[0], value)
+            self._signature = value
         elif kind == _H_METHOD_OVERRIDE:
             self._method_override = value
             self._out += (name, b": ", value, b"\r\n")
@@ -487,6 +493,31 @@ class ClientConnection(asyncio.Protocol):
         self._out += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
+        snapshot = self.worker.snapshot
+        head = self._freeze_head(snapshot)
+        route_method = head.method
+        if route_method == b"POST":
+            header_method = override_method(head.method_override)
+            if (
+                head.has_body
+                and is_form_body(route_method, head.content_type)
+                and override_matters(snapshot.table, head.path.decode("latin-1"))
+            ):
+                # Rails routes this form by its `_method` field: read it before routing. The
+                # head is complete: what arrives now is body, not head bytes.
+                self._held = _HeldHead(head, header_method)
+                self._is_head_pending = False
+                if head.expects_continue and self.current is None:
+                    self.write(_CONTINUE)
+                self._await_body(self._limits_of(snapshot))
+                return
+            if header_method is not None:
+                route_method = header_method
+        self._dispatch(snapshot, head, route_method)
+
+    def _freeze_head(self, snapshot: Snapshot) -> RequestHead:
+        """Check the parsed head's framing and target (refusing it through `_fail_head`), then
+        freeze what it says."""
         parser = self.parser
         assert parser is not None
         upgrade = self._upgrade
@@ -496,7 +527,6 @@ class ClientConnection(asyncio.Protocol):
             is_chunked=self._is_chunked,
             is_upgrade=is_upgrade,
         )
-        snapshot = self.worker.snapshot
         version = parser.get_http_version()
         if version == "1.1":
             is_http10 = False
@@ -519,7 +549,7 @@ class ClientConnection(asyncio.Protocol):
             url = self._origin_form(url)
         if url == b"*" and method != b"OPTIONS":
             self._fail_head(400, "the asterisk-form target is only for OPTIONS (RFC 9112 §3.2.4)")
-        if self._content_length > snapshot.limits.max_body_bytes:
+        if self._content_length > self._limits_of(snapshot).max_body_bytes:
             self._fail_head(413, "the request body is larger than the limit")
         question = url.find(b"?")
         path = url if question < 0 else url[:question]
@@ -532,150 +562,66 @@ class ClientConnection(asyncio.Protocol):
             # h2c smuggling: a backend that takes the upgrade would read the next bytes as an
             # HTTP/2 connection the gateway never routes. Cleartext HTTP/2 is never forwarded.
             self._fail_head(400, "Upgrade: h2c is not forwarded")
-        has_body = self._is_chunked or self._content_length > 0
-        head = _HeadFacts(
+        return RequestHead(
             method,
             url,
             path,
             is_http10,
             parser.should_keep_alive() and not self.is_draining,
             is_upgrade,
-            has_body,
+            self._is_chunked,
+            self._content_length,
+            self._expects_continue,
+            self._out,
+            self._cookie_at,
+            self._host,
+            self._xff,
+            self._xfp,
+            self._xfh,
+            upgrade,
+            self._connection_tokens,
+            self._traceparent,
+            self._request_id,
+            self._has_authorization,
+            self._csrf_token,
+            self._origin,
+            self._content_type,
+            self._override,
+            self._signature,
+            self._method_override,
+            self.peer,
+            self.is_trusted_peer,
+            self.is_tls,
         )
-        route_method = method
-        if method == b"POST":
-            header_method = override_method(self._method_override)
-            if (
-                has_body
-                and is_form_body(method, self._content_type)
-                and override_matters(snapshot.table, path.decode("latin-1"))
-            ):
-                # Rails routes this form by its `_method` field: read it before routing. The
-                # head is complete: what arrives now is body, not head bytes.
-                self._held = _HeldHead(head, header_method)
-                self._is_head_pending = False
-                if self._expects_continue and self.current is None:
-                    self.write(_CONTINUE)
-                self._await_body(snapshot.limits)
-                return
-            if header_method is not None:
-                route_method = header_method
-        self._dispatch(snapshot, head, route_method)
 
     def _canonical_path(self, path: bytes, snapshot: Snapshot) -> bytes:
         try:
-            return canonical_path(path, snapshot.config.path_policy)
+            return canonical_path(path, self._limits_of(snapshot).path_policy)
         except ClientProtocolError as exc:
             self.counters.inc("client_requests_refused_total", "path")
             self._error = exc
             raise
 
-    def _dispatch(self, snapshot: Snapshot, head: _HeadFacts, route_method: bytes) -> None:
+    def _dispatch(self, snapshot: Snapshot, head: RequestHead, route_method: bytes) -> None:
         """Route the request whose head was parsed (`route_method`: the method Rails will act
         on), build what goes upstream and start or queue its exchange."""
-        method, url, path = head.method, head.url, head.path
-        is_upgrade = head.is_upgrade
-        method_name = _METHOD_NAMES.get(route_method) or route_method.decode("latin-1")
-        decision = snapshot.table.decide(method_name, path.decode("latin-1"))
-        set_cookie, session = b"", None
+        steering = steer(head, snapshot, route_method, self.worker.bridge, self.counters)
         started_at = perf_counter()
         # A refusal from here on (CSRF, a bad body) is counted under this route.
-        self._decided = decision
-        sides = decision.canary
-        if sides is not None:
-            decision, set_cookie, session = choose_canary_side(self, snapshot, sides, url, path)
-        fault = None
-        if decision.faults is not None:
-            fault = choose_fault(self, snapshot, decision.faults, decision.route_label, path)
-        pool = self.worker.pools.get(decision.backend)
-        request_id, traceparent = self._trace_ids()
-        fallback = None
-        if (
-            sides is not None
-            and sides.retries_on_legacy
-            and decision is sides.new
-            and method in IDEMPOTENT_METHODS
-            and not (is_upgrade or head.has_body)
-        ):
-            fallback = legacy_fallback(
-                self, snapshot, sides.legacy, method, url, request_id, traceparent
+        self._decided = steering.decision
+        if steering.refusal is not None:
+            self._fail_head(
+                403, f"the request failed Rails' forgery protection ({steering.refusal})"
             )
-        bridge = self.worker.bridge
-        identity, body_gate = b"", None
-        # Bridged by the side that answers, never by the backend's name: a route's own backend,
-        # a canary's `backend:` and `default: new` are all the new side.
-        if bridge is not None and (decision.is_new_side or decision.backend == bridge.new_backend):
-            identity, body_gate = bridge_to_new(
-                self,
-                bridge,
-                decision,
-                route_method,
-                method,
-                path,
-                session,
-                is_upgrade=is_upgrade,
-            )
-        request_head = self._build_head(
-            snapshot, method, url, pool, request_id, traceparent, is_upgrade, identity
-        )
-        exchange = Exchange(
-            self,
-            decision,
-            pool,
-            request_head,
-            method,
-            keep_alive=head.keep_alive,
-            is_http10=head.is_http10,
-            is_upgrade=is_upgrade,
-            is_request_chunked=self._is_chunked,
-            has_body=head.has_body,
-            expects_continue=self._expects_continue,
-            request_id=request_id,
-            response_tail=set_cookie + _response_tail(request_id, snapshot.via),
-        )
-        if self.worker.journal is not None:
-            exchange.url = url
-            exchange.trace = self._trace
-            if identity and bridge is not None:
-                exchange.user = bridge.last_user_id
-        if body_gate is not None:
-            exchange.body_gate = body_gate
-        elif head.has_body and (
-            self._is_chunked or self._content_length <= snapshot.limits.buffer_body_bytes
-        ):
-            # A small body is read whole before the exchange takes an upstream connection: a
-            # client trickling it holds none of the backend's pool.
-            exchange.is_body_held = True
+        exchange = self._new_exchange(snapshot, head, steering)
         exchange.started_at = started_at
-        if fallback is not None:
-            exchange.fallback = fallback
-        if fault is not None:
-            exchange.fault = fault
-            exchange.fault_pool, exchange.pool = pool, None
         if (
-            (body_gate is not None or exchange.is_body_held)
-            and self._expects_continue
+            (exchange.body_gate is not None or exchange.is_body_held)
+            and head.expects_continue
             and self.current is None
         ):
             # The body must be read before anything is forwarded: say "go on" ourselves.
             self.write(_CONTINUE)
-        if decision.shadow_backend is not None and not is_upgrade:
-            copy_head = request_head
-            if bridge is not None:
-                # A shadow copy always goes to the new side.
-                copy_head = bridge_shadow_copy(self, bridge, decision, request_head)
-            mirror = self.worker.shadow.begin(
-                snapshot,
-                decision,
-                method,
-                url,
-                copy_head,
-                traceparent,
-                is_request_chunked=self._is_chunked,
-            )
-            if mirror is not None:
-                mirror.trace = self._trace
-            exchange.mirror = mirror
         is_held = self._held is not None
         self._reset_message()
         self.parsing = exchange
@@ -683,15 +629,81 @@ class ClientConnection(asyncio.Protocol):
             self.deadline = 0.0
         elif not is_held:
             # (A held form's body is complete already: on_message_complete dispatched it.)
-            self._await_body(snapshot.limits)
+            self._await_body(self._limits_of(snapshot))
         if self.current is None:
             self.current = exchange
-            self._start(exchange)
+            exchange.start()
         else:
             self.pipeline.append(exchange)
             self._set_paused(_PAUSE_PIPELINE, on=True)
 
-    def _await_body(self, limits: LimitsConfig) -> None:
+    def _new_exchange(self, snapshot: Snapshot, head: RequestHead, steering: Steering) -> Exchange:
+        """The exchange for a steered request: its upstream head, its fallback and its shadow
+        copy, each built from the same frozen head."""
+        worker = self.worker
+        decision = steering.decision
+        pool = worker.pools.get(decision.backend)
+        request_id, traceparent, trace = _trace_ids(head, self.journal)
+        via = snapshot.via
+        request_head = upstream_head(
+            head, _target(pool), via, request_id, traceparent, steering.identity, steering.cookie
+        )
+        exchange = Exchange(
+            self,
+            head,
+            decision,
+            pool,
+            request_head,
+            request_id,
+            steering.set_cookie + _response_tail(request_id, via),
+        )
+        exchange.trace = trace
+        exchange.user = steering.user
+        if steering.body_gate is not None:
+            exchange.body_gate = steering.body_gate
+        elif head.has_body and (
+            head.is_chunked or head.content_length <= self._limits_of(snapshot).buffer_body_bytes
+        ):
+            # A small body is read whole before the exchange takes an upstream connection: a
+            # client trickling it holds none of the backend's pool.
+            exchange.is_body_held = True
+        legacy = steering.fallback
+        if legacy is not None:
+            # Built from the head as it came: the new side's head may have lost the Rails cookie.
+            legacy_pool = worker.pools.get(legacy.backend)
+            legacy_head = upstream_head(
+                head, _target(legacy_pool), via, request_id, traceparent, b"", head.cookie
+            )
+            exchange.fallback = Fallback(legacy, legacy_pool, legacy_head)
+        if steering.fault is not None:
+            exchange.hold_for_fault(steering.fault)
+        if decision.shadow_backend is not None and not head.is_upgrade:
+            copy_head = request_head
+            bridge = worker.bridge
+            if bridge is not None:
+                # A shadow copy always goes to the new side.
+                copy_head = bridge_shadow_copy(head, bridge, decision, request_head)
+            mirror = worker.shadow.begin(
+                snapshot,
+                decision,
+                head.method,
+                head.url,
+                copy_head,
+                traceparent,
+                is_request_chunked=head.is_chunked,
+            )
+            if mirror is not None:
+                mirror.trace = trace
+            exchange.mirror = mirror
+        return exchange
+
+    def _limits_of(self, snapshot: Snapshot) -> RequestLimits:
+        limits = self.limits
+        if limits.snapshot is not snapshot:
+            limits = self.limits = RequestLimits(snapshot)
+        return limits
+
+    def _await_body(self, limits: RequestLimits) -> None:
         """A body is due: each read within body_timeout_s of the last, all of it within
         body_deadline_s."""
         now = self.loop.time()
@@ -728,7 +740,7 @@ class ClientConnection(asyncio.Protocol):
                 # A chunked body that outgrew the bound: it streams from here on.
                 exchange.is_body_held = False
                 if exchange is self.current:
-                    self._start(exchange)
+                    exchange.start()
         elif exchange.body_buffered_bytes > _BUFFER_HIGH_WATER:
             self._set_paused(_PAUSE_BUFFER, on=True)
 
@@ -740,7 +752,7 @@ class ClientConnection(asyncio.Protocol):
             body = b"".join(self._held_body)
             self._held_body = []
             # Rack: the form's `_method` field first, else the header.
-            route_method = form_override(body, self._content_type) or held.header_method
+            route_method = form_override(body, held.head.content_type) or held.header_method
             self._dispatch(self.worker.snapshot, held.head, route_method or b"POST")
             if self.parsing is not None and body:
                 self.parsing.send_body(body)
@@ -762,7 +774,7 @@ class ClientConnection(asyncio.Protocol):
             exchange.is_body_held = False
             exchange.end_body()
             if is_waiting and exchange is self.current:
-                self._start(exchange)
+                exchange.start()
 
     # -- building the upstream request head ---------------------------------------------------
 
@@ -795,143 +807,7 @@ class ClientConnection(asyncio.Protocol):
         self._fail_head(400, "the request target is not a path")
         return url
 
-    def _trace_ids(self) -> tuple[bytes, bytes]:
-        """(request id, traceparent to send upstream): passed through when valid, else made."""
-        # One draw for both: a 32-digit trace (and request) id, then a 16-digit span id.
-        bits = _getrandbits(192)
-        ids = b"%048x" % bits
-        new_id, span = ids[:32], ids[32:]
-        incoming = self._traceparent
-        match = _TRACEPARENT.fullmatch(incoming) if incoming is not None else None
-        journal = self.worker.journal
-        self._trace = None
-        if (
-            match is not None
-            and match[1] != b"ff"
-            and match[2] != _ZERO_TRACE
-            and match[3] != _ZERO_SPAN
-        ):
-            flags = match[4]
-            if journal is not None and journal.traces and int(flags, 16) & 1 == 1:
-                # Parent-based: the caller's sampled flag decides.
-                self._trace = journal.span_ids(match[2], match[3], span)
-            traceparent = b"00-" + match[2] + b"-" + span + b"-" + flags
-        else:
-            # A new trace: its id doubles as the request id, so logs and traces join up.
-            flags = b"01"
-            if journal is not None and journal.traces:
-                # TraceIdRatioBased: the trace id's lower 64 bits (bits 64-127 of the draw)
-                # against the ratio's share of 2**64; an unsampled request costs no call.
-                if (bits >> 64) & _LOW_64 < journal.threshold:
-                    self._trace = journal.span_ids(new_id, b"", span)
-                else:
-                    flags = b"00"
-            traceparent = b"00-" + new_id + b"-" + span + b"-" + flags
-        request_id = self._request_id
-        if request_id is None or _REQUEST_ID.fullmatch(request_id) is None:
-            request_id = new_id
-        return request_id, traceparent
-
-    def _build_head(
-        self,
-        snapshot: Snapshot,
-        method: bytes,
-        url: bytes,
-        pool: object,
-        request_id: bytes,
-        traceparent: bytes,
-        is_upgrade: bool,
-        identity: bytes,
-    ) -> bytes:
-        out = self._out
-        out[0] = method + b" " + url + b" HTTP/1.1\r\n"
-        if self._connection_tokens is not None:
-            out = drop_connection_listed(out, self._connection_tokens)
-        target = getattr(pool, "target", None)
-        host = self._host
-        if target is not None and (host is None or not target.is_host_preserved):
-            host = target.authority
-        if host is not None:
-            out += (b"Host: ", host, b"\r\n")
-        if self.is_trusted_peer:
-            xff = self.peer if self._xff is None else self._xff + b", " + self.peer
-            proto = self._xfp or self.proto
-            forwarded_host = self._xfh or self._host
-        else:
-            xff, proto, forwarded_host = self.peer, self.proto, self._host
-        out += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", proto, b"\r\n")
-        if forwarded_host is not None:
-            out += (b"X-Forwarded-Host: ", forwarded_host, b"\r\n")
-        out += (
-            b"Via: ",
-            snapshot.via,
-            b"\r\ntraceparent: ",
-            traceparent,
-            b"\r\nX-Request-Id: ",
-            request_id,
-            b"\r\n",
-        )
-        if self._is_chunked:
-            out.append(b"Transfer-Encoding: chunked\r\n")
-        if is_upgrade and self._upgrade is not None:
-            out += (b"Connection: upgrade\r\nUpgrade: ", self._upgrade, b"\r\n")
-        if identity:
-            out.append(identity)
-        out.append(b"\r\n")
-        return b"".join(out)
-
     # -- exchanges ----------------------------------------------------------------------------
-
-    def _start(self, exchange: Exchange) -> None:
-        if exchange.body_gate is not None or exchange.is_body_held:
-            # Its body is still being read (for the check, or whole because it is small);
-            # on_message_complete or on_body starts it.
-            return
-        if exchange.error_response is not None:
-            self.write(exchange.error_response)
-            self.close()
-            return
-        if exchange.pool is None:
-            if exchange.fault is not None:
-                self._inject_fault(exchange)
-                return
-            self.fail_exchange(exchange, FailureKind.CONNECT_REFUSED)
-            return
-        exchange.pool.acquire(exchange)
-
-    def _inject_fault(self, exchange: Exchange) -> None:
-        """Apply a drill's fault to an exchange whose side was chosen and whose upstream was
-        not contacted yet: answer it as a failure would be (abort), or go on later (delay).
-        Either way it ends in exchange_done under its side, like any answer."""
-        plan = exchange.decision.faults
-        if exchange.fault is FaultKind.DELAY and plan is not None:
-            exchange.fault_timer = self.worker.loop.call_later(
-                plan.delay_s, self._after_fault_delay, exchange
-            )
-            return
-        status = plan.abort_status if plan is not None else 503
-        if exchange.mirror is not None:
-            exchange.mirror.primary_failed()
-        exchange.is_response_started = True
-        exchange.is_response_complete = True
-        exchange.status = status
-        if not exchange.request_done or exchange.is_upgrade:
-            exchange.keep_alive = False
-        route = exchange.decision.route_label
-        detail = f"a fault injected by a drill on route {route!r}; no backend was contacted"
-        self.write(exchange.problem(status, "Injected fault", detail, "injected_fault"))
-        self.exchange_done(exchange)
-
-    def _after_fault_delay(self, exchange: Exchange) -> None:
-        exchange.fault_timer = None
-        if exchange.is_cancelled or self.is_closed:
-            return
-        pool, exchange.fault_pool = exchange.fault_pool, None
-        exchange.pool = pool
-        if pool is None:
-            self.fail_exchange(exchange, FailureKind.CONNECT_REFUSED)
-            return
-        pool.acquire(exchange)
 
     def exchange_done(self, exchange: Exchange) -> None:
         """Called once when `exchange`'s answer is complete (or its error was written)."""
@@ -940,26 +816,26 @@ class ClientConnection(asyncio.Protocol):
         is_new = decision.is_new_side or decision.backend == worker.new_backend
         status = exchange.status
         elapsed = perf_counter() - exchange.started_at
-        worker.traffic.count(decision.route, is_new, status, elapsed)
+        self.traffic.count(decision.route, is_new, status, elapsed)
         slo_targets = worker.snapshot.slo_targets.get(decision.route or "")
         if slo_targets is not None:
             # What the client received counts, whichever side (after a fallback: legacy's).
-            worker.slos.record(slo_targets, is_new, status, elapsed)
-        if decision.stage is Stage.CANARY:
+            self.slos.record(slo_targets, is_new, status, elapsed)
+        if decision.stage is _CANARY:
             # The side the canary chose, whatever backend the route names for it.
-            worker.windows.record(
+            self.windows.record(
                 decision.route or "",
-                decision.reason is DecisionReason.CANARY_NEW,
+                decision.reason is _CANARY_NEW,
                 status,
                 elapsed,
             )
         side = SIDE_NEW if is_new else SIDE_LEGACY
         if exchange.is_gateway_answer:
             side = SIDE_GATEWAY
-        metrics = worker.metrics
+        metrics = self.metrics
         if metrics is not None and status:
             _count_request(metrics, decision, side, status, elapsed)
-        journal = worker.journal
+        journal = self.journal
         if journal is not None:
             _journal_exchange(journal, exchange, self.peer, side, status, elapsed)
         if exchange is not self.current:
@@ -977,53 +853,14 @@ class ClientConnection(asyncio.Protocol):
             self.current = nxt
             if not self.pipeline:
                 self._set_paused(_PAUSE_PIPELINE, on=False)
-            self._start(nxt)
+            nxt.start()
             return
         self._set_paused(_PAUSE_PIPELINE, on=False)
         if self._is_head_pending:
             self.deadline = self._head_deadline
         elif self.parsing is None:
-            self.deadline = self.worker.loop.time() + self.worker.snapshot.limits.idle_timeout_s
-
-    def fail_exchange(self, exchange: Exchange, kind: FailureKind) -> None:
-        """An exchange got no answer from its upstream: answer with problem+json."""
-        if exchange.mirror is not None:
-            # Every way an exchange fails comes through here: its shadow copy has nothing to
-            # compare against.
-            exchange.mirror.primary_failed()
-        if exchange.is_response_started:
-            self.abort()
-            return
-        target = exchange.pool.target if exchange.pool is not None else None
-        if target is None:
-            exchange.is_gateway_answer = True
-        waits_for_connect = kind in (FailureKind.CONNECT_TIMEOUT, FailureKind.POOL_TIMEOUT)
-        timeout = 0.0
-        if target is not None:
-            timeout = target.connect_timeout_s if waits_for_connect else target.read_timeout_s
-        detail = f"backend {exchange.decision.backend!r}: {kind.title().lower()}"
-        if kind in (
-            FailureKind.CONNECT_TIMEOUT,
-            FailureKind.READ_TIMEOUT,
-            FailureKind.POOL_TIMEOUT,
-        ):
-            detail += f" after {timeout:g} s"
-        elif kind is FailureKind.TLS_FAILED and exchange.pool is not None:
-            detail += f": {exchange.pool.tls_failure}"
-        exchange.is_response_started = True
-        exchange.is_response_complete = True
-        exchange.status = kind.status()
-        if not exchange.request_done or exchange.is_upgrade:
-            exchange.keep_alive = False
-        self.worker.gateway_errors.note(
-            exchange.decision.route_label,
-            kind.value,
-            kind.status(),
-            detail,
-            exchange.request_id.decode("latin-1"),
-        )
-        self.write(exchange.problem(kind.status(), kind.title(), detail, kind.value))
-        self.exchange_done(exchange)
+            idle_s = self._limits_of(self.worker.snapshot).idle_timeout_s
+            self.deadline = self.worker.loop.time() + idle_s
 
     def start_tunnel(self, conn: UpstreamConnection, tail: bytes) -> None:
         """The upstream said 101: from now on bytes flow both ways untouched."""
@@ -1089,11 +926,11 @@ class ClientConnection(asyncio.Protocol):
         exchange = self.parsing
         started = exchange.started_at if exchange is not None else 0.0
         elapsed = perf_counter() - started if started else 0.0
-        metrics = self.worker.metrics
+        metrics = self.metrics
         if metrics is not None:
             decided = exchange.decision if exchange is not None else self._decided
             _count_request(metrics, decided, SIDE_GATEWAY, error.status, elapsed)
-        journal = self.worker.journal
+        journal = self.journal
         if journal is not None:
             if exchange is not None:
                 _journal_exchange(journal, exchange, self.peer, SIDE_GATEWAY, error.status, elapsed)
@@ -1108,9 +945,10 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = None
         if exchange is not None and exchange is self.current:
             # The body of the request being forwarded went bad: the upstream gets nothing more.
+            was_answering = exchange.is_response_started
             exchange.cancel()
             self.current = None
-            if exchange.is_response_started:
+            if was_answering:
                 self.abort()
                 return
         elif exchange is not None:
@@ -1187,6 +1025,51 @@ def _has_underscore(name: bytes) -> bool:
     return False
 
 
+def _trace_ids(
+    head: RequestHead, journal: RequestJournal | None
+) -> tuple[bytes, bytes, tuple[bytes, bytes, bytes, bytes] | None]:
+    """(request id, traceparent to send upstream, span ids when the request is sampled): the
+    incoming ones passed through when valid, else made."""
+    # One draw for both: a 32-digit trace (and request) id, then a 16-digit span id.
+    bits = _getrandbits(192)
+    # b"%048x" % bits, without the generic formatting machinery.
+    ids = _hex(bits.to_bytes(24, "big"))
+    new_id, span = ids[:32], ids[32:]
+    incoming = head.traceparent
+    match = _TRACEPARENT.fullmatch(incoming) if incoming is not None else None
+    trace = None
+    if (
+        match is not None
+        and match[1] != b"ff"
+        and match[2] != _ZERO_TRACE
+        and match[3] != _ZERO_SPAN
+    ):
+        flags = match[4]
+        if journal is not None and journal.traces and int(flags, 16) & 1 == 1:
+            # Parent-based: the caller's sampled flag decides.
+            trace = journal.span_ids(match[2], match[3], span)
+        traceparent = b"00-" + match[2] + b"-" + span + b"-" + flags
+    else:
+        # A new trace: its id doubles as the request id, so logs and traces join up.
+        flags = b"01"
+        if journal is not None and journal.traces:
+            # TraceIdRatioBased: the trace id's lower 64 bits (bits 64-127 of the draw)
+            # against the ratio's share of 2**64; an unsampled request costs no call.
+            if (bits >> 64) & _LOW_64 < journal.threshold:
+                trace = journal.span_ids(new_id, b"", span)
+            else:
+                flags = b"00"
+        traceparent = b"00-" + new_id + b"-" + span + b"-" + flags
+    request_id = head.request_id
+    if request_id is None or _REQUEST_ID.fullmatch(request_id) is None:
+        request_id = new_id
+    return request_id, traceparent, trace
+
+
+def _target(pool: UpstreamPool | None) -> BackendTarget | None:
+    return pool.target if pool is not None else None
+
+
 def _response_tail(request_id: bytes, via: bytes) -> bytes:
     """The headers every answer gets, and the blank line that ends the head."""
     return b"X-Request-Id: " + request_id + b"\r\nVia: " + via + b"\r\n\r\n"
@@ -1197,36 +1080,29 @@ def _parser_reason(exc: Exception) -> str:
     return f"malformed request: {text}"
 
 
-# Plain classes, not frozen dataclasses: one is made per request, and a compiled frozen
-# dataclass is built by the interpreted __init__ that dataclasses writes (object.__setattr__ per
-# field), which cost about 2 µs a request in bench/proxy_bench.py.
-class _HeadFacts:
-    """What routing a parsed request head needs, kept while a form body decides its method."""
+class RequestLimits:
+    """The limits a request is held to, and the path policy, copied out of one snapshot's
+    config: compiled code reads a native object's field directly, and a pydantic model's
+    attribute through its __getattr__ hook, several times per request."""
 
-    def __init__(
-        self,
-        method: bytes,
-        url: bytes,
-        path: bytes,
-        is_http10: bool,
-        keep_alive: bool,
-        is_upgrade: bool,
-        has_body: bool,
-    ) -> None:
-        self.method = method
-        self.url = url
-        self.path = path
-        self.is_http10 = is_http10
-        self.keep_alive = keep_alive
-        self.is_upgrade = is_upgrade
-        self.has_body = has_body
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot: Final = snapshot
+        limits = snapshot.limits
+        self.max_header_bytes: Final = limits.max_header_bytes
+        self.max_body_bytes: Final = limits.max_body_bytes
+        self.buffer_body_bytes: Final = limits.buffer_body_bytes
+        self.header_timeout_s: Final = limits.header_timeout_s
+        self.body_timeout_s: Final = limits.body_timeout_s
+        self.body_deadline_s: Final = limits.body_deadline_s
+        self.idle_timeout_s: Final = limits.idle_timeout_s
+        self.path_policy: Final = snapshot.config.path_policy
 
 
 class _HeldHead:
     """A POST form routed once its `_method` is known; `header_method` is what
     X-HTTP-Method-Override names (Rack's fallback)."""
 
-    def __init__(self, head: _HeadFacts, header_method: bytes | None) -> None:
+    def __init__(self, head: RequestHead, header_method: bytes | None) -> None:
         self.head = head
         self.header_method = header_method
 
@@ -1269,9 +1145,9 @@ def _log_line(
     trace = exchange.trace
     reason = decision.reason
     canary_reason: str | None = None
-    if reason is DecisionReason.CANARY_NEW:
+    if reason is _CANARY_NEW:
         canary_reason = "canary_new"
-    elif reason is DecisionReason.CANARY_LEGACY:
+    elif reason is _CANARY_LEGACY:
         canary_reason = "canary_legacy"
     lines.add(
         exchange.request_id,

@@ -1,12 +1,15 @@
-"""What the gateway changes about a request because of where it goes: the canary's choice of
-side, and the Rails bridge for requests to the new backend (identity, CSRF, the session cookie).
+"""Where a request goes and what the gateway changes about it on the way: the route, the
+canary's choice of side, a drill's fault, the legacy fallback, and the Rails bridge for
+requests to the new backend (identity, CSRF, the session cookie).
 
 Rules:
-- Called from ClientConnection.on_headers_complete, once per request, only for canary routes
-  and requests bound for the new backend; everything else never reaches this module.
-- These functions read the request head the connection has just parsed (its `_out` parts and
-  the header values it kept); they are the connection's own code, kept apart because they are
-  a policy of their own. A refusal raises through the connection's `_fail_head`.
+- `steer` is called once per request, from ClientConnection, with the frozen RequestHead; the
+  routing decision, the canary side included, is made there and nowhere else. Everything here
+  is a function of the head, the snapshot and the bridge; the only side effects are counters.
+- A request on a plain route (no canary, no fault, not bound for the new backend) costs one
+  table lookup and one Steering.
+- A refusal (Rails' forgery protection) is returned in `Steering.refusal`: the connection
+  answers it, since only it knows how a refused head is written and counted.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from strangler.identity.bridge import SAFE_METHODS, IdentityBridge, RequestFacts
 from strangler.identity.rails_session import AnonymousReason, SessionOutcome, session_user_id
-from strangler.proxy.exchange import Fallback
 from strangler.routing.canary import (
     EMPTY,
     CanaryFacts,
@@ -38,16 +40,88 @@ from strangler.routing.faults import (
 )
 
 if TYPE_CHECKING:
-    from strangler.proxy.server import ClientConnection
+    from strangler.observe.counters import Counters
+    from strangler.proxy.request_head import RequestHead
     from strangler.routing.model import CanarySides, Decision
     from strangler.runtime.snapshot import Snapshot
 
 _getrandbits = random.getrandbits
 _randrange = random.randrange
 
+# What `retry_on_legacy` may send twice: RFC 9110 §9.2.1 safe methods a browser sends.
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+
+_METHOD_NAMES: dict[bytes, str] = {
+    m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")
+}
+
+
+class Steering:
+    """What `steer` decided for one request. Fields that most requests leave alone are
+    class-level defaults: one Steering is made per request."""
+
+    # The canary's Set-Cookie line issuing the sticky cookie, added to the answer.
+    set_cookie = b""
+    fault: FaultKind | None = None
+    # Canary `retry_on_legacy`: the legacy side, where this safe request goes if new refuses it.
+    fallback: Decision | None = None
+    # The Rails bridge: the identity header line, a check the form body must pass before the
+    # request is forwarded, the user it named, and why the request is refused (403).
+    identity = b""
+    body_gate: Callable[[bytes], str | None] | None = None
+    user: str | None = None
+    refusal: str | None = None
+
+    def __init__(self, decision: Decision, cookie: bytes | None) -> None:
+        # The side that answers (for a canary route, the side it chose).
+        self.decision = decision
+        # The Cookie value to forward (see request_head.upstream_head): as sent, unless the
+        # bridge drops the Rails session from it.
+        self.cookie = cookie
+
+
+def steer(
+    head: RequestHead,
+    snapshot: Snapshot,
+    route_method: bytes,
+    bridge: IdentityBridge | None,
+    counters: Counters,
+) -> Steering:
+    """Route a request (`route_method`: the method Rails will act on, after `_method`)."""
+    method_name = _METHOD_NAMES.get(route_method) or route_method.decode("latin-1")
+    decision = snapshot.table.decide(method_name, head.path.decode("latin-1"))
+    steering = Steering(decision, head.cookie)
+    session: SessionOutcome | None = None
+    sides = decision.canary
+    if sides is not None:
+        decision, steering.set_cookie, session = choose_canary_side(
+            head, snapshot, sides, bridge, counters
+        )
+        steering.decision = decision
+        if (
+            sides.retries_on_legacy
+            and decision is sides.new
+            and head.method in IDEMPOTENT_METHODS
+            and not (head.is_upgrade or head.has_body)
+        ):
+            steering.fallback = sides.legacy
+    if decision.faults is not None:
+        steering.fault = choose_fault(
+            head, snapshot, decision.faults, decision.route_label, counters
+        )
+    # Bridged by the side that answers, never by the backend's name: a route's own backend,
+    # a canary's `backend:` and `default: new` are all the new side.
+    if bridge is not None and (decision.is_new_side or decision.backend == bridge.new_backend):
+        _bridge_to_new(steering, head, bridge, route_method, session, counters)
+    return steering
+
 
 def choose_canary_side(
-    conn: ClientConnection, snapshot: Snapshot, sides: CanarySides, url: bytes, path: bytes
+    head: RequestHead,
+    snapshot: Snapshot,
+    sides: CanarySides,
+    bridge: IdentityBridge | None,
+    counters: Counters,
 ) -> tuple[Decision, bytes, SessionOutcome | None]:
     """A canary route's request: extract what its plan reads, choose a side, count it.
 
@@ -55,42 +129,39 @@ def choose_canary_side(
     b""), and the Rails session when it was decoded, so the bridge doesn't decode it twice.
     """
     plan = sides.plan
-    out = conn._out
+    parts = head.parts
     headers: dict[str, str] = {}
     if plan.header_names:
-        # The copied headers sit in _out as (name, ": ", value, CRLF) after the request line.
-        for at in range(1, len(out) - 2, 4):
-            name = out[at].lower().decode("latin-1")
+        # The copied headers sit in parts as (name, ": ", value, CRLF) after the request line.
+        for at in range(1, len(parts) - 2, 4):
+            name = parts[at].lower().decode("latin-1")
             if name in plan.header_names and name not in headers:
-                headers[name] = out[at + 2].decode("latin-1").strip()
-    cookie = out[conn._cookie_at] if conn._cookie_at >= 0 else None
+                headers[name] = parts[at + 2].decode("latin-1").strip()
+    cookie = head.cookie
     cookies = EMPTY
     if cookie is not None and plan.cookie_names:
         cookies = cookie_values(cookie.decode("latin-1"), plan.cookie_names)
     query = EMPTY
+    url = head.url
     question = url.find(b"?")
     if question >= 0 and plan.query_names:
         query = query_values(url[question + 1 :].decode("latin-1"), plan.query_names)
     session: SessionOutcome | None = None
     user_id: str | None = None
-    bridge = conn.worker.bridge
     if plan.needs_user_id and bridge is not None:
         session = bridge.session(cookie)
         if session.session is not None:
             user_id = session_user_id(session.session, bridge.user_id_key)
     client_ip = ""
     if plan.needs_client_ip:
-        forwarded = conn._xff if conn.is_trusted_peer else None
         client_ip = client_address(
-            conn.peer.decode("latin-1"),
-            None if forwarded is None else forwarded.decode("latin-1"),
-            snapshot.trusted_networks,
+            head.peer.decode("latin-1"), head.trusted_forwarded_for(), snapshot.trusted_networks
         )
-    override, signature = conn._override
+    override, signature = head.override, head.signature
     choice = choose(
         plan,
         CanaryFacts(
-            path=path.decode("latin-1"),
+            path=head.path.decode("latin-1"),
             headers=headers,
             cookies=cookies,
             query=query,
@@ -105,33 +176,29 @@ def choose_canary_side(
         ),
     )
     route = sides.legacy.route or ""
-    counters = conn.counters
     counters.inc("canary_decisions_total", route, choice.side.value, choice.reason.value)
     if choice.ignored_override is not None:
         counters.inc("canary_overrides_ignored_total", route, choice.ignored_override.value)
     set_cookie = b""
     if choice.sets_sticky_cookie and choice.sticky_value is not None:
         counters.inc("canary_sticky_cookies_issued_total", route)
-        value = set_cookie_header(plan.sticky_cookie, choice.sticky_value, is_tls=conn.is_tls)
+        value = set_cookie_header(plan.sticky_cookie, choice.sticky_value, is_tls=head.is_tls)
         set_cookie = b"Set-Cookie: " + value.encode("latin-1") + b"\r\n"
     return sides.side(choice.side), set_cookie, session
 
 
-def bridge_to_new(
-    conn: ClientConnection,
+def _bridge_to_new(
+    steering: Steering,
+    head: RequestHead,
     bridge: IdentityBridge,
-    decision: Decision,
     method: bytes,
-    wire_method: bytes,
-    path: bytes,
-    session: SessionOutcome | None = None,
-    *,
-    is_upgrade: bool = False,
-) -> tuple[bytes, Callable[[bytes], str | None] | None]:
-    """A request to the new side: (the identity header line, a check its form body must pass
-    first or None). Refuses a forged state change, or an Upgrade from another origin, with 403;
-    drops the Rails cookie. `method` is the one Rails acts on (after `_method`), `wire_method`
-    the one sent; `session` is the Rails session when the canary already decoded it.
+    session: SessionOutcome | None,
+    counters: Counters,
+) -> None:
+    """A request to the new side: the identity header line, and a check its form body must pass
+    first. Refuses a forged state change, or an Upgrade from another origin (403); drops the
+    Rails cookie. `method` is the one Rails acts on (after `_method`), `head.method` the one
+    sent; `session` is the Rails session when the canary already decoded it.
 
     A state change by either method is checked: Rails skips the check for a POST overridden to
     GET, but a backend that is not Rack acts on the POST it receives.
@@ -139,120 +206,94 @@ def bridge_to_new(
     A `csrf: false` route gets no identity from the cookie: it is exempt because its callers are
     not the user's browser (webhooks, API clients with credentials of their own), and a
     cross-site form posted to it must not act as the user."""
-    at = conn._cookie_at
-    out = conn._out
-    cookie = out[at] if at >= 0 else None
+    decision = steering.decision
+    cookie = head.cookie
     route = decision.route or ""
-    is_exempt = route in bridge.csrf_exempt
-    if is_exempt:
+    if route in bridge.csrf_exempt:
         if cookie is not None:
-            _drop_session_cookie(bridge, out, at, cookie)
-        return b"", None
+            steering.cookie = bridge.without_session_cookie(cookie)
+        return
     outcome = bridge.session(cookie) if session is None else session
-    gate: Callable[[bytes], str | None] | None = None
+    wire_method = head.method
     if method in SAFE_METHODS:
         # The per-form token (if any) is for the method the form was made with.
         method = wire_method
-    if is_upgrade or bridge.needs_csrf_check(method, outcome):
-        facts = _request_facts(conn, method, wire_method, path, cookie)
-        if is_upgrade:
+    if head.is_upgrade or bridge.needs_csrf_check(method, outcome):
+        facts = _request_facts(head, method, cookie)
+        refusal: str | None
+        if head.is_upgrade:
             # Cross-site WebSocket hijacking: the handshake is a GET, so CSRF tokens never
             # apply; the Origin is the defence (Action Cable's allow_request_origin?).
             refusal = (
-                bridge.check_upgrade_origin(facts, is_tls=conn.is_tls)
+                bridge.check_upgrade_origin(facts, is_tls=head.is_tls)
                 if outcome.anonymous_reason is not AnonymousReason.MISSING
                 else None
             )
         else:
-            refusal = bridge.check_origin(facts, is_tls=conn.is_tls)
+            refusal = bridge.check_origin(facts, is_tls=head.is_tls)
             if refusal is None and bridge.wants_form_body(facts):
-                gate = functools.partial(bridge.check_token, facts, outcome)
+                steering.body_gate = functools.partial(bridge.check_token, facts, outcome)
             elif refusal is None:
                 refusal = bridge.check_token(facts, outcome, None)
         if refusal is not None:
-            conn.counters.inc("identity_csrf_refused_total", refusal)
-            conn.counters.inc("csrf_refused_total", route or "_default")
-            conn._fail_head(403, f"the request failed Rails' forgery protection ({refusal})")
+            counters.inc("identity_csrf_refused_total", refusal)
+            counters.inc("csrf_refused_total", route or "_default")
+            steering.refusal = refusal
+            return
     if cookie is not None and route not in bridge.passes_session_cookie:
-        _drop_session_cookie(bridge, out, at, cookie)
+        steering.cookie = bridge.without_session_cookie(cookie)
     identity = bridge.identity_header(
-        outcome, route, backend=decision.backend, has_authorization=conn._has_authorization
+        outcome, route, backend=decision.backend, has_authorization=head.has_authorization
     )
-    return identity, gate
+    steering.identity = identity
+    if identity:
+        steering.user = bridge.last_user_id
 
 
-def _drop_session_cookie(bridge: IdentityBridge, out: list[bytes], at: int, cookie: bytes) -> None:
-    kept = bridge.without_session_cookie(cookie)
-    if kept is None:
-        out[at - 2 : at + 2] = (b"", b"", b"", b"")
-    else:
-        out[at] = kept
-
-
-def _request_facts(
-    conn: ClientConnection, method: bytes, wire_method: bytes, path: bytes, cookie: bytes | None
-) -> RequestFacts:
-    trusted = conn.is_trusted_peer
+def _request_facts(head: RequestHead, method: bytes, cookie: bytes | None) -> RequestFacts:
+    trusted = head.is_trusted_peer
     return RequestFacts(
         method=method,
-        wire_method=wire_method,
-        path=path,
+        wire_method=head.method,
+        path=head.path,
         cookie=cookie,
-        has_authorization=conn._has_authorization,
-        csrf_token=conn._csrf_token,
-        origin=conn._origin,
-        host=conn._host,
-        forwarded_host=conn._xfh if trusted else None,
-        forwarded_proto=conn._xfp if trusted else None,
-        content_type=conn._content_type,
+        has_authorization=head.has_authorization,
+        csrf_token=head.csrf_token,
+        origin=head.origin,
+        host=head.host,
+        forwarded_host=head.forwarded_host if trusted else None,
+        forwarded_proto=head.forwarded_proto if trusted else None,
+        content_type=head.content_type,
     )
 
 
 def bridge_shadow_copy(
-    conn: ClientConnection, bridge: IdentityBridge, decision: Decision, head: bytes
+    head: RequestHead, bridge: IdentityBridge, decision: Decision, copy_head: bytes
 ) -> bytes:
     """The head of a shadow copy bound for the new side: identity added (none on a `csrf: false`
     route), Rails cookie dropped, like a request routed there (no CSRF check: the primary went
     to legacy, and only safe methods are copied unless the target is a sandbox)."""
-    at = conn._cookie_at
-    cookie = conn._out[at] if at >= 0 else None
+    cookie = head.cookie
     route = decision.route or ""
     if cookie is not None and route not in bridge.passes_session_cookie:
-        name = conn._out[at - 2]
+        name = head.parts[head.cookie_at - 2]
         kept = bridge.without_session_cookie(cookie)
         line = name + b": " + cookie + b"\r\n"
-        head = head.replace(line, b"" if kept is None else name + b": " + kept + b"\r\n", 1)
+        replacement = b"" if kept is None else name + b": " + kept + b"\r\n"
+        copy_head = copy_head.replace(line, replacement, 1)
     if route in bridge.csrf_exempt:
-        return head
+        return copy_head
     identity = bridge.identity_header(
         bridge.session(cookie),
         route,
         backend=decision.shadow_backend or "",
-        has_authorization=conn._has_authorization,
+        has_authorization=head.has_authorization,
     )
-    return head[:-2] + identity + b"\r\n" if identity else head
-
-
-def legacy_fallback(
-    conn: ClientConnection,
-    snapshot: Snapshot,
-    legacy: Decision,
-    method: bytes,
-    url: bytes,
-    request_id: bytes,
-    traceparent: bytes,
-) -> Fallback:
-    """The head and pool for sending a canary request to legacy if new refuses it
-    (`retry_on_legacy`). Built before the new side's head: that one may lose the Rails cookie."""
-    pool = conn.worker.pools.get(legacy.backend)
-    saved = list(conn._out)
-    head = conn._build_head(snapshot, method, url, pool, request_id, traceparent, False, b"")
-    conn._out = saved
-    return Fallback(legacy, pool, head)
+    return copy_head[:-2] + identity + b"\r\n" if identity else copy_head
 
 
 def choose_fault(
-    conn: ClientConnection, snapshot: Snapshot, plan: FaultPlan, route: str, path: bytes
+    head: RequestHead, snapshot: Snapshot, plan: FaultPlan, route: str, counters: Counters
 ) -> FaultKind | None:
     """The fault a request on a faulted side gets (None mostly), counted when it gets one.
 
@@ -260,28 +301,16 @@ def choose_fault(
     if plan.expires_at and plan.is_expired(time.time()):
         return None
     if plan.only_when_header:
-        value = _header_value(conn._out, plan.only_when_header)
+        value = head.header_value(plan.only_when_header)
         if value is None:
             return None
-        forwarded = conn._xff if conn.is_trusted_peer else None
         client_ip = client_address(
-            conn.peer.decode("latin-1"),
-            None if forwarded is None else forwarded.decode("latin-1"),
-            snapshot.trusted_networks,
+            head.peer.decode("latin-1"), head.trusted_forwarded_for(), snapshot.trusted_networks
         )
-        if not is_fault_requested(plan, client_ip, path.decode("latin-1"), value, time.time()):
-            conn.counters.inc("faults_refused_total", route)
+        if not is_fault_requested(plan, client_ip, head.path.decode("latin-1"), value, time.time()):
+            counters.inc("faults_refused_total", route)
             return None
     kind = pick_fault(plan, _randrange(ROLL_BP), _randrange(ROLL_BP))
     if kind is not None:
-        conn.counters.inc("faults_injected_total", route, kind.value)
+        counters.inc("faults_injected_total", route, kind.value)
     return kind
-
-
-def _header_value(out: list[bytes], name: bytes) -> str | None:
-    """The first value of header `name` (lowercase) among the copied request headers."""
-    # The copied headers sit in _out as (name, ": ", value, CRLF) after the request line.
-    for at in range(1, len(out) - 2, 4):
-        if out[at].lower() == name:
-            return out[at + 2].decode("latin-1").strip()
-    return None

@@ -32,11 +32,14 @@ if TYPE_CHECKING:
 class PoolClient(Protocol):
     """The side of an exchange the pool talks to (implemented by proxy.exchange.Exchange)."""
 
-    is_cancelled: bool
     wait_deadline: float
     # A safe request without a body: a balanced backend may send it to another server when
     # the connect for it failed.
     is_replayable: bool
+
+    @property
+    def is_cancelled(self) -> bool:
+        """The client went away: a connection handed over now goes back to the pool."""
 
     def attach(self, conn: UpstreamConnection) -> None:
         """Called once with a connection ready for this exchange's request."""
