@@ -137,10 +137,6 @@ class NextServer:
     def is_cancelled(self) -> bool:
         return self.client.is_cancelled
 
-    @is_cancelled.setter
-    def is_cancelled(self, value: bool) -> None:
-        self.client.is_cancelled = value
-
     @property
     def wait_deadline(self) -> float:
         return self.client.wait_deadline
