@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import pytest
@@ -100,6 +101,16 @@ class View:
 
     def refresh_metrics(self) -> None:
         pass
+
+    def backend_health(self) -> dict[str, dict[str, Any]]:
+        # A balanced backend with one server down, so /readyz and the route reports carry it.
+        servers = [
+            {"server": "http://127.0.0.1:9", "state": "down", "weight": 1,
+             "ejected_until": None, "active_requests": 0},
+            {"server": "http://127.0.0.1:10", "state": "up", "weight": 1,
+             "ejected_until": None, "active_requests": 0},
+        ]  # fmt: skip
+        return {"legacy": {"balance": "round_robin", "healthy": 1, "servers": servers}}
 
     @property
     def base(self) -> Config:

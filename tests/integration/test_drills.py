@@ -166,12 +166,14 @@ def test_a_drill_on_a_canarys_new_side_makes_the_analyzer_roll_it_back(
         legacy=legacy.url, new=new.url, routes=PLAN_ROUTE.format(interval=2, min_requests=10)
     )
     assert _wait_for(lambda: bool(_audit(gateway)), 10)
+    # The drill lands before any traffic: with none, the analyzer has nothing to judge, so it
+    # cannot promote the healthy canary while the CLI starts (seen on a loaded machine).
+    drill = run_cli(
+        "drill", "chaos", "--abort", "50", "--side", "new", "--for", "60s",
+        "-r", "does the analyzer catch it?", "--config", str(gateway.config_path),
+    )  # fmt: skip
+    assert drill.returncode == 0, drill.stderr
     with steady_traffic(f"{gateway.url}/chaos/x", 150) as sides:
-        drill = run_cli(
-            "drill", "chaos", "--abort", "50", "--side", "new", "--for", "60s",
-            "-r", "does the analyzer catch it?", "--config", str(gateway.config_path),
-        )  # fmt: skip
-        assert drill.returncode == 0, drill.stderr
         assert _wait_for(lambda: _stage(gateway) == "legacy", 15), _verdicts(gateway)
     changes = _audit(gateway)
     assert [(c.action, c.actor.split(":")[0]) for c in changes] == [
