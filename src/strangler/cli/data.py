@@ -26,7 +26,7 @@ import typer
 
 from strangler.cli.options import ConfigOption, JsonOption
 from strangler.cli.tables import print_table
-from strangler.config import DEFAULT_REDACT, Config, load_config
+from strangler.config import DEFAULT_REDACT, Config, DataConfig, DataTableConfig, load_config
 from strangler.control.data_runs import DataRun
 from strangler.data.bisect import DiffKind
 from strangler.data.diff import Limits, Progress, TableResult
@@ -47,6 +47,25 @@ SHOWN_SAMPLES = 10
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(EXIT_FAILED)
+
+
+def _data_section(
+    config: Path, tables: list[str] | None, purpose: str
+) -> tuple[Config, DataConfig, list[DataTableConfig]]:
+    """The config, its `data:` section and the tables chosen on the command line; exit 2 with
+    the reason when the config does not load, has no `data:` or names an unknown table."""
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    if loaded.data is None:
+        raise _fail(f"{config} has no `data:` section (the databases and tables to {purpose})")
+    data = loaded.data
+    try:
+        chosen = select_tables(data, tables or [])
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    return loaded, data, chosen
 
 
 @data_app.command("diff")
@@ -72,16 +91,7 @@ def diff(
 
     Exits 0 when they are equal, 1 when differences were found, 2 when the diff could not run.
     """
-    try:
-        loaded = load_config(config)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
-    if loaded.data is None:
-        raise _fail(f"{config} has no `data:` section (the databases and tables to compare)")
-    try:
-        chosen = select_tables(loaded.data, tables or [])
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
+    loaded, data, chosen = _data_section(config, tables, "compare")
     from strangler.control.stores import open_store
 
     try:
@@ -91,7 +101,7 @@ def diff(
     limits = Limits(
         max_differences=max_differences,
         max_seconds=max_seconds,
-        min_age_s=loaded.data.min_age_s,
+        min_age_s=data.min_age_s,
     )
 
     def record(result: TableResult) -> None:
@@ -111,9 +121,7 @@ def diff(
 
     try:
         with _progress_bar(enabled=not as_json and sys.stderr.isatty()) as on_progress:
-            outcome = run_diff(
-                loaded.data, config, chosen, limits, on_progress=on_progress, record=record
-            )
+            outcome = run_diff(data, config, chosen, limits, on_progress=on_progress, record=record)
     except StranglerError as exc:  # the store refused a summary
         raise _fail(f"cannot record the results: {exc}") from exc
     finally:
@@ -277,17 +285,8 @@ def watch(
     from strangler.data.watch import Watcher
     from strangler.data.watch_postgres import WatchSetupError
 
-    try:
-        loaded = load_config(config)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
-    if loaded.data is None:
-        raise _fail(f"{config} has no `data:` section (the databases and tables to watch)")
-    try:
-        chosen = select_tables(loaded.data, tables or [])
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
-    scheme = loaded.data.legacy.url.partition(":")[0].partition("+")[0]
+    loaded, data, chosen = _data_section(config, tables, "watch")
+    scheme = data.legacy.url.partition(":")[0].partition("+")[0]
     if scheme not in ("postgresql", "mysql"):
         raise _fail(
             "data watch follows a PostgreSQL (logical replication) or MySQL/MariaDB (binlog) "
@@ -300,27 +299,27 @@ def watch(
     legacy = new = None
     source: Any = None
     try:
-        legacy = open_database("legacy", loaded.data.legacy.url, source=config, pool_size=2)
-        new = open_database("new", loaded.data.new.url, source=config, pool_size=2)
-        plans = {table.name: build_plan(table, loaded.data, legacy, new) for table in chosen}
+        legacy = open_database("legacy", data.legacy.url, source=config, pool_size=2)
+        new = open_database("new", data.new.url, source=config, pool_size=2)
+        plans = {table.name: build_plan(table, data, legacy, new) for table in chosen}
         stored = None
         if scheme == "postgresql":
             from strangler.data.watch_postgres import PostgresChanges
 
-            probe = PostgresChanges.stream_of(loaded.data.legacy.url)
+            probe = PostgresChanges.stream_of(data.legacy.url)
         else:
             from strangler.data.watch_binlog import BinlogChanges
 
-            probe = BinlogChanges.stream_of(loaded.data.legacy.url)
+            probe = BinlogChanges.stream_of(data.legacy.url)
         if not drop_slot:
             found = store.watch_position(probe)
             stored = found.position if found is not None else None
         if scheme == "postgresql":
             source = PostgresChanges(
-                loaded.data.legacy.url, plans, stored_position=stored, create=not drop_slot
+                data.legacy.url, plans, stored_position=stored, create=not drop_slot
             )
         else:
-            source = BinlogChanges(loaded.data.legacy.url, plans, stored_position=stored)
+            source = BinlogChanges(data.legacy.url, plans, stored_position=stored)
         if drop_slot:
             dropped = source.drop()
             store.forget_watch(source.stream)
@@ -337,7 +336,7 @@ def watch(
             source,
             plans,
             store,
-            loaded.data.watch,
+            data.watch,
             redactor_of(loaded),
             echo=lambda line: typer.echo(line, err=True),
         )
