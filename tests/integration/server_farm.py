@@ -62,7 +62,7 @@ class FarmServer:
                 status = 200 if path == b"/up" else self.status
                 writer.write(
                     b"HTTP/1.1 %d -\r\nContent-Length: %d\r\nX-Server: %s\r\n\r\n%s"
-                    % (status, len(body), body, body)
+                    % (status, len(body), body, b"" if method == "HEAD" else body)
                 )
                 if b"connection: close" in head.lower():
                     await writer.drain()

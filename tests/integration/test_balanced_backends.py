@@ -118,6 +118,27 @@ def test_a_server_answering_5xx_is_ejected_for_a_while(
     farm_gateway.wait_for_log(f"server {failing.address}: ejection over, back in rotation")
 
 
+def test_a_server_answering_head_with_5xx_is_ejected_too(
+    farm_gateway: GatewayProcess, servers: tuple[FarmServer, FarmServer, FarmServer]
+) -> None:
+    # A HEAD answer ends at its head: its status still counts for outlier detection.
+    failing = servers[1]
+    wanted = f"server {failing.address}: ejected for 0.5 s after 2 failures in a row (last: 5xx)"
+    before = sum(wanted in line for line in farm_gateway.stderr_lines)
+    failing.status = 503
+    try:
+
+        def ejected() -> bool:
+            answer = httpx.head(f"{farm_gateway.url}/items", timeout=10)
+            assert answer.status_code in (200, 503)
+            return sum(wanted in line for line in farm_gateway.stderr_lines) > before
+
+        wait_until(ejected, "the server answering HEAD with 503 to be ejected")
+    finally:
+        failing.status = 200
+    assert _get(farm_gateway).status_code == 200
+
+
 def test_a_killed_server_is_marked_down_and_requests_keep_succeeding(
     farm_gateway: GatewayProcess, servers: tuple[FarmServer, FarmServer, FarmServer]
 ) -> None:

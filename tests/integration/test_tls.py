@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def upstreams(pki: Pki) -> Iterator[dict[str, EchoUpstream]]:
     started = {
         "legacy": EchoUpstream("legacy").start(),
         "secure": _https_upstream("secure", pki.server.cert, pki.server.key),
+        "secure2": _https_upstream("secure2", pki.server.cert, pki.server.key),
         "expired": _https_upstream("expired", pki.expired.cert, pki.expired.key),
         "wrong": _https_upstream("wrong", pki.wrong_name.cert, pki.wrong_name.key),
         "mtls": _https_upstream(
@@ -64,9 +66,57 @@ def upstreams(pki: Pki) -> Iterator[dict[str, EchoUpstream]]:
         upstream.stop()
 
 
+class ClosingTlsServer:
+    """An https server that answers one request per connection, then closes, and records for
+    each handshake whether it resumed a session (the server's own view)."""
+
+    def __init__(self, pki: Pki) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(pki.server.cert, pki.server.key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.resumed: list[bool] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(raw, server_side=True) as conn:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    self.resumed.append(conn.session_reused)
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    )
+            except OSError:
+                continue
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture(scope="module")
+def closing_server(pki: Pki) -> Iterator[ClosingTlsServer]:
+    server = ClosingTlsServer(pki)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def gateway(
-    pki: Pki, upstreams: dict[str, EchoUpstream], tmp_path_factory: pytest.TempPathFactory
+    pki: Pki,
+    upstreams: dict[str, EchoUpstream],
+    closing_server: ClosingTlsServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     folder = tmp_path_factory.mktemp("gw")
     # The listener's files are copies: the reload test rotates them in place.
@@ -95,6 +145,17 @@ backends:
     url: "https://127.0.0.1:{port["mtls"]}"
     tls: {{ca: {pki.ca}, client_cert: {pki.client.cert}, client_key: {pki.client.key}}}
   mtls_without_cert: {{url: "https://127.0.0.1:{port["mtls"]}", tls: {{ca: {pki.ca}}}}}
+  closing:
+    url: "https://127.0.0.1:{closing_server.port}"
+    tls: {{ca: {pki.ca}, server_name: upstream.test}}
+  balanced:
+    urls:
+      - "https://127.0.0.1:{port["secure"]}"
+      - "https://127.0.0.1:{port["secure2"]}"
+      - "https://127.0.0.1:{port["wrong"]}"
+    balance: round_robin
+    tls: {{ca: {pki.ca}, server_name: upstream.test}}
+    outlier: {{consecutive_failures: 1, eject_s: 60, max_ejected_percent: 50}}
 default: legacy
 routes:
   - {{name: secure, match: "ANY /secure/*rest", stage: new}}
@@ -103,6 +164,8 @@ routes:
   - {{name: unknown_ca, match: "GET /unknown-ca", backend: unknown_ca}}
   - {{name: mtls, match: "GET /mtls", backend: mtls}}
   - {{name: mtls_without_cert, match: "GET /mtls-without-cert", backend: mtls_without_cert}}
+  - {{name: balanced, match: "GET /balanced", backend: balanced}}
+  - {{name: closing, match: "GET /closing", backend: closing}}
   - name: shadowed
     match: "GET /shadowed/*rest"
     stage: shadow
@@ -174,6 +237,41 @@ def test_an_https_backend_is_verified_with_its_server_name(
     # Pooled: the next request reuses the TLS connection.
     again = httpx.get(gateway.url + "/secure/again")
     assert again.json()["path"] == "/v2/secure/again"
+
+
+def test_a_balanced_https_backend_retries_and_ejects_the_server_that_fails_verification(
+    gateway: GatewayProcess, upstreams: dict[str, EchoUpstream]
+) -> None:
+    wrong = f"127.0.0.1:{upstreams['wrong'].port}"
+    answers = [httpx.get(gateway.url + "/balanced") for _ in range(6)]
+    # The third server's certificate names another host: a GET that met it is sent on to the
+    # next server, and the failure ejects it.
+    assert [a.status_code for a in answers] == [200] * 6
+    assert {a.json()["name"] for a in answers} == {"secure", "secure2"}
+    line = gateway.wait_for_log(f"server {wrong}: ejected for 60 s after 1 failures in a row")
+    assert "(last: tls_failed)" in line
+
+
+def test_a_new_connection_to_an_https_backend_resumes_the_tls_session(
+    gateway: GatewayProcess, closing_server: ClosingTlsServer
+) -> None:
+    # The server closes after every answer: each request pays a handshake, and every one after
+    # the first resumes the session the first one left.
+    answers = [httpx.get(gateway.url + "/closing") for _ in range(4)]
+    assert [(a.status_code, a.text) for a in answers] == [(200, "ok")] * 4
+    assert closing_server.resumed == [False, True, True, True]
+    assert gateway.admin_url is not None
+    admin = gateway.admin_url
+    counted = (
+        'strangler_upstream_tls_handshakes_total{backend="closing",resumed="false"} 1',
+        'strangler_upstream_tls_handshakes_total{backend="closing",resumed="true"} 3',
+    )
+
+    def scraped() -> bool:
+        metrics = httpx.get(admin + "/metrics").text
+        return all(line in metrics for line in counted)
+
+    wait_until(scraped, "the handshakes in /metrics")
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])

@@ -27,8 +27,9 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 Kind = Literal["counter", "gauge", "histogram"]
-# How a gauge reported by several workers reads: their sum, or the newest state's value.
-Combine = Literal["sum", "newest"]
+# How a gauge reported by several workers reads: their sum, the newest state's value, or the
+# least of them (a server is healthy only while every worker sends it requests).
+Combine = Literal["sum", "newest", "min"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,11 @@ FAMILIES: dict[str, Family] = {
     "upstream_connect_failures_total": Family(
         "counter", ("backend", "reason"), "Upstream connections that failed to open."
     ),
+    "upstream_tls_handshakes_total": Family(
+        "counter",
+        ("backend", "resumed"),
+        "TLS handshakes with https backends; resumed=true reused an earlier session.",
+    ),
     "upstream_failures_total": Family(
         "counter", ("backend", "kind"), "Upstream attempts that got no usable answer, by kind."
     ),
@@ -193,9 +199,9 @@ FAMILIES: dict[str, Family] = {
     "backend_server_healthy": Family(
         "gauge",
         ("backend", "server"),
-        "1 while a balanced backend's server takes requests (checks up, not ejected), else 0; "
-        "as the worker that reported last sees it.",
-        combine="newest",
+        "1 while a balanced backend's server takes requests (checks up, not ejected) in every "
+        "worker, else 0.",
+        combine="min",
     ),
     "route_stage": Family(
         "gauge", ("route", "stage"), "1 for each route's stage in force.", combine="newest"
@@ -364,8 +370,11 @@ class MetricsHub:
             for key, value in state.totals.items():
                 counters[key] = counters.get(key, 0.0) + value
             for key, value in state.gauges.items():
-                if FAMILIES[key[0]].combine == "sum":
+                combine = FAMILIES[key[0]].combine
+                if combine == "sum":
                     gauges[key] = gauges.get(key, 0.0) + value
+                elif combine == "min":
+                    gauges[key] = min(gauges.get(key, value), value)
         if newest is not None:
             for key, value in newest.gauges.items():
                 if FAMILIES[key[0]].combine == "newest":

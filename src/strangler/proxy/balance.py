@@ -92,7 +92,7 @@ class ServerPool(UpstreamPool):
         return self.is_up and self.ejected_until <= now
 
     def release(self, conn: UpstreamConnection, *, is_reusable: bool) -> None:
-        # The status of the answer just completed (0 after HEAD: no verdict). Observed here and
+        # The status of the answer just completed (HEAD included). Observed here and
         # in forget(), not by a subclass of UpstreamConnection: a native class with subclasses
         # costs every plain connection a subtype check per callback.
         status = conn.response_status()

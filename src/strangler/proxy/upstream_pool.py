@@ -23,6 +23,7 @@ import httptools
 from strangler.proxy.failures import FailureKind
 from strangler.proxy.headers import CRLF, R_LENGTH, R_SKIP, R_TE, RESPONSE_SPECIAL
 from strangler.proxy.tasks import TaskSet
+from strangler.proxy.tls_session import keep_session
 from strangler.runtime.snapshot import BackendTarget
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_head_keep_alive",
+        "_head_status",
         "_parser",
         "deadline",
         "has_eof",
@@ -84,6 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
         "is_head_request",
         "is_reading_paused",
         "is_reused",
+        "is_session_due",
         "pool",
         "read_timeout_s",
         "sink",
@@ -114,7 +117,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel_client: TunnelClient | None = None
         self.has_eof = False
         self._head_keep_alive = False
+        self._head_status = 0
         self.is_reading_paused = False
+        # An https connection whose TLS session is still to be kept for the next handshakes
+        # (a TLS 1.3 ticket arrives after the handshake: it is read with the first answer).
+        self.is_session_due = False
 
     def __repr__(self) -> str:
         state = "closed" if self.is_closed else ("busy" if self.sink else "idle")
@@ -149,6 +156,7 @@ class UpstreamConnection(asyncio.Protocol):
                 # llhttp can't be told a response answers HEAD: the head ends the message here.
                 self._parser = httptools.HttpResponseParser(self)
                 self._complete(keep_alive=self._head_keep_alive)
+                self._head_status = 0
                 return
             if self.sink is not None:
                 self.sink.on_upstream_lost(self, _BadResponse())
@@ -215,6 +223,8 @@ class UpstreamConnection(asyncio.Protocol):
         sink.on_response_head(self, status)
         if self.is_head_request and status != 101:
             self._head_keep_alive = self._parser.should_keep_alive()
+            # The parser is replaced when the head ends the message: keep its status.
+            self._head_status = status
             raise _HeadResponseDone
 
     def on_body(self, body: bytes) -> None:
@@ -255,6 +265,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def response_status(self) -> int:
         """The status of the response being read (0 before its head)."""
+        if self.is_head_request:
+            return self._head_status
         return self._parser.get_status_code()
 
     def has_length_framing(self) -> bool:
@@ -377,6 +389,9 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection, *, is_reusable: bool) -> None:
         """Give back a connection whose exchange is over."""
         self.busy.discard(conn)
+        if conn.is_session_due:
+            conn.is_session_due = False
+            keep_session(self.target.ssl_context, conn.transport)
         if not is_reusable or conn.is_closed or self.is_retired:
             conn.close()
             self._serve_waiter()
@@ -485,6 +500,12 @@ class UpstreamPool:
             self._counters.inc("upstream_connect_failures_total", target.name, "refused")
             self._fail_or_next(client, FailureKind.CONNECT_REFUSED)
             return
+        if target.ssl_context is not None:
+            resumed = keep_session(target.ssl_context, conn.transport)
+            self._counters.inc(
+                "upstream_tls_handshakes_total", target.name, "true" if resumed else "false"
+            )
+            conn.is_session_due = True
         if client.is_cancelled:
             self.release(conn, is_reusable=True)
             return

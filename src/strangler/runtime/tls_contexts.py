@@ -13,6 +13,7 @@ import ssl
 from pathlib import Path
 
 from strangler.config import BackendConfig, Config, config_error
+from strangler.proxy.tls_session import ResumingContext
 from strangler.runtime.snapshot import ServerTls
 
 # RFC 7301: the only protocol either side of the gateway speaks. A client offering only h2
@@ -60,15 +61,20 @@ def reload_server_context(context: ssl.SSLContext, server: ServerTls) -> None:
 def client_context(backend: BackendConfig, name: str, source: str) -> tuple[ssl.SSLContext, str]:
     """The context and SNI name for connections to https backend `name`: verified against the
     system store (or `tls.ca`) unless `tls.verify` is false, with a client certificate when
-    `tls.client_cert` is given."""
+    `tls.client_cert` is given, resuming the backend's last session (proxy.tls_session)."""
     tls = backend.tls
     folder = Path(source).parent
     loc: tuple[str | int, ...] = ("backends", name, "tls")
     ca = None
     if tls is not None and tls.ca is not None:
         ca = _existing(source, (*loc, "ca"), tls.ca, folder)
+    # ssl.create_default_context's settings, on a context that resumes sessions.
+    context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        context = ssl.create_default_context(cafile=ca)
+        if ca is not None:
+            context.load_verify_locations(cafile=ca)
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     except ssl.SSLError as exc:
         raise config_error(source, (*loc, "ca"), f"cannot load {ca}: {_ssl_reason(exc)}") from exc
     context.set_alpn_protocols(ALPN_PROTOCOLS)
