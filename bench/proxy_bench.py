@@ -705,7 +705,7 @@ def print_report(
         )
     print("\ngoals")
     for goal in goals:
-        print(f"  {goal.verdict:<4}  {goal.name:<32} {goal.detail}")
+        print(f"  {goal.verdict:<4}  {goal.name:<44} {goal.detail}")
 
 
 def write_json(
