@@ -945,23 +945,17 @@ def measure_handshakes(
     )
     for round_no in range(1, settings.rounds + 1):
         for contender in contenders:
-            if settings.warmup_s:
-                run_wrk(
-                    lab,
-                    contender.port,
-                    HANDSHAKE_CONNECTIONS,
-                    settings.warmup_s,
-                    contender.scheme,
-                    is_closing=True,
-                )
-            run = run_wrk(
-                lab,
-                contender.port,
-                HANDSHAKE_CONNECTIONS,
-                settings.duration_s,
-                contender.scheme,
-                is_closing=True,
-            )
+            # An unrecorded warm-up, then the measured run.
+            for seconds in (settings.warmup_s, settings.duration_s):
+                if seconds:
+                    run = run_wrk(
+                        lab,
+                        contender.port,
+                        HANDSHAKE_CONNECTIONS,
+                        seconds,
+                        contender.scheme,
+                        is_closing=True,
+                    )
             check_alive(servers)
             contender.handshake_runs.append(run)
             print(

@@ -55,6 +55,17 @@ def read_until_closed(sock: socket.socket) -> Reply:
     return Reply(collector.responses, closed, raw)
 
 
+def read_head_bytes(sock: socket.socket) -> bytes:
+    """Read until a header section has ended (or the peer closed): what arrived, head first."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
 def send_raw(port: int, data: bytes, *, timeout_s: float = 5.0) -> Reply:
     """Send `data` on a new connection and read until the gateway closes it (or timeout_s)."""
     sock = connect(port, timeout_s)

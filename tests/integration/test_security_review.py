@@ -33,7 +33,14 @@ import orjson
 import pytest
 
 from strangler.identity import KeyDigest, RailsSessionEncoder, SessionSecret, mint_masked_token
-from tests.integration.abuse import Reply, problem, read_until_closed, send_raw, trickle
+from tests.integration.abuse import (
+    Reply,
+    problem,
+    read_head_bytes,
+    read_until_closed,
+    send_raw,
+    trickle,
+)
 from tests.integration.conftest import GatewayFactory
 from tests.integration.gateway_process import GatewayProcess, run_cli, write_config
 from tests.integration.identity_tokens import verified_claims
@@ -284,12 +291,7 @@ def _handshake(gw: GatewayProcess, path: str, headers: Mapping[str, str]) -> tup
     head = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     with connect(gw.port, timeout_s=10) as sock:
         sock.sendall(head.encode() + b"\r\n")
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
+        received = read_head_bytes(sock)
     status_line = received.split(b"\r\n", 1)[0].decode()
     return int(status_line.split(" ")[1]), received.decode("latin-1")
 

@@ -25,6 +25,7 @@ from strangler.identity import (
     mint_masked_token,
     new_session_token,
 )
+from tests.integration.abuse import read_head_bytes
 from tests.integration.gateway_process import GatewayProcess, run_gateway
 from tests.integration.pki import Pki, make_pki
 from tests.integration.probes import wait_until
@@ -87,12 +88,7 @@ class ClosingTlsServer:
                 return
             try:
                 with self.context.wrap_socket(raw, server_side=True) as conn:
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = conn.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
+                    read_head_bytes(conn)
                     self.resumed.append(conn.session_reused)
                     conn.sendall(
                         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
