@@ -39,7 +39,7 @@ from strangler.admin.login_throttle import (
     Refused,
     backoff_s,
 )
-from strangler.admin.session_routes import login_key
+from strangler.admin.session_routes import is_https, login_key
 from strangler.cli.tokens import create_token
 from strangler.config import AdminUserConfig, Config, parse_config
 from strangler.control.store import StoreUnavailable
@@ -547,6 +547,44 @@ def test_the_client_of_a_login_is_the_forwarded_one_only_behind_a_trusted_proxy(
     headers = [(b"x-forwarded-for", value.encode()) for value in forwarded_for]
     request = Request({"type": "http", "headers": headers, "client": (peer, 40000)})
     assert login_key(request, view, "ana") == LoginKey("ana", client)
+
+
+@pytest.mark.parametrize(
+    ("peer", "scheme", "forwarded_proto", "expected"),
+    [
+        ("192.0.2.7", "http", [], False),
+        ("192.0.2.7", "https", [], True),
+        ("192.0.2.7", "http", ["https"], False),  # not a trusted proxy: header ignored
+        ("10.0.0.1", "http", ["https"], True),  # a trusted proxy terminated TLS
+        ("10.0.0.1", "http", ["http"], False),
+        ("10.0.0.1", "http", ["https, http"], False),  # the proxy's own value is the last
+        ("10.0.0.1", "http", ["http", "HTTPS"], True),
+    ],
+)
+def test_the_session_cookie_is_secure_when_the_browser_came_over_https(
+    tmp_path: Path,
+    password_hash: str,
+    peer: str,
+    scheme: str,
+    forwarded_proto: list[str],
+    expected: bool,
+) -> None:
+    config_path = tmp_path / "strangler.yaml"
+    text = _config_text(password_hash) + "forwarding:\n  trusted_proxies: [10.0.0.0/8]\n"
+    view = View(_snapshot(config_path, text))
+    headers = [(b"x-forwarded-proto", value.encode()) for value in forwarded_proto]
+    request = Request(
+        {
+            "type": "http",
+            "scheme": scheme,
+            "server": ("admin", 9000),
+            "path": "/api/v1/session",
+            "query_string": b"",
+            "headers": headers,
+            "client": (peer, 40000),
+        }
+    )
+    assert is_https(request, view) is expected
 
 
 class FakeClock:

@@ -64,7 +64,7 @@ from strangler.admin.problems import problem_openapi
 from strangler.admin.store_access import STORE_UNAVAILABLE_RESPONSE, store_dependency
 from strangler.admin.view import GatewayView
 from strangler.control.state import SessionRecord, Store
-from strangler.routing.canary import client_address
+from strangler.routing.canary import client_address, is_in_networks
 
 log = logging.getLogger("strangler.admin")
 
@@ -111,9 +111,24 @@ class Caller(BaseModel):
 def session_cookie(value: str, max_age_s: int, *, is_secure: bool) -> str:
     """The Set-Cookie value; `max_age_s` 0 expires it (logout)."""
     cookie = f"{SESSION_COOKIE}={value}; Max-Age={max_age_s}; Path=/; HttpOnly; SameSite=Strict"
-    # Secure only over https: over plain http (the default 127.0.0.1 listener) a browser would
-    # drop a Secure cookie and nobody could log in.
+    # Secure only over https (see is_https): over plain http (the default 127.0.0.1 listener) a
+    # browser would drop a Secure cookie and nobody could log in.
     return cookie + "; Secure" if is_secure else cookie
+
+
+def is_https(request: Request, gateway: GatewayView) -> bool:
+    """Whether the browser reached the admin over https: directly, or through a proxy in
+    `forwarding.trusted_proxies` that terminated TLS and said so in X-Forwarded-Proto (its
+    last value: the one that proxy wrote)."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client is not None else ""
+    proto = request.headers.getlist("x-forwarded-proto")
+    return (
+        bool(proto)
+        and proto[-1].rsplit(",", 1)[-1].strip().lower() == "https"
+        and is_in_networks(peer, gateway.snapshot.trusted_networks)
+    )
 
 
 def login_key(request: Request, gateway: GatewayView, user: str | None) -> LoginKey:
@@ -255,7 +270,7 @@ def session_router(gateway: GatewayView, throttle: LoginThrottle) -> APIRouter:
                 token_id=token_id,
             )
         )
-        is_secure = request.url.scheme == "https"
+        is_secure = is_https(request, gateway)
         response.headers.append(
             "Set-Cookie", session_cookie(value, admin.session_ttl_s, is_secure=is_secure)
         )
@@ -302,7 +317,7 @@ def session_router(gateway: GatewayView, throttle: LoginThrottle) -> APIRouter:
         if principal.session_hash is not None:
             store_dependency(request).delete_session(principal.session_hash)
         answer = FastAPIResponse(status_code=204)
-        is_secure = request.url.scheme == "https"
+        is_secure = is_https(request, gateway)
         answer.headers.append("Set-Cookie", session_cookie("", 0, is_secure=is_secure))
         return answer
 
