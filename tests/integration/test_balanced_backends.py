@@ -2,9 +2,11 @@
 checks, passive outlier detection, the retry of a safe request on another server, /readyz,
 `strangler status`, and DNS re-resolution.
 
-Two gateways are shared by the module's tests (they run in file order and build on each
-other's state): `farm_gateway` (two workers, three servers with checks and outlier detection,
-one of them slow) and `outlier_gateway` (one worker, outlier detection alone, round robin).
+Two gateways are shared by the module's tests: `farm_gateway` (two workers, three servers with
+checks and outlier detection, one of them slow) and `outlier_gateway` (one worker, outlier
+detection alone, round robin).
+pytest-xdist deals a module's tests to several processes, each with its own gateways: every test
+leaves its gateway's servers as it found them, and steps that build on each other are one test.
 """
 
 from __future__ import annotations
@@ -159,9 +161,12 @@ def test_a_killed_server_is_marked_down_and_requests_keep_succeeding(
         "reason": None,
         "backends_down": [],
     }
+    # In one test, not three: pytest-xdist may run a module's tests in different processes.
+    _status_shows_each_server(farm_gateway, servers)
+    _server_comes_back(farm_gateway, fast_b)
 
 
-def test_status_shows_each_server_of_the_backend(
+def _status_shows_each_server(
     farm_gateway: GatewayProcess, servers: tuple[FarmServer, FarmServer, FarmServer]
 ) -> None:
     fast_a, fast_b, slow = servers
@@ -189,10 +194,7 @@ def test_status_shows_each_server_of_the_backend(
     assert "`strangler status --admin URL` asks the running gateway" in local.stdout
 
 
-def test_a_server_that_comes_back_takes_requests_again(
-    farm_gateway: GatewayProcess, servers: tuple[FarmServer, FarmServer, FarmServer]
-) -> None:
-    _, fast_b, _ = servers
+def _server_comes_back(farm_gateway: GatewayProcess, fast_b: FarmServer) -> None:
     fast_b.start()
     farm_gateway.wait_for_log(f"server {fast_b.address}: up after 2 passed checks")
     before = fast_b.requests()
@@ -277,10 +279,11 @@ def test_a_post_is_not_retried_on_another_server(
     codes = [
         httpx.post(f"{gateway.url}/items", content=b"{}", timeout=10).status_code for _ in range(4)
     ]
-    # Round robin alternates between the live server and the dead one not ejected: a POST
-    # that met the dead one's refused connect is answered 502, never sent elsewhere.
-    assert sorted(codes) == [200, 200, 502, 502]
-    assert alive.requests("POST") == before + 2
+    # Round robin takes turns among the live server and the dead ones not ejected (at least
+    # one: max_ejected_percent): a POST that met a refused connect is answered 502, never sent
+    # elsewhere.
+    assert set(codes) == {200, 502}
+    assert alive.requests("POST") == before + codes.count(200)
 
 
 def test_a_host_name_is_resolved_again_when_its_ttl_ends(tmp_path: Path, farm: ServerFarm) -> None:
