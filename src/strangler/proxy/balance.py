@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from strangler.proxy.failures import FailureKind
 from strangler.proxy.health import check_forever, resolve_forever
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("strangler.backends")
 
 # An ejection lasts eject_s times the ejections in a row, up to this many times.
-_MAX_EJECT_FACTOR = 10
-_ROUND_ROBIN = "round_robin"
+_MAX_EJECT_FACTOR: Final = 10
+_ROUND_ROBIN: Final = "round_robin"
 
 
 class ServerPool(UpstreamPool):

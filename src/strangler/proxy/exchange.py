@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
 from strangler.proxy.failures import STATUS_LINES, FailureKind, render_problem, status_line
@@ -41,16 +41,21 @@ if TYPE_CHECKING:
     from strangler.proxy.server import ClientConnection
     from strangler.shadow import Mirror
 
-_CRLF = b"\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CHUNKED_HEADER = b"Transfer-Encoding: chunked\r\n"
-_CLOSE_HEADER = b"Connection: close\r\n"
-_KEEP_ALIVE_HEADER = b"Connection: keep-alive\r\n"
-_UPGRADE_HEADER = b"Connection: upgrade\r\n"
+# Final: compiled code reads these as C statics, not through the module's dict (imported names
+# too: proxy.failures is not compiled).
+_clock: Final = time.perf_counter
+_STATUS_LINES: Final = STATUS_LINES
+_status_line: Final = status_line
+_CRLF: Final = b"\r\n"
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CHUNKED_HEADER: Final = b"Transfer-Encoding: chunked\r\n"
+_CLOSE_HEADER: Final = b"Connection: close\r\n"
+_KEEP_ALIVE_HEADER: Final = b"Connection: keep-alive\r\n"
+_UPGRADE_HEADER: Final = b"Connection: upgrade\r\n"
 
 # Safe to send twice (RFC 9110 §9.2.1), so a stale keep-alive connection may be retried.
-_SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+_SAFE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 
 class Phase(enum.Enum):
@@ -115,7 +120,7 @@ class Exchange:
     is_body_held = False
     # The answer's final status (or the gateway's error status), for the traffic counts.
     status = 0
-    # perf_counter() when its head was read (requests and canary windows measure from it), and
+    # _clock() when its head was read (requests and canary windows measure from it), and
     # when the current attempt was sent upstream (strangler_upstream_duration_seconds).
     started_at = 0.0
     sent_at = 0.0
@@ -276,7 +281,7 @@ class Exchange:
         self.phase = _SENT
         self.attempts += 1
         self.conn = conn
-        self.sent_at = perf_counter()
+        self.sent_at = _clock()
         conn.start_request(self, is_head_request=self.is_head)
         if not self.request_done:
             # The answer's clock starts when the request is sent, not while a client uploads.
@@ -435,7 +440,7 @@ class Exchange:
         client = self.client
         route = self.decision.route or ""
         client.counters.inc("canary_retries_on_legacy_total", route)
-        client.windows.record(route, True, status, perf_counter() - self.started_at)
+        client.windows.record(route, True, status, _clock() - self.started_at)
         self.decision, self.pool, self.head = fallback.decision, fallback.pool, fallback.head
         self.attempts = 0
         self.fell_back = True
@@ -458,7 +463,7 @@ class Exchange:
                 client.write(_CONTINUE)
             return
         self.status = status
-        upstream_s = perf_counter() - self.sent_at
+        upstream_s = _clock() - self.sent_at
         self.upstream_s = upstream_s
         metrics = client.metrics
         if metrics is not None:
@@ -475,7 +480,7 @@ class Exchange:
         # The upstream connection already copied the plain headers into head_parts.
         parts = conn.head_parts
         # The table first: status_line is interpreted code (proxy.failures is not compiled).
-        parts[0] = STATUS_LINES.get(status) or status_line(status)
+        parts[0] = _STATUS_LINES.get(status) or _status_line(status)
         has_length = False
         connection_tokens: bytes | None = None
         for kind, name, value in conn.special_headers:

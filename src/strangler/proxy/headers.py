@@ -6,10 +6,17 @@ of four pieces, (name, b": ", value, CRLF), so nothing is concatenated until the
 
 from __future__ import annotations
 
+from typing import Final
+
 # Response headers the proxy does not copy through as they are (RFC 9110 §7.6.1 hop-by-hop,
 # plus the framing and the request id, which it writes itself).
-R_SKIP, R_LENGTH, R_TE, R_CONNECTION, R_UPGRADE = range(5)
-RESPONSE_SPECIAL: dict[bytes, int] = {
+# Final: compiled code reads them as C constants, not from the module's globals dict.
+R_SKIP: Final = 0
+R_LENGTH: Final = 1
+R_TE: Final = 2
+R_CONNECTION: Final = 3
+R_UPGRADE: Final = 4
+RESPONSE_SPECIAL: Final[dict[bytes, int]] = {
     b"connection": R_CONNECTION,
     b"keep-alive": R_SKIP,
     b"proxy-connection": R_SKIP,
@@ -20,12 +27,21 @@ RESPONSE_SPECIAL: dict[bytes, int] = {
     b"content-length": R_LENGTH,
     b"x-request-id": R_SKIP,
 }
-CRLF = b"\r\n"
+CRLF: Final = b"\r\n"
 
 # Never dropped, whatever a Connection header names: they carry the message's own semantics.
-_PROTECTED = frozenset({b"content-length", b"host"})
+_PROTECTED: Final = frozenset({b"content-length", b"host"})
 # The usual Connection values name connection options, not headers: nothing to drop.
-_ONLY_OPTIONS = frozenset({b"keep-alive", b"close", b"upgrade"})
+_ONLY_OPTIONS: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+def add_header(parts: list[bytes], name: bytes, value: bytes) -> None:
+    """Append one header's four pieces: four appends build no tuple (compiled, half the cost of
+    `parts += (name, b": ", value, CRLF)`, bench/instructions_per_request.py)."""
+    parts.append(name)
+    parts.append(b": ")
+    parts.append(value)
+    parts.append(CRLF)
 
 
 def drop_connection_listed(parts: list[bytes], tokens: bytes) -> list[bytes]:

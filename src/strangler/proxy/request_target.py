@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import Final
 
 from strangler.errors import ClientProtocolError
 
@@ -31,10 +32,12 @@ class PathPolicy(enum.StrEnum):
     NORMALIZE = "normalize"
 
 
-_ESCAPE = re.compile(rb"%(..)?")
-_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_ESCAPE: Final = re.compile(rb"%(..)?")
+_HEX_DIGITS: Final = frozenset(b"0123456789abcdefABCDEF")
 # RFC 3986 §2.3.
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_UNRESERVED: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
 
 
 def canonical_path(path: bytes, policy: PathPolicy) -> bytes:

@@ -26,7 +26,7 @@ import ipaddress
 import logging
 import random
 import re
-from time import perf_counter
+import time
 from typing import TYPE_CHECKING, Final, cast
 
 import httptools
@@ -44,6 +44,7 @@ from strangler.observe.metrics import (
 from strangler.observe.metrics import SIDES as SIDE_NAMES
 from strangler.proxy.exchange import Exchange, Fallback
 from strangler.proxy.failures import render_problem
+from strangler.proxy.headers import add_header
 from strangler.proxy.request_head import RequestHead, upstream_head
 from strangler.proxy.request_target import canonical_path
 from strangler.proxy.steering import Steering, bridge_shadow_copy, steer
@@ -66,44 +67,46 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strangler.proxy")
 
-_PAUSE_PIPELINE = 1
-_PAUSE_BUFFER = 2
-_PAUSE_UPSTREAM = 4
-_PAUSE_UPGRADE = 8
-_PAUSE_ERROR = 16
+# The module's constants are Final: compiled code reads a Final name as a C static, and any other
+# module-level name through the module's dict, on every use.
+_clock: Final = time.perf_counter
+
+_PAUSE_PIPELINE: Final = 1
+_PAUSE_BUFFER: Final = 2
+_PAUSE_UPSTREAM: Final = 4
+_PAUSE_UPGRADE: Final = 8
+_PAUSE_ERROR: Final = 16
 
 # A request body buffered while its upstream connection is being set up pauses the client here.
-_BUFFER_HIGH_WATER = 256 * 1024
+_BUFFER_HIGH_WATER: Final = 256 * 1024
 
 # Request headers with a job other than being copied through (RFC 9110 §7.6.1 hop-by-hop
 # headers, framing, forwarding and tracing headers the gateway rewrites).
-(
-    _H_DROP,
-    _H_CONNECTION,
-    _H_TE,
-    _H_LENGTH,
-    _H_HOST,
-    _H_XFF,
-    _H_XFP,
-    _H_XFH,
-    _H_FORWARDED,
-    _H_TRACEPARENT,
-    _H_REQUEST_ID,
-    _H_EXPECT,
-    _H_UPGRADE,
-    _H_VIA,
-    _H_PASS,
-    _H_OVERRIDE,
-    _H_SIGNATURE,
-    _H_METHOD_OVERRIDE,
-    _H_PEER_ONLY,
-    _H_COOKIE,
-    _H_AUTHORIZATION,
-    _H_CSRF_TOKEN,
-    _H_ORIGIN,
-    _H_CONTENT_TYPE,
-) = range(24)
-_REQUEST_SPECIAL: dict[bytes, int] = {
+_H_DROP: Final = 0
+_H_CONNECTION: Final = 1
+_H_TE: Final = 2
+_H_LENGTH: Final = 3
+_H_HOST: Final = 4
+_H_XFF: Final = 5
+_H_XFP: Final = 6
+_H_XFH: Final = 7
+_H_FORWARDED: Final = 8
+_H_TRACEPARENT: Final = 9
+_H_REQUEST_ID: Final = 10
+_H_EXPECT: Final = 11
+_H_UPGRADE: Final = 12
+_H_VIA: Final = 13
+_H_PASS: Final = 14
+_H_OVERRIDE: Final = 15
+_H_SIGNATURE: Final = 16
+_H_METHOD_OVERRIDE: Final = 17
+_H_PEER_ONLY: Final = 18
+_H_COOKIE: Final = 19
+_H_AUTHORIZATION: Final = 20
+_H_CSRF_TOKEN: Final = 21
+_H_ORIGIN: Final = 22
+_H_CONTENT_TYPE: Final = 23
+_REQUEST_SPECIAL: Final[dict[bytes, int]] = {
     b"connection": _H_CONNECTION,
     b"keep-alive": _H_DROP,
     b"proxy-connection": _H_DROP,
@@ -148,26 +151,26 @@ _REQUEST_SPECIAL: dict[bytes, int] = {
 }
 
 # W3C Trace Context §3.2: version-traceid-parentid-flags, lowercase hex, ids not all zero.
-_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=@-]{1,200}")
-_ZERO_TRACE = b"0" * 32
-_ZERO_SPAN = b"0" * 16
+_TRACEPARENT: Final = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:+/=@-]{1,200}")
+_ZERO_TRACE: Final = b"0" * 32
+_ZERO_SPAN: Final = b"0" * 16
 
-_getrandbits = random.getrandbits
-_hex = binascii.b2a_hex
+_getrandbits: Final = random.getrandbits
+_hex: Final = binascii.b2a_hex
 # Enum members as C statics: on Python 3.11 each `Stage.CANARY` read goes through EnumType's
 # __getattr__ hook.
 _CANARY: Final = Stage.CANARY
 _CANARY_NEW: Final = DecisionReason.CANARY_NEW
 _CANARY_LEGACY: Final = DecisionReason.CANARY_LEGACY
 _LOW_64: Final = (1 << 64) - 1
-_TOO_MANY_CONNECTIONS = render_problem(
+_TOO_MANY_CONNECTIONS: Final = render_problem(
     503,
     "Service Unavailable",
     "this client address has too many open connections (limits.max_connections_per_client)",
     reason="max_connections_per_client",
 )
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class ClientConnection(asyncio.Protocol):
@@ -429,12 +432,12 @@ class ClientConnection(asyncio.Protocol):
                 # the gateway strips. Dropped, counted.
                 self.counters.inc("client_headers_dropped_total", "underscore")
             elif lowered not in self._stripped:
-                self._out += (name, b": ", value, b"\r\n")
+                add_header(self._out, name, value)
         elif kind >= _H_COOKIE:
             self._read_bridge_header(kind, name, value)
         elif kind == _H_LENGTH:
             self._content_length = int(value)
-            self._out += (name, b": ", value, b"\r\n")
+            add_header(self._out, name, value)
         elif kind == _H_HOST:
             if self._host is not None:
                 self._has_host_twice = True
@@ -457,23 +460,23 @@ class ClientConnection(asyncio.Protocol):
             self._xfh = value
         elif kind in (_H_FORWARDED, _H_PEER_ONLY):
             if self.is_trusted_peer:
-                self._out += (name, b": ", value, b"\r\n")
+                add_header(self._out, name, value)
         elif kind == _H_CONNECTION:
             self._connection_tokens = value
         elif kind == _H_UPGRADE:
             self._upgrade = value
         elif kind == _H_EXPECT:
             self._expects_continue = value.strip().lower() == b"100-continue"
-            self._out += (name, b": ", value, b"\r\n")
+            add_header(self._out, name, value)
         elif kind in (_H_VIA, _H_PASS):
-            self._out += (name, b": ", value, b"\r\n")
+            add_header(self._out, name, value)
         elif kind == _H_OVERRIDE:
             self._override = value
         elif kind == _H_SIGNATURE:
             self._signature = value
         elif kind == _H_METHOD_OVERRIDE:
             self._method_override = value
-            self._out += (name, b": ", value, b"\r\n")
+            add_header(self._out, name, value)
 
     def _read_bridge_header(self, kind: int, name: bytes, value: bytes) -> None:
         if kind == _H_COOKIE:
@@ -490,7 +493,7 @@ class ClientConnection(asyncio.Protocol):
             self._origin = value
         else:
             self._content_type = value
-        self._out += (name, b": ", value, b"\r\n")
+        add_header(self._out, name, value)
 
     def on_headers_complete(self) -> None:
         snapshot = self.worker.snapshot
@@ -606,7 +609,7 @@ class ClientConnection(asyncio.Protocol):
         """Route the request whose head was parsed (`route_method`: the method Rails will act
         on), build what goes upstream and start or queue its exchange."""
         steering = steer(head, snapshot, route_method, self.worker.bridge, self.counters)
-        started_at = perf_counter()
+        started_at = _clock()
         # A refusal from here on (CSRF, a bad body) is counted under this route.
         self._decided = steering.decision
         if steering.refusal is not None:
@@ -815,7 +818,7 @@ class ClientConnection(asyncio.Protocol):
         worker = self.worker
         is_new = decision.is_new_side or decision.backend == worker.new_backend
         status = exchange.status
-        elapsed = perf_counter() - exchange.started_at
+        elapsed = _clock() - exchange.started_at
         self.traffic.count(decision.route, is_new, status, elapsed)
         slo_targets = worker.snapshot.slo_targets.get(decision.route or "")
         if slo_targets is not None:
@@ -925,7 +928,7 @@ class ClientConnection(asyncio.Protocol):
         self.counters.inc("client_requests_rejected_total", str(error.status))
         exchange = self.parsing
         started = exchange.started_at if exchange is not None else 0.0
-        elapsed = perf_counter() - started if started else 0.0
+        elapsed = _clock() - started if started else 0.0
         metrics = self.metrics
         if metrics is not None:
             decided = exchange.decision if exchange is not None else self._decided
@@ -1004,7 +1007,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
 
-_REJECT_TITLES = {
+_REJECT_TITLES: Final = {
     400: "Bad Request",
     403: "Forbidden",
     405: "Method Not Allowed",

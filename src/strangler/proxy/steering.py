@@ -18,7 +18,7 @@ import functools
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from strangler.identity.bridge import SAFE_METHODS, IdentityBridge, RequestFacts
 from strangler.identity.rails_session import AnonymousReason, SessionOutcome, session_user_id
@@ -49,9 +49,9 @@ _getrandbits = random.getrandbits
 _randrange = random.randrange
 
 # What `retry_on_legacy` may send twice: RFC 9110 §9.2.1 safe methods a browser sends.
-IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
-_METHOD_NAMES: dict[bytes, str] = {
+_METHOD_NAMES: Final[dict[bytes, str]] = {
     m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")
 }
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 
 from strangler.proxy.failures import FailureKind
-from strangler.proxy.headers import CRLF, R_LENGTH, R_SKIP, R_TE, RESPONSE_SPECIAL
+from strangler.proxy.headers import R_LENGTH, R_SKIP, R_TE, RESPONSE_SPECIAL, add_header
 from strangler.proxy.tasks import TaskSet
 from strangler.proxy.tls_session import keep_session
 from strangler.runtime.snapshot import BackendTarget
@@ -208,7 +208,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         kind = RESPONSE_SPECIAL.get(name.lower())
         if kind is None:
-            self.head_parts += (name, b": ", value, CRLF)
+            add_header(self.head_parts, name, value)
         elif kind != R_SKIP:
             self.special_headers.append((kind, name, value))
 

@@ -26,16 +26,22 @@ MAX_CHUNK_LINE_BYTES: Final = 4096
 # A request line or trailer longer than this is left to the parser's own header limits.
 _MAX_LINE_BYTES: Final = 1 << 16
 
-(
-    _REQUEST_LINE,  # before a message: CRLFs to skip (RFC 9112 §2.2), then the request line
-    _HEAD,  # after the request line, looking for the CRLF CRLF that ends the head
-    _AWAIT_FRAMING,  # the head was handed to the parser; expect_body says what follows
-    _BODY,  # `remaining` bytes of a Content-Length body
-    _CHUNK_LINE,  # a chunk-size line
-    _CHUNK_DATA,  # `remaining` bytes of chunk data and its CRLF
-    _TRAILERS,  # trailer lines after the last chunk, until an empty one
-    _ASIDE,  # upgraded: not HTTP/1.1 any more
-) = range(8)
+# before a message: CRLFs to skip (RFC 9112 §2.2), then the request line
+_REQUEST_LINE: Final = 0
+# after the request line, looking for the CRLF CRLF that ends the head
+_HEAD: Final = 1
+# the head was handed to the parser; expect_body says what follows
+_AWAIT_FRAMING: Final = 2
+# `remaining` bytes of a Content-Length body
+_BODY: Final = 3
+# a chunk-size line
+_CHUNK_LINE: Final = 4
+# `remaining` bytes of chunk data and its CRLF
+_CHUNK_DATA: Final = 5
+# trailer lines after the last chunk, until an empty one
+_TRAILERS: Final = 6
+# upgraded: not HTTP/1.1 any more
+_ASIDE: Final = 7
 
 
 class WireGuard:

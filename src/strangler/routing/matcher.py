@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 from strangler.routing.pattern import (
     Alternative,
@@ -39,9 +40,9 @@ from strangler.routing.pattern import (
 )
 
 # "No route": larger than any route index, so `index < best` needs no None checks.
-_MISS = sys.maxsize
+_MISS: Final = sys.maxsize
 # `"/".split("/")` has an empty second segment, which no route expects; the root path has none.
-_ROOT_SEGMENTS = [""]
+_ROOT_SEGMENTS: Final = [""]
 
 
 class _Node:

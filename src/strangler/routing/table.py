@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from strangler.routing.faults import FaultPlan
 from strangler.routing.matcher import RouteMatcher
@@ -160,4 +161,4 @@ def _faults_on(faults: FaultPlan | None, *, is_new: bool) -> FaultPlan | None:
     return faults
 
 
-_NEW_SIDE_STAGES = frozenset({Stage.NEW, Stage.RETIRED})
+_NEW_SIDE_STAGES: Final = frozenset({Stage.NEW, Stage.RETIRED})
