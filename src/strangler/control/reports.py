@@ -101,11 +101,11 @@ def rollout_report(
     blocks it, the drill in force (null when none, or expired), and its latest verdicts and
     audit entries. UnknownRoute if no such route."""
     service = ControlService(store, base)
-    unit = service.unit(name).unit
     # The audit before the state: a change writes both in one transaction, so a state read
     # after the audit is at least as new as the audit's newest entry (never "rolled back" in
-    # the audit while the state still says running).
-    changes = [c.to_json() for c in store.audit(unit, limit=audit)]
+    # the audit while the state still says running). service.audit finds the unit from the
+    # YAML alone; service.unit reads every unit's state, once.
+    changes = [c.to_json() for c in service.audit(name, limit=audit)]
     state = service.unit(name)
     plans = service.effective().canary_groups()
     plan = plans.get(state.unit)
